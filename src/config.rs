@@ -1,0 +1,1068 @@
+//! Layered, strict configuration: `config/default.toml` → `--config FILE` → `ROLLBOT__…` env.
+//!
+//! The `config` crate merges the layers; this module then walks the merged tree once, turning it
+//! into typed [`Settings`] and collecting *every* problem (unknown key, wrong type, invalid value,
+//! secret in plain text) with its key path and the layer it came from, so an operator fixes a
+//! config in one pass instead of one error per restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat, Value, ValueKind};
+
+use crate::checks::{CheckKind, CheckSpec};
+use crate::domain::model::{ImageRef, RegistryHost, Tag};
+use crate::secret::Secret;
+
+/// The documented defaults, compiled in so the binary works without any file on disk.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Everything rollbot reads from configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub rollback: RollbackSettings,
+    pub log: LogSettings,
+    /// Per registry host (`registry.example.com`, `127.0.0.1:5000`, `docker.io`).
+    pub registries: BTreeMap<RegistryHost, RegistrySettings>,
+    /// The allowlist, by alias.
+    pub images: BTreeMap<String, ImageSettings>,
+    /// Where `docker login` keeps credentials: `$DOCKER_CONFIG/config.json` or
+    /// `$HOME/.docker/config.json`, read from the environment at load time.
+    pub docker_config_default: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RollbackSettings {
+    /// Recovery-time objective: the budget every report is measured against.
+    pub rto: Duration,
+    /// Floating tags moved when neither the image entry nor `--tag` names any.
+    pub tags: Vec<Tag>,
+    /// Timeout of one registry request (connect + answer).
+    pub registry_timeout: Duration,
+    /// Timeout of a health check that does not set its own.
+    pub check_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// A `tracing` filter such as `warn` or `rollbot=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrySettings {
+    /// Plain HTTP instead of HTTPS.
+    pub insecure: bool,
+    pub auth: AuthSettings,
+}
+
+/// Where the credentials for one registry come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthSettings {
+    /// The Docker credentials file if it has an entry for the host, else anonymous.
+    Auto {
+        docker_config: Option<PathBuf>,
+    },
+    Anonymous,
+    /// User name and password, the password read from an environment variable or a file.
+    Basic {
+        username: String,
+        password: Secret,
+        /// Where the password came from, for error messages (never the password itself).
+        source: String,
+    },
+    /// The Docker credentials file (`auths`, `credHelpers`, `credsStore`); it must have an entry.
+    DockerConfig {
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageSettings {
+    pub alias: String,
+    pub image: ImageRef,
+    /// Floating tags to move; `None` means the global `rollback.tags`.
+    pub tags: Option<Vec<Tag>>,
+    pub checks: Vec<CheckSpec>,
+}
+
+impl Settings {
+    /// The registry settings for `host`, or the defaults (HTTPS, auto credentials).
+    pub fn registry(&self, host: &RegistryHost) -> RegistrySettings {
+        self.registries
+            .get(host)
+            .cloned()
+            .unwrap_or(RegistrySettings {
+                insecure: false,
+                auth: AuthSettings::Auto {
+                    docker_config: None,
+                },
+            })
+    }
+
+    /// The allowlist entry for an alias or for the image it names.
+    pub fn image_entry(&self, image: &ImageRef) -> Option<&ImageSettings> {
+        self.images.values().find(|entry| entry.image == *image)
+    }
+
+    /// Resolves `text` as an alias or as `host[:port]/repo`.
+    ///
+    /// # Errors
+    /// Neither a known alias nor a valid image reference. A bare word is reported as an unknown
+    /// alias and lists the configured ones.
+    pub fn resolve_image(&self, text: &str) -> Result<(ImageRef, Option<&ImageSettings>), String> {
+        if let Some(entry) = self.images.get(text) {
+            return Ok((entry.image.clone(), Some(entry)));
+        }
+        if !text.contains('/') {
+            let known: Vec<&str> = self.images.keys().map(String::as_str).collect();
+            let hint = if known.is_empty() {
+                "no aliases are configured ([images.<alias>] in the config)".to_owned()
+            } else {
+                format!("configured aliases: {}", known.join(", "))
+            };
+            return Err(format!(
+                "unknown image alias '{text}' ({hint}); or give the image as host[:port]/repository"
+            ));
+        }
+        let image = ImageRef::parse(text).map_err(|e| e.to_string())?;
+        let entry = self.image_entry(&image);
+        Ok((image, entry))
+    }
+
+    /// The floating tags for an image: `--tag` values, else the image entry's, else the global.
+    pub fn floating_tags(&self, entry: Option<&ImageSettings>, explicit: &[Tag]) -> Vec<Tag> {
+        if !explicit.is_empty() {
+            return explicit.to_vec();
+        }
+        entry
+            .and_then(|e| e.tags.clone())
+            .unwrap_or_else(|| self.rollback.tags.clone())
+    }
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted key path, e.g. `images.app.checks[0].timeout`.
+    pub path: String,
+    pub message: String,
+    /// The layer the value came from (a file path, "the environment"), when known.
+    pub origin: Option<String>,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)?;
+        if let Some(origin) = &self.origin {
+            write!(f, " (set in {origin})")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found in one load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "invalid config: {one}"),
+            many => {
+                write!(f, "invalid config ({} problems):", many.len())?;
+                for problem in many {
+                    write!(f, "\n  {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ConfigError {
+    fn single(path: &str, message: String) -> ConfigError {
+        ConfigError {
+            problems: vec![ConfigProblem {
+                path: path.to_owned(),
+                message,
+                origin: None,
+            }],
+        }
+    }
+}
+
+/// Loads defaults, then `file`, then `ROLLBOT__SECTION__KEY` variables from `env`.
+///
+/// `env` is also where `password_env` variables, `DOCKER_CONFIG` and `HOME` are looked up, so
+/// tests can pass their own environment.
+///
+/// # Errors
+/// Every problem found, at once: an unreadable or malformed file, unknown keys, invalid values,
+/// missing secrets.
+pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+    let mut builder = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+    if let Some(path) = file {
+        if let Err(error) = std::fs::metadata(path) {
+            return Err(ConfigError::single(
+                "--config",
+                format!("cannot read {}: {error}", path.display()),
+            ));
+        }
+        builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+    }
+    // Only ROLLBOT__… is config; ROLLBOT_SOMETHING (one underscore) stays free for secrets that
+    // password_env points at. See api-facts.md §6.2 on the prefix separator.
+    let overrides: config::Map<String, String> = env
+        .iter()
+        .filter(|(key, _)| key.starts_with("ROLLBOT__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    builder = builder.add_source(
+        Environment::with_prefix("ROLLBOT")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(overrides)),
+    );
+    let merged = builder
+        .build()
+        .map_err(|error| ConfigError::single("config", error.to_string()))?;
+
+    let mut walker = Walker {
+        problems: Vec::new(),
+        env,
+    };
+    let settings = walker.settings(&merged.cache);
+    match settings {
+        Some(settings) if walker.problems.is_empty() => Ok(settings),
+        _ => {
+            let mut problems = walker.problems;
+            problems.sort_by(|a, b| a.path.cmp(&b.path));
+            problems.dedup();
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+/// Loads with the process environment.
+///
+/// # Errors
+/// See [`load`].
+pub fn load_from_process_env(file: Option<&Path>) -> Result<Settings, ConfigError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    load(file, &env)
+}
+
+/// Walks the merged tree; each method reports what is wrong at its path and returns `None`.
+struct Walker<'e> {
+    problems: Vec<ConfigProblem>,
+    env: &'e HashMap<String, String>,
+}
+
+const TOP_KEYS: &[&str] = &["rollback", "log", "registries", "images"];
+const ROLLBACK_KEYS: &[&str] = &["rto", "tags", "registry_timeout", "check_timeout"];
+const LOG_KEYS: &[&str] = &["level"];
+const REGISTRY_KEYS: &[&str] = &[
+    "insecure",
+    "auth",
+    "username",
+    "password_env",
+    "password_file",
+    "docker_config",
+];
+const IMAGE_KEYS: &[&str] = &["image", "tags", "checks"];
+const CHECK_KEYS: &[&str] = &[
+    "name",
+    "command",
+    "http",
+    "expect_status",
+    "timeout",
+    "attempts",
+    "interval",
+];
+
+impl Walker<'_> {
+    fn problem(&mut self, path: &str, value: Option<&Value>, message: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            path: path.to_owned(),
+            message: message.into(),
+            origin: value.and_then(origin_of),
+        });
+    }
+
+    fn settings(&mut self, root: &Value) -> Option<Settings> {
+        let table = self.table("(root)", root, TOP_KEYS)?;
+        let rollback = self.rollback(table.get("rollback"));
+        let log = self.log(table.get("log"));
+        let registries = self.registries(table.get("registries"));
+        let images = self.images(table.get("images"), rollback.as_ref());
+        let docker_config_default = self
+            .env
+            .get("DOCKER_CONFIG")
+            .map(|dir| Path::new(dir).join("config.json"))
+            .or_else(|| {
+                self.env
+                    .get("HOME")
+                    .map(|home| Path::new(home).join(".docker/config.json"))
+            });
+        Some(Settings {
+            rollback: rollback?,
+            log: log?,
+            registries,
+            images,
+            docker_config_default,
+        })
+    }
+
+    fn rollback(&mut self, value: Option<&Value>) -> Option<RollbackSettings> {
+        let table = self.table("rollback", value?, ROLLBACK_KEYS)?;
+        let rto = self.required(table, "rollback", "rto", Self::duration);
+        let tags = self.required(table, "rollback", "tags", Self::tags);
+        let registry_timeout = self.required(table, "rollback", "registry_timeout", Self::duration);
+        let check_timeout = self.required(table, "rollback", "check_timeout", Self::duration);
+        if tags.as_ref().is_some_and(Vec::is_empty) {
+            self.problem(
+                "rollback.tags",
+                table.get("tags"),
+                "at least one floating tag is needed",
+            );
+        }
+        Some(RollbackSettings {
+            rto: rto?,
+            tags: tags?,
+            registry_timeout: registry_timeout?,
+            check_timeout: check_timeout?,
+        })
+    }
+
+    fn log(&mut self, value: Option<&Value>) -> Option<LogSettings> {
+        let table = self.table("log", value?, LOG_KEYS)?;
+        let level = self.required(table, "log", "level", Self::string)?;
+        if level
+            .parse::<tracing_subscriber::filter::Targets>()
+            .is_err()
+        {
+            self.problem(
+                "log.level",
+                table.get("level"),
+                format!("'{level}' is not a log filter; use error, warn, info, debug or trace"),
+            );
+            return None;
+        }
+        Some(LogSettings { level })
+    }
+
+    fn registries(&mut self, value: Option<&Value>) -> BTreeMap<RegistryHost, RegistrySettings> {
+        let mut registries = BTreeMap::new();
+        let Some(table) = value.and_then(|v| self.map("registries", v)) else {
+            return registries;
+        };
+        for (key, entry) in sorted(table) {
+            let path = format!("registries.\"{key}\"");
+            let host = match RegistryHost::parse(key) {
+                Ok(host) => host,
+                Err(error) => {
+                    self.problem(&path, Some(entry), error.to_string());
+                    continue;
+                }
+            };
+            if let Some(settings) = self.registry(&path, entry) {
+                if registries.insert(host.clone(), settings).is_some() {
+                    self.problem(
+                        &path,
+                        Some(entry),
+                        format!("{host} is configured twice (host names are case-insensitive)"),
+                    );
+                }
+            }
+        }
+        registries
+    }
+
+    fn registry(&mut self, path: &str, value: &Value) -> Option<RegistrySettings> {
+        let table = self.table(path, value, REGISTRY_KEYS)?;
+        if let Some(password) = table.get("password") {
+            // Reported instead of "unknown key" because this is a likely, dangerous mistake.
+            self.problem(
+                &format!("{path}.password"),
+                Some(password),
+                "plain-text passwords are not accepted in config; use password_env (name of an environment variable) or password_file",
+            );
+        }
+        let insecure = self
+            .optional(table, path, "insecure", Self::bool)
+            .unwrap_or(false);
+        let mode = self.optional(table, path, "auth", Self::string);
+        let username = self.optional(table, path, "username", Self::string);
+        let password_env = self.optional(table, path, "password_env", Self::string);
+        let password_file = self.optional(table, path, "password_file", Self::string);
+        let docker_config = self
+            .optional(table, path, "docker_config", Self::string)
+            .map(PathBuf::from);
+        let mode = mode.unwrap_or_else(|| {
+            if username.is_some() {
+                "basic".to_owned()
+            } else {
+                "auto".to_owned()
+            }
+        });
+        let auth_path = format!("{path}.auth");
+        let basic_only = |walker: &mut Self, key: &str| {
+            if table.contains_key(key) {
+                walker.problem(
+                    &format!("{path}.{key}"),
+                    table.get(key),
+                    format!("only used with auth = \"basic\" (auth is \"{mode}\")"),
+                );
+            }
+        };
+        let auth = match mode.as_str() {
+            "auto" | "docker-config" | "anonymous" => {
+                for key in ["username", "password_env", "password_file"] {
+                    basic_only(self, key);
+                }
+                match mode.as_str() {
+                    "auto" => AuthSettings::Auto { docker_config },
+                    "docker-config" => AuthSettings::DockerConfig {
+                        path: docker_config,
+                    },
+                    _ => {
+                        if table.contains_key("docker_config") {
+                            self.problem(
+                                &format!("{path}.docker_config"),
+                                table.get("docker_config"),
+                                "not used with auth = \"anonymous\"",
+                            );
+                        }
+                        AuthSettings::Anonymous
+                    }
+                }
+            }
+            "basic" => {
+                if table.contains_key("docker_config") {
+                    self.problem(
+                        &format!("{path}.docker_config"),
+                        table.get("docker_config"),
+                        "not used with auth = \"basic\"",
+                    );
+                }
+                let Some(username) = username else {
+                    self.problem(
+                        &format!("{path}.username"),
+                        None,
+                        "required with auth = \"basic\"",
+                    );
+                    return None;
+                };
+                let (password, source) = match (password_env, password_file) {
+                    (Some(var), None) => match self.env.get(&var) {
+                        Some(value) if !value.is_empty() => (
+                            Secret::new(value.clone()),
+                            format!("environment variable {var}"),
+                        ),
+                        _ => {
+                            self.problem(
+                                &format!("{path}.password_env"),
+                                table.get("password_env"),
+                                format!("environment variable {var} is not set or empty"),
+                            );
+                            return None;
+                        }
+                    },
+                    (None, Some(file)) => match std::fs::read_to_string(&file) {
+                        // A trailing newline is how `echo pw > file` and most secret mounts end.
+                        Ok(text) if !text.trim_end_matches(['\n', '\r']).is_empty() => (
+                            Secret::new(text.trim_end_matches(['\n', '\r'])),
+                            format!("file {file}"),
+                        ),
+                        Ok(_) => {
+                            self.problem(
+                                &format!("{path}.password_file"),
+                                table.get("password_file"),
+                                format!("{file} is empty"),
+                            );
+                            return None;
+                        }
+                        Err(error) => {
+                            self.problem(
+                                &format!("{path}.password_file"),
+                                table.get("password_file"),
+                                format!("cannot read {file}: {error}"),
+                            );
+                            return None;
+                        }
+                    },
+                    (Some(_), Some(_)) => {
+                        self.problem(
+                            path,
+                            Some(value),
+                            "set either password_env or password_file, not both",
+                        );
+                        return None;
+                    }
+                    (None, None) => {
+                        self.problem(
+                            path,
+                            Some(value),
+                            "auth = \"basic\" needs password_env or password_file",
+                        );
+                        return None;
+                    }
+                };
+                AuthSettings::Basic {
+                    username,
+                    password,
+                    source,
+                }
+            }
+            other => {
+                self.problem(
+                    &auth_path,
+                    table.get("auth"),
+                    format!(
+                        "'{other}' is not an auth mode; use auto, anonymous, basic or docker-config"
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(RegistrySettings { insecure, auth })
+    }
+
+    fn images(
+        &mut self,
+        value: Option<&Value>,
+        rollback: Option<&RollbackSettings>,
+    ) -> BTreeMap<String, ImageSettings> {
+        let mut images = BTreeMap::new();
+        let Some(table) = value.and_then(|v| self.map("images", v)) else {
+            return images;
+        };
+        let default_check_timeout = rollback.map_or(Duration::from_secs(60), |r| r.check_timeout);
+        for (alias, entry) in sorted(table) {
+            let path = format!("images.{alias}");
+            let alias_ok = !alias.is_empty()
+                && alias.len() <= 64
+                && alias.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !alias_ok {
+                // Lowercase only: environment overrides arrive lowercased and must hit the same key.
+                self.problem(
+                    &path,
+                    Some(entry),
+                    "an alias is 1-64 lowercase letters, digits, '-' or '_'",
+                );
+                continue;
+            }
+            let Some(table) = self.table(&path, entry, IMAGE_KEYS) else {
+                continue;
+            };
+            let image = self
+                .required(table, &path, "image", Self::string)
+                .and_then(|text| match ImageRef::parse(&text) {
+                    Ok(image) => Some(image),
+                    Err(error) => {
+                        self.problem(
+                            &format!("{path}.image"),
+                            table.get("image"),
+                            error.to_string(),
+                        );
+                        None
+                    }
+                });
+            let tags = self.optional(table, &path, "tags", Self::tags);
+            if tags.as_ref().is_some_and(Vec::is_empty) {
+                self.problem(
+                    &format!("{path}.tags"),
+                    table.get("tags"),
+                    "leave tags out to use rollback.tags, or name at least one",
+                );
+            }
+            let checks = match table.get("checks") {
+                None => Vec::new(),
+                Some(value) => self.checks(&format!("{path}.checks"), value, default_check_timeout),
+            };
+            if let Some(image) = image {
+                images.insert(
+                    alias.clone(),
+                    ImageSettings {
+                        alias: alias.clone(),
+                        image,
+                        tags,
+                        checks,
+                    },
+                );
+            }
+        }
+        let mut seen: HashMap<&ImageRef, &str> = HashMap::new();
+        let mut duplicates = Vec::new();
+        for (alias, entry) in &images {
+            if let Some(first) = seen.insert(&entry.image, alias) {
+                duplicates.push((alias.clone(), first.to_owned(), entry.image.to_string()));
+            }
+        }
+        for (alias, first, image) in duplicates {
+            self.problem(
+                &format!("images.{alias}.image"),
+                None,
+                format!("{image} is already configured as images.{first}"),
+            );
+        }
+        images
+    }
+
+    fn checks(&mut self, path: &str, value: &Value, default_timeout: Duration) -> Vec<CheckSpec> {
+        let ValueKind::Array(items) = &value.kind else {
+            self.problem(
+                path,
+                Some(value),
+                "expected a list of checks ([[images.<alias>.checks]] tables)",
+            );
+            return Vec::new();
+        };
+        let mut checks = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let path = format!("{path}[{index}]");
+            let Some(table) = self.table(&path, item, CHECK_KEYS) else {
+                continue;
+            };
+            let name = self.required(table, &path, "name", Self::string);
+            let command = self.optional(table, &path, "command", Self::string_list);
+            let http = self.optional(table, &path, "http", Self::string);
+            let expect_status = self.optional(table, &path, "expect_status", Self::status);
+            let timeout = self
+                .optional(table, &path, "timeout", Self::duration)
+                .unwrap_or(default_timeout);
+            let attempts = self
+                .optional(table, &path, "attempts", Self::count)
+                .unwrap_or(1);
+            let interval = self
+                .optional(table, &path, "interval", Self::duration)
+                .unwrap_or(Duration::from_secs(5));
+            let kind = match (command, http) {
+                (Some(argv), None) => {
+                    if expect_status.is_some() {
+                        self.problem(
+                            &format!("{path}.expect_status"),
+                            table.get("expect_status"),
+                            "only used with http checks",
+                        );
+                    }
+                    if argv.is_empty() {
+                        self.problem(
+                            &format!("{path}.command"),
+                            table.get("command"),
+                            "needs at least the program to run",
+                        );
+                        continue;
+                    }
+                    CheckKind::Command { argv }
+                }
+                (None, Some(url)) => CheckKind::Http {
+                    url,
+                    expect_status: expect_status.unwrap_or(200),
+                },
+                (Some(_), Some(_)) => {
+                    self.problem(
+                        &path,
+                        Some(item),
+                        "a check has either command or http, not both",
+                    );
+                    continue;
+                }
+                (None, None) => {
+                    if !table.contains_key("command") && !table.contains_key("http") {
+                        self.problem(
+                            &path,
+                            Some(item),
+                            "a check needs command = [\"program\", \"arg\", …] or http = \"https://…\"",
+                        );
+                    }
+                    continue;
+                }
+            };
+            let Some(name) = name else { continue };
+            if names.contains(&name) {
+                self.problem(
+                    &format!("{path}.name"),
+                    table.get("name"),
+                    format!("another check is already named '{name}'"),
+                );
+                continue;
+            }
+            names.push(name.clone());
+            let spec = CheckSpec {
+                name,
+                kind,
+                timeout,
+                attempts,
+                interval,
+            };
+            if let Err(message) = spec.validate() {
+                self.problem(&path, Some(item), message);
+                continue;
+            }
+            checks.push(spec);
+        }
+        checks
+    }
+
+    // ---- typed leaves -------------------------------------------------------------------
+
+    fn required<T>(
+        &mut self,
+        table: &config::Map<String, Value>,
+        path: &str,
+        key: &str,
+        parse: fn(&mut Self, &str, &Value) -> Option<T>,
+    ) -> Option<T> {
+        let full = format!("{path}.{key}");
+        match table.get(key) {
+            Some(value) => parse(self, &full, value),
+            None => {
+                self.problem(&full, None, "missing");
+                None
+            }
+        }
+    }
+
+    fn optional<T>(
+        &mut self,
+        table: &config::Map<String, Value>,
+        path: &str,
+        key: &str,
+        parse: fn(&mut Self, &str, &Value) -> Option<T>,
+    ) -> Option<T> {
+        let full = format!("{path}.{key}");
+        table.get(key).and_then(|value| parse(self, &full, value))
+    }
+
+    fn map<'v>(&mut self, path: &str, value: &'v Value) -> Option<&'v config::Map<String, Value>> {
+        match &value.kind {
+            ValueKind::Table(table) => Some(table),
+            _ => {
+                self.problem(path, Some(value), "expected a table");
+                None
+            }
+        }
+    }
+
+    fn table<'v>(
+        &mut self,
+        path: &str,
+        value: &'v Value,
+        allowed: &[&str],
+    ) -> Option<&'v config::Map<String, Value>> {
+        let table = self.map(path, value)?;
+        for (key, value) in sorted(table) {
+            // `password` in a registry table gets its own, sharper message in `registry`.
+            let reported_elsewhere = key == "password" && allowed.contains(&"password_env");
+            if allowed.contains(&key.as_str()) || reported_elsewhere {
+                continue;
+            }
+            let full = if path == "(root)" {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            let message = match closest(key, allowed) {
+                Some(suggestion) => format!("unknown key (did you mean '{suggestion}'?)"),
+                None => format!("unknown key (known keys here: {})", allowed.join(", ")),
+            };
+            self.problem(&full, Some(value), message);
+        }
+        Some(table)
+    }
+
+    fn string(&mut self, path: &str, value: &Value) -> Option<String> {
+        match &value.kind {
+            ValueKind::String(text) => Some(text.clone()),
+            _ => {
+                self.problem(path, Some(value), "expected a string");
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, path: &str, value: &Value) -> Option<bool> {
+        match &value.kind {
+            ValueKind::Boolean(flag) => Some(*flag),
+            // Environment overrides are always strings.
+            ValueKind::String(text) if text == "true" => Some(true),
+            ValueKind::String(text) if text == "false" => Some(false),
+            _ => {
+                self.problem(path, Some(value), "expected true or false");
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, path: &str, value: &Value) -> Option<i64> {
+        match &value.kind {
+            ValueKind::I64(n) => Some(*n),
+            ValueKind::U64(n) => i64::try_from(*n).ok(),
+            ValueKind::String(text) => text.parse().ok().or_else(|| {
+                self.problem(path, Some(value), "expected a whole number");
+                None
+            }),
+            _ => {
+                self.problem(path, Some(value), "expected a whole number");
+                None
+            }
+        }
+    }
+
+    fn status(&mut self, path: &str, value: &Value) -> Option<u16> {
+        let n = self.integer(path, value)?;
+        match u16::try_from(n) {
+            Ok(status) if (100..=599).contains(&status) => Some(status),
+            _ => {
+                self.problem(
+                    path,
+                    Some(value),
+                    format!("{n} is not an HTTP status (100-599)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, path: &str, value: &Value) -> Option<u32> {
+        let n = self.integer(path, value)?;
+        match u32::try_from(n) {
+            Ok(count) if (1..=100).contains(&count) => Some(count),
+            _ => {
+                self.problem(path, Some(value), format!("{n} is not between 1 and 100"));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, path: &str, value: &Value) -> Option<Duration> {
+        let text = self.string(path, value)?;
+        match humantime::parse_duration(&text) {
+            Ok(duration) if !duration.is_zero() => Some(duration),
+            Ok(_) => {
+                self.problem(path, Some(value), "must be longer than zero");
+                None
+            }
+            Err(error) => {
+                self.problem(
+                    path,
+                    Some(value),
+                    format!(
+                        "'{text}' is not a duration ({error}); write e.g. \"30s\", \"15m\", \"1h\""
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A list of strings; a single string (from the environment) is split on commas.
+    fn string_list(&mut self, path: &str, value: &Value) -> Option<Vec<String>> {
+        match &value.kind {
+            ValueKind::Array(items) => {
+                let mut out = Vec::new();
+                let mut ok = true;
+                for (index, item) in items.iter().enumerate() {
+                    match self.string(&format!("{path}[{index}]"), item) {
+                        Some(text) => out.push(text),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(out)
+            }
+            ValueKind::String(text) => Some(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            _ => {
+                self.problem(path, Some(value), "expected a list of strings");
+                None
+            }
+        }
+    }
+
+    fn tags(&mut self, path: &str, value: &Value) -> Option<Vec<Tag>> {
+        let texts = self.string_list(path, value)?;
+        let mut tags = Vec::new();
+        let mut ok = true;
+        for text in texts {
+            match Tag::parse(&text) {
+                Ok(tag) if !tags.contains(&tag) => tags.push(tag),
+                Ok(tag) => {
+                    self.problem(path, Some(value), format!("tag '{tag}' is listed twice"));
+                    ok = false;
+                }
+                Err(error) => {
+                    self.problem(path, Some(value), error.to_string());
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(tags)
+    }
+}
+
+fn origin_of(value: &Value) -> Option<String> {
+    value.origin().map(str::to_owned)
+}
+
+fn sorted(table: &config::Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
+}
+
+/// The allowed key closest to a misspelt one, if it is close enough to be a likely typo.
+fn closest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|candidate| (edit_distance(key, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 4))
+        .min()
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rollbot.toml");
+        std::fs::write(&path, toml).expect("write");
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        load(Some(&path), &env)
+    }
+
+    #[test]
+    fn defaults_load_on_their_own() {
+        let settings = load(None, &HashMap::new()).expect("defaults are valid");
+        assert_eq!(settings.rollback.rto, Duration::from_secs(15 * 60));
+        assert_eq!(
+            settings.rollback.tags,
+            vec![Tag::parse("latest").expect("tag")]
+        );
+        assert!(settings.images.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_files_and_files_override_defaults() {
+        let settings = load_str(
+            "[rollback]\nrto = \"5m\"\ntags = [\"latest\", \"stable\"]\n",
+            &[("ROLLBOT__ROLLBACK__RTO", "7m"), ("ROLLBOT_IGNORED", "x")],
+        )
+        .expect("valid");
+        assert_eq!(settings.rollback.rto, Duration::from_secs(7 * 60));
+        assert_eq!(settings.rollback.tags.len(), 2);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_path() {
+        let error = load_str(
+            r#"
+[rollback]
+rto = "soon"
+tagz = ["latest"]
+
+[registries."registry.example.com"]
+password = "hunter2"
+auth = "basic"
+username = "bot"
+password_env = "MISSING_VAR"
+
+[images.app]
+image = "acme/app"
+tags = ["bad tag"]
+
+[[images.app.checks]]
+name = "x"
+command = ["true", "{imgae}"]
+"#,
+            &[],
+        )
+        .expect_err("invalid");
+        let text = error.to_string();
+        for expected in [
+            "rollback.rto: 'soon' is not a duration",
+            "rollback.tagz: unknown key (did you mean 'tags'?)",
+            "registries.\"registry.example.com\".password: plain-text passwords are not accepted",
+            "registries.\"registry.example.com\".password_env: environment variable MISSING_VAR is not set",
+            "images.app.image: image 'acme/app' is not valid",
+            "images.app.tags: tag 'bad tag' is not valid",
+            "images.app.checks[0]: unknown placeholder {imgae}",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert!(text.contains("(set in "), "origins are named:\n{text}");
+        assert!(!text.contains("hunter2"), "secrets never echo:\n{text}");
+    }
+
+    #[test]
+    fn basic_auth_reads_the_password_from_env_or_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").expect("write");
+        let toml = format!(
+            "[registries.\"a.example\"]\nusername = \"u\"\npassword_env = \"PW\"\n\
+             [registries.\"b.example:5000\"]\nauth = \"basic\"\nusername = \"u\"\npassword_file = \"{}\"\ninsecure = true\n",
+            file.display()
+        );
+        let settings = load_str(&toml, &[("PW", "from-env")]).expect("valid");
+        let a = settings.registry(&RegistryHost::parse("a.example").expect("host"));
+        let b = settings.registry(&RegistryHost::parse("b.example:5000").expect("host"));
+        match (a.auth, b.auth) {
+            (
+                AuthSettings::Basic { password: pa, .. },
+                AuthSettings::Basic { password: pb, .. },
+            ) => {
+                assert_eq!(pa.expose(), "from-env");
+                assert_eq!(pb.expose(), "from-file");
+            }
+            other => panic!("expected basic auth, got {other:?}"),
+        }
+        assert!(b.insecure);
+    }
+
+    #[test]
+    fn aliases_resolve_and_unknown_ones_say_what_exists() {
+        let settings = load_str(
+            "[images.app]\nimage = \"registry.example.com/acme/app\"\ntags = [\"latest\", \"stable\"]\n",
+            &[],
+        )
+        .expect("valid");
+        let (image, entry) = settings.resolve_image("app").expect("alias");
+        assert_eq!(image.to_string(), "registry.example.com/acme/app");
+        assert_eq!(settings.floating_tags(entry, &[]).len(), 2);
+        let error = settings.resolve_image("ap").expect_err("unknown");
+        assert!(error.contains("configured aliases: app"), "{error}");
+    }
+}

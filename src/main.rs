@@ -1,0 +1,37 @@
+//! The `rollbot` binary: parse the command line, load config, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use rollbot::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match rollbot::config::load_from_process_env(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = match cli.verbose {
+        0 => settings.log.level.clone(),
+        1 => "info".to_owned(),
+        _ => "debug".to_owned(),
+    };
+    rollbot::init_logging(&level);
+    // One thread: a CLI run is a short chain of requests, and a current-thread runtime avoids
+    // cross-thread wake-ups (measured in registry-notes.md).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(3);
+        }
+    };
+    let code = runtime.block_on(cli::run(cli.command, &settings));
+    ExitCode::from(code)
+}

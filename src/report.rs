@@ -1,0 +1,130 @@
+//! Plain-text rendering of pipeline progress and reports for the CLI (the JSON form is the
+//! `Report` itself, serialised).
+
+use std::fmt::Write as _;
+
+use crate::domain::model::Digest;
+use crate::pipeline::{Outcome, Plan, Progress, Report, StepReport};
+
+/// The lines to print for one progress event.
+pub fn progress(event: &Progress<'_>) -> String {
+    match event {
+        Progress::Planned(plan, step) => {
+            let mut out = step_line(step);
+            out.push_str(&plan_lines(plan));
+            out
+        }
+        Progress::TagMoved { tag, duration } => {
+            format!("  moved {tag} ({} ms)\n", duration.as_millis())
+        }
+        Progress::Step(step) => step_line(step),
+        Progress::Check(check) => format!(
+            "  {} {} ({}, {} ms{}): {}\n",
+            if check.passed { "passed" } else { "FAILED" },
+            check.name,
+            check.kind,
+            check.duration_ms,
+            if check.attempts > 1 {
+                format!(", {} attempts", check.attempts)
+            } else {
+                String::new()
+            },
+            check.detail
+        ),
+    }
+}
+
+fn step_line(step: &StepReport) -> String {
+    format!(
+        "{:<7} {:<6} {:>6} ms  {}\n",
+        step.name,
+        if step.ok { "ok" } else { "FAILED" },
+        step.duration_ms,
+        step.detail
+    )
+}
+
+/// The plan: target, platforms, and each tag's move.
+pub fn plan_lines(plan: &Plan) -> String {
+    let mut out = String::new();
+    let platforms = plan.platforms();
+    let _ = writeln!(
+        out,
+        "  image   {}\n  target  {} ({}{})",
+        plan.image,
+        plan.target.digest,
+        plan.target.media_type.describe(),
+        if platforms.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", platforms.join(", "))
+        }
+    );
+    for tag in &plan.tags {
+        if tag.already_at_target {
+            let _ = writeln!(out, "  {:<7} already at target", tag.tag.as_str());
+        } else {
+            let _ = writeln!(
+                out,
+                "  {:<7} {} -> {}",
+                tag.tag.as_str(),
+                tag.from,
+                plan.target.digest.short()
+            );
+        }
+    }
+    out
+}
+
+/// The closing lines: outcome, tag state after a failure, time against the RTO, registry cost.
+pub fn summary(report: &Report) -> String {
+    let mut out = String::new();
+    let headline = match report.outcome {
+        Outcome::Succeeded => "rolled back and verified".to_owned(),
+        Outcome::Verified => "verified".to_owned(),
+        Outcome::AlreadyAtTarget => "already at target; nothing written".to_owned(),
+        Outcome::DryRun => "dry run; nothing written".to_owned(),
+        Outcome::Declined | Outcome::NotConfirmed => "not confirmed; nothing written".to_owned(),
+        Outcome::BadInput | Outcome::PrecheckFailed => {
+            "stopped before any change; nothing written".to_owned()
+        }
+        Outcome::RetagFailed => "retag stopped part-way; tags now:".to_owned(),
+        Outcome::VerifyFailed => "tags moved, but verification failed".to_owned(),
+    };
+    let _ = writeln!(out, "{headline}");
+    if report.outcome == Outcome::RetagFailed {
+        for tag in &report.tags {
+            let _ = writeln!(
+                out,
+                "  {:<7} {} ({})",
+                tag.tag.as_str(),
+                tag.now.as_ref().map_or("unknown", Digest::as_str),
+                tag.status.replace('_', " ")
+            );
+        }
+    }
+    let requests = &report.registry.requests;
+    let _ = writeln!(
+        out,
+        "total {:.2} s, {}% of the {} RTO budget; registry: {} manifest GET, {} manifest HEAD, {} PUT, {} blob HEAD{}{}",
+        report.total_ms as f64 / 1000.0,
+        report.rto_used_percent,
+        humantime::format_duration(std::time::Duration::from_millis(report.rto_ms)),
+        requests.manifest_get,
+        requests.manifest_head,
+        requests.manifest_put,
+        requests.blob_head,
+        if requests.token > 0 {
+            format!(", {} token", requests.token)
+        } else {
+            String::new()
+        },
+        report
+            .registry
+            .ratelimit_remaining
+            .as_ref()
+            .map(|r| format!("; rate limit remaining {r}"))
+            .unwrap_or_default()
+    );
+    out
+}
