@@ -64,13 +64,7 @@ pub fn plan_lines(plan: &Plan) -> String {
         if tag.already_at_target {
             let _ = writeln!(out, "  {:<7} already at target", tag.tag.as_str());
         } else {
-            let _ = writeln!(
-                out,
-                "  {:<7} {} -> {}",
-                tag.tag.as_str(),
-                tag.from,
-                plan.target.digest.short()
-            );
+            let _ = writeln!(out, "  {:<7} {} -> target", tag.tag.as_str(), tag.from);
         }
     }
     out
@@ -89,6 +83,7 @@ pub fn summary(report: &Report) -> String {
             "stopped before any change; nothing written".to_owned()
         }
         Outcome::RetagFailed => "retag stopped part-way; tags now:".to_owned(),
+        Outcome::VerifyFailed if report.command == "verify" => "verification failed".to_owned(),
         Outcome::VerifyFailed => "tags moved, but verification failed".to_owned(),
     };
     let _ = writeln!(out, "{headline}");
@@ -106,9 +101,17 @@ pub fn summary(report: &Report) -> String {
     let requests = &report.registry.requests;
     let _ = writeln!(
         out,
-        "total {:.2} s, {}% of the {} RTO budget; registry: {} manifest GET, {} manifest HEAD, {} PUT, {} blob HEAD{}{}",
-        report.total_ms as f64 / 1000.0,
-        report.rto_used_percent,
+        "total {} ({} of the {} RTO budget); registry: {} manifest GET, {} manifest HEAD, {} PUT, {} blob HEAD{}{}",
+        if report.total_ms < 10_000 {
+            format!("{} ms", report.total_ms)
+        } else {
+            format!("{:.1} s", report.total_ms as f64 / 1000.0)
+        },
+        if report.rto_used_percent < 0.01 {
+            "<0.01%".to_owned()
+        } else {
+            format!("{}%", report.rto_used_percent)
+        },
         humantime::format_duration(std::time::Duration::from_millis(report.rto_ms)),
         requests.manifest_get,
         requests.manifest_head,

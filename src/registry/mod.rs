@@ -67,8 +67,13 @@ pub enum RegistryError {
     },
     #[error("repository {image} does not exist")]
     RepositoryUnknown { image: ImageRef },
-    #[error("{image} has no {what}")]
-    ManifestUnknown { image: ImageRef, what: String },
+    #[error("{image} has no {what}{hint}")]
+    ManifestUnknown {
+        image: ImageRef,
+        what: String,
+        /// e.g. ` (its tags include: latest, v1, v2)`, or empty.
+        hint: String,
+    },
     #[error("registry {registry} is rate limiting requests{}", retry_after.map(|s| format!("; retry in {s} s")).unwrap_or_default())]
     RateLimited {
         registry: RegistryHost,
@@ -128,6 +133,7 @@ pub struct RequestCounts {
     pub blob_head: u32,
     pub blob_upload: u32,
     pub token: u32,
+    pub tags_list: u32,
 }
 
 impl RequestCounts {
@@ -138,21 +144,25 @@ impl RequestCounts {
             + self.blob_head
             + self.blob_upload
             + self.token
+            + self.tags_list
     }
 }
 
+/// Request kinds; the discriminant is the counter slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    ManifestGet,
-    ManifestHead,
-    ManifestPut,
-    BlobHead,
-    BlobUpload,
+    ManifestGet = 0,
+    ManifestHead = 1,
+    ManifestPut = 2,
+    BlobHead = 3,
+    BlobUpload = 4,
+    Token = 5,
+    TagsList = 6,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
-    by_kind: [AtomicU32; 6],
+    by_kind: [AtomicU32; 7],
 }
 
 impl Counters {
@@ -169,11 +179,10 @@ impl Counters {
             blob_head: get(3),
             blob_upload: get(4),
             token: get(5),
+            tags_list: get(6),
         }
     }
 }
-
-const TOKEN_COUNTER: usize = 5;
 
 /// One request, described so it can be re-sent after an auth challenge or a retryable answer.
 struct Op<'a> {
@@ -371,7 +380,33 @@ impl RegistryClient {
         };
         let response = self.send(&op).await?;
         if !response.status().is_success() {
-            return Err(self.status_error(&op, response).await);
+            return Err(match self.status_error(&op, response).await {
+                RegistryError::ManifestUnknown { image, what, .. } => {
+                    // distribution answers MANIFEST_UNKNOWN for unknown repositories too; the
+                    // tag list tells them apart, and names what does exist.
+                    match self.list_tags(repository, 100).await {
+                        Err(error @ RegistryError::RepositoryUnknown { .. }) => error,
+                        Ok(tags) if !tags.is_empty() && matches!(reference, Reference::Tag(_)) => {
+                            let mut shown: Vec<&str> =
+                                tags.iter().map(String::as_str).take(10).collect();
+                            if tags.len() > 10 {
+                                shown.push("…");
+                            }
+                            RegistryError::ManifestUnknown {
+                                image,
+                                what,
+                                hint: format!(" (its tags include: {})", shown.join(", ")),
+                            }
+                        }
+                        _ => RegistryError::ManifestUnknown {
+                            image,
+                            what,
+                            hint: String::new(),
+                        },
+                    }
+                }
+                other => other,
+            });
         }
         let header_digest = self.digest_header(&op, response.headers())?;
         let content_type = header_str(response.headers(), CONTENT_TYPE.as_str()).map(str::to_owned);
@@ -454,6 +489,41 @@ impl RegistryClient {
             }
         }
         Ok(())
+    }
+
+    /// Up to `n` tags of a repository (`GET /v2/<name>/tags/list`; not a pull).
+    ///
+    /// # Errors
+    /// `RepositoryUnknown`, transport, auth and server errors, or an answer that is not a tag list.
+    pub async fn list_tags(
+        &self,
+        repository: &Repository,
+        n: u32,
+    ) -> Result<Vec<String>, RegistryError> {
+        let op = Op {
+            method: Method::GET,
+            path: format!("/v2/{repository}/tags/list?n={n}"),
+            repository,
+            kind: Kind::TagsList,
+            accept: None,
+            body: None,
+            push: false,
+        };
+        let response = self.send(&op).await?;
+        if !response.status().is_success() {
+            return Err(self.status_error(&op, response).await);
+        }
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&op, &e))?;
+        let list: TagList = serde_json::from_slice(&body)
+            .map_err(|e| self.invalid(&op, format!("not a tag list: {e}")))?;
+        Ok(list.tags.unwrap_or_default())
     }
 
     /// HEAD a blob.
@@ -697,7 +767,7 @@ impl RegistryClient {
         {
             request = request.basic_auth(username, Some(password.expose()));
         }
-        self.counters.add(TOKEN_COUNTER);
+        self.counters.add(Kind::Token as usize);
         let token_op = format!("GET {realm}");
         let response = request
             .send()
@@ -805,6 +875,7 @@ impl RegistryClient {
                 RegistryError::ManifestUnknown {
                     image: self.image(op.repository),
                     what,
+                    hint: String::new(),
                 }
             }
             StatusCode::FORBIDDEN => RegistryError::Denied {

@@ -1,1 +1,7 @@
-//! placeholder
+//! The one integration test binary. Every test starts its own real registry (Debian's
+//! `docker-registry`) on 127.0.0.1 and pushes its own images; see `support/`.
+
+mod pipeline;
+mod rollback;
+mod support;
+mod tidy;

@@ -1,0 +1,98 @@
+//! Test support: a real registry per test, image seeding, a misbehaving proxy, and a runner for
+//! the built `rollbot` binary with an isolated environment.
+
+pub mod images;
+pub mod proxy;
+pub mod registry;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Runs a future on a fresh current-thread runtime (tests stay plain `#[test]` functions).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// The `error: …` lines on stderr.
+    pub fn errors(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .collect()
+    }
+}
+
+/// A sandbox for the binary: its own HOME (no stray Docker credentials), an optional config.
+#[derive(Debug)]
+pub struct Cli {
+    pub home: tempfile::TempDir,
+    config: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+impl Cli {
+    pub fn new() -> Cli {
+        Cli {
+            home: tempfile::tempdir().expect("home"),
+            config: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Writes `toml` as the config file passed with `--config`.
+    pub fn config(mut self, toml: &str) -> Cli {
+        let path = self.home.path().join("rollbot.toml");
+        std::fs::write(&path, toml).expect("write config");
+        self.config = Some(path);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Cli {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rollbot"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .stdin(std::process::Stdio::null());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        let output = command.args(args).output().expect("run rollbot");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
