@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::config::{ImageSettings, Settings};
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
 use crate::pipeline::{self, Confirmation, Outcome, Report, RollbackRequest, RunOptions};
 use crate::registry::RegistryClient;
@@ -142,23 +142,45 @@ fn early_failure(json: bool, outcome: Outcome, error: &str) -> u8 {
     exit_code(outcome)
 }
 
-fn client_for(
-    settings: &Settings,
-    image: &ImageRef,
+/// The image, its allowlist entry, the floating tags and a registry client, or the exit code
+/// of an error already printed.
+struct Target<'s> {
+    image: ImageRef,
+    entry: Option<&'s ImageSettings>,
+    tags: Vec<Tag>,
+    registry: RegistryClient,
+}
+
+fn resolve<'s>(
+    settings: &'s Settings,
+    image: &str,
+    tags: &[Tag],
     insecure: bool,
-) -> Result<RegistryClient, String> {
-    RegistryClient::for_host(&image.registry, settings, insecure).map_err(|e| e.to_string())
+    json: bool,
+) -> Result<Target<'s>, u8> {
+    let (image, entry) = settings
+        .resolve_image(image)
+        .map_err(|error| early_failure(json, Outcome::BadInput, &error))?;
+    let tags = settings.floating_tags(entry, tags);
+    let registry = RegistryClient::for_host(&image.registry, settings, insecure)
+        .map_err(|error| early_failure(json, Outcome::PrecheckFailed, &error.to_string()))?;
+    Ok(Target {
+        image,
+        entry,
+        tags,
+        registry,
+    })
 }
 
 async fn rollback(args: RollbackArgs, settings: &Settings) -> u8 {
-    let (image, entry) = match settings.resolve_image(&args.image) {
-        Ok(found) => found,
-        Err(error) => return early_failure(args.json, Outcome::BadInput, &error),
-    };
-    let tags = settings.floating_tags(entry, &args.tags);
-    let registry = match client_for(settings, &image, args.insecure) {
-        Ok(client) => client,
-        Err(error) => return early_failure(args.json, Outcome::PrecheckFailed, &error),
+    let Target {
+        image,
+        entry,
+        tags,
+        registry,
+    } = match resolve(settings, &args.image, &args.tags, args.insecure, args.json) {
+        Ok(target) => target,
+        Err(code) => return code,
     };
     let request = RollbackRequest {
         image,
@@ -220,14 +242,14 @@ async fn rollback(args: RollbackArgs, settings: &Settings) -> u8 {
 
 async fn verify(args: VerifyArgs, settings: &Settings) -> u8 {
     let started = Instant::now();
-    let (image, entry) = match settings.resolve_image(&args.image) {
-        Ok(found) => found,
-        Err(error) => return early_failure(args.json, Outcome::BadInput, &error),
-    };
-    let tags = settings.floating_tags(entry, &args.tags);
-    let registry = match client_for(settings, &image, args.insecure) {
-        Ok(client) => client,
-        Err(error) => return early_failure(args.json, Outcome::PrecheckFailed, &error),
+    let Target {
+        image,
+        entry,
+        tags,
+        registry,
+    } = match resolve(settings, &args.image, &args.tags, args.insecure, args.json) {
+        Ok(target) => target,
+        Err(code) => return code,
     };
     let json = args.json;
     let mut report = Report::new(

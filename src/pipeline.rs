@@ -76,6 +76,11 @@ pub enum PlanError {
         digest: Digest,
         missing: Vec<String>,
     },
+    #[error("target {digest} is an artifact ({artifact_type}), not a container image; refusing to point tags at it")]
+    NotAnImage {
+        digest: Digest,
+        artifact_type: String,
+    },
 }
 
 impl PlanError {
@@ -85,6 +90,7 @@ impl PlanError {
         matches!(
             self,
             PlanError::TagMissing { .. }
+                | PlanError::NotAnImage { .. }
                 | PlanError::Registry(
                     RegistryError::RepositoryUnknown { .. } | RegistryError::ManifestUnknown { .. }
                 )
@@ -103,6 +109,12 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
     let repository = &request.image.repository;
     // GET first: its error body tells an unknown repository from an unknown tag or digest.
     let target = registry.get_manifest(repository, &request.target).await?;
+    if let Some(artifact_type) = target.artifact_type() {
+        return Err(PlanError::NotAnImage {
+            digest: target.digest.clone(),
+            artifact_type,
+        });
+    }
     let references = target.references().map_err(|e| {
         PlanError::Registry(RegistryError::InvalidResponse {
             registry: registry.host().clone(),

@@ -107,6 +107,7 @@ pub struct RawManifest {
 struct ManifestJson {
     schema_version: Option<u32>,
     media_type: Option<String>,
+    artifact_type: Option<String>,
     manifests: Option<Vec<DescriptorJson>>,
     config: Option<DescriptorJson>,
     layers: Option<Vec<DescriptorJson>>,
@@ -275,6 +276,26 @@ impl RawManifest {
         Ok(out)
     }
 
+    /// `Some(type)` when this is an OCI artifact (a signature, an SBOM, a rollback manifest)
+    /// rather than a runnable image: it has an `artifactType`, or its config is not an image
+    /// config. Rolling a tag back to an artifact would break every pull of that tag.
+    pub fn artifact_type(&self) -> Option<String> {
+        let json: ManifestJson = serde_json::from_slice(&self.bytes).ok()?;
+        if let Some(artifact_type) = json.artifact_type {
+            return Some(artifact_type);
+        }
+        if self.media_type.is_index() {
+            return None;
+        }
+        let config_type = json.config.and_then(|c| c.media_type).unwrap_or_default();
+        let image_config = matches!(
+            config_type.as_str(),
+            "application/vnd.oci.image.config.v1+json"
+                | "application/vnd.docker.container.image.v1+json"
+        );
+        (!image_config).then_some(config_type)
+    }
+
     /// The platforms of an index (empty for a single manifest).
     pub fn platforms(&self) -> Vec<String> {
         match self.references() {
@@ -351,6 +372,30 @@ mod tests {
             mismatch,
             Err(ManifestError::MediaTypeMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn artifacts_are_told_apart_from_images() {
+        let image = Bytes::from_static(br#"{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "size": 2}, "layers": []}"#);
+        assert_eq!(
+            RawManifest::parse(image, None)
+                .expect("image")
+                .artifact_type(),
+            None
+        );
+        let artifact = Bytes::from_static(br#"{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": "application/vnd.rollbot.rollback-manifest.v1+json", "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2}, "layers": []}"#);
+        assert_eq!(
+            RawManifest::parse(artifact, None)
+                .expect("artifact")
+                .artifact_type()
+                .as_deref(),
+            Some("application/vnd.rollbot.rollback-manifest.v1+json")
+        );
+        let signature = Bytes::from_static(br#"{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "size": 2}, "layers": []}"#);
+        assert!(RawManifest::parse(signature, None)
+            .expect("sig")
+            .artifact_type()
+            .is_some());
     }
 
     #[test]
