@@ -6,9 +6,10 @@
 //!
 //! - `main.rs`: the binary. Parses the command line (`cli`), loads `config`, runs, maps the
 //!   outcome to an exit code. Nothing else.
-//! - [`cli`]: clap definitions (`rollback`, `verify`) and the glue from arguments to the
-//!   pipeline: alias resolution, the confirmation prompt, printing. `cli::exit_code` is the one
-//!   place outcomes become exit codes.
+//! - [`cli`]: clap definitions (`rollback`, `verify`, `manifest`, `history`, `hold`, `gate`) and
+//!   the glue from arguments to the pipeline (`cli/rollback.rs`: alias resolution, target
+//!   selection, the confirmation prompt) and to the artifacts (`cli/artifacts.rs`).
+//!   `cli::exit_code` is the one place outcomes become exit codes.
 //! - [`config`]: layered config (`config/default.toml` compiled in → `--config FILE` →
 //!   `ROLLBOT__SECTION__KEY`), validated once into [`config::Settings`], every problem reported
 //!   at once with its key path.
@@ -16,7 +17,12 @@
 //!   `RegistryHost`, `ImageRef`, `Reference`, each parsed once at the edge.
 //! - [`pipeline`]: plan → retag → verify → checks, and the [`pipeline::Report`] of a run.
 //!   `plan` does the one manifest GET (the target's bytes) and the completeness pre-check;
-//!   `retag` writes those bytes under each tag with compare-and-swap; `verify` reads back by HEAD.
+//!   `retag` writes those bytes under each tag with compare-and-swap; `verify` reads back by HEAD;
+//!   `set_hold` records the rollback so CI does not undo it.
+//! - [`manifest`]: rollbot's small OCI artifacts next to the image: the rollback manifest CI
+//!   writes per build (`sha256-<hex>.rollback`, naming the previous digest, so history is a
+//!   chain), bad-digest marks (`sha256-<hex>.bad`), and the hold (`rollbot-hold`) that `gate`
+//!   checks in CI. `select_target` picks the default rollback target from the chain.
 //! - [`registry`]: the registry port, a small distribution-spec client over `reqwest`:
 //!   manifest HEAD/GET/PUT, blob HEAD/upload, Basic and Bearer auth ([`registry::auth`], which
 //!   also reads the Docker credentials file), retries, request counts.
@@ -47,6 +53,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod manifest;
 pub mod pipeline;
 pub mod registry;
 pub mod report;

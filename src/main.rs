@@ -32,6 +32,6 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let code = runtime.block_on(cli::run(cli.command, &settings));
+    let code = runtime.block_on(cli::run(cli, &settings));
     ExitCode::from(code)
 }

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::checks::{self, millis, CheckReport, CheckSpec};
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
+use crate::manifest;
 use crate::registry::oci::{self, MediaType, RawManifest};
 use crate::registry::{RegistryClient, RegistryError, RequestCounts};
 
@@ -31,6 +32,11 @@ pub struct RollbackRequest {
     pub target: Reference,
     /// The floating tags to move.
     pub tags: Vec<Tag>,
+    /// The digest the first tag must still point at when planning: the live digest a target
+    /// was chosen from (rollback manifests). `None` when the target was named explicitly.
+    pub expect_live: Option<Digest>,
+    /// How the target was chosen, for the report (`None` when named explicitly).
+    pub target_source: Option<String>,
 }
 
 /// One floating tag as found when planning.
@@ -80,6 +86,12 @@ pub enum PlanError {
     NotAnImage {
         digest: Digest,
         artifact_type: String,
+    },
+    #[error("tag '{tag}' moved to {found} while the target was being chosen from the history of {expected}; run the rollback again")]
+    LiveMoved {
+        tag: Tag,
+        expected: Digest,
+        found: Digest,
     },
 }
 
@@ -145,6 +157,15 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
             already_at_target: head.digest == target.digest,
             from: head.digest,
         });
+    }
+    if let (Some(expected), Some(first)) = (&request.expect_live, tags.first()) {
+        if first.from != *expected {
+            return Err(PlanError::LiveMoved {
+                tag: first.tag.clone(),
+                expected: expected.clone(),
+                found: first.from.clone(),
+            });
+        }
     }
     let missing = missing?;
     if !missing.is_empty() {
@@ -493,6 +514,8 @@ pub struct Report {
     pub command: &'static str,
     pub image: ImageRef,
     pub requested_target: String,
+    /// How the target was chosen when it was not named (from the rollback manifests).
+    pub target_source: Option<String>,
     pub target: Option<TargetReport>,
     pub tags: Vec<TagReport>,
     pub steps: Vec<StepReport>,
@@ -518,6 +541,7 @@ impl Report {
             command,
             image: image.clone(),
             requested_target: requested.to_string(),
+            target_source: None,
             target: None,
             tags: tags
                 .iter()
@@ -622,6 +646,15 @@ pub struct RunOptions {
     pub dry_run: bool,
     pub rto: Duration,
     pub checks: Vec<CheckSpec>,
+    /// Set a hold after tags moved, so CI does not undo the rollback. `None`: no hold.
+    pub hold: Option<HoldOptions>,
+}
+
+/// Who asked for the rollback and why, for the hold it sets.
+#[derive(Debug, Clone)]
+pub struct HoldOptions {
+    pub reason: String,
+    pub by: String,
 }
 
 /// The answer to "apply this plan?".
@@ -645,6 +678,7 @@ pub async fn run(
 ) -> Report {
     let started = Instant::now();
     let mut report = Report::new("rollback", &request.image, &request.target, &request.tags);
+    report.target_source = request.target_source.clone();
     let finish = |report: Report, outcome, error: Option<String>| {
         report.finish(outcome, error, started, options.rto, Some(registry))
     };
@@ -706,9 +740,70 @@ pub async fn run(
     }
 
     execute(registry, &plan, options, &mut report, progress).await;
+    if let Some(hold) = &options.hold {
+        set_hold(registry, &plan, hold, &mut report, progress).await;
+    }
     let outcome = report.outcome;
     let error = report.error.take();
     finish(report, outcome, error)
+}
+
+/// After tags moved (whatever the verification said): writes a hold naming the target and
+/// embedding the report, so the next CI push stops at `rollbot gate` instead of silently
+/// undoing the rollback. A failed hold makes the run fail verification (exit 5): the tags
+/// moved, but nothing protects them.
+pub async fn set_hold(
+    registry: &RegistryClient,
+    plan: &Plan,
+    hold: &HoldOptions,
+    report: &mut Report,
+    progress: &mut dyn FnMut(Progress<'_>),
+) {
+    if !report.tags.iter().any(|t| t.status == "moved") {
+        return;
+    }
+    let started = Instant::now();
+    let record = manifest::Hold {
+        schema_version: manifest::SCHEMA_VERSION,
+        image: plan.image.clone(),
+        state: manifest::HoldState::Active,
+        digest: plan.target.digest.clone(),
+        tags: plan.tags.iter().map(|t| t.tag.clone()).collect(),
+        reason: hold.reason.clone(),
+        held_by: hold.by.clone(),
+        held_at: manifest::now_rfc3339(),
+        released_by: None,
+        released_at: None,
+        release_reason: None,
+        report: serde_json::to_value(&*report).ok(),
+    };
+    let written = manifest::write_hold(registry, &record).await;
+    let step = StepReport {
+        name: "hold",
+        ok: written.is_ok(),
+        duration_ms: millis(started.elapsed()),
+        detail: match &written {
+            Ok(()) => format!(
+                "{}:{} set; CI's `rollbot gate` now stops pushes until `rollbot hold release`",
+                plan.image,
+                manifest::HOLD_TAG
+            ),
+            Err(error) => format!("could not set the hold: {error}"),
+        },
+    };
+    progress(Progress::Step(&step));
+    if let Err(error) = written {
+        report.outcome = Outcome::VerifyFailed;
+        let message = format!(
+            "tags moved but the hold could not be set ({error}); run `rollbot hold set {} --reason …` so CI does not undo the rollback",
+            plan.image
+        );
+        report.error = Some(match report.error.take() {
+            Some(earlier) => format!("{earlier}; {message}"),
+            None => message,
+        });
+    }
+    report.steps.push(step);
 }
 
 /// Retag, verify and check an already planned (and approved) rollback, recording into `report`.

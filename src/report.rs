@@ -131,3 +131,58 @@ pub fn summary(report: &Report) -> String {
     );
     out
 }
+
+/// The history table: one line per build, newest first.
+pub fn history(history: &crate::manifest::History) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:<3} {:<19} {:<20} {:<10} {:<24} state",
+        "#", "digest", "created", "git", "tags"
+    );
+    for (index, entry) in history.entries.iter().enumerate() {
+        let (created, git, tags) = match &entry.manifest {
+            Some(m) => (
+                m.created_at.clone(),
+                m.git_sha
+                    .as_deref()
+                    .map(|s| s.chars().take(10).collect())
+                    .unwrap_or_else(|| "-".to_owned()),
+                m.current_tags
+                    .iter()
+                    .map(crate::domain::model::Tag::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            None => (
+                "(no rollback manifest)".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+            ),
+        };
+        let mut state = Vec::new();
+        if index == 0 {
+            state.push("live".to_owned());
+        }
+        if entry.complete {
+            state.push("complete".to_owned());
+        } else {
+            state.push(format!("INCOMPLETE: missing {}", entry.missing.join(", ")));
+        }
+        if let Some(mark) = &entry.bad {
+            state.push(format!("BAD: {} (by {})", mark.reason, mark.marked_by));
+        }
+        let _ = writeln!(
+            out,
+            "  {:<3} {:<19} {:<20} {:<10} {:<24} {}",
+            index,
+            entry.digest.short(),
+            created,
+            git,
+            tags,
+            state.join("; ")
+        );
+    }
+    let _ = writeln!(out, "  end: {}", history.end.describe());
+    out
+}

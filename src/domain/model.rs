@@ -121,6 +121,13 @@ impl<'de> serde::Deserialize<'de> for Digest {
 #[serde(transparent)]
 pub struct Tag(String);
 
+impl<'de> serde::Deserialize<'de> for Tag {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Tag::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Tag {
     /// # Errors
     /// Text that does not match the distribution spec's tag grammar.
@@ -145,6 +152,13 @@ impl Tag {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The cosign-style tag of an artifact about `digest`: `sha256-<hex>.<suffix>`.
+    /// `suffix` is one of rollbot's own short lowercase words.
+    pub fn for_digest(digest: &Digest, suffix: &'static str) -> Tag {
+        debug_assert!(suffix.bytes().all(|b| b.is_ascii_lowercase()) && suffix.len() <= 40);
+        Tag(format!("sha256-{}.{suffix}", digest.hex()))
     }
 }
 
@@ -432,6 +446,13 @@ impl fmt::Display for ImageRef {
 impl serde::Serialize for ImageRef {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ImageRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ImageRef::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -134,6 +134,7 @@ pub struct RequestCounts {
     pub blob_upload: u32,
     pub token: u32,
     pub tags_list: u32,
+    pub blob_get: u32,
 }
 
 impl RequestCounts {
@@ -145,6 +146,7 @@ impl RequestCounts {
             + self.blob_upload
             + self.token
             + self.tags_list
+            + self.blob_get
     }
 }
 
@@ -158,11 +160,12 @@ enum Kind {
     BlobUpload = 4,
     Token = 5,
     TagsList = 6,
+    BlobGet = 7,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
-    by_kind: [AtomicU32; 7],
+    by_kind: [AtomicU32; 8],
 }
 
 impl Counters {
@@ -180,6 +183,7 @@ impl Counters {
             blob_upload: get(4),
             token: get(5),
             tags_list: get(6),
+            blob_get: get(7),
         }
     }
 }
@@ -524,6 +528,50 @@ impl RegistryClient {
         let list: TagList = serde_json::from_slice(&body)
             .map_err(|e| self.invalid(&op, format!("not a tag list: {e}")))?;
         Ok(list.tags.unwrap_or_default())
+    }
+
+    /// GET a blob of at most `max_bytes`, checked against its digest.
+    ///
+    /// # Errors
+    /// A missing blob (`Status` 404), a larger blob, bytes that do not hash to `digest`, and
+    /// transport, auth and server errors.
+    pub async fn get_blob(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        max_bytes: usize,
+    ) -> Result<Bytes, RegistryError> {
+        let op = Op {
+            method: Method::GET,
+            path: format!("/v2/{repository}/blobs/{digest}"),
+            repository,
+            kind: Kind::BlobGet,
+            accept: None,
+            body: None,
+            push: false,
+        };
+        let response = self.send(&op).await?;
+        if !response.status().is_success() {
+            return Err(self.status_error(&op, response).await);
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > max_bytes as u64)
+        {
+            return Err(self.invalid(&op, format!("the blob is larger than {max_bytes} bytes")));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&op, &e))?;
+        if bytes.len() > max_bytes {
+            return Err(self.invalid(&op, format!("the blob is larger than {max_bytes} bytes")));
+        }
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(self.invalid(&op, format!("the bytes hash to {actual}")));
+        }
+        Ok(bytes)
     }
 
     /// HEAD a blob.

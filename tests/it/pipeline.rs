@@ -32,6 +32,8 @@ fn a_tag_moved_after_planning_stops_the_retag_before_any_write() {
         image,
         target: Reference::Tag(Tag::parse("v2").expect("tag")),
         tags: tags(&["latest", "stable"]),
+        expect_live: None,
+        target_source: None,
     };
     block_on(async {
         let plan = pipeline::plan(&client, &request).await.expect("plan");
@@ -83,6 +85,7 @@ fn a_tag_moved_after_planning_stops_the_retag_before_any_write() {
             dry_run: false,
             rto: std::time::Duration::from_secs(900),
             checks: Vec::new(),
+            hold: None,
         };
         let mut report = Report::new("rollback", &plan.image, &plan.requested, &request.tags);
         pipeline::execute(&client, &plan, &options, &mut report, &mut |_| {}).await;
@@ -107,11 +110,14 @@ fn the_registry_cost_of_a_rollback_is_one_get_and_otherwise_heads_and_puts() {
         image,
         target: Reference::Digest(Digest::parse(&world.v2.digest).expect("digest")),
         tags: tags(&["latest"]),
+        expect_live: None,
+        target_source: None,
     };
     let options = RunOptions {
         dry_run: false,
         rto: std::time::Duration::from_secs(900),
         checks: Vec::new(),
+        hold: None,
     };
     let report = block_on(pipeline::run(
         &client,
