@@ -663,12 +663,24 @@ pub struct HistoryEntry {
     pub digest: Digest,
     /// Its rollback manifest; `None` where the chain stops for want of one.
     pub manifest: Option<RollbackManifest>,
-    /// Every platform (or blob) of the image is present.
-    pub complete: bool,
+    /// Every platform (or blob) of the image is present; `None` when not checked (target
+    /// selection does not check the live image, nor builds marked bad).
+    pub complete: Option<bool>,
     /// What is missing when not complete.
     pub missing: Vec<String>,
     /// A current bad mark.
     pub bad: Option<BadMark>,
+    /// The image manifest read for the completeness check, so a rollback to this build need
+    /// not GET it again.
+    #[serde(skip)]
+    pub image_manifest: Option<RawManifest>,
+}
+
+impl HistoryEntry {
+    /// Checked complete and not marked bad.
+    pub fn is_usable(&self) -> bool {
+        self.complete == Some(true) && self.bad.is_none()
+    }
 }
 
 /// Why the walk stopped.
@@ -715,15 +727,28 @@ pub struct History {
     pub end: HistoryEnd,
 }
 
-/// Reads one build: its rollback manifest, mark and completeness.
+/// Reads one build: its rollback manifest, its mark and, when `check(index, marked bad)`
+/// says so, its completeness.
 async fn entry(
     registry: &RegistryClient,
     image: &ImageRef,
     digest: &Digest,
+    check: bool,
 ) -> Result<HistoryEntry, ArtifactError> {
     let manifest = read_manifest(registry, image, digest).await?;
     let bad = read_mark(registry, image, digest).await?.filter(|m| m.bad);
-    let (complete, missing) = match registry
+    let mut found = HistoryEntry {
+        digest: digest.clone(),
+        manifest,
+        complete: None,
+        missing: Vec::new(),
+        bad,
+        image_manifest: None,
+    };
+    if !check || found.bad.is_some() {
+        return Ok(found);
+    }
+    match registry
         .get_manifest(&image.repository, &Reference::Digest(digest.clone()))
         .await
     {
@@ -736,34 +761,29 @@ async fn entry(
                 })
             })?;
             let missing = missing_references(registry, image, &references).await?;
-            (
-                missing.is_empty(),
-                missing
-                    .iter()
-                    .map(|r| format!("{} ({})", r.label, r.digest.short()))
-                    .collect(),
-            )
+            found.complete = Some(missing.is_empty());
+            found.missing = missing
+                .iter()
+                .map(|r| format!("{} ({})", r.label, r.digest.short()))
+                .collect();
+            found.image_manifest = Some(image_manifest);
         }
         Err(RegistryError::ManifestUnknown { .. }) => {
-            (false, vec!["the image manifest itself".to_owned()])
+            found.complete = Some(false);
+            found.missing = vec!["the image manifest itself".to_owned()];
         }
         Err(other) => return Err(other.into()),
-    };
-    Ok(HistoryEntry {
-        digest: digest.clone(),
-        manifest,
-        complete,
-        missing,
-        bad,
-    })
+    }
+    Ok(found)
 }
 
 /// Walks the chain from `live` through each manifest's `previous_digest`, reading at most
 /// `limit` entries. `stop` ends the walk early after an entry (used by target selection).
+/// Completeness is checked for every build not marked bad, the live one only if `check_live`.
 ///
 /// Registry cost per entry: 2 HEADs for the artifacts, a manifest and a blob GET for the
-/// rollback manifest (and for a bad mark when one exists), one manifest GET for the image and
-/// a HEAD per platform.
+/// rollback manifest (and for a bad mark when one exists), and for the completeness check one
+/// manifest GET for the image and a HEAD per platform.
 ///
 /// # Errors
 /// None: a failure to read ends the history with `HistoryEnd::Error`, keeping what was read.
@@ -772,6 +792,7 @@ pub async fn walk(
     image: &ImageRef,
     live: &Digest,
     limit: usize,
+    check_live: bool,
     mut stop: impl FnMut(&[HistoryEntry]) -> bool,
 ) -> History {
     let mut entries: Vec<HistoryEntry> = Vec::new();
@@ -786,7 +807,8 @@ pub async fn walk(
         if entries.iter().any(|e| e.digest == digest) {
             break HistoryEnd::Loop { digest };
         }
-        match entry(registry, image, &digest).await {
+        let check = check_live || !entries.is_empty();
+        match entry(registry, image, &digest, check).await {
             Ok(found) => {
                 let has_manifest = found.manifest.is_some();
                 next = found
@@ -822,6 +844,8 @@ pub enum Selection {
     /// The newest earlier build that is complete and not marked bad.
     Chosen {
         digest: Digest,
+        /// Its image manifest, already read and checked: the plan reuses it.
+        manifest: Option<RawManifest>,
         /// Newer builds passed over because they are marked bad.
         skipped_bad: Vec<Digest>,
         history: History,
@@ -845,10 +869,9 @@ pub async fn select_target(
     image: &ImageRef,
     live: &Digest,
 ) -> Selection {
-    let usable = |e: &HistoryEntry| e.complete && e.bad.is_none();
     // Stop once an earlier usable build has been read.
-    let history = walk(registry, image, live, 50, |entries| {
-        entries.len() > 1 && entries[1..].iter().any(usable)
+    let history = walk(registry, image, live, 50, false, |entries| {
+        entries.len() > 1 && entries[1..].iter().any(HistoryEntry::is_usable)
     })
     .await;
     let mut skipped_bad = Vec::new();
@@ -857,10 +880,10 @@ pub async fn select_target(
             skipped_bad.push(candidate.digest.clone());
             continue;
         }
-        if !candidate.complete {
+        if candidate.complete != Some(true) {
             let suggestion = history.entries[index + 1..]
                 .iter()
-                .find(|e| usable(e))
+                .find(|e| e.is_usable())
                 .map(|e| e.digest.clone());
             return Selection::Refused {
                 reason: format!(
@@ -874,6 +897,7 @@ pub async fn select_target(
         }
         return Selection::Chosen {
             digest: candidate.digest.clone(),
+            manifest: candidate.image_manifest.clone(),
             skipped_bad,
             history,
         };

@@ -37,6 +37,9 @@ pub struct RollbackRequest {
     pub expect_live: Option<Digest>,
     /// How the target was chosen, for the report (`None` when named explicitly).
     pub target_source: Option<String>,
+    /// The target's manifest when it was already read (while choosing it from the history);
+    /// used instead of a second GET if its digest is the target.
+    pub prefetched: Option<RawManifest>,
 }
 
 /// One floating tag as found when planning.
@@ -120,7 +123,12 @@ impl PlanError {
 pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Result<Plan, PlanError> {
     let repository = &request.image.repository;
     // GET first: its error body tells an unknown repository from an unknown tag or digest.
-    let target = registry.get_manifest(repository, &request.target).await?;
+    let target = match (&request.prefetched, &request.target) {
+        (Some(manifest), Reference::Digest(digest)) if manifest.digest == *digest => {
+            manifest.clone()
+        }
+        _ => registry.get_manifest(repository, &request.target).await?,
+    };
     if let Some(artifact_type) = target.artifact_type() {
         return Err(PlanError::NotAnImage {
             digest: target.digest.clone(),

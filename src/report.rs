@@ -164,10 +164,10 @@ pub fn history(history: &crate::manifest::History) -> String {
         if index == 0 {
             state.push("live".to_owned());
         }
-        if entry.complete {
-            state.push("complete".to_owned());
-        } else {
-            state.push(format!("INCOMPLETE: missing {}", entry.missing.join(", ")));
+        match entry.complete {
+            Some(true) => state.push("complete".to_owned()),
+            Some(false) => state.push(format!("INCOMPLETE: missing {}", entry.missing.join(", "))),
+            None => {}
         }
         if let Some(mark) = &entry.bad {
             state.push(format!("BAD: {} (by {})", mark.reason, mark.marked_by));

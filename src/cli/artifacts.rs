@@ -183,6 +183,7 @@ pub(super) async fn history(args: HistoryArgs, settings: &Settings, insecure: bo
         &target.image,
         &live,
         usize::from(args.limit),
+        true,
         |_| false,
     )
     .await;

@@ -20,8 +20,8 @@ pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: 
         Ok(target) => target,
         Err(code) => return code,
     };
-    let (to, expect_live, target_source) = match args.to.clone() {
-        Some(to) => (to, None, None),
+    let (to, expect_live, target_source, prefetched) = match args.to.clone() {
+        Some(to) => (to, None, None, None),
         None => match choose_target(&target, json).await {
             Ok(chosen) => chosen,
             Err(code) => return code,
@@ -39,6 +39,7 @@ pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: 
         tags,
         expect_live,
         target_source,
+        prefetched,
     };
     let hold = (!args.no_hold).then(|| HoldOptions {
         reason: args
@@ -103,19 +104,17 @@ pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: 
     finish(&report, json)
 }
 
+/// Target, live digest it was chosen from, how, and its manifest if already read.
+type Chosen = (
+    Reference,
+    Option<crate::domain::model::Digest>,
+    Option<String>,
+    Option<crate::registry::oci::RawManifest>,
+);
+
 /// The default target: the previous build in the live digest's rollback manifest, skipping
 /// builds marked bad. Refuses (printing the history) when that build is incomplete.
-async fn choose_target(
-    target: &Target<'_>,
-    json: bool,
-) -> Result<
-    (
-        Reference,
-        Option<crate::domain::model::Digest>,
-        Option<String>,
-    ),
-    u8,
-> {
+async fn choose_target(target: &Target<'_>, json: bool) -> Result<Chosen, u8> {
     let Some(first) = target.tags.first() else {
         return Err(fail(
             json,
@@ -127,6 +126,7 @@ async fn choose_target(
     match manifest::select_target(&target.registry, &target.image, &live).await {
         Selection::Chosen {
             digest,
+            manifest,
             skipped_bad,
             history,
         } => {
@@ -160,7 +160,12 @@ async fn choose_target(
                         .join(", ")
                 ));
             }
-            Ok((Reference::Digest(digest), Some(live), Some(source)))
+            Ok((
+                Reference::Digest(digest),
+                Some(live),
+                Some(source),
+                manifest,
+            ))
         }
         Selection::Refused {
             reason,

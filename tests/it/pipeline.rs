@@ -34,6 +34,7 @@ fn a_tag_moved_after_planning_stops_the_retag_before_any_write() {
         tags: tags(&["latest", "stable"]),
         expect_live: None,
         target_source: None,
+        prefetched: None,
     };
     block_on(async {
         let plan = pipeline::plan(&client, &request).await.expect("plan");
@@ -112,6 +113,7 @@ fn the_registry_cost_of_a_rollback_is_one_get_and_otherwise_heads_and_puts() {
         tags: tags(&["latest"]),
         expect_live: None,
         target_source: None,
+        prefetched: None,
     };
     let options = RunOptions {
         dry_run: false,
