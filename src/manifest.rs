@@ -158,8 +158,13 @@ impl Hold {
     /// One line for people: who held what, when and why.
     pub fn describe(&self) -> String {
         let mut text = format!(
-            "{} is held at {} (tags {}) by {} since {}: {}",
+            "{} {} at {} (tags {}) by {} since {}: {}",
             self.image,
+            if self.is_active() {
+                "is held"
+            } else {
+                "was held"
+            },
             self.digest.short(),
             self.tags
                 .iter()

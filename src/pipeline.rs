@@ -677,14 +677,17 @@ pub enum Confirmation {
 /// Plan, confirm, retag, verify, check: the whole rollback as one report.
 ///
 /// `confirm` is asked after the plan is shown and only when something would be written.
+///
+/// `started` is when the operator's request began (before choosing a target, say): the
+/// report's total and its share of the RTO count from there.
 pub async fn run(
     registry: &RegistryClient,
     request: &RollbackRequest,
     options: &RunOptions,
+    started: Instant,
     confirm: impl FnOnce(&Plan) -> Confirmation,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Report {
-    let started = Instant::now();
     let mut report = Report::new("rollback", &request.image, &request.target, &request.tags);
     report.target_source = request.target_source.clone();
     let finish = |report: Report, outcome, error: Option<String>| {

@@ -15,6 +15,7 @@ use crate::registry::RegistryError;
 use crate::report;
 
 pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: bool) -> u8 {
+    let started = Instant::now();
     let json = args.json;
     let target = match resolve(settings, &args.image, &args.tags, insecure, json) {
         Ok(target) => target,
@@ -100,7 +101,15 @@ pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: 
             let _ = std::io::stdout().flush();
         }
     };
-    let report = pipeline::run(&registry, &request, &options, confirm, &mut print_progress).await;
+    let report = pipeline::run(
+        &registry,
+        &request,
+        &options,
+        started,
+        confirm,
+        &mut print_progress,
+    )
+    .await;
     finish(&report, json)
 }
 

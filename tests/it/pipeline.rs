@@ -125,6 +125,7 @@ fn the_registry_cost_of_a_rollback_is_one_get_and_otherwise_heads_and_puts() {
         &client,
         &request,
         &options,
+        Instant::now(),
         |_| pipeline::Confirmation::Proceed,
         &mut |_| {},
     ));
