@@ -295,10 +295,14 @@ async fn store(
 ) -> Result<Stored, ArtifactError> {
     let repository = &image.repository;
     let manifest = artifact_manifest(artifact_type, document, created_at);
-    let existing = registry
-        .head_manifest(repository, &Reference::Tag(tag.clone()))
-        .await?;
-    let outcome = match existing {
+    // The tag check and both blob uploads are independent; the manifest PUT needs the blobs.
+    let (existing, config, layer) = futures_util::future::join3(
+        registry.head_manifest(repository, &Reference::Tag(tag.clone())),
+        registry.push_blob(repository, Bytes::from_static(b"{}")),
+        registry.push_blob(repository, Bytes::copy_from_slice(document)),
+    )
+    .await;
+    let outcome = match existing? {
         Some(head) if head.digest == manifest.digest => return Ok(Stored::AlreadyStored),
         Some(head) if !replace => {
             return Err(ArtifactError::Conflict(format!(
@@ -309,12 +313,8 @@ async fn store(
         Some(_) => Stored::Replaced,
         None => Stored::Written,
     };
-    registry
-        .push_blob(repository, Bytes::from_static(b"{}"))
-        .await?;
-    registry
-        .push_blob(repository, Bytes::copy_from_slice(document))
-        .await?;
+    config?;
+    layer?;
     registry.put_manifest(repository, tag, &manifest).await?;
     Ok(outcome)
 }
