@@ -1,3 +1,11 @@
 //! The domain: rollback vocabulary with no I/O and no SDK types.
+//!
+//! - `model`: registry nouns (`Digest`, `Tag`, `ImageRef`, …), parsed once at the edge.
+//! - `rollback`: `RollbackId`, `Actor`, `Timestamp`, and the `State` machine.
+//! - `command`: chat text → `Command` (the `/rollback` grammar).
+//! - `policy`: the two-person rule, one pure function.
 
+pub mod command;
 pub mod model;
+pub mod policy;
+pub mod rollback;

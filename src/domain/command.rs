@@ -1,0 +1,283 @@
+//! Chat text → [`Command`]: the platform-neutral `/rollback` grammar, parsed at the edge.
+//!
+//! ```text
+//! /rollback IMAGE [REASON…]              roll back to the previous good build
+//! /rollback IMAGE@sha256:… [REASON…]     … to this digest
+//! /rollback IMAGE:TAG [REASON…]          … to what TAG points at
+//! /rollback approve ID | reject ID [REASON…] | cancel ID
+//! /rollback status [ID] | history IMAGE | release IMAGE [REASON…] | help
+//! ```
+//!
+//! IMAGE is an alias from the config or `host[:port]/repository`. The leading `/rollback` is
+//! optional (Slack delivers a slash command's text without it).
+
+use std::fmt;
+
+use super::model::{Digest, ImageRef, Reference, Tag};
+use super::rollback::RollbackId;
+
+/// What someone asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Request {
+        image: ImageName,
+        target: Option<Reference>,
+        reason: Option<String>,
+    },
+    Approve {
+        id: RollbackId,
+    },
+    Reject {
+        id: RollbackId,
+        reason: Option<String>,
+    },
+    Cancel {
+        id: RollbackId,
+    },
+    Status {
+        id: Option<RollbackId>,
+    },
+    History {
+        image: ImageName,
+    },
+    Release {
+        image: ImageName,
+        reason: Option<String>,
+    },
+    Help,
+}
+
+/// An image as typed: an alias to look up, or a full reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ImageName {
+    Alias(String),
+    Full(ImageRef),
+}
+
+impl fmt::Display for ImageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageName::Alias(alias) => f.write_str(alias),
+            ImageName::Full(image) => write!(f, "{image}"),
+        }
+    }
+}
+
+/// Words that are subcommands, so they cannot be image aliases.
+pub const RESERVED: &[&str] = &[
+    "approve", "reject", "cancel", "status", "history", "release", "help",
+];
+
+/// The short usage text every malformed command gets back.
+pub const USAGE: &str = "Usage:
+/rollback IMAGE [reason…]   roll IMAGE back to the previous good build
+/rollback IMAGE@sha256:… [reason…] or IMAGE:TAG [reason…]   roll back to that image
+/rollback approve ID · reject ID [reason…] · cancel ID
+/rollback status [ID] · history IMAGE · release IMAGE [reason…] · help";
+
+/// Why text is not a command; the message is shown to the user together with [`USAGE`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Parses one chat message.
+///
+/// # Errors
+/// Empty text, a missing or malformed argument, or trailing words where none are allowed.
+pub fn parse(text: &str) -> Result<Command, UsageError> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix("/rollback")
+        .filter(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+        .unwrap_or(text)
+        .trim();
+    let mut words = text.split_whitespace();
+    let Some(first) = words.next() else {
+        return Err(UsageError("what should be rolled back?".to_owned()));
+    };
+    let rest: Vec<&str> = words.collect();
+    let reason = |words: &[&str]| {
+        let joined = words.join(" ");
+        let trimmed: String = joined.chars().take(500).collect();
+        (!trimmed.is_empty()).then_some(trimmed)
+    };
+    let id = |words: &[&str], verb: &str| -> Result<RollbackId, UsageError> {
+        let word = words
+            .first()
+            .ok_or_else(|| UsageError(format!("`{verb}` needs a rollback id, like `{verb} rb-17`")))?;
+        word.parse::<RollbackId>().map_err(UsageError)
+    };
+    let no_more = |words: &[&str], verb: &str| -> Result<(), UsageError> {
+        if words.is_empty() {
+            Ok(())
+        } else {
+            Err(UsageError(format!("`{verb}` takes no more words than that")))
+        }
+    };
+    match first.to_ascii_lowercase().as_str() {
+        "help" => {
+            no_more(&rest, "help")?;
+            Ok(Command::Help)
+        }
+        "approve" => {
+            let id = id(&rest, "approve")?;
+            no_more(&rest[1..], "approve")?;
+            Ok(Command::Approve { id })
+        }
+        "reject" => Ok(Command::Reject {
+            id: id(&rest, "reject")?,
+            reason: reason(&rest[1..]),
+        }),
+        "cancel" => {
+            let id = id(&rest, "cancel")?;
+            no_more(&rest[1..], "cancel")?;
+            Ok(Command::Cancel { id })
+        }
+        "status" => match rest.as_slice() {
+            [] => Ok(Command::Status { id: None }),
+            [word] => Ok(Command::Status {
+                id: Some(word.parse::<RollbackId>().map_err(UsageError)?),
+            }),
+            _ => Err(UsageError("`status` takes at most one rollback id".to_owned())),
+        },
+        "history" => match rest.as_slice() {
+            [image] => {
+                let (image, reference) = image_spec(image)?;
+                if reference.is_some() {
+                    return Err(UsageError("`history` takes an image without tag or digest".to_owned()));
+                }
+                Ok(Command::History { image })
+            }
+            _ => Err(UsageError("`history` needs exactly one image".to_owned())),
+        },
+        "release" => {
+            let Some(image) = rest.first() else {
+                return Err(UsageError("`release` needs an image".to_owned()));
+            };
+            let (image, reference) = image_spec(image)?;
+            if reference.is_some() {
+                return Err(UsageError("`release` takes an image without tag or digest".to_owned()));
+            }
+            Ok(Command::Release {
+                image,
+                reason: reason(&rest[1..]),
+            })
+        }
+        _ => {
+            let (image, target) = image_spec(first)?;
+            Ok(Command::Request {
+                image,
+                target,
+                reason: reason(&rest),
+            })
+        }
+    }
+}
+
+/// `alias`, `alias:tag`, `alias@sha256:…`, or the same with `host[:port]/repo`.
+fn image_spec(word: &str) -> Result<(ImageName, Option<Reference>), UsageError> {
+    if word.contains('/') {
+        let (image, reference) =
+            ImageRef::parse_with_reference(word).map_err(|e| UsageError(e.to_string()))?;
+        return Ok((ImageName::Full(image), reference));
+    }
+    let (alias, reference) = if let Some((alias, digest)) = word.split_once('@') {
+        let digest = Digest::parse(digest).map_err(|e| UsageError(e.to_string()))?;
+        (alias, Some(Reference::Digest(digest)))
+    } else if let Some((alias, tag)) = word.split_once(':') {
+        let tag = Tag::parse(tag).map_err(|e| UsageError(e.to_string()))?;
+        (alias, Some(Reference::Tag(tag)))
+    } else {
+        (word, None)
+    };
+    let valid = !alias.is_empty()
+        && alias.len() <= 64
+        && alias
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(UsageError(format!(
+            "'{}' is neither an image alias nor host/repository",
+            word.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok((ImageName::Alias(alias.to_owned()), reference))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest() -> String {
+        format!("sha256:{}", "c".repeat(64))
+    }
+
+    #[test]
+    fn commands_parse_from_chat_text() {
+        let d = digest();
+        let cases: Vec<(String, Command)> = vec![
+            ("/rollback app".into(), Command::Request { image: ImageName::Alias("app".into()), target: None, reason: None }),
+            ("app  CLI crashes on start ".into(), Command::Request {
+                image: ImageName::Alias("app".into()),
+                target: None,
+                reason: Some("CLI crashes on start".into()),
+            }),
+            (format!("/rollback app@{d} bad build"), Command::Request {
+                image: ImageName::Alias("app".into()),
+                target: Some(Reference::Digest(Digest::parse(&d).expect("d"))),
+                reason: Some("bad build".into()),
+            }),
+            ("/rollback app:v1.2.2".into(), Command::Request {
+                image: ImageName::Alias("app".into()),
+                target: Some(Reference::Tag(Tag::parse("v1.2.2").expect("t"))),
+                reason: None,
+            }),
+            ("/rollback registry.example.com:5000/acme/app:v1 x".into(), Command::Request {
+                image: ImageName::Full(ImageRef::parse("registry.example.com:5000/acme/app").expect("i")),
+                target: Some(Reference::Tag(Tag::parse("v1").expect("t"))),
+                reason: Some("x".into()),
+            }),
+            ("/rollback approve rb-3".into(), Command::Approve { id: RollbackId(3) }),
+            ("APPROVE 3".into(), Command::Approve { id: RollbackId(3) }),
+            ("/rollback reject #4 not this one".into(), Command::Reject { id: RollbackId(4), reason: Some("not this one".into()) }),
+            ("/rollback cancel rb-5".into(), Command::Cancel { id: RollbackId(5) }),
+            ("/rollback status".into(), Command::Status { id: None }),
+            ("/rollback status rb-6".into(), Command::Status { id: Some(RollbackId(6)) }),
+            ("/rollback history app".into(), Command::History { image: ImageName::Alias("app".into()) }),
+            ("/rollback release app fixed in v1.2.4".into(), Command::Release {
+                image: ImageName::Alias("app".into()),
+                reason: Some("fixed in v1.2.4".into()),
+            }),
+            ("/rollback help".into(), Command::Help),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse(&text), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_commands_get_a_short_reason_never_a_panic() {
+        for (text, expected) in [
+            ("", "what should be rolled back?"),
+            ("/rollback", "what should be rolled back?"),
+            ("/rollback approve", "`approve` needs a rollback id"),
+            ("/rollback approve banana", "'banana' is not a rollback id"),
+            ("/rollback approve 3 4", "takes no more words"),
+            ("/rollback app@sha256:123", "digest 'sha256:123' is not valid"),
+            ("/rollback app:-x", "tag '-x' is not valid"),
+            ("/rollback App!", "is neither an image alias"),
+            ("/rollback history", "`history` needs exactly one image"),
+            ("/rollback history app:v1", "without tag or digest"),
+            ("/rollback status 1 2", "at most one"),
+            ("/rollback acme/app", "must be a registry host"),
+            ("/rollbackapp", "is not valid"),
+        ] {
+            let error = parse(text).expect_err(text);
+            assert!(error.0.contains(expected), "{text:?}: {error}");
+        }
+        // Arbitrary bytes never panic.
+        for text in ["\u{0}", "💥", "/rollback 💥@💥", "a:b:c@d", "@", ":", "/rollback \t\n"] {
+            let _ = parse(text);
+        }
+    }
+}
