@@ -74,10 +74,10 @@ impl CheckSpec {
 }
 
 /// What one check did.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct CheckReport {
     pub name: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub passed: bool,
     pub attempts: u32,
     pub duration_ms: u64,
@@ -156,7 +156,7 @@ pub async fn run_all(checks: &[CheckSpec], image: &ImageRef, digest: &Digest) ->
                     .iter()
                     .map(|spec| CheckReport {
                         name: spec.name.clone(),
-                        kind: spec.kind_name(),
+                        kind: spec.kind_name().to_owned(),
                         passed: false,
                         attempts: 0,
                         duration_ms: 0,
@@ -198,7 +198,7 @@ async fn run_one(
             Ok(note) => {
                 return CheckReport {
                     name: spec.name.clone(),
-                    kind: spec.kind_name(),
+                    kind: spec.kind_name().to_owned(),
                     passed: true,
                     attempts: attempt,
                     duration_ms: millis(started.elapsed()),
@@ -214,7 +214,7 @@ async fn run_one(
     };
     CheckReport {
         name: spec.name.clone(),
-        kind: spec.kind_name(),
+        kind: spec.kind_name().to_owned(),
         passed: false,
         attempts: attempt,
         duration_ms: millis(started.elapsed()),

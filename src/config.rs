@@ -13,7 +13,10 @@ use std::time::Duration;
 use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 
 use crate::checks::{CheckKind, CheckSpec};
+use crate::domain::command::RESERVED;
 use crate::domain::model::{ImageRef, RegistryHost, Tag};
+use crate::domain::policy::{ApprovalRule, Approver};
+use crate::domain::rollback::Actor;
 use crate::secret::Secret;
 
 /// The documented defaults, compiled in so the binary works without any file on disk.
@@ -31,6 +34,55 @@ pub struct Settings {
     /// Where `docker login` keeps credentials: `$DOCKER_CONFIG/config.json` or
     /// `$HOME/.docker/config.json`, read from the environment at load time.
     pub docker_config_default: Option<PathBuf>,
+    /// `rollbot serve`: state, HTTP, approvals, limits, the console.
+    pub daemon: DaemonSettings,
+}
+
+/// Everything only `rollbot serve` (and `rollbot audit`) reads.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// The SQLite file.
+    pub store_path: PathBuf,
+    pub listen: std::net::SocketAddr,
+    /// Listening on a non-loopback address must be asked for.
+    pub allow_non_loopback: bool,
+    /// How long SIGTERM waits for running rollbacks before exiting.
+    pub shutdown_grace: Duration,
+    pub approvals: ApprovalSettings,
+    pub limits: LimitSettings,
+    pub console: ConsoleSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApprovalSettings {
+    pub approvers: Vec<Approver>,
+    pub required: u32,
+    pub expiry: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Chat commands per user per minute.
+    pub commands_per_minute: u32,
+    /// Rollbacks started per hour, all users together.
+    pub rollbacks_per_hour: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// On when no chat platform is configured.
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    pub mode: ConsoleMode,
+    /// The name of the console's one channel.
+    pub channel: String,
+    /// The people who can use the console (it has no login: pick a user).
+    pub users: Vec<Actor>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +101,8 @@ pub struct RollbackSettings {
 pub struct LogSettings {
     /// A `tracing` filter such as `warn` or `rollbot=debug,info`.
     pub level: String,
+    /// One JSON object per line instead of text.
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +140,10 @@ pub struct ImageSettings {
     /// Floating tags to move; `None` means the global `rollback.tags`.
     pub tags: Option<Vec<Tag>>,
     pub checks: Vec<CheckSpec>,
+    /// Who may approve rollbacks of this image; `None` means `approvals.approvers`.
+    pub approvers: Option<Vec<Approver>>,
+    /// Approvals needed; `None` means `approvals.required`.
+    pub required_approvals: Option<u32>,
 }
 
 impl Settings {
@@ -130,6 +188,19 @@ impl Settings {
         let image = ImageRef::parse(text).map_err(|e| e.to_string())?;
         let entry = self.image_entry(&image);
         Ok((image, entry))
+    }
+
+    /// The approval rule for an allowlisted image.
+    pub fn approval_rule(&self, entry: &ImageSettings) -> ApprovalRule {
+        let approvals = &self.daemon.approvals;
+        ApprovalRule {
+            approvers: entry
+                .approvers
+                .clone()
+                .unwrap_or_else(|| approvals.approvers.clone()),
+            required: entry.required_approvals.unwrap_or(approvals.required),
+            expiry: approvals.expiry,
+        }
     }
 
     /// The floating tags for an image: `--tag` values, else the image entry's, else the global.
@@ -263,9 +334,25 @@ struct Walker<'e> {
     env: &'e HashMap<String, String>,
 }
 
-const TOP_KEYS: &[&str] = &["rollback", "log", "registries", "images"];
+const TOP_KEYS: &[&str] = &[
+    "rollback",
+    "log",
+    "registries",
+    "images",
+    "store",
+    "server",
+    "approvals",
+    "limits",
+    "console",
+];
+const STORE_KEYS: &[&str] = &["path"];
+const SERVER_KEYS: &[&str] = &["listen", "allow_non_loopback", "shutdown_grace"];
+const APPROVAL_KEYS: &[&str] = &["approvers", "required", "expiry"];
+const LIMIT_KEYS: &[&str] = &["commands_per_minute", "rollbacks_per_hour"];
+const CONSOLE_KEYS: &[&str] = &["enabled", "channel", "users"];
+const CONSOLE_USER_KEYS: &[&str] = &["id", "name", "groups"];
 const ROLLBACK_KEYS: &[&str] = &["rto", "tags", "registry_timeout", "check_timeout"];
-const LOG_KEYS: &[&str] = &["level"];
+const LOG_KEYS: &[&str] = &["level", "format"];
 const REGISTRY_KEYS: &[&str] = &[
     "insecure",
     "auth",
@@ -274,7 +361,7 @@ const REGISTRY_KEYS: &[&str] = &[
     "password_file",
     "docker_config",
 ];
-const IMAGE_KEYS: &[&str] = &["image", "tags", "checks"];
+const IMAGE_KEYS: &[&str] = &["image", "tags", "checks", "approvers", "required_approvals"];
 const CHECK_KEYS: &[&str] = &[
     "name",
     "command",
@@ -300,6 +387,7 @@ impl Walker<'_> {
         let log = self.log(table.get("log"));
         let registries = self.registries(table.get("registries"));
         let images = self.images(table.get("images"), rollback.as_ref());
+        let daemon = self.daemon(table);
         let docker_config_default = self
             .env
             .get("DOCKER_CONFIG")
@@ -315,7 +403,170 @@ impl Walker<'_> {
             registries,
             images,
             docker_config_default,
+            daemon: daemon?,
         })
+    }
+
+    fn daemon(&mut self, root: &config::Map<String, Value>) -> Option<DaemonSettings> {
+        let store = self.table("store", root.get("store")?, STORE_KEYS)?;
+        let store_path = self
+            .required(store, "store", "path", Self::string)
+            .map(PathBuf::from);
+
+        let server = self.table("server", root.get("server")?, SERVER_KEYS)?;
+        let listen = self
+            .required(server, "server", "listen", Self::string)
+            .and_then(|text| match text.parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.problem(
+                        "server.listen",
+                        server.get("listen"),
+                        format!("'{text}' is not an address:port like 127.0.0.1:8080"),
+                    );
+                    None
+                }
+            });
+        let allow_non_loopback = self.required(server, "server", "allow_non_loopback", Self::bool);
+        let shutdown_grace = self.required(server, "server", "shutdown_grace", Self::duration);
+        if let (Some(addr), Some(false)) = (listen, allow_non_loopback) {
+            if !addr.ip().is_loopback() {
+                self.problem(
+                    "server.listen",
+                    server.get("listen"),
+                    format!("{addr} is not a loopback address; set server.allow_non_loopback = true to listen there (put TLS and authentication in front)"),
+                );
+            }
+        }
+
+        let approvals = self.table("approvals", root.get("approvals")?, APPROVAL_KEYS)?;
+        let approvers = self.required(approvals, "approvals", "approvers", Self::approvers);
+        let required = self.required(approvals, "approvals", "required", Self::count);
+        let expiry = self.required(approvals, "approvals", "expiry", Self::duration);
+
+        let limits = self.table("limits", root.get("limits")?, LIMIT_KEYS)?;
+        let commands_per_minute =
+            self.required(limits, "limits", "commands_per_minute", Self::rate);
+        let rollbacks_per_hour = self.required(limits, "limits", "rollbacks_per_hour", Self::rate);
+
+        let console = self.table("console", root.get("console")?, CONSOLE_KEYS)?;
+        let mode = self
+            .required(console, "console", "enabled", Self::string)
+            .and_then(|text| match text.as_str() {
+                "auto" => Some(ConsoleMode::Auto),
+                "true" | "on" => Some(ConsoleMode::On),
+                "false" | "off" => Some(ConsoleMode::Off),
+                other => {
+                    self.problem(
+                        "console.enabled",
+                        console.get("enabled"),
+                        format!("'{other}' is not one of auto, on, off"),
+                    );
+                    None
+                }
+            });
+        let channel = self.required(console, "console", "channel", Self::string);
+        let users = match console.get("users") {
+            None => Vec::new(),
+            Some(value) => self.console_users(value),
+        };
+        Some(DaemonSettings {
+            store_path: store_path?,
+            listen: listen?,
+            allow_non_loopback: allow_non_loopback?,
+            shutdown_grace: shutdown_grace?,
+            approvals: ApprovalSettings {
+                approvers: approvers?,
+                required: required?,
+                expiry: expiry?,
+            },
+            limits: LimitSettings {
+                commands_per_minute: commands_per_minute?,
+                rollbacks_per_hour: rollbacks_per_hour?,
+            },
+            console: ConsoleSettings {
+                mode: mode?,
+                channel: channel?,
+                users,
+            },
+        })
+    }
+
+    fn console_users(&mut self, value: &Value) -> Vec<Actor> {
+        let ValueKind::Array(items) = &value.kind else {
+            self.problem(
+                "console.users",
+                Some(value),
+                "expected a list of [[console.users]] tables",
+            );
+            return Vec::new();
+        };
+        let mut users: Vec<Actor> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let path = format!("console.users[{index}]");
+            let Some(table) = self.table(&path, item, CONSOLE_USER_KEYS) else {
+                continue;
+            };
+            let id = self.required(table, &path, "id", Self::string);
+            let name = self.optional(table, &path, "name", Self::string);
+            let groups = self
+                .optional(table, &path, "groups", Self::string_list)
+                .unwrap_or_default();
+            let Some(id) = id else { continue };
+            if id.is_empty() || id.starts_with("group:") {
+                self.problem(
+                    &format!("{path}.id"),
+                    table.get("id"),
+                    "a user id cannot be empty or start with group:",
+                );
+                continue;
+            }
+            if users.iter().any(|u| u.id == id) {
+                self.problem(
+                    &format!("{path}.id"),
+                    table.get("id"),
+                    format!("user '{id}' is listed twice"),
+                );
+                continue;
+            }
+            users.push(Actor {
+                name: name.unwrap_or_else(|| id.clone()),
+                id,
+                groups,
+            });
+        }
+        users
+    }
+
+    fn approvers(&mut self, path: &str, value: &Value) -> Option<Vec<Approver>> {
+        let texts = self.string_list(path, value)?;
+        let mut approvers = Vec::new();
+        for text in texts {
+            match Approver::parse(&text) {
+                Ok(approver) => approvers.push(approver),
+                Err(error) => {
+                    self.problem(path, Some(value), error);
+                    return None;
+                }
+            }
+        }
+        Some(approvers)
+    }
+
+    /// A positive rate (1 to 100 000).
+    fn rate(&mut self, path: &str, value: &Value) -> Option<u32> {
+        let n = self.integer(path, value)?;
+        match u32::try_from(n) {
+            Ok(rate) if (1..=100_000).contains(&rate) => Some(rate),
+            _ => {
+                self.problem(
+                    path,
+                    Some(value),
+                    format!("{n} is not between 1 and 100000"),
+                );
+                None
+            }
+        }
     }
 
     fn rollback(&mut self, value: Option<&Value>) -> Option<RollbackSettings> {
@@ -353,7 +604,22 @@ impl Walker<'_> {
             );
             return None;
         }
-        Some(LogSettings { level })
+        let json = match self
+            .optional(table, "log", "format", Self::string)
+            .as_deref()
+        {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                self.problem(
+                    "log.format",
+                    table.get("format"),
+                    format!("'{other}' is not a log format; use text or json"),
+                );
+                return None;
+            }
+        };
+        Some(LogSettings { level, json })
     }
 
     fn registries(&mut self, value: Option<&Value>) -> BTreeMap<RegistryHost, RegistrySettings> {
@@ -550,6 +816,14 @@ impl Walker<'_> {
                 && alias.bytes().all(|b| {
                     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
                 });
+            if RESERVED.contains(&alias.as_str()) {
+                self.problem(
+                    &path,
+                    Some(entry),
+                    format!("'{alias}' is a /rollback subcommand and cannot be an alias"),
+                );
+                continue;
+            }
             if !alias_ok {
                 // Lowercase only: environment overrides arrive lowercased and must hit the same key.
                 self.problem(
@@ -583,6 +857,8 @@ impl Walker<'_> {
                     "leave tags out to use rollback.tags, or name at least one",
                 );
             }
+            let approvers = self.optional(table, &path, "approvers", Self::approvers);
+            let required_approvals = self.optional(table, &path, "required_approvals", Self::count);
             let checks = match table.get("checks") {
                 None => Vec::new(),
                 Some(value) => self.checks(&format!("{path}.checks"), value, default_check_timeout),
@@ -595,6 +871,8 @@ impl Walker<'_> {
                         image,
                         tags,
                         checks,
+                        approvers,
+                        required_approvals,
                     },
                 );
             }

@@ -28,6 +28,8 @@
 //!   also reads the Docker credentials file), retries, request counts.
 //!   [`registry::oci`] keeps manifests as exact bytes and lists what they reference.
 //! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes.
+//! - [`store`]: SQLite (sqlx): rollback records, votes and steps, and an append-only audit log
+//!   (enforced by triggers); one active rollback per image (enforced by a partial unique index).
 //! - [`report`]: text rendering of progress and reports (`--json` serialises the report).
 //! - [`secret`]: `Secret`, a string that never prints.
 //!
@@ -58,6 +60,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod report;
 pub mod secret;
+pub mod store;
 
 /// Installs the stderr log subscriber with a `tracing` filter such as `warn` or
 /// `rollbot=debug`. An invalid filter falls back to `warn` (config validation rejects those

@@ -32,9 +32,9 @@ pub struct RollbackRequest {
     pub target: Reference,
     /// The floating tags to move.
     pub tags: Vec<Tag>,
-    /// The digest the first tag must still point at when planning: the live digest a target
-    /// was chosen from (rollback manifests). `None` when the target was named explicitly.
-    pub expect_live: Option<Digest>,
+    /// Digests tags must still point at when planning: the live digest a target was chosen
+    /// from, or the state a request was approved against. Empty: no expectation.
+    pub expect_from: Vec<(Tag, Digest)>,
     /// How the target was chosen, for the report (`None` when named explicitly).
     pub target_source: Option<String>,
     /// The target's manifest when it was already read (while choosing it from the history);
@@ -43,7 +43,7 @@ pub struct RollbackRequest {
 }
 
 /// One floating tag as found when planning.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PlannedTag {
     pub tag: Tag,
     /// Its digest when the plan was made: the compare-and-swap value.
@@ -90,7 +90,7 @@ pub enum PlanError {
         digest: Digest,
         artifact_type: String,
     },
-    #[error("tag '{tag}' moved to {found} while the target was being chosen from the history of {expected}; run the rollback again")]
+    #[error("tag '{tag}' moved from {expected} to {found} since the rollback was planned; nothing was changed (request the rollback again to act on the new state)")]
     LiveMoved {
         tag: Tag,
         expected: Digest,
@@ -166,13 +166,15 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
             from: head.digest,
         });
     }
-    if let (Some(expected), Some(first)) = (&request.expect_live, tags.first()) {
-        if first.from != *expected {
-            return Err(PlanError::LiveMoved {
-                tag: first.tag.clone(),
-                expected: expected.clone(),
-                found: first.from.clone(),
-            });
+    for (tag, expected) in &request.expect_from {
+        if let Some(planned) = tags.iter().find(|t| t.tag == *tag) {
+            if planned.from != *expected {
+                return Err(PlanError::LiveMoved {
+                    tag: tag.clone(),
+                    expected: expected.clone(),
+                    found: planned.from.clone(),
+                });
+            }
         }
     }
     let missing = missing?;
@@ -450,7 +452,7 @@ pub async fn verify(
 // ---- the whole run, as one report ---------------------------------------------------------
 
 /// How a run ended. Each has one exit code (see `cli::exit_code`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Tags moved and verified, checks passed.
@@ -477,20 +479,20 @@ pub enum Outcome {
 }
 
 /// One timed step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StepReport {
-    pub name: &'static str,
+    pub name: String,
     pub ok: bool,
     pub duration_ms: u64,
     pub detail: String,
 }
 
 /// The target as planned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TargetReport {
     pub digest: Digest,
     pub media_type: MediaType,
-    pub kind: &'static str,
+    pub kind: String,
     /// Platforms of an index; empty for a single manifest.
     pub platforms: Vec<String>,
     /// How many referenced manifests or blobs were checked present.
@@ -580,7 +582,7 @@ impl Report {
         self.target = Some(TargetReport {
             digest: plan.target.digest.clone(),
             media_type: plan.target.media_type,
-            kind: plan.target.media_type.describe(),
+            kind: plan.target.media_type.describe().to_owned(),
             platforms: plan.platforms(),
             references_checked: plan.references.len(),
         });
@@ -699,7 +701,7 @@ pub async fn run(
         Ok(plan) => plan,
         Err(error) => {
             let step = StepReport {
-                name: "plan",
+                name: "plan".to_owned(),
                 ok: false,
                 duration_ms: millis(step_started.elapsed()),
                 detail: error.to_string(),
@@ -716,7 +718,7 @@ pub async fn run(
     };
     report.record_plan(&plan);
     let step = StepReport {
-        name: "plan",
+        name: "plan".to_owned(),
         ok: true,
         duration_ms: millis(step_started.elapsed()),
         detail: format!(
@@ -752,34 +754,46 @@ pub async fn run(
 
     execute(registry, &plan, options, &mut report, progress).await;
     if let Some(hold) = &options.hold {
-        set_hold(registry, &plan, hold, &mut report, progress).await;
+        if report.tags.iter().any(|t| t.status == "moved") {
+            let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
+            set_hold(
+                registry,
+                &plan.image,
+                &plan.target.digest,
+                &tags,
+                hold,
+                &mut report,
+                progress,
+            )
+            .await;
+        }
     }
     let outcome = report.outcome;
     let error = report.error.take();
     finish(report, outcome, error)
 }
 
-/// After tags moved (whatever the verification said): writes a hold naming the target and
+/// After tags moved (whatever the verification said; the caller checks they did): writes a hold naming the target and
 /// embedding the report, so the next CI push stops at `rollbot gate` instead of silently
 /// undoing the rollback. A failed hold makes the run fail verification (exit 5): the tags
 /// moved, but nothing protects them.
+#[allow(clippy::too_many_arguments)]
 pub async fn set_hold(
     registry: &RegistryClient,
-    plan: &Plan,
+    image: &ImageRef,
+    digest: &Digest,
+    tags: &[Tag],
     hold: &HoldOptions,
     report: &mut Report,
     progress: &mut dyn FnMut(Progress<'_>),
 ) {
-    if !report.tags.iter().any(|t| t.status == "moved") {
-        return;
-    }
     let started = Instant::now();
     let record = manifest::Hold {
         schema_version: manifest::SCHEMA_VERSION,
-        image: plan.image.clone(),
+        image: image.clone(),
         state: manifest::HoldState::Active,
-        digest: plan.target.digest.clone(),
-        tags: plan.tags.iter().map(|t| t.tag.clone()).collect(),
+        digest: digest.clone(),
+        tags: tags.to_vec(),
         reason: hold.reason.clone(),
         held_by: hold.by.clone(),
         held_at: manifest::now_rfc3339(),
@@ -790,13 +804,12 @@ pub async fn set_hold(
     };
     let written = manifest::write_hold(registry, &record).await;
     let step = StepReport {
-        name: "hold",
+        name: "hold".to_owned(),
         ok: written.is_ok(),
         duration_ms: millis(started.elapsed()),
         detail: match &written {
             Ok(()) => format!(
-                "{}:{} set; CI's `rollbot gate` now stops pushes until `rollbot hold release`",
-                plan.image,
+                "{image}:{} set; CI's `rollbot gate` now stops pushes until `rollbot hold release`",
                 manifest::HOLD_TAG
             ),
             Err(error) => format!("could not set the hold: {error}"),
@@ -806,8 +819,7 @@ pub async fn set_hold(
     if let Err(error) = written {
         report.outcome = Outcome::VerifyFailed;
         let message = format!(
-            "tags moved but the hold could not be set ({error}); run `rollbot hold set {} --reason …` so CI does not undo the rollback",
-            plan.image
+            "tags moved but the hold could not be set ({error}); run `rollbot hold set {image} --reason …` so CI does not undo the rollback"
         );
         report.error = Some(match report.error.take() {
             Some(earlier) => format!("{earlier}; {message}"),
@@ -840,7 +852,7 @@ pub async fn execute(
                 .map(|o| o.tag.to_string())
                 .collect();
             let step = StepReport {
-                name: "retag",
+                name: "retag".to_owned(),
                 ok: true,
                 duration_ms: millis(step_started.elapsed()),
                 detail: format!("moved {}", moved.join(", ")),
@@ -851,7 +863,7 @@ pub async fn execute(
         Err(failure) => {
             report.record_tags(&failure.tags);
             let step = StepReport {
-                name: "retag",
+                name: "retag".to_owned(),
                 ok: false,
                 duration_ms: millis(step_started.elapsed()),
                 detail: failure.error.to_string(),
@@ -936,7 +948,7 @@ pub async fn verify_and_check(
         Err(error) => (false, format!("could not verify: {error}")),
     };
     let step = StepReport {
-        name: "verify",
+        name: "verify".to_owned(),
         ok,
         duration_ms: millis(step_started.elapsed()),
         detail: detail.clone(),
@@ -964,7 +976,7 @@ pub async fn verify_and_check(
             .map(|r| format!("check '{}' failed: {}", r.name, r.detail))
             .collect();
         let step = StepReport {
-            name: "checks",
+            name: "checks".to_owned(),
             ok: failed.is_empty(),
             duration_ms: millis(step_started.elapsed()),
             detail: if failed.is_empty() {

@@ -21,8 +21,8 @@ pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: 
         Ok(target) => target,
         Err(code) => return code,
     };
-    let (to, expect_live, target_source, prefetched) = match args.to.clone() {
-        Some(to) => (to, None, None, None),
+    let (to, expect_from, target_source, prefetched) = match args.to.clone() {
+        Some(to) => (to, Vec::new(), None, None),
         None => match choose_target(&target, json).await {
             Ok(chosen) => chosen,
             Err(code) => return code,
@@ -38,7 +38,7 @@ pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: 
         image,
         target: to,
         tags,
-        expect_live,
+        expect_from,
         target_source,
         prefetched,
     };
@@ -113,10 +113,10 @@ pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: 
     finish(&report, json)
 }
 
-/// Target, live digest it was chosen from, how, and its manifest if already read.
+/// Target, the live digest it was chosen from, how, and its manifest if already read.
 type Chosen = (
     Reference,
-    Option<crate::domain::model::Digest>,
+    Vec<(Tag, crate::domain::model::Digest)>,
     Option<String>,
     Option<crate::registry::oci::RawManifest>,
 );
@@ -171,7 +171,7 @@ async fn choose_target(target: &Target<'_>, json: bool) -> Result<Chosen, u8> {
             }
             Ok((
                 Reference::Digest(digest),
-                Some(live),
+                vec![(first.clone(), live)],
                 Some(source),
                 manifest,
             ))

@@ -102,16 +102,18 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
         (!trimmed.is_empty()).then_some(trimmed)
     };
     let id = |words: &[&str], verb: &str| -> Result<RollbackId, UsageError> {
-        let word = words
-            .first()
-            .ok_or_else(|| UsageError(format!("`{verb}` needs a rollback id, like `{verb} rb-17`")))?;
+        let word = words.first().ok_or_else(|| {
+            UsageError(format!("`{verb}` needs a rollback id, like `{verb} rb-17`"))
+        })?;
         word.parse::<RollbackId>().map_err(UsageError)
     };
     let no_more = |words: &[&str], verb: &str| -> Result<(), UsageError> {
         if words.is_empty() {
             Ok(())
         } else {
-            Err(UsageError(format!("`{verb}` takes no more words than that")))
+            Err(UsageError(format!(
+                "`{verb}` takes no more words than that"
+            )))
         }
     };
     match first.to_ascii_lowercase().as_str() {
@@ -138,13 +140,17 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
             [word] => Ok(Command::Status {
                 id: Some(word.parse::<RollbackId>().map_err(UsageError)?),
             }),
-            _ => Err(UsageError("`status` takes at most one rollback id".to_owned())),
+            _ => Err(UsageError(
+                "`status` takes at most one rollback id".to_owned(),
+            )),
         },
         "history" => match rest.as_slice() {
             [image] => {
                 let (image, reference) = image_spec(image)?;
                 if reference.is_some() {
-                    return Err(UsageError("`history` takes an image without tag or digest".to_owned()));
+                    return Err(UsageError(
+                        "`history` takes an image without tag or digest".to_owned(),
+                    ));
                 }
                 Ok(Command::History { image })
             }
@@ -156,7 +162,9 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
             };
             let (image, reference) = image_spec(image)?;
             if reference.is_some() {
-                return Err(UsageError("`release` takes an image without tag or digest".to_owned()));
+                return Err(UsageError(
+                    "`release` takes an image without tag or digest".to_owned(),
+                ));
             }
             Ok(Command::Release {
                 image,
@@ -216,38 +224,84 @@ mod tests {
     fn commands_parse_from_chat_text() {
         let d = digest();
         let cases: Vec<(String, Command)> = vec![
-            ("/rollback app".into(), Command::Request { image: ImageName::Alias("app".into()), target: None, reason: None }),
-            ("app  CLI crashes on start ".into(), Command::Request {
-                image: ImageName::Alias("app".into()),
-                target: None,
-                reason: Some("CLI crashes on start".into()),
-            }),
-            (format!("/rollback app@{d} bad build"), Command::Request {
-                image: ImageName::Alias("app".into()),
-                target: Some(Reference::Digest(Digest::parse(&d).expect("d"))),
-                reason: Some("bad build".into()),
-            }),
-            ("/rollback app:v1.2.2".into(), Command::Request {
-                image: ImageName::Alias("app".into()),
-                target: Some(Reference::Tag(Tag::parse("v1.2.2").expect("t"))),
-                reason: None,
-            }),
-            ("/rollback registry.example.com:5000/acme/app:v1 x".into(), Command::Request {
-                image: ImageName::Full(ImageRef::parse("registry.example.com:5000/acme/app").expect("i")),
-                target: Some(Reference::Tag(Tag::parse("v1").expect("t"))),
-                reason: Some("x".into()),
-            }),
-            ("/rollback approve rb-3".into(), Command::Approve { id: RollbackId(3) }),
+            (
+                "/rollback app".into(),
+                Command::Request {
+                    image: ImageName::Alias("app".into()),
+                    target: None,
+                    reason: None,
+                },
+            ),
+            (
+                "app  CLI crashes on start ".into(),
+                Command::Request {
+                    image: ImageName::Alias("app".into()),
+                    target: None,
+                    reason: Some("CLI crashes on start".into()),
+                },
+            ),
+            (
+                format!("/rollback app@{d} bad build"),
+                Command::Request {
+                    image: ImageName::Alias("app".into()),
+                    target: Some(Reference::Digest(Digest::parse(&d).expect("d"))),
+                    reason: Some("bad build".into()),
+                },
+            ),
+            (
+                "/rollback app:v1.2.2".into(),
+                Command::Request {
+                    image: ImageName::Alias("app".into()),
+                    target: Some(Reference::Tag(Tag::parse("v1.2.2").expect("t"))),
+                    reason: None,
+                },
+            ),
+            (
+                "/rollback registry.example.com:5000/acme/app:v1 x".into(),
+                Command::Request {
+                    image: ImageName::Full(
+                        ImageRef::parse("registry.example.com:5000/acme/app").expect("i"),
+                    ),
+                    target: Some(Reference::Tag(Tag::parse("v1").expect("t"))),
+                    reason: Some("x".into()),
+                },
+            ),
+            (
+                "/rollback approve rb-3".into(),
+                Command::Approve { id: RollbackId(3) },
+            ),
             ("APPROVE 3".into(), Command::Approve { id: RollbackId(3) }),
-            ("/rollback reject #4 not this one".into(), Command::Reject { id: RollbackId(4), reason: Some("not this one".into()) }),
-            ("/rollback cancel rb-5".into(), Command::Cancel { id: RollbackId(5) }),
+            (
+                "/rollback reject #4 not this one".into(),
+                Command::Reject {
+                    id: RollbackId(4),
+                    reason: Some("not this one".into()),
+                },
+            ),
+            (
+                "/rollback cancel rb-5".into(),
+                Command::Cancel { id: RollbackId(5) },
+            ),
             ("/rollback status".into(), Command::Status { id: None }),
-            ("/rollback status rb-6".into(), Command::Status { id: Some(RollbackId(6)) }),
-            ("/rollback history app".into(), Command::History { image: ImageName::Alias("app".into()) }),
-            ("/rollback release app fixed in v1.2.4".into(), Command::Release {
-                image: ImageName::Alias("app".into()),
-                reason: Some("fixed in v1.2.4".into()),
-            }),
+            (
+                "/rollback status rb-6".into(),
+                Command::Status {
+                    id: Some(RollbackId(6)),
+                },
+            ),
+            (
+                "/rollback history app".into(),
+                Command::History {
+                    image: ImageName::Alias("app".into()),
+                },
+            ),
+            (
+                "/rollback release app fixed in v1.2.4".into(),
+                Command::Release {
+                    image: ImageName::Alias("app".into()),
+                    reason: Some("fixed in v1.2.4".into()),
+                },
+            ),
             ("/rollback help".into(), Command::Help),
         ];
         for (text, expected) in cases {
@@ -263,7 +317,10 @@ mod tests {
             ("/rollback approve", "`approve` needs a rollback id"),
             ("/rollback approve banana", "'banana' is not a rollback id"),
             ("/rollback approve 3 4", "takes no more words"),
-            ("/rollback app@sha256:123", "digest 'sha256:123' is not valid"),
+            (
+                "/rollback app@sha256:123",
+                "digest 'sha256:123' is not valid",
+            ),
             ("/rollback app:-x", "tag '-x' is not valid"),
             ("/rollback App!", "is neither an image alias"),
             ("/rollback history", "`history` needs exactly one image"),
@@ -276,7 +333,15 @@ mod tests {
             assert!(error.0.contains(expected), "{text:?}: {error}");
         }
         // Arbitrary bytes never panic.
-        for text in ["\u{0}", "💥", "/rollback 💥@💥", "a:b:c@d", "@", ":", "/rollback \t\n"] {
+        for text in [
+            "\u{0}",
+            "💥",
+            "/rollback 💥@💥",
+            "a:b:c@d",
+            "@",
+            ":",
+            "/rollback \t\n",
+        ] {
             let _ = parse(text);
         }
     }

@@ -109,7 +109,10 @@ impl Refusal {
 pub enum Verdict {
     Refused(Refusal),
     /// An approval was counted; more are needed.
-    Counted { approvals: u32, required: u32 },
+    Counted {
+        approvals: u32,
+        required: u32,
+    },
     /// This approval reached the required number.
     Approved,
     /// A reject vetoes the request.
@@ -225,7 +228,11 @@ mod tests {
                 expires_at: Timestamp(600),
                 votes,
             };
-            assert_eq!(decide(&rule(required), pending, who, decision, Timestamp(now)), expected, "{name}");
+            assert_eq!(
+                decide(&rule(required), pending, who, decision, Timestamp(now)),
+                expected,
+                "{name}"
+            );
         }
     }
 
@@ -244,7 +251,13 @@ mod tests {
             votes: &[],
         };
         assert_eq!(
-            decide(&rule, pending, &actor("bob", &["sre"]), Decision::Approve, Timestamp(1)),
+            decide(
+                &rule,
+                pending,
+                &actor("bob", &["sre"]),
+                Decision::Approve,
+                Timestamp(1)
+            ),
             Verdict::Refused(Refusal::NotAnApprover)
         );
     }
@@ -252,7 +265,10 @@ mod tests {
     #[test]
     fn approvers_parse_users_and_groups() {
         assert_eq!(Approver::parse("U123"), Ok(Approver::User("U123".into())));
-        assert_eq!(Approver::parse("group:sre"), Ok(Approver::Group("sre".into())));
+        assert_eq!(
+            Approver::parse("group:sre"),
+            Ok(Approver::Group("sre".into()))
+        );
         assert!(Approver::parse("group:").is_err());
         assert!(Approver::parse(" ").is_err());
     }

@@ -13,7 +13,10 @@ pub struct Timestamp(pub i64);
 
 impl Timestamp {
     pub fn plus(self, duration: std::time::Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// Milliseconds from `earlier` to `self` (0 if `earlier` is later).
@@ -24,8 +27,10 @@ impl Timestamp {
     /// RFC 3339, UTC, seconds.
     pub fn rfc3339(self) -> String {
         let secs = u64::try_from(self.0.div_euclid(1000)).unwrap_or(0);
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-            .to_string()
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+        )
+        .to_string()
     }
 }
 
@@ -213,7 +218,10 @@ mod tests {
     #[test]
     fn timestamps_format_as_rfc3339() {
         assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00Z");
-        assert_eq!(Timestamp(1_000).plus(std::time::Duration::from_secs(60)), Timestamp(61_000));
+        assert_eq!(
+            Timestamp(1_000).plus(std::time::Duration::from_secs(60)),
+            Timestamp(61_000)
+        );
         assert_eq!(Timestamp(5).since(Timestamp(9)), 0);
     }
 }

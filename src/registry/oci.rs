@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::model::Digest;
 
 /// The manifest media types rollbot copies. Schema 1 and unknown types are refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MediaType {
     #[serde(rename = "application/vnd.oci.image.index.v1+json")]
     OciIndex,

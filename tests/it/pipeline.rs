@@ -32,7 +32,7 @@ fn a_tag_moved_after_planning_stops_the_retag_before_any_write() {
         image,
         target: Reference::Tag(Tag::parse("v2").expect("tag")),
         tags: tags(&["latest", "stable"]),
-        expect_live: None,
+        expect_from: Vec::new(),
         target_source: None,
         prefetched: None,
     };
@@ -111,7 +111,7 @@ fn the_registry_cost_of_a_rollback_is_one_get_and_otherwise_heads_and_puts() {
         image,
         target: Reference::Digest(Digest::parse(&world.v2.digest).expect("digest")),
         tags: tags(&["latest"]),
-        expect_live: None,
+        expect_from: Vec::new(),
         target_source: None,
         prefetched: None,
     };

@@ -1,0 +1,400 @@
+//! The state port: SQLite (sqlx). Rollbacks, their votes and steps, and an append-only audit
+//! log of every command, decision and pipeline step.
+//!
+//! A rollback row keeps its queryable fields as columns (`image`, `state`, times) and the rest
+//! as one JSON document, so the record can grow without migrations. The database enforces two
+//! rules on its own: one active rollback per image (a partial unique index), and an audit log
+//! that cannot be updated or deleted (triggers).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::Row;
+
+use crate::checks::CheckReport;
+use crate::domain::model::{Digest, ImageRef, Tag};
+use crate::domain::policy::RecordedVote;
+use crate::domain::rollback::{Actor, RollbackId, State, Timestamp};
+use crate::pipeline::{PlannedTag, StepReport, TargetReport};
+
+/// Everything the daemon knows about one rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    pub id: RollbackId,
+    pub image: ImageRef,
+    /// The allowlist alias it was requested by.
+    pub alias: String,
+    /// Where it was requested: `console:releases`, `slack:C0123`, …
+    pub channel: String,
+    pub requester: Actor,
+    pub reason: Option<String>,
+    /// The target as asked for (`previous build`, a tag, a digest).
+    pub requested_target: String,
+    /// How the target was chosen when it was not named.
+    pub target_source: Option<String>,
+    pub target: TargetReport,
+    /// The approved state: each floating tag and the digest it pointed at when planned.
+    pub tags: Vec<PlannedTag>,
+    pub state: State,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub approved_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub votes: Vec<RecordedVote>,
+    pub steps: Vec<StepReport>,
+    pub checks: Vec<CheckReport>,
+    /// Per tag, its digest after the run (or as found on reconcile).
+    pub tags_now: Vec<(Tag, Option<Digest>)>,
+    /// Why it failed, was interrupted, rejected or cancelled.
+    pub error: Option<String>,
+    /// The chat platform's id of the status message, once posted.
+    pub status_ref: Option<String>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Assigned by the store.
+    pub seq: i64,
+    pub at: Timestamp,
+    pub rollback: Option<RollbackId>,
+    pub actor: Option<Actor>,
+    /// `command`, `vote`, `state`, `step`, `refused`, `reconcile`, …
+    pub kind: String,
+    pub detail: serde_json::Value,
+}
+
+impl AuditEntry {
+    pub fn new(
+        at: Timestamp,
+        rollback: Option<RollbackId>,
+        actor: Option<&Actor>,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            at,
+            rollback,
+            actor: actor.cloned(),
+            kind: kind.to_owned(),
+            detail,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state database {path}: {detail}")]
+    Open { path: String, detail: String },
+    #[error("{image} already has an active rollback")]
+    ActiveExists { image: String },
+    #[error("state database error: {0}")]
+    Database(String),
+    #[error("state database holds an unreadable record {id}: {detail}")]
+    Corrupt { id: i64, detail: String },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "CREATE TABLE rollbacks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        image TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX one_active_rollback_per_image ON rollbacks(image)
+        WHERE state IN ('requested','approved','retagging','verifying');
+    CREATE INDEX rollbacks_by_state ON rollbacks(state);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        rollback_id INTEGER,
+        actor_id TEXT,
+        actor TEXT,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_time ON audit(at);
+    CREATE TRIGGER audit_is_append_only_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+];
+
+/// The SQLite store. Cloning shares the pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// # Errors
+    /// An unusable path or file, or a database newer than this build.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_error = |detail: String| StoreError::Open {
+            path: path.display().to_string(),
+            detail,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| open_error(e.to_string()))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        let store = Store { pool };
+        store
+            .migrate()
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if version > known {
+            return Err(StoreError::Database(format!(
+                "schema version {version} is newer than this rollbot ({known}); upgrade rollbot"
+            )));
+        }
+        for (index, migration) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            sqlx::raw_sql(*migration).execute(&mut *tx).await?;
+            // A number we format ourselves: nothing to inject.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PRAGMA user_version = {}",
+                index + 1
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `SELECT 1`, for `/readyz`.
+    ///
+    /// # Errors
+    /// The database cannot answer.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Inserts a new rollback (its `id` is assigned here) with its audit entry, atomically.
+    ///
+    /// # Errors
+    /// `ActiveExists` when the image already has an active rollback.
+    pub async fn create(
+        &self,
+        record: &mut RollbackRecord,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO rollbacks (image, state, created_at, updated_at, data) VALUES (?, ?, ?, ?, '{}')",
+        )
+        .bind(record.image.to_string())
+        .bind(record.state.as_str())
+        .bind(record.created_at.0)
+        .bind(record.updated_at.0)
+        .execute(&mut *tx)
+        .await;
+        let id = match inserted {
+            Ok(done) => done.last_insert_rowid(),
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Err(StoreError::ActiveExists {
+                    image: record.image.to_string(),
+                })
+            }
+            Err(other) => return Err(other.into()),
+        };
+        record.id = RollbackId(id);
+        sqlx::query("UPDATE rollbacks SET data = ? WHERE id = ?")
+            .bind(to_json(record)?)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(
+            &mut tx,
+            &AuditEntry {
+                rollback: Some(record.id),
+                ..audit
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Saves a changed record and its audit entries, atomically.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn save(
+        &self,
+        record: &RollbackRecord,
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE rollbacks SET state = ?, updated_at = ?, data = ? WHERE id = ?")
+            .bind(record.state.as_str())
+            .bind(record.updated_at.0)
+            .bind(to_json(record)?)
+            .bind(record.id.0)
+            .execute(&mut *tx)
+            .await?;
+        for entry in audit {
+            insert_audit(&mut tx, entry).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends one audit entry.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rollbacks that are not finished.
+    ///
+    /// # Errors
+    /// Database errors, unreadable records.
+    pub async fn active(&self) -> Result<Vec<RollbackRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, data FROM rollbacks \
+             WHERE state IN ('requested','approved','retagging','verifying') ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// One rollback.
+    ///
+    /// # Errors
+    /// Database errors, an unreadable record.
+    pub async fn get(&self, id: RollbackId) -> Result<Option<RollbackRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, data FROM rollbacks WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The most recent rollbacks, newest first.
+    ///
+    /// # Errors
+    /// Database errors, unreadable records.
+    pub async fn recent(&self, limit: u32) -> Result<Vec<RollbackRecord>, StoreError> {
+        let rows = sqlx::query("SELECT id, data FROM rollbacks ORDER BY id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Audit entries at or after `since`, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn audit_since(&self, since: Timestamp) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, rollback_id, actor, kind, detail FROM audit WHERE at >= ? ORDER BY seq",
+        )
+        .bind(since.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let actor: Option<String> = row.try_get("actor")?;
+                let detail: String = row.try_get("detail")?;
+                Ok(AuditEntry {
+                    seq: row.try_get("seq")?,
+                    at: Timestamp(row.try_get("at")?),
+                    rollback: row
+                        .try_get::<Option<i64>, _>("rollback_id")?
+                        .map(RollbackId),
+                    actor: actor.and_then(|a| serde_json::from_str(&a).ok()),
+                    kind: row.try_get("kind")?,
+                    detail: serde_json::from_str(&detail)
+                        .unwrap_or(serde_json::Value::String(detail)),
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    let actor = entry
+        .actor
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Database(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO audit (at, rollback_id, actor_id, actor, kind, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(entry.at.0)
+    .bind(entry.rollback.map(|id| id.0))
+    .bind(entry.actor.as_ref().map(|a| a.id.clone()))
+    .bind(actor)
+    .bind(&entry.kind)
+    .bind(entry.detail.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn to_json(record: &RollbackRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::Database(e.to_string()))
+}
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RollbackRecord, StoreError> {
+    let id: i64 = row.try_get("id")?;
+    let data: String = row.try_get("data")?;
+    serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+        id,
+        detail: e.to_string(),
+    })
+}
