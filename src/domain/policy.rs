@@ -204,8 +204,9 @@ mod tests {
         let bob = actor("bob", &[]);
         use Decision::*;
         use Verdict::*;
+        type Row<'a> = (&'a str, u32, State, i64, &'a [RecordedVote], &'a Actor, Decision, Verdict);
         #[rustfmt::skip]
-        let table: Vec<(&str, u32, State, i64, &[RecordedVote], &Actor, Decision, Verdict)> = vec![
+        let table: Vec<Row<'_>> = vec![
             ("second person approves",        1, State::Requested, 10, &none,     &bob,       Approve, Approved),
             ("group member approves",         1, State::Requested, 10, &none,     &carol_sre, Approve, Approved),
             ("requester cannot approve",      1, State::Requested, 10, &none,     &requester, Approve, Refused(Refusal::OwnRequest)),
