@@ -6,6 +6,16 @@
 //!
 //! - `main.rs`: the binary. Parses the command line (`cli`), loads `config`, runs, maps the
 //!   outcome to an exit code. Nothing else.
+//!
+//! The CLI path: `cli` → `pipeline` → `registry`. The daemon (`rollbot serve`):
+//!
+//! ```text
+//! chat adapters ──Inbound{Actor, Command}──▶ engine ──Event──▶ chat sinks (status message,
+//! (chat::console; Slack, Discord later)     │ policy, state        thread replies)
+//!                                           │ pipeline tasks
+//!                                           ▼
+//!                          store (SQLite) · registry · Clock
+//! ```
 //! - [`cli`]: clap definitions (`rollback`, `verify`, `manifest`, `history`, `hold`, `gate`) and
 //!   the glue from arguments to the pipeline (`cli/rollback.rs`: alias resolution, target
 //!   selection, the confirmation prompt) and to the artifacts (`cli/artifacts.rs`).
@@ -14,7 +24,20 @@
 //!   `ROLLBOT__SECTION__KEY`), validated once into [`config::Settings`], every problem reported
 //!   at once with its key path.
 //! - [`domain`]: the vocabulary, no I/O: [`domain::model`] has `Digest`, `Tag`, `Repository`,
-//!   `RegistryHost`, `ImageRef`, `Reference`, each parsed once at the edge.
+//!   `RegistryHost`, `ImageRef`, `Reference`, each parsed once at the edge;
+//!   [`domain::rollback`] `RollbackId`, `Actor`, `Timestamp` and the `State` machine;
+//!   [`domain::command`] the `/rollback` grammar (chat text → `Command`); [`domain::policy`] the
+//!   two-person rule as one pure function.
+//! - [`engine`]: the single owner of rollback state (one task). `Inbound` commands in, `Event`s
+//!   out; planning, pipelines, history and hold releases run in tracked tasks that report back.
+//!   Persists every transition before announcing it; reconciles interrupted rollbacks on start;
+//!   rate limits (governor); `Clock` so tests control expiry.
+//! - [`chat`]: the platform-neutral message model (blocks, buttons), the rendering of status
+//!   messages and thread replies, and the sink task driving a `ChatPort`; [`chat::console`] is
+//!   the built-in local chat (web page + JSON API).
+//! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console.
+//! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM.
+//! - [`metrics`]: Prometheus text exposition from atomics.
 //! - [`pipeline`]: plan → retag → verify → checks, and the [`pipeline::Report`] of a run.
 //!   `plan` does the one manifest GET (the target's bytes) and the completeness pre-check;
 //!   `retag` writes those bytes under each tag with compare-and-swap; `verify` reads back by HEAD;
@@ -44,39 +67,62 @@
 //! - Nothing is written before the plan's checks pass (target complete, every tag where the
 //!   plan saw it). Each write is preceded by a compare-and-swap read of that tag.
 //! - One manifest GET per rollback; everything else is HEAD or PUT (Docker Hub counts GETs).
-//! - `domain/` names no SDK or HTTP crate; `reqwest` appears only in `registry/` and `checks`.
+//! - `domain/` names no SDK or HTTP crate; `reqwest` appears only in `registry/` and `checks`;
+//!   the engine names no chat platform (adapters translate to `Inbound`/`Command`).
+//! - The engine is the only writer of rollback state; every state change goes through
+//!   `State::can_become` and is persisted (with its audit entry) before it is announced. The
+//!   audit table refuses updates and deletes; the database refuses a second active rollback of
+//!   an image.
+//! - Approvals are bound to (image, tags, from-digests, target digest): execution re-plans
+//!   against exactly that and aborts if any tag moved.
+//! - A sink failing (chat down) never changes a rollback's outcome.
 //! - Secrets are [`secret::Secret`] and never reach a log line, an error or a report.
 //! - Deliberately absent: `oci-client` (it hides the PUT's `Docker-Content-Digest`, the GET's
 //!   `Content-Type` and rate-limit headers, and silently falls back from HEAD to a counted
 //!   GET), `docker pull/tag/push` semantics (they flatten multi-arch indexes), a shell for
 //!   health-check commands.
 
+pub mod chat;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod domain;
+pub mod engine;
 pub mod manifest;
+pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod report;
 pub mod secret;
+pub mod server;
 pub mod store;
 
 /// Installs the stderr log subscriber with a `tracing` filter such as `warn` or
 /// `rollbot=debug`. An invalid filter falls back to `warn` (config validation rejects those
 /// before this point).
-pub fn init_logging(filter: &str) {
+pub fn init_logging(filter: &str, json: bool) {
     let targets: tracing_subscriber::filter::Targets = filter.parse().unwrap_or_else(|_| {
         tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
     });
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false),
-        )
-        .with(targets)
-        .try_init();
+    let registry = tracing_subscriber::registry().with(targets);
+    let _ = if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false),
+            )
+            .try_init()
+    };
 }

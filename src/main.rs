@@ -14,12 +14,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let serving = matches!(cli.command, cli::Command::Serve(_));
     let level = match cli.verbose {
+        // A daemon's default log is its events; the CLI's default is quiet.
+        0 if serving && settings.log.level == "warn" => "info".to_owned(),
         0 => settings.log.level.clone(),
         1 => "info".to_owned(),
         _ => "debug".to_owned(),
     };
-    rollbot::init_logging(&level);
+    rollbot::init_logging(&level, settings.log.json);
     // One thread: a CLI run is a short chain of requests, and a current-thread runtime avoids
     // cross-thread wake-ups (measured in registry-notes.md).
     let runtime = match tokio::runtime::Builder::new_current_thread()

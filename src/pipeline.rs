@@ -499,6 +499,18 @@ pub struct TargetReport {
     pub references_checked: usize,
 }
 
+impl TargetReport {
+    pub fn of(plan: &Plan) -> TargetReport {
+        TargetReport {
+            digest: plan.target.digest.clone(),
+            media_type: plan.target.media_type,
+            kind: plan.target.media_type.describe().to_owned(),
+            platforms: plan.platforms(),
+            references_checked: plan.references.len(),
+        }
+    }
+}
+
 /// Per tag: where it was, where it should go, where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TagReport {
@@ -578,14 +590,9 @@ impl Report {
         }
     }
 
-    fn record_plan(&mut self, plan: &Plan) {
-        self.target = Some(TargetReport {
-            digest: plan.target.digest.clone(),
-            media_type: plan.target.media_type,
-            kind: plan.target.media_type.describe().to_owned(),
-            platforms: plan.platforms(),
-            references_checked: plan.references.len(),
-        });
+    /// Fills target and tags from a plan (the engine uses this for approved plans too).
+    pub fn record_plan(&mut self, plan: &Plan) {
+        self.target = Some(TargetReport::of(plan));
         self.tags = plan
             .tags
             .iter()
@@ -688,7 +695,7 @@ pub async fn run(
     options: &RunOptions,
     started: Instant,
     confirm: impl FnOnce(&Plan) -> Confirmation,
-    progress: &mut dyn FnMut(Progress<'_>),
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Report {
     let mut report = Report::new("rollback", &request.image, &request.target, &request.tags);
     report.target_source = request.target_source.clone();
@@ -785,7 +792,7 @@ pub async fn set_hold(
     tags: &[Tag],
     hold: &HoldOptions,
     report: &mut Report,
-    progress: &mut dyn FnMut(Progress<'_>),
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) {
     let started = Instant::now();
     let record = manifest::Hold {
@@ -836,7 +843,7 @@ pub async fn execute(
     plan: &Plan,
     options: &RunOptions,
     report: &mut Report,
-    progress: &mut dyn FnMut(Progress<'_>),
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) {
     let step_started = Instant::now();
     let retagged = retag(registry, plan, |tag, duration| {
@@ -908,7 +915,7 @@ pub async fn verify_and_check(
     references: &[oci::Reference],
     checks: &[CheckSpec],
     report: &mut Report,
-    progress: &mut dyn FnMut(Progress<'_>),
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) {
     let step_started = Instant::now();
     let verified = verify(registry, image, tags, digest, references).await;

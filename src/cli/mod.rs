@@ -65,6 +65,30 @@ pub enum Command {
     /// For CI, before pushing floating tags: exit 0 when no hold is active, 1 (naming who held
     /// the image, when and why) when one is, 3 when the hold cannot be read (fails closed).
     Gate(GateArgs),
+    /// Run the chat-ops daemon: /rollback commands from chat (or the built-in console),
+    /// two-person approval, the same pipeline, status messages, /healthz /readyz /metrics.
+    /// SIGTERM stops intake and lets running rollbacks finish (server.shutdown_grace).
+    Serve(ServeArgs),
+    /// Print the daemon's audit log (every command, vote, state change and step).
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen here instead of server.listen (e.g. 127.0.0.1:0 for a free port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// From when: a duration back from now ("2h", "7d") or an RFC 3339 time.
+    #[arg(long, default_value = "24h", value_name = "WHEN")]
+    pub since: String,
+
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -366,7 +390,105 @@ pub async fn run(cli: Cli, settings: &Settings) -> u8 {
             artifacts::hold_release(args, settings, insecure).await
         }
         Command::Gate(args) => artifacts::gate(args, settings, insecure).await,
+        Command::Serve(args) => serve(args, settings).await,
+        Command::Audit(args) => audit(args, settings).await,
     }
+}
+
+async fn serve(args: ServeArgs, settings: &Settings) -> u8 {
+    let mut settings = settings.clone();
+    if let Some(listen) = args.listen {
+        if !listen.ip().is_loopback() && !settings.daemon.allow_non_loopback {
+            return fail(
+                false,
+                Outcome::BadInput,
+                &format!("{listen} is not a loopback address; set server.allow_non_loopback = true to listen there"),
+            );
+        }
+        settings.daemon.listen = listen;
+    }
+    let daemon = match crate::daemon::start(settings, crate::daemon::DaemonOptions::default()).await
+    {
+        Ok(daemon) => daemon,
+        Err(error) => return fail(false, Outcome::PrecheckFailed, &format!("{error:#}")),
+    };
+    if let Some(console) = &daemon.console {
+        eprintln!(
+            "rollbot console: http://{}/console (channel #{}, users: {})",
+            daemon.addr,
+            console.channel,
+            console
+                .users
+                .iter()
+                .map(|u| u.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if daemon.run_until_signal().await {
+        0
+    } else {
+        1
+    }
+}
+
+async fn audit(args: AuditArgs, settings: &Settings) -> u8 {
+    let now = crate::engine::Clock::now(&crate::engine::SystemClock);
+    let since = match humantime::parse_duration(&args.since) {
+        Ok(back) => crate::domain::rollback::Timestamp(
+            now.0 - i64::try_from(back.as_millis()).unwrap_or(i64::MAX),
+        ),
+        Err(_) => match humantime::parse_rfc3339_weak(&args.since) {
+            Ok(time) => crate::domain::rollback::Timestamp(
+                time.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ),
+            Err(_) => {
+                return fail(
+                    false,
+                    Outcome::BadInput,
+                    &format!(
+                        "--since '{}' is neither a duration (2h, 7d) nor an RFC 3339 time",
+                        args.since
+                    ),
+                )
+            }
+        },
+    };
+    let path = &settings.daemon.store_path;
+    if !path.exists() {
+        return fail(
+            false,
+            Outcome::BadInput,
+            &format!("no state database at {} (store.path)", path.display()),
+        );
+    }
+    let store = match crate::store::Store::open(path).await {
+        Ok(store) => store,
+        Err(error) => return fail(false, Outcome::PrecheckFailed, &error.to_string()),
+    };
+    let entries = match store.audit_since(since).await {
+        Ok(entries) => entries,
+        Err(error) => return fail(false, Outcome::PrecheckFailed, &error.to_string()),
+    };
+    for entry in entries {
+        if args.json {
+            println!("{}", serde_json::to_string(&entry).unwrap_or_default());
+        } else {
+            println!(
+                "{}  {:<6} {:<12} {:<14} {}",
+                entry.at.rfc3339(),
+                entry
+                    .rollback
+                    .map(|id| id.to_string())
+                    .unwrap_or_else(|| "-".to_owned()),
+                entry.actor.as_ref().map_or("-", |a| a.id.as_str()),
+                entry.kind,
+                entry.detail
+            );
+        }
+    }
+    0
 }
 
 /// An error before any work (bad alias, credentials): one line on stderr (and a small JSON

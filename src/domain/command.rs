@@ -47,6 +47,40 @@ pub enum Command {
     Help,
 }
 
+impl Command {
+    /// The command as canonical chat text (for the audit log and echoes).
+    pub fn to_text(&self) -> String {
+        let with_reason = |base: String, reason: &Option<String>| match reason {
+            Some(reason) => format!("{base} {reason}"),
+            None => base,
+        };
+        match self {
+            Command::Request {
+                image,
+                target,
+                reason,
+            } => {
+                let target = match target {
+                    Some(Reference::Tag(tag)) => format!(":{tag}"),
+                    Some(Reference::Digest(digest)) => format!("@{digest}"),
+                    None => String::new(),
+                };
+                with_reason(format!("/rollback {image}{target}"), reason)
+            }
+            Command::Approve { id } => format!("/rollback approve {id}"),
+            Command::Reject { id, reason } => with_reason(format!("/rollback reject {id}"), reason),
+            Command::Cancel { id } => format!("/rollback cancel {id}"),
+            Command::Status { id: Some(id) } => format!("/rollback status {id}"),
+            Command::Status { id: None } => "/rollback status".to_owned(),
+            Command::History { image } => format!("/rollback history {image}"),
+            Command::Release { image, reason } => {
+                with_reason(format!("/rollback release {image}"), reason)
+            }
+            Command::Help => "/rollback help".to_owned(),
+        }
+    }
+}
+
 /// An image as typed: an alias to look up, or a full reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ImageName {
@@ -305,7 +339,9 @@ mod tests {
             ("/rollback help".into(), Command::Help),
         ];
         for (text, expected) in cases {
-            assert_eq!(parse(&text), Ok(expected), "{text}");
+            assert_eq!(parse(&text), Ok(expected.clone()), "{text}");
+            // The canonical text parses back to the same command.
+            assert_eq!(parse(&expected.to_text()), Ok(expected), "{text}");
         }
     }
 

@@ -204,7 +204,16 @@ mod tests {
         let bob = actor("bob", &[]);
         use Decision::*;
         use Verdict::*;
-        type Row<'a> = (&'a str, u32, State, i64, &'a [RecordedVote], &'a Actor, Decision, Verdict);
+        type Row<'a> = (
+            &'a str,
+            u32,
+            State,
+            i64,
+            &'a [RecordedVote],
+            &'a Actor,
+            Decision,
+            Verdict,
+        );
         #[rustfmt::skip]
         let table: Vec<Row<'_>> = vec![
             ("second person approves",        1, State::Requested, 10, &none,     &bob,       Approve, Approved),

@@ -224,6 +224,8 @@ pub struct RegistryClient {
     credentials: Credentials,
     auth: Mutex<AuthState>,
     counters: Counters,
+    /// Answers by HTTP status (0: no answer), for `/metrics`.
+    statuses: Mutex<std::collections::BTreeMap<u16, u64>>,
     ratelimit_remaining: Mutex<Option<String>>,
 }
 
@@ -292,6 +294,7 @@ impl RegistryClient {
             credentials,
             auth: Mutex::new(AuthState::default()),
             counters: Counters::default(),
+            statuses: Mutex::new(std::collections::BTreeMap::new()),
             ratelimit_remaining: Mutex::new(None),
         })
     }
@@ -305,6 +308,15 @@ impl RegistryClient {
         self.counters.snapshot()
     }
 
+    /// Answers by HTTP status so far (0: no answer: connection error or timeout).
+    pub fn statuses(&self) -> Vec<(u16, u64)> {
+        lock(&self.statuses).iter().map(|(s, n)| (*s, *n)).collect()
+    }
+
+    fn count_status(&self, status: u16) {
+        *lock(&self.statuses).entry(status).or_default() += 1;
+    }
+
     /// The last `ratelimit-remaining` header seen (Docker Hub sends it), e.g. `95;w=21600`.
     pub fn ratelimit_remaining(&self) -> Option<String> {
         lock(&self.ratelimit_remaining).clone()
@@ -314,6 +326,37 @@ impl RegistryClient {
         ImageRef {
             registry: self.host.clone(),
             repository: repository.clone(),
+        }
+    }
+
+    /// `GET /v2/`: reachable when it answers anything but a server error (401 is fine: the
+    /// registry is there and asks for credentials).
+    ///
+    /// # Errors
+    /// A message saying why the registry is not reachable.
+    pub async fn ping(&self) -> Result<(), String> {
+        let url = format!("{}/v2/", self.base);
+        match self.http.get(&url).send().await {
+            Ok(response) => {
+                self.count_status(response.status().as_u16());
+                if response.status().is_server_error() {
+                    Err(format!(
+                        "registry {} answered {} to GET /v2/",
+                        self.host,
+                        response.status()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            Err(error) => {
+                self.count_status(0);
+                Err(format!(
+                    "cannot reach registry {}: {}",
+                    self.host,
+                    error_chain(&error)
+                ))
+            }
         }
     }
 
@@ -676,11 +719,15 @@ impl RegistryClient {
             }
             self.counters.add(op.kind as usize);
             let started = Instant::now();
-            let response = request
-                .send()
-                .await
-                .map_err(|e| self.transport_error(op, &e))?;
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(error) => {
+                    self.count_status(0);
+                    return Err(self.transport_error(op, &error));
+                }
+            };
             let status = response.status();
+            self.count_status(status.as_u16());
             tracing::debug!(registry = %self.host, request = %op.describe(), status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "Registry answered.");
             self.note_ratelimit(response.headers());
 

@@ -1,0 +1,219 @@
+//! The console: a built-in local chat (one channel, users from the config, no login) so the
+//! whole flow runs without Slack or Discord. Its messages live in memory; the web page in
+//! `console.html` polls them. It goes through the same engine and rendering as every platform.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::{Block, ChatError, ChatPort, Message};
+use crate::domain::command;
+use crate::domain::rollback::Actor;
+use crate::engine::{Clock, EngineHandle, Inbound, Reply};
+
+/// The page, served at `/console`.
+pub const PAGE: &str = include_str!("console.html");
+
+/// One message in the console channel.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsoleMessage {
+    pub id: u64,
+    /// Bumped on every edit.
+    pub version: u64,
+    /// A user's name, or "rollbot".
+    pub author: String,
+    /// The message this one replies to.
+    pub thread: Option<u64>,
+    /// Only this user sees it (an ephemeral reply).
+    pub only_for: Option<String>,
+    pub message: Message,
+    pub at: i64,
+}
+
+#[derive(Debug, Default)]
+struct ChannelState {
+    messages: Vec<ConsoleMessage>,
+    next_id: u64,
+    version: u64,
+}
+
+/// The console's channel and users.
+#[derive(Debug)]
+pub struct Console {
+    pub channel: String,
+    pub users: Vec<Actor>,
+    state: Mutex<ChannelState>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Console {
+    pub fn new(channel: String, users: Vec<Actor>, clock: Arc<dyn Clock>) -> Console {
+        Console {
+            channel,
+            users,
+            state: Mutex::new(ChannelState::default()),
+            clock,
+        }
+    }
+
+    /// The engine's channel string for the console.
+    pub fn channel_ref(&self) -> String {
+        format!("console:{}", self.channel)
+    }
+
+    pub fn user(&self, id: &str) -> Option<&Actor> {
+        self.users.iter().find(|u| u.id == id)
+    }
+
+    fn push(
+        &self,
+        author: &str,
+        thread: Option<u64>,
+        only_for: Option<&str>,
+        message: Message,
+    ) -> u64 {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.next_id += 1;
+        state.version += 1;
+        let id = state.next_id;
+        let version = state.version;
+        state.messages.push(ConsoleMessage {
+            id,
+            version,
+            author: author.to_owned(),
+            thread,
+            only_for: only_for.map(str::to_owned),
+            message,
+            at: self.clock.now().0,
+        });
+        id
+    }
+
+    /// The messages `user` can see, and the channel's version (changes on every post or edit).
+    pub fn view(&self, user: &str) -> (u64, Vec<ConsoleMessage>) {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let visible = state
+            .messages
+            .iter()
+            .filter(|m| m.only_for.as_deref().is_none_or(|u| u == user))
+            .cloned()
+            .collect();
+        (state.version, visible)
+    }
+
+    /// Handles text typed by `user`: echoes it to the channel, runs it, and answers them
+    /// privately.
+    pub async fn say(&self, engine: &EngineHandle, user: &Actor, text: &str) -> Reply {
+        let text: String = text.chars().take(2000).collect();
+        self.push(&user.name, None, None, plain(&text));
+        let reply = match command::parse(&text) {
+            Ok(command) => {
+                engine
+                    .submit(Inbound {
+                        actor: user.clone(),
+                        channel: self.channel_ref(),
+                        command,
+                        idempotency_key: None,
+                    })
+                    .await
+            }
+            Err(error) => Reply {
+                text: format!("{error}\n{}", command::USAGE),
+                ok: false,
+            },
+        };
+        self.push("rollbot", None, Some(&user.id), plain(&reply.text));
+        reply
+    }
+
+    /// Handles a button click by `user`.
+    pub async fn click(&self, engine: &EngineHandle, user: &Actor, action: &str) -> Reply {
+        let reply = match super::parse_action(action) {
+            Some((decision, id)) => {
+                let command = match decision {
+                    crate::domain::policy::Decision::Approve => command::Command::Approve { id },
+                    crate::domain::policy::Decision::Reject => {
+                        command::Command::Reject { id, reason: None }
+                    }
+                };
+                engine
+                    .submit(Inbound {
+                        actor: user.clone(),
+                        channel: self.channel_ref(),
+                        command,
+                        idempotency_key: None,
+                    })
+                    .await
+            }
+            None => Reply {
+                text: format!("unknown action '{action}'"),
+                ok: false,
+            },
+        };
+        self.push("rollbot", None, Some(&user.id), plain(&reply.text));
+        reply
+    }
+}
+
+fn plain(text: &str) -> Message {
+    Message {
+        fallback: text.to_owned(),
+        blocks: vec![Block::Text {
+            text: text.to_owned(),
+        }],
+    }
+}
+
+impl ChatPort for Console {
+    fn prefix(&self) -> &'static str {
+        "console:"
+    }
+
+    async fn post_status(&self, _channel: &str, message: &Message) -> Result<String, ChatError> {
+        Ok(self
+            .push("rollbot", None, None, message.clone())
+            .to_string())
+    }
+
+    async fn update_status(
+        &self,
+        _channel: &str,
+        status_ref: &str,
+        message: &Message,
+    ) -> Result<(), ChatError> {
+        let id: u64 = status_ref
+            .parse()
+            .map_err(|_| ChatError(format!("no console message {status_ref}")))?;
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.version += 1;
+        let version = state.version;
+        match state.messages.iter_mut().find(|m| m.id == id) {
+            Some(existing) => {
+                existing.message = message.clone();
+                existing.version = version;
+                Ok(())
+            }
+            None => Err(ChatError(format!("no console message {status_ref}"))),
+        }
+    }
+
+    async fn reply(
+        &self,
+        _channel: &str,
+        status_ref: Option<&str>,
+        message: &Message,
+    ) -> Result<(), ChatError> {
+        let thread = status_ref.and_then(|r| r.parse().ok());
+        self.push("rollbot", thread, None, message.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,228 @@
+//! `rollbot serve`: wiring (store, engine, chat sinks, HTTP server), task tracking, and
+//! graceful shutdown: stop intake, let running rollbacks finish within a deadline, say whether
+//! the drain was clean.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chat::console::Console;
+use crate::chat::run_sink;
+use crate::config::{ConsoleMode, Settings};
+use crate::engine::{self, Clock, EngineHandle, EngineOptions, Registries};
+use crate::metrics::Metrics;
+use crate::server::{router, AppState};
+use crate::store::Store;
+
+/// How the daemon is started; tests replace the clock and speed up the tick.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub clock: Arc<dyn Clock>,
+    pub engine: EngineOptions,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            clock: Arc::new(engine::SystemClock),
+            engine: EngineOptions::default(),
+        }
+    }
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The address the HTTP server listens on (port 0 in the config picks a free one).
+    pub addr: SocketAddr,
+    pub engine: EngineHandle,
+    pub console: Option<Arc<Console>>,
+    pub started_at: Instant,
+    settings: Arc<Settings>,
+    stop_http: Option<oneshot::Sender<()>>,
+    http: tokio::task::JoinHandle<()>,
+    engine_task: tokio::task::JoinHandle<()>,
+    sinks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts everything and returns once the HTTP server listens.
+///
+/// # Errors
+/// A store that cannot be opened, an address that cannot be bound, a console without users.
+pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result<Daemon> {
+    let started_at = Instant::now();
+    let settings = Arc::new(settings);
+    let daemon_settings = &settings.daemon;
+    let console_on = match daemon_settings.console.mode {
+        // No chat platform exists yet, so auto means on.
+        ConsoleMode::Auto | ConsoleMode::On => true,
+        ConsoleMode::Off => false,
+    };
+    if console_on && daemon_settings.console.users.is_empty() {
+        anyhow::bail!(
+            "the console is on but console.users is empty: add [[console.users]] entries (id, name, groups) or set console.enabled = \"off\""
+        );
+    }
+    if settings.images.is_empty() {
+        tracing::warn!(
+            "No images are configured ([images.<alias>]); every /rollback request will be refused."
+        );
+    }
+    if daemon_settings.approvals.approvers.is_empty()
+        && settings.images.values().all(|e| e.approvers.is_none())
+    {
+        tracing::warn!(
+            "No approvers are configured (approvals.approvers); no rollback can be approved."
+        );
+    }
+    let store = Store::open(&daemon_settings.store_path)
+        .await
+        .with_context(|| format!("opening {}", daemon_settings.store_path.display()))?;
+    let metrics = Arc::new(Metrics::default());
+    let registries = Arc::new(Registries::new(Arc::clone(&settings)));
+    let clock = Arc::clone(&options.clock);
+
+    let console = console_on.then(|| {
+        Arc::new(Console::new(
+            daemon_settings.console.channel.clone(),
+            daemon_settings.console.users.clone(),
+            Arc::clone(&clock),
+        ))
+    });
+    let mut sink_senders = Vec::new();
+    let mut sink_receivers = Vec::new();
+    if console.is_some() {
+        let (tx, rx) = mpsc::channel(1024);
+        sink_senders.push(tx);
+        sink_receivers.push(rx);
+    }
+    let (engine, engine_task) = engine::start(
+        Arc::clone(&settings),
+        store.clone(),
+        Arc::clone(&registries),
+        Arc::clone(&clock),
+        Arc::clone(&metrics),
+        sink_senders,
+        options.engine.clone(),
+    )
+    .await
+    .context("starting the engine")?;
+    let mut sinks = Vec::new();
+    if let (Some(console), Some(events)) = (&console, sink_receivers.pop()) {
+        sinks.push(tokio::spawn(run_sink(
+            Arc::clone(console),
+            engine.clone(),
+            events,
+            Arc::clone(&clock),
+            settings.rollback.rto,
+            Arc::clone(&metrics),
+        )));
+    }
+
+    let listener = tokio::net::TcpListener::bind(daemon_settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", daemon_settings.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    let app = router(AppState {
+        settings: Arc::clone(&settings),
+        engine: engine.clone(),
+        store,
+        registries,
+        metrics,
+        console: console.clone(),
+    });
+    let (stop_http, stopped) = oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "HTTP server failed.");
+        }
+    });
+    tracing::info!(
+        %addr,
+        console = console.is_some(),
+        ready_ms = started_at.elapsed().as_millis() as u64,
+        "rollbot is serving."
+    );
+    Ok(Daemon {
+        addr,
+        engine,
+        console,
+        started_at,
+        settings,
+        stop_http: Some(stop_http),
+        http,
+        engine_task,
+        sinks,
+    })
+}
+
+impl Daemon {
+    /// Stops intake (HTTP), lets running rollbacks finish within `server.shutdown_grace`, stops
+    /// the engine and the sinks. Returns true when the drain was clean.
+    pub async fn shutdown(mut self) -> bool {
+        let grace = self.settings.daemon.shutdown_grace;
+        self.shutdown_within(grace).await
+    }
+
+    /// [`Daemon::shutdown`] with an explicit grace period.
+    pub async fn shutdown_within(&mut self, grace: Duration) -> bool {
+        if let Some(stop) = self.stop_http.take() {
+            let _ = stop.send(());
+        }
+        let clean = self.engine.shutdown(grace).await;
+        let _ = (&mut self.engine_task).await;
+        // The sinks end when the engine (the only sender) is gone; give them a moment to
+        // deliver what is queued.
+        for sink in self.sinks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), sink).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.http).await;
+        if clean {
+            tracing::info!("rollbot stopped cleanly.");
+        } else {
+            tracing::warn!("rollbot stopped with rollbacks still running; they are reconciled on the next start.");
+        }
+        clean
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then shuts down. Returns true when the drain was clean.
+    pub async fn run_until_signal(self) -> bool {
+        wait_for_signal().await;
+        tracing::info!("Signal received; shutting down.");
+        self.shutdown().await
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Cannot listen for SIGTERM; only Ctrl-C stops rollbot.");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,174 @@
+//! The daemon's HTTP server (axum): `/healthz`, `/readyz`, `/metrics`, and the console's page
+//! and API. Chat platforms' endpoints join here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::chat::console::{Console, PAGE};
+use crate::config::Settings;
+use crate::engine::{EngineHandle, Registries};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub engine: EngineHandle,
+    pub store: Store,
+    pub registries: Arc<Registries>,
+    pub metrics: Arc<Metrics>,
+    pub console: Option<Arc<Console>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    if state.console.is_some() {
+        router = router
+            .route(
+                "/",
+                get(|| async { axum::response::Redirect::to("/console") }),
+            )
+            .route("/console", get(console_page))
+            .route("/console/api/state", get(console_state))
+            .route("/console/api/command", post(console_command))
+            .route("/console/api/action", post(console_action));
+    }
+    router.with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the store answers and every allowlisted image's registry answers `/v2/`.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut problems = Vec::new();
+    if let Err(error) = state.store.ping().await {
+        problems.push(format!("store: {error}"));
+    }
+    let mut hosts: Vec<_> = state
+        .settings
+        .images
+        .values()
+        .map(|entry| entry.image.registry.clone())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    for host in hosts {
+        let reachable = match state.registries.get(&host) {
+            Ok(client) => match tokio::time::timeout(Duration::from_secs(5), client.ping()).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("registry {host} did not answer within 5 s")),
+            },
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = reachable {
+            problems.push(error);
+        }
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", problems.join("\n")),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(&state.registries.statuses());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn console_page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    user: Option<String>,
+}
+
+async fn console_state(State(state): State<AppState>, Query(query): Query<StateQuery>) -> Response {
+    let Some(console) = &state.console else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let user = query.user.unwrap_or_default();
+    let (version, messages) = console.view(&user);
+    let users: Vec<serde_json::Value> = console
+        .users
+        .iter()
+        .map(|u| serde_json::json!({ "id": u.id, "name": u.name }))
+        .collect();
+    Json(serde_json::json!({
+        "channel": console.channel,
+        "users": users,
+        "version": version,
+        "messages": messages,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct CommandBody {
+    user: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct ActionBody {
+    user: String,
+    action: String,
+}
+
+fn unknown_user(user: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(
+            serde_json::json!({ "ok": false, "reply": format!("'{user}' is not a console user") }),
+        ),
+    )
+        .into_response()
+}
+
+async fn console_command(State(state): State<AppState>, Json(body): Json<CommandBody>) -> Response {
+    let Some(console) = &state.console else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Some(user) = console.user(&body.user).cloned() else {
+        return unknown_user(&body.user);
+    };
+    let reply = console.say(&state.engine, &user, &body.text).await;
+    Json(serde_json::json!({ "ok": reply.ok, "reply": reply.text })).into_response()
+}
+
+async fn console_action(State(state): State<AppState>, Json(body): Json<ActionBody>) -> Response {
+    let Some(console) = &state.console else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Some(user) = console.user(&body.user).cloned() else {
+        return unknown_user(&body.user);
+    };
+    let reply = console.click(&state.engine, &user, &body.action).await;
+    Json(serde_json::json!({ "ok": reply.ok, "reply": reply.text })).into_response()
+}
