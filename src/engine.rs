@@ -1667,6 +1667,9 @@ async fn run_pipeline(
         for tag in &mut report.tags {
             tag.status = "moved";
         }
+        if report.outcome == Outcome::Verified {
+            report.outcome = Outcome::Succeeded;
+        }
     } else {
         let request = RollbackRequest {
             image: record.image.clone(),

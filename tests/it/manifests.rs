@@ -9,14 +9,15 @@ use crate::support::{block_on, Cli};
 
 const REPO: &str = "acme/app";
 
-struct Ci {
-    registry: TestRegistry,
-    seeder: Seeder,
-    cli: Cli,
+/// A registry that CI publishes to, and a CLI sandbox configured for it.
+pub struct Ci {
+    pub registry: TestRegistry,
+    pub seeder: Seeder,
+    pub cli: Cli,
 }
 
 impl Ci {
-    fn new() -> Ci {
+    pub fn new() -> Ci {
         let registry = TestRegistry::start();
         let seeder = Seeder::new(&registry.host);
         let config = format!("[registries.\"{}\"]\ninsecure = true\n", registry.host);
@@ -27,16 +28,16 @@ impl Ci {
         }
     }
 
-    fn image(&self) -> String {
+    pub fn image(&self) -> String {
         format!("{}/{REPO}", self.registry.host)
     }
 
-    fn file(&self, name: &str) -> String {
+    pub fn file(&self, name: &str) -> String {
         self.cli.home.path().join(name).display().to_string()
     }
 
     /// One CI run of the example workflow for `version`.
-    fn build(&self, version: &str) -> Pushed {
+    pub fn build(&self, version: &str) -> Pushed {
         let pushed = block_on(self.seeder.push(REPO, Kind::OciIndex, version, &[]));
         let file = self.file(&format!("{version}.json"));
         let tags = format!("latest,{version}");
@@ -67,7 +68,7 @@ impl Ci {
         pushed
     }
 
-    fn latest(&self) -> Option<String> {
+    pub fn latest(&self) -> Option<String> {
         block_on(self.seeder.digest_of(REPO, "latest"))
     }
 }
