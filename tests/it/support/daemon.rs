@@ -196,8 +196,7 @@ impl TestDaemon {
     /// Graceful stop; returns whether the drain was clean.
     pub fn stop(mut self) -> bool {
         let daemon = self.daemon.take().expect("running");
-        let clean = self.runtime.block_on(daemon.shutdown());
-        clean
+        self.runtime.block_on(daemon.shutdown())
     }
 
     /// Stops without any shutdown code running, like `kill -9`: the runtime's tasks are
