@@ -295,52 +295,61 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
 /// The threaded reply an event deserves, if any (the requester is mentioned so they are
 /// notified).
 pub fn thread_reply(event: &Event) -> Option<Message> {
-    let text = match (&event.kind, &event.rollback) {
-        (EventKind::Approved { by }, Some(r)) => format!(
-            "<@{}>: <@{}> approved {}; rolling back now.",
-            r.requester.id, by.id, r.id
-        ),
-        (EventKind::ApprovalRecorded { by }, Some(r)) => format!(
-            "<@{}>: <@{}> approved {}; more approvals needed.",
-            r.requester.id, by.id, r.id
-        ),
-        (EventKind::Rejected { by }, Some(r)) => format!(
-            "<@{}>: <@{}> rejected {}; nothing changed.",
-            r.requester.id, by.id, r.id
-        ),
-        (EventKind::Cancelled { .. }, Some(r)) => format!("{} cancelled; nothing changed.", r.id),
-        (EventKind::Expired, Some(r)) => format!(
-            "<@{}>: {} expired without approval; nothing changed.",
-            r.requester.id, r.id
-        ),
-        (EventKind::Succeeded, Some(r)) => format!(
-            "<@{}>: {} done. {} now points at `{}`, verified; CI is held until `/rollback release {}`.",
+    let text =
+        match (&event.kind, &event.rollback) {
+            (EventKind::Approved { by }, Some(r)) => format!(
+                "<@{}>: <@{}> approved {}; rolling back now.",
+                r.requester.id, by.id, r.id
+            ),
+            (EventKind::ApprovalRecorded { by }, Some(r)) => format!(
+                "<@{}>: <@{}> approved {}; more approvals needed.",
+                r.requester.id, by.id, r.id
+            ),
+            (EventKind::Rejected { by }, Some(r)) => format!(
+                "<@{}>: <@{}> rejected {}; nothing changed.",
+                r.requester.id, by.id, r.id
+            ),
+            (EventKind::Cancelled { .. }, Some(r)) => {
+                format!("{} cancelled; nothing changed.", r.id)
+            }
+            (EventKind::Expired, Some(r)) => format!(
+                "<@{}>: {} expired without approval; nothing changed.",
+                r.requester.id, r.id
+            ),
+            (EventKind::Succeeded, Some(r)) => {
+                format!(
+            "<@{}>: {} done. {} {} at `{}`, verified; CI is held until `/rollback release {}`.",
             r.requester.id,
             r.id,
             r.tags.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>().join(", "),
+            if r.tags.len() == 1 { "now points" } else { "now point" },
             r.target.digest.short(),
             r.alias
-        ),
-        (EventKind::Failed, Some(r)) => format!(
-            "<@{}>: {} FAILED: {}",
-            r.requester.id,
-            r.id,
-            r.error.as_deref().unwrap_or("see the status message")
-        ),
-        (EventKind::Interrupted, Some(r)) => format!(
-            "<@{}>: {} was INTERRUPTED by a restart: {}",
-            r.requester.id,
-            r.id,
-            r.error.as_deref().unwrap_or("check the tags")
-        ),
-        (EventKind::Resumed { detail }, Some(r)) => format!("{}: {detail}.", r.id),
-        (EventKind::HoldReleased { image, by, reason }, _) => format!(
-            "<@{}> released the hold on `{image}`; CI may move its tags again.{}",
-            by.id,
-            reason.as_deref().map(|r| format!(" Reason: {r}")).unwrap_or_default()
-        ),
-        _ => return None,
-    };
+        )
+            }
+            (EventKind::Failed, Some(r)) => format!(
+                "<@{}>: {} FAILED: {}",
+                r.requester.id,
+                r.id,
+                r.error.as_deref().unwrap_or("see the status message")
+            ),
+            (EventKind::Interrupted, Some(r)) => format!(
+                "<@{}>: {} was INTERRUPTED by a restart: {}",
+                r.requester.id,
+                r.id,
+                r.error.as_deref().unwrap_or("check the tags")
+            ),
+            (EventKind::Resumed { detail }, Some(r)) => format!("{}: {detail}.", r.id),
+            (EventKind::HoldReleased { image, by, reason }, _) => format!(
+                "<@{}> released the hold on `{image}`; CI may move its tags again.{}",
+                by.id,
+                reason
+                    .as_deref()
+                    .map(|r| format!(" Reason: {r}"))
+                    .unwrap_or_default()
+            ),
+            _ => return None,
+        };
     Some(Message {
         fallback: text.clone(),
         blocks: vec![Block::Text { text }],

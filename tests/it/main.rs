@@ -4,6 +4,7 @@
 mod daemon;
 mod manifests;
 mod pipeline;
+mod render;
 mod rollback;
 mod support;
 mod tidy;

@@ -1,0 +1,219 @@
+//! Snapshot tests of the platform-neutral chat rendering: the status message in each state and
+//! the thread replies. Snapshots live in `tests/it/snapshots/`; after an intended change, run
+//! with `ROLLBOT_UPDATE_SNAPSHOTS=1` and review the diff.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rollbot::chat::{status_message, thread_reply};
+use rollbot::domain::model::{Digest, ImageRef, Tag};
+use rollbot::domain::policy::{Decision, RecordedVote};
+use rollbot::domain::rollback::{Actor, RollbackId, State, Timestamp};
+use rollbot::engine::{Event, EventKind};
+use rollbot::pipeline::{PlannedTag, StepReport, TargetReport};
+use rollbot::registry::oci::MediaType;
+use rollbot::store::RollbackRecord;
+
+fn assert_snapshot(name: &str, actual: &str) {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/it/snapshots/{name}.txt"));
+    let update = std::env::var_os("ROLLBOT_UPDATE_SNAPSHOTS").is_some();
+    match std::fs::read_to_string(&path) {
+        Ok(expected) if !update => assert_eq!(
+            actual, expected,
+            "snapshot {name} differs; if the change is intended, re-run with ROLLBOT_UPDATE_SNAPSHOTS=1"
+        ),
+        _ => {
+            std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+            std::fs::write(&path, actual).expect("write snapshot");
+            assert!(update, "snapshot {name} was missing and has been written; review it and re-run");
+        }
+    }
+}
+
+fn digest(c: char) -> Digest {
+    Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("digest")
+}
+
+fn actor(id: &str, name: &str) -> Actor {
+    Actor {
+        id: id.into(),
+        name: name.into(),
+        groups: Vec::new(),
+    }
+}
+
+fn record(state: State) -> RollbackRecord {
+    let created = Timestamp(1_795_000_000_000);
+    RollbackRecord {
+        id: RollbackId(7),
+        image: ImageRef::parse("registry.example.com/acme/app").expect("image"),
+        alias: "app".into(),
+        channel: "console:releases".into(),
+        requester: actor("U1ALICE", "Alice"),
+        reason: Some("v1.2.3 crashes on start".into()),
+        requested_target: "the previous good build".into(),
+        target_source: Some(
+            "the build before sha256:cccccccccccc per its rollback manifest".into(),
+        ),
+        target: TargetReport {
+            digest: digest('b'),
+            media_type: MediaType::OciIndex,
+            kind: "OCI image index".into(),
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            references_checked: 2,
+        },
+        tags: vec![
+            PlannedTag {
+                tag: Tag::parse("latest").expect("tag"),
+                from: digest('c'),
+                already_at_target: false,
+            },
+            PlannedTag {
+                tag: Tag::parse("stable").expect("tag"),
+                from: digest('c'),
+                already_at_target: false,
+            },
+        ],
+        state,
+        created_at: created,
+        expires_at: created.plus(Duration::from_secs(600)),
+        updated_at: created,
+        approved_at: None,
+        finished_at: None,
+        votes: Vec::new(),
+        steps: Vec::new(),
+        checks: Vec::new(),
+        tags_now: Vec::new(),
+        error: None,
+        status_ref: None,
+    }
+}
+
+fn approved_by_bob(mut record: RollbackRecord) -> RollbackRecord {
+    record.votes.push(RecordedVote {
+        actor: actor("U2BOB", "Bob"),
+        decision: Decision::Approve,
+        at: Timestamp(1_795_000_030_000),
+        reason: None,
+    });
+    record.approved_at = Some(Timestamp(1_795_000_030_000));
+    record
+}
+
+fn render(record: &RollbackRecord) -> String {
+    let message = status_message(
+        record,
+        Timestamp(1_795_000_060_000),
+        Duration::from_secs(900),
+    );
+    format!(
+        "{}\n--- json ---\n{}\n",
+        message.to_text(),
+        serde_json::to_string_pretty(&message).expect("json")
+    )
+}
+
+#[test]
+fn status_message_waiting_for_approval() {
+    assert_snapshot("status_requested", &render(&record(State::Requested)));
+}
+
+#[test]
+fn status_message_succeeded() {
+    let mut done = approved_by_bob(record(State::Succeeded));
+    done.finished_at = Some(Timestamp(1_795_000_030_412));
+    done.steps = vec![
+        StepReport {
+            name: "retag".into(),
+            ok: true,
+            duration_ms: 6,
+            detail: "moved latest, stable".into(),
+        },
+        StepReport {
+            name: "verify".into(),
+            ok: true,
+            duration_ms: 4,
+            detail: "latest, stable at sha256:bbbbbbbbbbbb, 2 references present".into(),
+        },
+        StepReport {
+            name: "hold".into(),
+            ok: true,
+            duration_ms: 12,
+            detail: "registry.example.com/acme/app:rollbot-hold set".into(),
+        },
+    ];
+    done.tags_now = vec![
+        (Tag::parse("latest").expect("t"), Some(digest('b'))),
+        (Tag::parse("stable").expect("t"), Some(digest('b'))),
+    ];
+    assert_snapshot("status_succeeded", &render(&done));
+}
+
+#[test]
+fn status_message_failed_part_way() {
+    let mut failed = approved_by_bob(record(State::Failed));
+    failed.finished_at = Some(Timestamp(1_795_000_031_000));
+    failed.steps = vec![StepReport {
+        name: "retag".into(),
+        ok: false,
+        duration_ms: 9,
+        detail: "writing tag 'stable' failed: registry registry.example.com answered 500".into(),
+    }];
+    failed.tags_now = vec![
+        (Tag::parse("latest").expect("t"), Some(digest('b'))),
+        (Tag::parse("stable").expect("t"), Some(digest('c'))),
+    ];
+    failed.error =
+        Some("writing tag 'stable' failed: registry registry.example.com answered 500".into());
+    assert_snapshot("status_failed", &render(&failed));
+}
+
+#[test]
+fn thread_replies_mention_the_requester() {
+    let done = approved_by_bob(record(State::Succeeded));
+    let mut lines = Vec::new();
+    for kind in [
+        EventKind::Approved {
+            by: actor("U2BOB", "Bob"),
+        },
+        EventKind::Rejected {
+            by: actor("U2BOB", "Bob"),
+        },
+        EventKind::Expired,
+        EventKind::Succeeded,
+        EventKind::HoldReleased {
+            image: done.image.clone(),
+            by: actor("U2BOB", "Bob"),
+            reason: Some("fixed in v1.2.4".into()),
+        },
+    ] {
+        let event = Event {
+            kind,
+            rollback: Some(done.clone()),
+            channel: done.channel.clone(),
+        };
+        lines.push(
+            thread_reply(&event)
+                .map(|m| m.to_text())
+                .unwrap_or_else(|| "(none)\n".into()),
+        );
+    }
+    let step = Event {
+        kind: EventKind::Step {
+            step: StepReport {
+                name: "retag".into(),
+                ok: true,
+                duration_ms: 1,
+                detail: String::new(),
+            },
+        },
+        rollback: Some(done.clone()),
+        channel: done.channel.clone(),
+    };
+    assert!(
+        thread_reply(&step).is_none(),
+        "steps edit the status message, they do not ping anyone"
+    );
+    assert_snapshot("thread_replies", &lines.concat());
+}
