@@ -172,6 +172,9 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
                 (Some(now), _) if *now == record.target.digest => {
                     format!("`{}` → target (moved)", planned.from.short())
                 }
+                (Some(now), State::Failed | State::Interrupted) if *now == planned.from => {
+                    format!("`{}` (not moved)", planned.from.short())
+                }
                 (Some(now), State::Failed | State::Interrupted) => {
                     format!(
                         "`{}` → target (not moved; now `{}`)",
