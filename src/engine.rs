@@ -419,7 +419,8 @@ impl Engine {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.draining.as_ref().map(|(deadline, _)| *deadline);
-            if deadline.is_some() && self.tasks.is_empty() {
+            // A finished task's report may still be queued: wait until it is processed too.
+            if deadline.is_some() && self.tasks.is_empty() && self.running.is_empty() {
                 break;
             }
             let sleep = tokio::time::sleep_until(deadline.map_or_else(

@@ -6,5 +6,6 @@ mod manifests;
 mod pipeline;
 mod render;
 mod rollback;
+mod serve;
 mod support;
 mod tidy;
