@@ -9,6 +9,8 @@ ensure_packages() {
     for pkg in "$@"; do
         case "$pkg" in
             docker-registry) [ -x /usr/bin/docker-registry ] || missing+=("$pkg") ;;
+            chromium) [ -x /usr/bin/chromium ] || missing+=("$pkg") ;;
+            chromium-driver) [ -x /usr/bin/chromedriver ] || missing+=("$pkg") ;;
             *) command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg") ;;
         esac
     done

@@ -1,6 +1,7 @@
 //! Test support: a real registry per test, image seeding, a misbehaving proxy, and a runner for
 //! the built `rollbot` binary with an isolated environment.
 
+pub mod browser;
 pub mod daemon;
 pub mod images;
 pub mod proxy;
