@@ -107,6 +107,8 @@ async fn console_page() -> Html<&'static str> {
 #[derive(Deserialize)]
 struct StateQuery {
     user: Option<String>,
+    /// Only messages posted or edited after this channel version.
+    since: Option<u64>,
 }
 
 async fn console_state(State(state): State<AppState>, Query(query): Query<StateQuery>) -> Response {
@@ -114,7 +116,7 @@ async fn console_state(State(state): State<AppState>, Query(query): Query<StateQ
         return StatusCode::NOT_FOUND.into_response();
     };
     let user = query.user.unwrap_or_default();
-    let (version, messages) = console.view(&user);
+    let (version, messages) = console.view(&user, query.since.unwrap_or(0));
     let users: Vec<serde_json::Value> = console
         .users
         .iter()

@@ -92,8 +92,9 @@ impl Console {
         id
     }
 
-    /// The messages `user` can see, and the channel's version (changes on every post or edit).
-    pub fn view(&self, user: &str) -> (u64, Vec<ConsoleMessage>) {
+    /// The messages `user` can see that changed after version `since` (0: all), and the
+    /// channel's version (it changes on every post or edit).
+    pub fn view(&self, user: &str, since: u64) -> (u64, Vec<ConsoleMessage>) {
         let state = self
             .state
             .lock()
@@ -101,6 +102,7 @@ impl Console {
         let visible = state
             .messages
             .iter()
+            .filter(|m| m.version > since)
             .filter(|m| m.only_for.as_deref().is_none_or(|u| u == user))
             .cloned()
             .collect();

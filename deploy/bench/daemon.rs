@@ -1,0 +1,187 @@
+//! Benchmark of `rollbot serve` (release build, a real process) against a real loopback
+//! registry: start-to-ready, idle RSS, and approval click → tag moved, verified, hold written
+//! and status message edited to "rolled back", over N rollbacks (p50/p95/max).
+//!
+//! Run: `deploy/bench/daemon.sh [N]` (default 100). Goals (DESIGN.md): p50 under 50 ms, idle RSS
+//! under 30 MB, ready within 200 ms of start.
+
+// The tests' registry and image seeding, shared; the bench uses only part of them.
+#[allow(dead_code)]
+#[path = "../../tests/it/support/images.rs"]
+mod images;
+#[allow(dead_code)]
+#[path = "../../tests/it/support/registry.rs"]
+mod registry;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use images::{Kind, Seeder};
+use registry::{free_port, TestRegistry};
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn main() {
+    let runs: usize = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let registry = TestRegistry::start();
+    let seeder = Seeder::new(&registry.host);
+    let (v1, v2) = runtime.block_on(async {
+        let v1 = seeder.push("acme/app", Kind::OciIndex, "v1", &["v1"]).await;
+        let v2 = seeder
+            .push("acme/app", Kind::OciIndex, "v2", &["v2", "latest"])
+            .await;
+        (v1, v2)
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let config = format!(
+        r#"[registries."{host}"]
+insecure = true
+[images.app]
+image = "{host}/acme/app"
+[store]
+path = "{db}"
+[server]
+listen = "127.0.0.1:{port}"
+[approvals]
+approvers = ["bob"]
+[limits]
+commands_per_minute = 100000
+rollbacks_per_hour = 100000
+[log]
+level = "error"
+[[console.users]]
+id = "alice"
+[[console.users]]
+id = "bob"
+"#,
+        host = registry.host,
+        db = dir.path().join("bench.db").display()
+    );
+    let config_path = dir.path().join("bench.toml");
+    std::fs::write(&config_path, config).expect("config");
+
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rollbot"))
+        .arg("--config")
+        .arg(&config_path)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rollbot serve");
+    let ready = runtime.block_on(async {
+        loop {
+            if let Ok(response) = http.get(format!("{base}/readyz")).send().await {
+                if response.status() == 200 {
+                    return started.elapsed();
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "not ready");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let rss_idle = rss_kib(child.id());
+
+    let mut latencies = Vec::with_capacity(runs);
+    let mut version = 0u64;
+    runtime.block_on(async {
+        let post = |path: &'static str, body: serde_json::Value| {
+            let http = http.clone();
+            let url = format!("{base}{path}");
+            async move {
+                let value: serde_json::Value = http.post(url).json(&body).send().await.expect("post").json().await.expect("json");
+                assert_eq!(value["ok"], true, "{value}");
+            }
+        };
+        for n in 1..=runs {
+            let target = if n % 2 == 1 { &v1 } else { &v2 };
+            post("/console/api/command", serde_json::json!({ "user": "alice", "text": format!("/rollback app@{}", target.digest) })).await;
+            let header = format!("Rollback rb-{n} of app: rolled back");
+            let t0 = Instant::now();
+            post("/console/api/action", serde_json::json!({ "user": "bob", "action": format!("approve:rb-{n}") })).await;
+            loop {
+                let state: serde_json::Value = http
+                    .get(format!("{base}/console/api/state?user=bob&since={version}"))
+                    .send()
+                    .await
+                    .expect("state")
+                    .json()
+                    .await
+                    .expect("json");
+                version = state["version"].as_u64().unwrap_or(version);
+                let done = state["messages"].as_array().is_some_and(|messages| {
+                    messages.iter().any(|m| m["message"]["fallback"] == header.as_str())
+                });
+                if done {
+                    break;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(10), "rb-{n} did not finish");
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let rss_after = rss_kib(child.id());
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    println!();
+    println!("rollbot serve (release), {runs} rollbacks of a 2-platform OCI index on a loopback registry, {} CPUs", std::thread::available_parallelism().map_or(0, usize::from));
+    println!();
+    println!("| measure | value | goal |");
+    println!("|---|---|---|");
+    println!(
+        "| start → /readyz 200 | {:.1} ms | < 200 ms |",
+        ready.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| idle RSS after start | {:.1} MB | < 30 MB |",
+        rss_idle as f64 / 1024.0
+    );
+    println!(
+        "| idle RSS after {runs} rollbacks | {:.1} MB | < 30 MB |",
+        rss_after as f64 / 1024.0
+    );
+    println!(
+        "| approval → moved, verified, hold, status edited: p50 | {:.1} ms | < 50 ms |",
+        percentile(&latencies, 50.0)
+    );
+    println!("| … p95 | {:.1} ms | |", percentile(&latencies, 95.0));
+    println!(
+        "| … max | {:.1} ms | |",
+        latencies.last().copied().unwrap_or(0.0)
+    );
+}
