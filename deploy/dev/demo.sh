@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# rollbot's main job, locally: start a throwaway registry on 127.0.0.1; publish three versions
-# of a multi-arch image the way CI does (each with its rollback manifest); v3 is bad. Roll
-# `latest` and `stable` back with the CLI (the target is chosen from the rollback manifests),
-# check the result independently with curl, and show the hold that stops CI from undoing it.
+# rollbot's main job, locally: a throwaway registry on 127.0.0.1 with three CI-published
+# versions of a multi-arch image (v3, the live one, is bad), and `rollbot serve` with the
+# built-in console. Open the printed URL, request the rollback as Alice, approve it as Bob.
+#
+#   deploy/dev/demo.sh           run until Ctrl-C
+#   deploy/dev/demo.sh --check   do the flow through the console's API, check the registry, exit
+#
 # Needs: Debian, Rust; installs docker-registry and curl when missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . deploy/dev/lib.sh
+
+CHECK=false
+[ "${1:-}" = "--check" ] && CHECK=true
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -17,83 +23,74 @@ cargo build --release --locked --quiet
 ROLLBOT=$PWD/target/release/rollbot
 
 WORK=$(mktemp -d)
-trap 'stop_registry; rm -rf "$WORK"' EXIT
+SERVE_PID=
+cleanup() {
+    [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null
+    stop_registry
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 step "start a registry on 127.0.0.1 (docker-registry, storage in $WORK)"
 start_registry "$WORK/registry"
 echo "registry: $REGISTRY"
 
-cat >"$WORK/rollbot.toml" <<CONFIG
-[registries."$REGISTRY"]
-insecure = true
-
-[images.app]
-image = "$REGISTRY/acme/app"
-tags = ["latest", "stable"]
-
-[[images.app.checks]]
-name = "index-pullable"
-command = ["curl", "-fsS", "-o", "/dev/null", "-H", "Accept: application/vnd.oci.image.index.v1+json", "http://$REGISTRY/v2/acme/app/manifests/{digest}"]
-timeout = "10s"
-
-[[images.app.checks]]
-name = "registry-api"
-http = "http://$REGISTRY/v2/"
-CONFIG
-step "config ($WORK/rollbot.toml)"
-cat "$WORK/rollbot.toml"
+mkdir -p "$WORK/state"
+sed -e "s|@REGISTRY@|$REGISTRY|g" -e "s|@STATE@|$WORK/state|g" config/demo.toml >"$WORK/rollbot.toml"
 rollbot() { "$ROLLBOT" --config "$WORK/rollbot.toml" "$@"; }
 
-step "CI publishes acme/app v1, v2, v3 (OCI index: linux/amd64 + linux/arm64), each with a rollback manifest"
+step "CI publishes acme/app v1, v2, v3 (OCI index: linux/amd64 + linux/arm64), each with its rollback manifest"
 for version in v1 v2 v3; do
-    rollbot gate app
+    rollbot gate app >/dev/null
     digest=$(push_multiarch acme/app "$version" "$WORK/images")
     rollbot manifest generate app --digest "$digest" --tags "latest,stable,$version" \
-        --git-sha "$(printf '%s' "$version" | sha256sum | cut -c1-7)" --output "$WORK/$version.json"
-    rollbot manifest push app --file "$WORK/$version.json"
+        --git-sha "$(printf '%s' "$version" | sha256sum | cut -c1-7)" --output "$WORK/$version.json" 2>/dev/null
+    rollbot manifest push app --file "$WORK/$version.json" >/dev/null
     tag_index acme/app latest "$WORK/images" "$version"
     tag_index acme/app stable "$WORK/images" "$version"
+    echo "$version  $digest"
 done
 V2=$(digest_of acme/app v2)
-V3=$(digest_of acme/app v3)
-echo "v3 ($V3) is live as latest and stable, and it is bad"
-
-step "rollbot history app"
 rollbot history app
 
-step "dry run: rollbot rollback app --dry-run (target: the build before the live one)"
-rollbot rollback app --dry-run
+step "start rollbot serve with the console"
+PORT=$(free_port)
+"$ROLLBOT" --config "$WORK/rollbot.toml" serve --listen "127.0.0.1:$PORT" &
+SERVE_PID=$!
+for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null && break
+    sleep 0.05
+done
+URL="http://127.0.0.1:$PORT/console"
 
-step "roll back: rollbot rollback app --yes --reason 'v3 crashes on start'"
-rollbot rollback app --yes --reason "v3 crashes on start" --by demo
+if ! $CHECK; then
+    cat <<TEXT
 
-step "check independently with curl"
-LATEST=$(digest_of acme/app latest)
-STABLE=$(digest_of acme/app stable)
-echo "latest  $LATEST"
-echo "stable  $STABLE"
-[ "$LATEST" = "$V2" ] && [ "$STABLE" = "$V2" ] || { echo "FAIL: tags are not at v2 ($V2)" >&2; exit 1; }
-CONTENT_TYPE=$(curl -fsSI -H "Accept: $ACCEPT_MANIFESTS" "http://$REGISTRY/v2/acme/app/manifests/latest" |
-    tr -d '\r' | sed -n 's/^[Cc]ontent-[Tt]ype: //p')
-PLATFORMS=$(curl -fsS -H "Accept: $ACCEPT_MANIFESTS" "http://$REGISTRY/v2/acme/app/manifests/latest" |
-    grep -o '"architecture": "[a-z0-9]*"' | cut -d'"' -f4 | tr '\n' ' ')
-echo "latest is still a multi-arch index: $CONTENT_TYPE, platforms: $PLATFORMS"
-[ "$CONTENT_TYPE" = application/vnd.oci.image.index.v1+json ] || { echo "FAIL: index flattened" >&2; exit 1; }
+  Open $URL
+  1. As Alice, type:   /rollback app v3 crashes on start
+  2. Click Approve as Alice: refused (nobody approves their own request).
+  3. Switch "You are" to Bob and click Approve: latest and stable go back to v2, verified,
+     and a hold stops CI until "/rollback release app".
+  Also: /rollback status, /rollback history app, /rollback help.
+  Metrics: http://127.0.0.1:$PORT/metrics   Audit log: $ROLLBOT --config $WORK/rollbot.toml audit
 
-step "verify again later: rollbot verify app --expect $V2"
-rollbot verify app --expect "$V2"
-
-step "run it again: nothing to do"
-rollbot rollback app --to "$V2" --yes
-
-step "CI's next push stops at the gate: rollbot gate app"
-if rollbot gate app; then
-    echo "FAIL: the gate let CI through" >&2
-    exit 1
+  Ctrl-C stops rollbot and the registry.
+TEXT
+    wait "$SERVE_PID"
+    exit 0
 fi
 
-step "the fix is ready: rollbot hold release app; the gate opens"
-rollbot hold release app --reason "fixed in v4" --by demo
-rollbot gate app
-
-printf '\nOK: latest and stable moved from v3 (%s) back to v2, digest and index preserved; CI held until released.\n' "${V3:7:12}"
+step "the flow, through the console's API"
+say() { curl -fsS -H 'content-type: application/json' -d "$2" "http://127.0.0.1:$PORT/console/api/$1"; echo; }
+say command '{"user":"alice","text":"/rollback app v3 crashes on start"}'
+say action '{"user":"alice","action":"approve:rb-1"}'
+say action '{"user":"bob","action":"approve:rb-1"}'
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$PORT/console/api/state?user=bob" | grep -q 'rb-1 done' && break
+    sleep 0.05
+done
+LATEST=$(digest_of acme/app latest)
+echo "latest  $LATEST"
+[ "$LATEST" = "$V2" ] || { echo "FAIL: latest is not v2 ($V2)" >&2; exit 1; }
+if rollbot gate app 2>/dev/null; then echo "FAIL: no hold" >&2; exit 1; fi
+echo "OK: approved by a second person, latest back at v2, CI held. Console: $URL"
