@@ -413,16 +413,12 @@ async fn serve(args: ServeArgs, settings: &Settings) -> u8 {
         Err(error) => return fail(false, Outcome::PrecheckFailed, &format!("{error:#}")),
     };
     if let Some(console) = &daemon.console {
-        eprintln!(
-            "rollbot console: http://{}/console (channel #{}, users: {})",
-            daemon.addr,
-            console.channel,
-            console
-                .users
-                .iter()
-                .map(|u| u.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+        // An event, not a bare line, so JSON logs stay one object per line.
+        tracing::info!(
+            url = %format!("http://{}/console", daemon.addr),
+            channel = %console.channel,
+            users = %console.users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>().join(","),
+            "Console ready; open the URL in a browser."
         );
     }
     if daemon.run_until_signal().await {

@@ -7,6 +7,7 @@ use crate::manifests::Ci;
 use crate::support::block_on;
 use crate::support::daemon::{config, TestDaemon};
 use crate::support::images::Pushed;
+use crate::support::proxy::{Proxy, Rule};
 
 const REPO: &str = "acme/app";
 
@@ -437,4 +438,84 @@ fn health_and_readiness_endpoints_answer() {
     let (code, body) = daemon.get("/readyz");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("cannot reach registry"), "{body}");
+}
+
+#[test]
+fn a_daemon_killed_before_any_tag_moved_resumes_the_approved_rollback() {
+    let (ci, builds) = published();
+    // rollbot reaches the registry through a proxy that holds the first tag write forever.
+    let proxy = Proxy::start(
+        &ci.registry.host,
+        vec![Rule::HangPutTag {
+            tag: "latest".into(),
+        }],
+    );
+    let db = ci.cli.home.path().join("state/rollbot.db");
+    let toml = config(&proxy.host, &db, "");
+    let first = TestDaemon::start(&toml, &db);
+    // An explicit target: the rollback manifests name the registry's own host, not the proxy's.
+    let (ok, reply) = first.say("alice", "/rollback app:v2");
+    assert!(ok, "{reply}");
+    assert!(first.click("bob", "approve:rb-1").0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !proxy
+        .seen()
+        .iter()
+        .any(|r| r.starts_with("PUT ") && r.ends_with("/manifests/latest"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.crash();
+    assert_eq!(latest(&ci), builds[2].digest, "nothing was written");
+
+    proxy.set_rules(Vec::new());
+    let second = TestDaemon::start(&toml, &db);
+    second.wait_for("resumed success", |text| text.contains("rb-1 done."));
+    let text = second.channel_text("bob");
+    assert!(
+        text.contains("rollbot restarted before any tag moved; resuming the approved rollback"),
+        "{text}"
+    );
+    assert_eq!(latest(&ci), builds[1].digest);
+}
+
+#[test]
+fn history_and_release_from_chat() {
+    let (ci, _) = published();
+    let daemon = daemon(&ci, "");
+    let (ok, history) = daemon.say("dave", "/rollback history app");
+    assert!(ok, "{history}");
+    assert!(
+        history.contains("History of app from latest")
+            && history.contains("live; complete")
+            && history.contains("end: the oldest entry is the first build"),
+        "{history}"
+    );
+
+    assert!(daemon.say("alice", "/rollback app").0);
+    assert!(daemon.click("bob", "approve:rb-1").0);
+    daemon.wait_for("success", |text| text.contains("rb-1 done."));
+    assert_eq!(ci.cli.run(&["gate", &ci.image()]).code, 1);
+
+    let (ok, reply) = daemon.say("dave", "/rollback release app");
+    assert!(
+        !ok && reply.contains("only approvers of app can release its hold"),
+        "{reply}"
+    );
+    let (ok, reply) = daemon.say("carol", "/rollback release app fixed in v4");
+    assert!(ok, "{reply}");
+    daemon.wait_for("the release announcement", |text| {
+        text.contains("<@carol> released the hold")
+    });
+    assert_eq!(
+        ci.cli.run(&["gate", &ci.image()]).code,
+        0,
+        "CI may push again"
+    );
+    let (ok, reply) = daemon.say("carol", "/rollback release app");
+    assert!(ok && reply.contains("no active hold"), "{reply}");
 }

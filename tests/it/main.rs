@@ -8,5 +8,6 @@ mod pipeline;
 mod render;
 mod rollback;
 mod serve;
+mod store;
 mod support;
 mod tidy;

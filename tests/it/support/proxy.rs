@@ -16,6 +16,9 @@ pub enum Rule {
     FailPutTag { tag: String, status: u16 },
     /// Added to every answer.
     AddHeader { name: String, value: String },
+    /// `PUT /v2/<repo>/manifests/<tag>` never gets an answer and never reaches the registry
+    /// (a write in flight when the daemon dies).
+    HangPutTag { tag: String },
 }
 
 #[derive(Debug)]
@@ -24,6 +27,7 @@ pub struct Proxy {
     pub host: String,
     /// Request lines seen (`PUT /v2/acme/app/manifests/latest`).
     pub seen: Arc<Mutex<Vec<String>>>,
+    rules: Arc<Mutex<Vec<Rule>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -39,6 +43,8 @@ impl Proxy {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let upstream = format!("http://{upstream}");
         let seen_in_thread = Arc::clone(&seen);
+        let rules = Arc::new(Mutex::new(rules));
+        let rules_in_thread = Arc::clone(&rules);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -50,14 +56,14 @@ impl Proxy {
                     .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .expect("client");
-                let rules = Arc::new(rules);
+
                 // The accept loop is a task; returning from block_on drops the runtime and
                 // with it every task.
                 tokio::spawn(async move {
                     while let Ok((stream, _)) = listener.accept().await {
                         let (http, rules, upstream, seen) = (
                             http.clone(),
-                            Arc::clone(&rules),
+                            Arc::clone(&rules_in_thread),
                             upstream.clone(),
                             Arc::clone(&seen_in_thread),
                         );
@@ -72,9 +78,15 @@ impl Proxy {
         Proxy {
             host,
             seen,
+            rules,
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// Replaces the rules (e.g. to let a hung write through after a "crash").
+    pub fn set_rules(&self, rules: Vec<Rule>) {
+        *self.rules.lock().expect("rules") = rules;
     }
 
     pub fn seen(&self) -> Vec<String> {
@@ -96,7 +108,7 @@ impl Drop for Proxy {
 async fn serve(
     mut stream: TcpStream,
     http: &reqwest::Client,
-    rules: &[Rule],
+    rules: &Mutex<Vec<Rule>>,
     upstream: &str,
     seen: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
@@ -105,6 +117,13 @@ async fn serve(
             return Ok(());
         };
         seen.lock().expect("seen").push(format!("{method} {path}"));
+        let rules = rules.lock().expect("rules").clone();
+        let hang = rules.iter().any(|rule| {
+            matches!(rule, Rule::HangPutTag { tag } if method == "PUT" && path.ends_with(&format!("/manifests/{tag}")))
+        });
+        if hang {
+            std::future::pending::<()>().await;
+        }
         let failure = rules.iter().find_map(|rule| match rule {
             Rule::FailAll(status) => Some(*status),
             Rule::FailPutTag { tag, status }
