@@ -51,6 +51,35 @@ pub struct DaemonSettings {
     pub approvals: ApprovalSettings,
     pub limits: LimitSettings,
     pub console: ConsoleSettings,
+    /// `None` when Slack is not enabled.
+    pub slack: Option<SlackSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackMode {
+    /// A WebSocket opened by rollbot (app-level token); no public URL needed.
+    Socket,
+    /// Slack posts to `/slack/commands`, `/slack/interactions`, `/slack/events`, signed.
+    Http,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    pub mode: SlackMode,
+    /// `xoxb-…`: Web API calls.
+    pub bot_token: Secret,
+    /// `xapp-…`: Socket Mode only.
+    pub app_token: Option<Secret>,
+    /// HTTP mode only.
+    pub signing_secret: Option<Secret>,
+    /// Channel ids rollbot works in; empty: any channel it is in.
+    pub channels: Vec<String>,
+    pub approve_reaction: String,
+    pub reject_reaction: String,
+    /// `https://slack.com/api` (tests point it at a loopback fake).
+    pub api_url: String,
+    /// How long user-group memberships are cached.
+    pub group_cache: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -344,12 +373,28 @@ const TOP_KEYS: &[&str] = &[
     "approvals",
     "limits",
     "console",
+    "slack",
 ];
 const STORE_KEYS: &[&str] = &["path"];
 const SERVER_KEYS: &[&str] = &["listen", "allow_non_loopback", "shutdown_grace"];
 const APPROVAL_KEYS: &[&str] = &["approvers", "required", "expiry"];
 const LIMIT_KEYS: &[&str] = &["commands_per_minute", "rollbacks_per_hour"];
 const CONSOLE_KEYS: &[&str] = &["enabled", "channel", "users"];
+const SLACK_KEYS: &[&str] = &[
+    "enabled",
+    "mode",
+    "bot_token_env",
+    "bot_token_file",
+    "app_token_env",
+    "app_token_file",
+    "signing_secret_env",
+    "signing_secret_file",
+    "channels",
+    "approve_reaction",
+    "reject_reaction",
+    "api_url",
+    "group_cache",
+];
 const CONSOLE_USER_KEYS: &[&str] = &["id", "name", "groups"];
 const ROLLBACK_KEYS: &[&str] = &["rto", "tags", "registry_timeout", "check_timeout"];
 const LOG_KEYS: &[&str] = &["level", "format"];
@@ -466,6 +511,10 @@ impl Walker<'_> {
                 }
             });
         let channel = self.required(console, "console", "channel", Self::string);
+        let slack = match root.get("slack") {
+            Some(value) => self.slack(value),
+            None => Some(None),
+        };
         let users = match console.get("users") {
             None => Vec::new(),
             Some(value) => self.console_users(value),
@@ -489,7 +538,159 @@ impl Walker<'_> {
                 channel: channel?,
                 users,
             },
+            slack: slack?,
         })
+    }
+
+    /// `Some(None)`: disabled; `Some(Some(..))`: enabled and valid; `None`: problems reported.
+    fn slack(&mut self, value: &Value) -> Option<Option<SlackSettings>> {
+        let table = self.table("slack", value, SLACK_KEYS)?;
+        let enabled = self.required(table, "slack", "enabled", Self::bool)?;
+        if !enabled {
+            return Some(None);
+        }
+        let mode = match self
+            .required(table, "slack", "mode", Self::string)?
+            .as_str()
+        {
+            "socket" => SlackMode::Socket,
+            "http" => SlackMode::Http,
+            other => {
+                self.problem(
+                    "slack.mode",
+                    table.get("mode"),
+                    format!("'{other}' is not socket or http"),
+                );
+                return None;
+            }
+        };
+        let bot_token = self.secret(table, "slack", "bot_token", Some("xoxb-"));
+        let app_token = match mode {
+            SlackMode::Socket => Some(self.secret(table, "slack", "app_token", Some("xapp-"))),
+            SlackMode::Http => None,
+        };
+        let signing_secret = match mode {
+            SlackMode::Http => Some(self.secret(table, "slack", "signing_secret", None)),
+            SlackMode::Socket => None,
+        };
+        let channels = self
+            .optional(table, "slack", "channels", Self::string_list)
+            .unwrap_or_default();
+        for channel in &channels {
+            let ok = channel.len() >= 9
+                && matches!(channel.as_bytes()[0], b'C' | b'G' | b'D')
+                && channel
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            if !ok {
+                self.problem("slack.channels", table.get("channels"), format!("'{channel}' is not a Slack channel id like C0123456789 (names change; ids do not)"));
+            }
+        }
+        let approve_reaction = self.required(table, "slack", "approve_reaction", Self::string);
+        let reject_reaction = self.required(table, "slack", "reject_reaction", Self::string);
+        let api_url = self
+            .required(table, "slack", "api_url", Self::string)
+            .and_then(|url| {
+                let parsed = reqwest::Url::parse(&url).ok();
+                let ok = parsed.as_ref().is_some_and(|u| {
+                    u.scheme() == "https"
+                        || (u.scheme() == "http"
+                            && matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")))
+                });
+                if ok {
+                    Some(url.trim_end_matches('/').to_owned())
+                } else {
+                    self.problem(
+                        "slack.api_url",
+                        table.get("api_url"),
+                        format!(
+                            "'{url}' must be an https URL (plain http only on loopback, for tests)"
+                        ),
+                    );
+                    None
+                }
+            });
+        let group_cache = self.required(table, "slack", "group_cache", Self::duration);
+        Some(Some(SlackSettings {
+            mode,
+            bot_token: bot_token?,
+            app_token: match app_token {
+                Some(token) => Some(token?),
+                None => None,
+            },
+            signing_secret: match signing_secret {
+                Some(secret) => Some(secret?),
+                None => None,
+            },
+            channels,
+            approve_reaction: approve_reaction?,
+            reject_reaction: reject_reaction?,
+            api_url: api_url?,
+            group_cache: group_cache?,
+        }))
+    }
+
+    /// A secret named `<name>_file` (wins when set) or `<name>_env`, with an optional prefix it
+    /// must have (Slack token kinds).
+    fn secret(
+        &mut self,
+        table: &config::Map<String, Value>,
+        section: &str,
+        name: &str,
+        prefix: Option<&str>,
+    ) -> Option<Secret> {
+        let file_key = format!("{name}_file");
+        let env_key = format!("{name}_env");
+        let file = self.optional(table, section, &file_key, Self::string);
+        let env = self.optional(table, section, &env_key, Self::string);
+        let (value, origin_key, source) = match (file, env) {
+            (Some(file), _) => match std::fs::read_to_string(&file) {
+                Ok(text) => (text.trim().to_owned(), file_key, format!("file {file}")),
+                Err(error) => {
+                    self.problem(
+                        &format!("{section}.{file_key}"),
+                        table.get(&file_key),
+                        format!("cannot read {file}: {error}"),
+                    );
+                    return None;
+                }
+            },
+            (None, Some(var)) => (
+                self.env
+                    .get(&var)
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default(),
+                env_key,
+                format!("environment variable {var}"),
+            ),
+            (None, None) => {
+                self.problem(
+                    &format!("{section}.{env_key}"),
+                    None,
+                    format!("set {env_key} or {file_key}"),
+                );
+                return None;
+            }
+        };
+        if value.is_empty() {
+            self.problem(
+                &format!("{section}.{origin_key}"),
+                table.get(&origin_key),
+                format!("{source} is not set or empty"),
+            );
+            return None;
+        }
+        if let Some(prefix) = prefix {
+            if !value.starts_with(prefix) {
+                self.problem(
+                    &format!("{section}.{origin_key}"),
+                    table.get(&origin_key),
+                    format!("{source} does not hold a {prefix}… token"),
+                );
+                return None;
+            }
+        }
+        Some(Secret::new(value))
     }
 
     fn console_users(&mut self, value: &Value) -> Vec<Actor> {

@@ -11,6 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::chat::console::Console;
 use crate::chat::run_sink;
+use crate::chat::slack::socket::SocketMode;
+use crate::chat::slack::Slack;
 use crate::config::{ConsoleMode, Settings};
 use crate::engine::{self, Clock, EngineHandle, EngineOptions, Registries};
 use crate::metrics::Metrics;
@@ -40,7 +42,10 @@ pub struct Daemon {
     pub addr: SocketAddr,
     pub engine: EngineHandle,
     pub console: Option<Arc<Console>>,
+    pub slack: Option<Arc<Slack>>,
     pub started_at: Instant,
+    socket_mode: Option<SocketMode>,
+    slack_worker: Option<tokio::task::JoinHandle<()>>,
     settings: Arc<Settings>,
     stop_http: Option<oneshot::Sender<()>>,
     http: tokio::task::JoinHandle<()>,
@@ -54,11 +59,12 @@ pub struct Daemon {
 /// A store that cannot be opened, an address that cannot be bound, a console without users.
 pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result<Daemon> {
     let started_at = Instant::now();
+    crate::install_crypto_provider();
     let settings = Arc::new(settings);
     let daemon_settings = &settings.daemon;
     let console_on = match daemon_settings.console.mode {
-        // No chat platform exists yet, so auto means on.
-        ConsoleMode::Auto | ConsoleMode::On => true,
+        ConsoleMode::Auto => daemon_settings.slack.is_none(),
+        ConsoleMode::On => true,
         ConsoleMode::Off => false,
     };
     if console_on && daemon_settings.console.users.is_empty() {
@@ -92,12 +98,27 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
             Arc::clone(&clock),
         ))
     });
+    let slack = match &daemon_settings.slack {
+        Some(slack_settings) => {
+            let (slack, queue) =
+                Slack::new(&settings, slack_settings.clone(), Arc::clone(&metrics))
+                    .map_err(|e| anyhow::anyhow!("setting up Slack: {e}"))?;
+            Some((slack, queue))
+        }
+        None => None,
+    };
     let mut sink_senders = Vec::new();
-    let mut sink_receivers = Vec::new();
+    let mut console_events = None;
+    let mut slack_events = None;
     if console.is_some() {
         let (tx, rx) = mpsc::channel(1024);
         sink_senders.push(tx);
-        sink_receivers.push(rx);
+        console_events = Some(rx);
+    }
+    if slack.is_some() {
+        let (tx, rx) = mpsc::channel(1024);
+        sink_senders.push(tx);
+        slack_events = Some(rx);
     }
     let (engine, engine_task) = engine::start(
         Arc::clone(&settings),
@@ -111,7 +132,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
     .await
     .context("starting the engine")?;
     let mut sinks = Vec::new();
-    if let (Some(console), Some(events)) = (&console, sink_receivers.pop()) {
+    if let (Some(console), Some(events)) = (&console, console_events) {
         sinks.push(tokio::spawn(run_sink(
             Arc::clone(console),
             engine.clone(),
@@ -121,6 +142,37 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
             Arc::clone(&metrics),
         )));
     }
+    let mut slack_worker = None;
+    let mut socket_mode = None;
+    let slack = match (slack, slack_events) {
+        (Some((slack, queue)), Some(events)) => {
+            slack.set_engine(engine.clone());
+            sinks.push(tokio::spawn(run_sink(
+                Arc::clone(&slack),
+                engine.clone(),
+                events,
+                Arc::clone(&clock),
+                settings.rollback.rto,
+                Arc::clone(&metrics),
+            )));
+            slack_worker = Some(tokio::spawn(Arc::clone(&slack).run_inputs(queue)));
+            if tokio::time::timeout(Duration::from_secs(15), slack.self_check())
+                .await
+                .is_err()
+            {
+                tracing::error!("The Slack self-check did not finish within 15 s.");
+            }
+            if slack.settings.mode == crate::config::SlackMode::Socket {
+                socket_mode = Some(
+                    SocketMode::start(Arc::clone(&slack))
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                );
+            }
+            Some(slack)
+        }
+        _ => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(daemon_settings.listen)
         .await
@@ -135,6 +187,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         registries,
         metrics,
         console: console.clone(),
+        slack: slack.clone(),
     });
     let (stop_http, stopped) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {
@@ -158,7 +211,10 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         addr,
         engine,
         console,
+        slack,
         started_at,
+        socket_mode,
+        slack_worker,
         settings,
         stop_http: Some(stop_http),
         http,
@@ -179,6 +235,15 @@ impl Daemon {
     pub async fn shutdown_within(&mut self, grace: Duration) -> bool {
         if let Some(stop) = self.stop_http.take() {
             let _ = stop.send(());
+        }
+        if let Some(socket_mode) = self.socket_mode.take() {
+            socket_mode.shutdown().await;
+        }
+        if let Some(slack) = &self.slack {
+            slack.stop_inputs();
+        }
+        if let Some(worker) = self.slack_worker.take() {
+            let _ = tokio::time::timeout(grace, worker).await;
         }
         let clean = self.engine.shutdown(grace).await;
         let _ = (&mut self.engine_task).await;

@@ -96,20 +96,24 @@ pub struct Reply {
     pub text: String,
     /// False when the command was refused or failed.
     pub ok: bool,
+    /// A redelivery that was ignored: nothing to tell anyone.
+    pub silent: bool,
 }
 
 impl Reply {
-    fn ok(text: impl Into<String>) -> Reply {
+    pub fn ok(text: impl Into<String>) -> Reply {
         Reply {
             text: text.into(),
             ok: true,
+            silent: false,
         }
     }
 
-    fn refused(text: impl Into<String>) -> Reply {
+    pub fn refused(text: impl Into<String>) -> Reply {
         Reply {
             text: text.into(),
             ok: false,
+            silent: false,
         }
     }
 }
@@ -533,7 +537,14 @@ impl Engine {
                 .retain(|_, at| now.since(*at) < 15 * 60 * 1000);
             if self.seen_keys.insert(key.clone(), now).is_some() {
                 tracing::info!(key = %key, "Duplicate delivery ignored.");
-                return Some((reply, Reply::ok("(duplicate delivery ignored)")));
+                return Some((
+                    reply,
+                    Reply {
+                        text: "(duplicate delivery ignored)".to_owned(),
+                        ok: true,
+                        silent: true,
+                    },
+                ));
             }
         }
         if let Err(not_until) = self.per_user.check_key(&inbound.actor.id) {

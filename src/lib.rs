@@ -98,6 +98,12 @@ pub mod secret;
 pub mod server;
 pub mod store;
 
+/// Installs rustls' ring provider for the process (slack-morphism's TLS client asks for the
+/// process default). Safe to call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Installs the stderr log subscriber with a `tracing` filter such as `warn` or
 /// `rollbot=debug`. An invalid filter falls back to `warn` (config validation rejects those
 /// before this point).

@@ -6,6 +6,7 @@ use clap::Parser as _;
 use rollbot::cli::{self, Cli};
 
 fn main() -> ExitCode {
+    rollbot::install_crypto_provider();
     let cli = Cli::parse();
     let settings = match rollbot::config::load_from_process_env(cli.config.as_deref()) {
         Ok(settings) => settings,

@@ -26,9 +26,15 @@ pub struct AppState {
     pub registries: Arc<Registries>,
     pub metrics: Arc<Metrics>,
     pub console: Option<Arc<Console>>,
+    pub slack: Option<Arc<crate::chat::slack::Slack>>,
 }
 
 pub fn router(state: AppState) -> Router {
+    let slack_http = state
+        .slack
+        .as_ref()
+        .filter(|slack| slack.settings.mode == crate::config::SlackMode::Http)
+        .map(|slack| crate::chat::slack::http::routes(Arc::clone(slack)));
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -44,7 +50,11 @@ pub fn router(state: AppState) -> Router {
             .route("/console/api/command", post(console_command))
             .route("/console/api/action", post(console_action));
     }
-    router.with_state(state)
+    let router = router.with_state(state);
+    match slack_http {
+        Some(slack) => router.merge(slack),
+        None => router,
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -56,6 +66,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let mut problems = Vec::new();
     if let Err(error) = state.store.ping().await {
         problems.push(format!("store: {error}"));
+    }
+    if let Some(slack) = &state.slack {
+        problems.extend(slack.problems());
     }
     let mut hosts: Vec<_> = state
         .settings

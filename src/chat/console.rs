@@ -125,10 +125,7 @@ impl Console {
                     })
                     .await
             }
-            Err(error) => Reply {
-                text: format!("{error}\n{}", command::USAGE),
-                ok: false,
-            },
+            Err(error) => Reply::refused(format!("{error}\n{}", command::USAGE)),
         };
         self.push("rollbot", None, Some(&user.id), plain(&reply.text));
         reply
@@ -153,10 +150,7 @@ impl Console {
                     })
                     .await
             }
-            None => Reply {
-                text: format!("unknown action '{action}'"),
-                ok: false,
-            },
+            None => Reply::refused(format!("unknown action '{action}'")),
         };
         self.push("rollbot", None, Some(&user.id), plain(&reply.text));
         reply

@@ -6,6 +6,7 @@
 //! `<@user-id>` for a mention.
 
 pub mod console;
+pub mod slack;
 
 use std::fmt::Write as _;
 use std::future::Future;

@@ -8,6 +8,7 @@ mod pipeline;
 mod render;
 mod rollback;
 mod serve;
+mod slack;
 mod store;
 mod support;
 mod tidy;

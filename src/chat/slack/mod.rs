@@ -1,0 +1,637 @@
+//! Slack: translates Slack payloads (slash command, button clicks, reactions) into the engine's
+//! commands and renders its events as Block Kit messages. It decides no policy.
+//!
+//! Both connection modes feed the same [`SlackInput`] queue: Socket Mode (`socket.rs`, via
+//! slack-morphism's listener) and HTTP mode (`http.rs`, signed requests on the daemon's
+//! server). Web API calls go through slack-morphism's client pointed at `slack.api_url`, with
+//! 429 `Retry-After` honoured and API errors reported with the channel and the fix.
+
+pub mod blocks;
+pub mod http;
+pub mod signing;
+pub mod socket;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::chat::{ChatError, ChatPort, Message};
+use crate::config::{Settings, SlackSettings};
+use crate::domain::command::{self, Command};
+use crate::domain::policy::{Approver, Decision};
+use crate::domain::rollback::Actor;
+use crate::engine::{EngineHandle, Inbound};
+use crate::metrics::Metrics;
+
+/// Something a person did in Slack, as the adapter needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlackInput {
+    Command {
+        channel: String,
+        user: String,
+        command: Command,
+        /// Slack's trigger id: a redelivered command has the same one.
+        key: String,
+    },
+    Action {
+        channel: String,
+        user: String,
+        user_name: String,
+        action: String,
+        key: String,
+    },
+    Reaction {
+        channel: String,
+        user: String,
+        reaction: String,
+        /// The reacted-to message.
+        ts: String,
+        /// Slack's event id: an Events API retry has the same one.
+        key: String,
+    },
+}
+
+/// The Slack adapter.
+pub struct Slack {
+    pub settings: SlackSettings,
+    client: Arc<SlackHyperClient>,
+    token: SlackApiToken,
+    engine: OnceLock<EngineHandle>,
+    bot_user: OnceLock<String>,
+    /// User-group ids named in approvers (`group:S0123…`).
+    approver_groups: Vec<String>,
+    groups: tokio::sync::Mutex<HashMap<String, (Instant, HashSet<String>)>>,
+    /// What the startup self-check found wrong, for `/readyz` and the log.
+    problems: Mutex<Vec<String>>,
+    inputs: mpsc::Sender<SlackInput>,
+    /// Tells the input worker to stop taking inputs and drain.
+    stop: tokio::sync::Notify,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Slack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slack")
+            .field("mode", &self.settings.mode)
+            .field("api_url", &self.settings.api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The HTTP client slack-morphism uses, accepting plain http only for the loopback URLs the
+/// config allows (tests).
+///
+/// # Errors
+/// The system's root certificates cannot be loaded.
+pub fn client(api_url: &str) -> Result<Arc<SlackHyperClient>, String> {
+    let https_or_http = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("cannot load root certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let connector =
+        SlackClientHyperConnector::with_connector(https_or_http).with_slack_api_url(api_url);
+    Ok(Arc::new(SlackClient::new(connector)))
+}
+
+impl Slack {
+    /// Builds the adapter and the queue its worker drains (see [`Slack::run_inputs`]).
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built.
+    pub fn new(
+        settings: &Settings,
+        slack: SlackSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Arc<Slack>, mpsc::Receiver<SlackInput>), String> {
+        let client = client(&slack.api_url)?;
+        let token = SlackApiToken::new(slack.bot_token.expose().to_owned().into());
+        let mut approver_groups: Vec<String> = settings
+            .daemon
+            .approvals
+            .approvers
+            .iter()
+            .chain(
+                settings
+                    .images
+                    .values()
+                    .flat_map(|e| e.approvers.iter().flatten()),
+            )
+            .filter_map(|a| match a {
+                Approver::Group(group) => Some(group.clone()),
+                Approver::User(_) => None,
+            })
+            .collect();
+        approver_groups.sort();
+        approver_groups.dedup();
+        let (inputs, queue) = mpsc::channel(256);
+        Ok((
+            Arc::new(Slack {
+                settings: slack,
+                client,
+                token,
+                engine: OnceLock::new(),
+                bot_user: OnceLock::new(),
+                approver_groups,
+                groups: tokio::sync::Mutex::new(HashMap::new()),
+                problems: Mutex::new(Vec::new()),
+                inputs,
+                stop: tokio::sync::Notify::new(),
+                metrics,
+            }),
+            queue,
+        ))
+    }
+
+    pub fn set_engine(&self, engine: EngineHandle) {
+        let _ = self.engine.set(engine);
+    }
+
+    /// Problems found by the self-check (empty when Slack is usable).
+    pub fn problems(&self) -> Vec<String> {
+        self.problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn channel_allowed(&self, channel: &str) -> bool {
+        self.settings.channels.is_empty() || self.settings.channels.iter().any(|c| c == channel)
+    }
+
+    /// Handles a slash command; returns the immediate (ephemeral) acknowledgement. The work is
+    /// queued, and its answer posted as an ephemeral message.
+    pub fn command(&self, channel: &str, user: &str, text: &str, key: &str) -> String {
+        if !self.channel_allowed(channel) {
+            return format!(
+                "rollbot does not take commands in this channel; use {}",
+                self.settings
+                    .channels
+                    .iter()
+                    .map(|c| format!("<#{c}>"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let command = match command::parse(text) {
+            Ok(Command::Help) => return command::USAGE.to_owned(),
+            Ok(command) => command,
+            Err(error) => return format!("{error}\n{}", command::USAGE),
+        };
+        let input = SlackInput::Command {
+            channel: channel.to_owned(),
+            user: user.to_owned(),
+            command,
+            key: key.to_owned(),
+        };
+        match self.inputs.try_send(input) {
+            Ok(()) => "Working on it…".to_owned(),
+            Err(_) => "rollbot is busy or shutting down; try again in a moment".to_owned(),
+        }
+    }
+
+    /// Queues a button click or a reaction.
+    pub fn enqueue(&self, input: SlackInput) {
+        if self.inputs.try_send(input).is_err() {
+            tracing::warn!("Slack input dropped: rollbot is busy or shutting down.");
+        }
+    }
+
+    /// The worker: runs each queued input as a tracked task; after [`Slack::stop_inputs`],
+    /// takes no more and waits for the tasks in flight.
+    pub async fn run_inputs(self: Arc<Self>, mut queue: mpsc::Receiver<SlackInput>) {
+        let mut tasks = JoinSet::new();
+        loop {
+            tokio::select! {
+                input = queue.recv() => match input {
+                    Some(input) => {
+                        let slack = Arc::clone(&self);
+                        tasks.spawn(async move { slack.handle(input).await });
+                    }
+                    None => break,
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = self.stop.notified() => break,
+            }
+        }
+        queue.close();
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops taking Slack inputs (shutdown); the worker drains what is in flight.
+    pub fn stop_inputs(&self) {
+        self.stop.notify_one();
+    }
+
+    async fn handle(&self, input: SlackInput) {
+        let Some(engine) = self.engine.get() else {
+            return;
+        };
+        match input {
+            SlackInput::Command {
+                channel,
+                user,
+                command,
+                key,
+            } => {
+                let actor = self.actor(&user, &user).await;
+                let reply = engine
+                    .submit(Inbound {
+                        actor,
+                        channel: format!("slack:{channel}"),
+                        command,
+                        idempotency_key: Some(format!("slack-command:{key}")),
+                    })
+                    .await;
+                if !reply.silent {
+                    self.ephemeral(&channel, &user, &reply.text).await;
+                }
+            }
+            SlackInput::Action {
+                channel,
+                user,
+                user_name,
+                action,
+                key,
+            } => {
+                let Some((decision, id)) = crate::chat::parse_action(&action) else {
+                    return;
+                };
+                if !self.channel_allowed(&channel) {
+                    return;
+                }
+                let actor = self.actor(&user, &user_name).await;
+                let command = match decision {
+                    Decision::Approve => Command::Approve { id },
+                    Decision::Reject => Command::Reject { id, reason: None },
+                };
+                let reply = engine
+                    .submit(Inbound {
+                        actor,
+                        channel: format!("slack:{channel}"),
+                        command,
+                        idempotency_key: Some(format!("slack-action:{key}")),
+                    })
+                    .await;
+                if !reply.silent {
+                    self.ephemeral(&channel, &user, &reply.text).await;
+                }
+            }
+            SlackInput::Reaction {
+                channel,
+                user,
+                reaction,
+                ts,
+                key,
+            } => {
+                if self.bot_user.get().is_some_and(|bot| *bot == user) {
+                    return;
+                }
+                let decision = if reaction == self.settings.approve_reaction {
+                    Decision::Approve
+                } else if reaction == self.settings.reject_reaction {
+                    Decision::Reject
+                } else {
+                    return;
+                };
+                let slack_channel = format!("slack:{channel}");
+                let Some(record) = engine.active().await.into_iter().find(|r| {
+                    r.channel == slack_channel && r.status_ref.as_deref() == Some(ts.as_str())
+                }) else {
+                    return; // a reaction on some other message
+                };
+                let actor = self.actor(&user, &user).await;
+                let command = match decision {
+                    Decision::Approve => Command::Approve { id: record.id },
+                    Decision::Reject => Command::Reject {
+                        id: record.id,
+                        reason: None,
+                    },
+                };
+                let reply = engine
+                    .submit(Inbound {
+                        actor,
+                        channel: slack_channel,
+                        command,
+                        idempotency_key: Some(format!("slack-event:{key}")),
+                    })
+                    .await;
+                if !reply.silent {
+                    self.ephemeral(&channel, &user, &reply.text).await;
+                }
+            }
+        }
+    }
+
+    /// The acting user with the approver groups they are in (looked up, cached). A failed
+    /// lookup counts as "in no group": it fails closed.
+    async fn actor(&self, user: &str, name: &str) -> Actor {
+        let mut groups = Vec::new();
+        for group in &self.approver_groups {
+            if self.members(group).await.contains(user) {
+                groups.push(group.clone());
+            }
+        }
+        Actor {
+            id: user.to_owned(),
+            name: name.to_owned(),
+            groups,
+        }
+    }
+
+    async fn members(&self, group: &str) -> HashSet<String> {
+        let mut cache = self.groups.lock().await;
+        if let Some((at, members)) = cache.get(group) {
+            if at.elapsed() < self.settings.group_cache {
+                return members.clone();
+            }
+        }
+        let request = SlackApiUserGroupsUsersListRequest::new(group.to_owned().into());
+        let result = self
+            .call("usergroups.users.list", group, || async {
+                self.client
+                    .open_session(&self.token)
+                    .usergroups_users_list(&request)
+                    .await
+            })
+            .await;
+        match result {
+            Ok(response) => {
+                let members: HashSet<String> =
+                    response.users.into_iter().map(|u| u.to_string()).collect();
+                cache.insert(group.to_owned(), (Instant::now(), members.clone()));
+                members
+            }
+            Err(error) => {
+                tracing::warn!(group, %error, "Slack user group lookup failed; treating its members as not approvers.");
+                HashSet::new()
+            }
+        }
+    }
+
+    async fn ephemeral(&self, channel: &str, user: &str, text: &str) {
+        let request = SlackApiChatPostEphemeralRequest::new(
+            channel.to_owned().into(),
+            user.to_owned().into(),
+            SlackMessageContent::new().with_text(text.to_owned()),
+        );
+        let result = self
+            .call("chat.postEphemeral", channel, || async {
+                self.client
+                    .open_session(&self.token)
+                    .chat_post_ephemeral(&request)
+                    .await
+            })
+            .await;
+        if let Err(error) = result {
+            self.metrics.sink_failure("slack");
+            tracing::warn!(channel, user, %error, "Ephemeral reply not delivered.");
+        }
+    }
+
+    /// One Web API call with Slack's rate limiting honoured (429 + `Retry-After`, up to three
+    /// retries) and errors turned into a message naming the channel and the likely fix.
+    async fn call<T, F, Fut>(&self, method: &str, channel: &str, call: F) -> Result<T, ChatError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = ClientResult<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(SlackClientError::RateLimitError(limit)) if attempt <= 3 => {
+                    let wait = limit
+                        .retry_after
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(Duration::from_secs(30));
+                    tracing::warn!(
+                        method,
+                        channel,
+                        wait_ms = wait.as_millis() as u64,
+                        "Slack rate limited the call; retrying after Retry-After."
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(SlackClientError::ApiError(error)) => {
+                    let hint = match error.code.as_str() {
+                        "not_in_channel" => "; invite the bot to the channel (/invite @rollbot)",
+                        "channel_not_found" => "; check slack.channels (ids, not names) and that the bot can see the channel",
+                        "invalid_auth" | "not_authed" | "token_revoked" | "account_inactive" => {
+                            "; check the bot token (slack.bot_token_env)"
+                        }
+                        "missing_scope" => "; add the scope to the Slack app (deploy/slack-app-manifest.yaml) and reinstall it",
+                        _ => "",
+                    };
+                    return Err(ChatError(format!(
+                        "Slack {method} in {channel} failed: {}{hint}",
+                        error.code
+                    )));
+                }
+                Err(other) => {
+                    return Err(ChatError(format!(
+                        "Slack {method} in {channel} failed: {other}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Startup self-check: the token works (`auth.test`), the bot is a member of every
+    /// configured channel, and user groups named in approvers can be read. Problems are logged
+    /// and reported on `/readyz`.
+    pub async fn self_check(&self) {
+        let mut problems = Vec::new();
+        let auth = self
+            .call("auth.test", "-", || async {
+                self.client.open_session(&self.token).auth_test().await
+            })
+            .await;
+        match auth {
+            Ok(auth) => {
+                let _ = self.bot_user.set(auth.user_id.to_string());
+                tracing::info!(bot_user = %auth.user_id, team = %auth.team, "Slack bot token works.");
+            }
+            Err(error) => problems.push(error.to_string()),
+        }
+        for channel in &self.settings.channels {
+            let request = SlackApiConversationsInfoRequest::new(channel.clone().into());
+            let info = self
+                .call("conversations.info", channel, || async {
+                    self.client
+                        .open_session(&self.token)
+                        .conversations_info(&request)
+                        .await
+                })
+                .await;
+            match info {
+                Ok(info) if info.channel.flags.is_member == Some(false) => problems.push(format!(
+                    "the bot is not a member of Slack channel {channel}{}: approvals there would be ignored; invite it with /invite @rollbot",
+                    info.channel.name.map(|n| format!(" (#{n})")).unwrap_or_default()
+                )),
+                Ok(_) => {}
+                Err(error) => problems.push(error.to_string()),
+            }
+        }
+        for group in &self.approver_groups {
+            let request = SlackApiUserGroupsUsersListRequest::new(group.clone().into());
+            let result = self
+                .call("usergroups.users.list", group, || async {
+                    self.client
+                        .open_session(&self.token)
+                        .usergroups_users_list(&request)
+                        .await
+                })
+                .await;
+            if let Err(error) = result {
+                problems.push(error.to_string());
+            }
+        }
+        for problem in &problems {
+            tracing::error!(problem = %problem, "Slack self-check failed.");
+        }
+        *self
+            .problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
+    }
+
+    /// Button clicks in a `block_actions` interaction (other interactions are ignored).
+    pub fn inputs_from_interaction(event: &SlackInteractionEvent) -> Vec<SlackInput> {
+        let SlackInteractionEvent::BlockActions(actions) = event else {
+            return Vec::new();
+        };
+        let Some(user) = &actions.user else {
+            return Vec::new();
+        };
+        let channel = actions
+            .channel
+            .as_ref()
+            .map(|c| c.id.to_string())
+            .or_else(|| match &actions.container {
+                SlackInteractionActionContainer::Message(message) => {
+                    message.channel_id.as_ref().map(ToString::to_string)
+                }
+                _ => None,
+            });
+        let Some(channel) = channel else {
+            return Vec::new();
+        };
+        let name = user
+            .username
+            .clone()
+            .or_else(|| user.name.clone())
+            .unwrap_or_else(|| user.id.to_string());
+        actions
+            .actions
+            .iter()
+            .flatten()
+            .map(|action| SlackInput::Action {
+                channel: channel.clone(),
+                user: user.id.to_string(),
+                user_name: name.clone(),
+                action: action.action_id.to_string(),
+                key: format!("{}:{}", actions.trigger_id, action.action_id),
+            })
+            .collect()
+    }
+
+    /// A `reaction_added` on a message (other events are ignored).
+    pub fn input_from_push(event: &SlackPushEventCallback) -> Option<SlackInput> {
+        let SlackEventCallbackBody::ReactionAdded(reaction) = &event.event else {
+            return None;
+        };
+        let SlackReactionsItem::Message(message) = &reaction.item else {
+            return None;
+        };
+        Some(SlackInput::Reaction {
+            channel: message.origin.channel.as_ref()?.to_string(),
+            user: reaction.user.to_string(),
+            reaction: reaction.reaction.to_string(),
+            ts: message.origin.ts.to_string(),
+            key: event.event_id.to_string(),
+        })
+    }
+
+    fn content(message: &Message) -> SlackMessageContent {
+        let blocks = blocks::blocks(message);
+        let content = SlackMessageContent::new().with_text(message.fallback.clone());
+        match serde_json::from_value::<Vec<SlackBlock>>(serde_json::Value::Array(blocks)) {
+            Ok(blocks) => content.with_blocks(blocks),
+            Err(error) => {
+                tracing::warn!(%error, "Block Kit rendering not accepted by the Slack model; sending text only.");
+                content
+            }
+        }
+    }
+}
+
+impl ChatPort for Slack {
+    fn prefix(&self) -> &'static str {
+        "slack:"
+    }
+
+    async fn post_status(&self, channel: &str, message: &Message) -> Result<String, ChatError> {
+        let request =
+            SlackApiChatPostMessageRequest::new(channel.to_owned().into(), Slack::content(message));
+        let posted = self
+            .call("chat.postMessage", channel, || async {
+                self.client
+                    .open_session(&self.token)
+                    .chat_post_message(&request)
+                    .await
+            })
+            .await?;
+        Ok(posted.ts.to_string())
+    }
+
+    async fn update_status(
+        &self,
+        channel: &str,
+        status_ref: &str,
+        message: &Message,
+    ) -> Result<(), ChatError> {
+        let request = SlackApiChatUpdateRequest::new(
+            channel.to_owned().into(),
+            Slack::content(message),
+            status_ref.to_owned().into(),
+        );
+        self.call("chat.update", channel, || async {
+            self.client
+                .open_session(&self.token)
+                .chat_update(&request)
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn reply(
+        &self,
+        channel: &str,
+        status_ref: Option<&str>,
+        message: &Message,
+    ) -> Result<(), ChatError> {
+        let mut request =
+            SlackApiChatPostMessageRequest::new(channel.to_owned().into(), Slack::content(message));
+        if let Some(ts) = status_ref {
+            request = request.with_thread_ts(ts.to_owned().into());
+        }
+        self.call("chat.postMessage", channel, || async {
+            self.client
+                .open_session(&self.token)
+                .chat_post_message(&request)
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+}
