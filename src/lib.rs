@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! chat adapters ──Inbound{Actor, Command}──▶ engine ──Event──▶ chat sinks (status message,
-//! (chat::console; Slack, Discord later)     │ policy, state        thread replies)
+//! (chat::console, chat::slack)              │ policy, state        thread replies)
 //!                                           │ pipeline tasks
 //!                                           ▼
 //!                          store (SQLite) · registry · Clock
@@ -34,8 +34,11 @@
 //!   rate limits (governor); `Clock` so tests control expiry.
 //! - [`chat`]: the platform-neutral message model (blocks, buttons), the rendering of status
 //!   messages and thread replies, and the sink task driving a `ChatPort`; [`chat::console`] is
-//!   the built-in local chat (web page + JSON API).
-//! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console.
+//!   the built-in local chat (web page + JSON API); [`chat::slack`] is Slack: Socket Mode
+//!   (slack-morphism's listener) or HTTP mode (`/slack/*`, verified by `chat::slack::signing`),
+//!   Block Kit rendering, approvals by button, reaction or text, user-group approvers, the
+//!   startup self-check.
+//! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's HTTP mode.
 //! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM.
 //! - [`metrics`]: Prometheus text exposition from atomics.
 //! - [`pipeline`]: plan → retag → verify → checks, and the [`pipeline::Report`] of a run.

@@ -625,3 +625,31 @@ fn http_mode_an_events_api_retry_and_a_double_click_run_once() {
         "a redelivery is silent"
     );
 }
+
+#[test]
+fn the_slack_app_manifest_asks_for_exactly_the_scopes_the_code_uses() {
+    let manifest = include_str!("../../deploy/slack-app-manifest.yaml");
+    let mut scopes = Vec::new();
+    let mut in_bot = false;
+    for line in manifest.lines() {
+        let trimmed = line.trim();
+        if trimmed == "bot:" {
+            in_bot = true;
+            continue;
+        }
+        if in_bot {
+            match trimmed.strip_prefix("- ") {
+                Some(item) => scopes.push(item.split_whitespace().next().unwrap_or_default().to_owned()),
+                None => in_bot = false,
+            }
+        }
+    }
+    scopes.sort();
+    // commands: /rollback; chat:write: postMessage/update/postEphemeral; reactions:read:
+    // reaction_added; usergroups:read: usergroups.users.list; channels:read, groups:read:
+    // conversations.info in the self-check.
+    assert_eq!(scopes, ["channels:read", "chat:write", "commands", "groups:read", "reactions:read", "usergroups:read"]);
+    for needed in ["command: /rollback", "- reaction_added", "socket_mode_enabled: true", "is_enabled: true"] {
+        assert!(manifest.contains(needed), "the manifest lacks {needed}");
+    }
+}
