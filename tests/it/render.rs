@@ -222,13 +222,24 @@ fn thread_replies_mention_the_requester() {
 fn slack_block_kit_of_the_status_message() {
     let mut succeeded = approved_by_bob(record(State::Succeeded));
     succeeded.finished_at = Some(Timestamp(1_795_000_030_412));
-    for (name, record) in [("slack_status_requested", record(State::Requested)), ("slack_status_succeeded", succeeded)] {
-        let message = status_message(&record, Timestamp(1_795_000_060_000), Duration::from_secs(900));
+    for (name, record) in [
+        ("slack_status_requested", record(State::Requested)),
+        ("slack_status_succeeded", succeeded),
+    ] {
+        let message = status_message(
+            &record,
+            Timestamp(1_795_000_060_000),
+            Duration::from_secs(900),
+        );
         let blocks = rollbot::chat::slack::blocks::blocks(&message);
         // Every block is one slack-morphism's Block Kit model accepts (nothing silently dropped).
         let typed: Vec<slack_morphism::prelude::SlackBlock> =
-            serde_json::from_value(serde_json::Value::Array(blocks.clone())).expect("valid Block Kit");
+            serde_json::from_value(serde_json::Value::Array(blocks.clone()))
+                .expect("valid Block Kit");
         assert_eq!(typed.len(), blocks.len());
-        assert_snapshot(name, &format!("{}\n", serde_json::to_string_pretty(&blocks).expect("json")));
+        assert_snapshot(
+            name,
+            &format!("{}\n", serde_json::to_string_pretty(&blocks).expect("json")),
+        );
     }
 }

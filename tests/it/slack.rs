@@ -639,7 +639,12 @@ fn the_slack_app_manifest_asks_for_exactly_the_scopes_the_code_uses() {
         }
         if in_bot {
             match trimmed.strip_prefix("- ") {
-                Some(item) => scopes.push(item.split_whitespace().next().unwrap_or_default().to_owned()),
+                Some(item) => scopes.push(
+                    item.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
                 None => in_bot = false,
             }
         }
@@ -648,8 +653,23 @@ fn the_slack_app_manifest_asks_for_exactly_the_scopes_the_code_uses() {
     // commands: /rollback; chat:write: postMessage/update/postEphemeral; reactions:read:
     // reaction_added; usergroups:read: usergroups.users.list; channels:read, groups:read:
     // conversations.info in the self-check.
-    assert_eq!(scopes, ["channels:read", "chat:write", "commands", "groups:read", "reactions:read", "usergroups:read"]);
-    for needed in ["command: /rollback", "- reaction_added", "socket_mode_enabled: true", "is_enabled: true"] {
+    assert_eq!(
+        scopes,
+        [
+            "channels:read",
+            "chat:write",
+            "commands",
+            "groups:read",
+            "reactions:read",
+            "usergroups:read"
+        ]
+    );
+    for needed in [
+        "command: /rollback",
+        "- reaction_added",
+        "socket_mode_enabled: true",
+        "is_enabled: true",
+    ] {
         assert!(manifest.contains(needed), "the manifest lacks {needed}");
     }
 }
