@@ -53,6 +53,48 @@ pub struct DaemonSettings {
     pub console: ConsoleSettings,
     /// `None` when Slack is not enabled.
     pub slack: Option<SlackSettings>,
+    /// `None` when GitHub Discussions are not enabled.
+    pub github: Option<GitHubSettings>,
+    /// `None` when the Docker Hub banner is not enabled.
+    pub dockerhub: Option<DockerHubSettings>,
+    pub notify: NotifySettings,
+    /// Your own templates, replacing built-in ones.
+    pub templates: Vec<(crate::notify::templates::TemplateName, PathBuf)>,
+}
+
+/// When the Discussion is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnounceOn {
+    Approved,
+    Succeeded,
+}
+
+#[derive(Debug, Clone)]
+pub struct GitHubSettings {
+    pub owner: String,
+    pub name: String,
+    /// The Discussion category, by name.
+    pub category: String,
+    pub token: Secret,
+    /// `https://api.github.com/graphql`
+    pub api_url: String,
+    pub announce_on: AnnounceOn,
+}
+
+#[derive(Debug, Clone)]
+pub struct DockerHubSettings {
+    pub username: String,
+    pub token: Secret,
+    /// `https://hub.docker.com`
+    pub api_url: String,
+}
+
+/// Retries of notification deliveries (GitHub, Docker Hub).
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +181,9 @@ pub struct RegistrySettings {
     /// Plain HTTP instead of HTTPS.
     pub insecure: bool,
     pub auth: AuthSettings,
+    /// `host:port` to connect to instead of the image's registry host (a mirror, or a test
+    /// registry standing in for `docker.io`).
+    pub endpoint: Option<String>,
 }
 
 /// Where the credentials for one registry come from.
@@ -173,6 +218,8 @@ pub struct ImageSettings {
     pub approvers: Option<Vec<Approver>>,
     /// Approvals needed; `None` means `approvals.required`.
     pub required_approvals: Option<u32>,
+    /// `namespace/repository` on Docker Hub whose description gets the rollback banner.
+    pub dockerhub: Option<String>,
 }
 
 impl Settings {
@@ -186,6 +233,7 @@ impl Settings {
                 auth: AuthSettings::Auto {
                     docker_config: None,
                 },
+                endpoint: None,
             })
     }
 
@@ -374,6 +422,10 @@ const TOP_KEYS: &[&str] = &[
     "limits",
     "console",
     "slack",
+    "github",
+    "dockerhub",
+    "notify",
+    "templates",
 ];
 const STORE_KEYS: &[&str] = &["path"];
 const SERVER_KEYS: &[&str] = &["listen", "allow_non_loopback", "shutdown_grace"];
@@ -405,8 +457,34 @@ const REGISTRY_KEYS: &[&str] = &[
     "password_env",
     "password_file",
     "docker_config",
+    "endpoint",
 ];
-const IMAGE_KEYS: &[&str] = &["image", "tags", "checks", "approvers", "required_approvals"];
+const IMAGE_KEYS: &[&str] = &[
+    "image",
+    "tags",
+    "checks",
+    "approvers",
+    "required_approvals",
+    "dockerhub",
+];
+const GITHUB_KEYS: &[&str] = &[
+    "enabled",
+    "repository",
+    "category",
+    "token_env",
+    "token_file",
+    "api_url",
+    "announce_on",
+];
+const DOCKERHUB_KEYS: &[&str] = &["enabled", "username", "token_env", "token_file", "api_url"];
+const NOTIFY_KEYS: &[&str] = &["max_attempts", "retry_base", "retry_max"];
+const TEMPLATE_KEYS: &[&str] = &[
+    "chat_summary",
+    "discussion_title",
+    "discussion_announcement",
+    "discussion_comment",
+    "dockerhub_banner",
+];
 const CHECK_KEYS: &[&str] = &[
     "name",
     "command",
@@ -515,6 +593,19 @@ impl Walker<'_> {
             Some(value) => self.slack(value),
             None => Some(None),
         };
+        let github = match root.get("github") {
+            Some(value) => self.github(value),
+            None => Some(None),
+        };
+        let dockerhub = match root.get("dockerhub") {
+            Some(value) => self.dockerhub(value),
+            None => Some(None),
+        };
+        let notify = self.table("notify", root.get("notify")?, NOTIFY_KEYS)?;
+        let max_attempts = self.required(notify, "notify", "max_attempts", Self::count);
+        let retry_base = self.required(notify, "notify", "retry_base", Self::duration);
+        let retry_max = self.required(notify, "notify", "retry_max", Self::duration);
+        let templates = self.templates(root.get("templates")?);
         let users = match console.get("users") {
             None => Vec::new(),
             Some(value) => self.console_users(value),
@@ -539,6 +630,14 @@ impl Walker<'_> {
                 users,
             },
             slack: slack?,
+            github: github?,
+            dockerhub: dockerhub?,
+            notify: NotifySettings {
+                max_attempts: max_attempts?,
+                retry_base: retry_base?,
+                retry_max: retry_max?,
+            },
+            templates: templates?,
         })
     }
 
@@ -628,6 +727,124 @@ impl Walker<'_> {
             api_url: api_url?,
             group_cache: group_cache?,
         }))
+    }
+
+    fn templates(
+        &mut self,
+        value: &Value,
+    ) -> Option<Vec<(crate::notify::templates::TemplateName, PathBuf)>> {
+        let table = self.table("templates", value, TEMPLATE_KEYS)?;
+        let mut out = Vec::new();
+        for name in crate::notify::templates::TemplateName::ALL {
+            if let Some(path) = self.optional(table, "templates", name.key(), Self::string) {
+                if !path.is_empty() {
+                    out.push((name, PathBuf::from(path)));
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn github(&mut self, value: &Value) -> Option<Option<GitHubSettings>> {
+        let table = self.table("github", value, GITHUB_KEYS)?;
+        if !self.required(table, "github", "enabled", Self::bool)? {
+            return Some(None);
+        }
+        let repository = self.required(table, "github", "repository", Self::string);
+        let repository = repository.and_then(|text| {
+            let parts: Vec<&str> = text.split('/').collect();
+            let valid = |p: &str| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            };
+            match parts.as_slice() {
+                [owner, name] if valid(owner) && valid(name) => {
+                    Some(((*owner).to_owned(), (*name).to_owned()))
+                }
+                _ => {
+                    self.problem(
+                        "github.repository",
+                        table.get("repository"),
+                        format!("'{text}' is not owner/name"),
+                    );
+                    None
+                }
+            }
+        });
+        let category = self.required(table, "github", "category", Self::string);
+        let token = self.secret(table, "github", "token", None);
+        let api_url = self
+            .required(table, "github", "api_url", Self::string)
+            .and_then(|url| self.api_url("github.api_url", table.get("api_url"), &url));
+        let announce_on = match self
+            .required(table, "github", "announce_on", Self::string)?
+            .as_str()
+        {
+            "approved" => Some(AnnounceOn::Approved),
+            "succeeded" => Some(AnnounceOn::Succeeded),
+            other => {
+                self.problem(
+                    "github.announce_on",
+                    table.get("announce_on"),
+                    format!("'{other}' is not approved or succeeded"),
+                );
+                None
+            }
+        };
+        let (owner, name) = repository?;
+        Some(Some(GitHubSettings {
+            owner,
+            name,
+            category: category?,
+            token: token?,
+            api_url: api_url?,
+            announce_on: announce_on?,
+        }))
+    }
+
+    fn dockerhub(&mut self, value: &Value) -> Option<Option<DockerHubSettings>> {
+        let table = self.table("dockerhub", value, DOCKERHUB_KEYS)?;
+        if !self.required(table, "dockerhub", "enabled", Self::bool)? {
+            return Some(None);
+        }
+        let username = self.required(table, "dockerhub", "username", Self::string).filter(|u| {
+            if u.is_empty() {
+                self.problem("dockerhub.username", table.get("username"), "the Docker Hub user (or organization, for an organization access token) is needed");
+                false
+            } else {
+                true
+            }
+        });
+        let token = self.secret(table, "dockerhub", "token", None);
+        let api_url = self
+            .required(table, "dockerhub", "api_url", Self::string)
+            .and_then(|url| self.api_url("dockerhub.api_url", table.get("api_url"), &url));
+        Some(Some(DockerHubSettings {
+            username: username?,
+            token: token?,
+            api_url: api_url?,
+        }))
+    }
+
+    /// An https URL (plain http only on loopback, for tests), without a trailing slash.
+    fn api_url(&mut self, path: &str, value: Option<&Value>, url: &str) -> Option<String> {
+        let parsed = reqwest::Url::parse(url).ok();
+        let ok = parsed.as_ref().is_some_and(|u| {
+            u.scheme() == "https"
+                || (u.scheme() == "http"
+                    && matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")))
+        });
+        if ok {
+            Some(url.trim_end_matches('/').to_owned())
+        } else {
+            self.problem(
+                path,
+                value,
+                format!("'{url}' must be an https URL (plain http only on loopback, for tests)"),
+            );
+            None
+        }
     }
 
     /// A secret named `<name>_file` (wins when set) or `<name>_env`, with an optional prefix it
@@ -863,6 +1080,19 @@ impl Walker<'_> {
         let insecure = self
             .optional(table, path, "insecure", Self::bool)
             .unwrap_or(false);
+        let endpoint = self
+            .optional(table, path, "endpoint", Self::string)
+            .and_then(|text| match RegistryHost::parse(&text) {
+                Ok(host) => Some(host.as_str().to_owned()),
+                Err(error) => {
+                    self.problem(
+                        &format!("{path}.endpoint"),
+                        table.get("endpoint"),
+                        error.to_string(),
+                    );
+                    None
+                }
+            });
         let mode = self.optional(table, path, "auth", Self::string);
         let username = self.optional(table, path, "username", Self::string);
         let password_env = self.optional(table, path, "password_env", Self::string);
@@ -997,7 +1227,11 @@ impl Walker<'_> {
                 return None;
             }
         };
-        Some(RegistrySettings { insecure, auth })
+        Some(RegistrySettings {
+            insecure,
+            auth,
+            endpoint,
+        })
     }
 
     fn images(
@@ -1059,6 +1293,23 @@ impl Walker<'_> {
                 );
             }
             let approvers = self.optional(table, &path, "approvers", Self::approvers);
+            let dockerhub = match self.optional(table, &path, "dockerhub", Self::bool) {
+                Some(true) => match &image {
+                    Some(image) if image.registry.is_docker_hub() => {
+                        Some(image.repository.to_string())
+                    }
+                    Some(image) => {
+                        self.problem(
+                            &format!("{path}.dockerhub"),
+                            table.get("dockerhub"),
+                            format!("{image} is not on Docker Hub; only docker.io/… images have a Docker Hub description"),
+                        );
+                        None
+                    }
+                    None => None,
+                },
+                _ => None,
+            };
             let required_approvals = self.optional(table, &path, "required_approvals", Self::count);
             let checks = match table.get("checks") {
                 None => Vec::new(),
@@ -1074,6 +1325,7 @@ impl Walker<'_> {
                         checks,
                         approvers,
                         required_approvals,
+                        dockerhub,
                     },
                 );
             }

@@ -94,6 +94,7 @@ pub mod domain;
 pub mod engine;
 pub mod manifest;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod registry;
 pub mod report;

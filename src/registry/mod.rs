@@ -287,7 +287,10 @@ impl RegistryClient {
         tracing::debug!(registry = %host, scheme, credentials = %credentials.describe(), "Registry client ready.");
         Ok(RegistryClient {
             host: host.clone(),
-            base: format!("{scheme}://{}", host.api_host()),
+            base: format!(
+                "{scheme}://{}",
+                settings.endpoint.as_deref().unwrap_or(host.api_host())
+            ),
             timeout,
             insecure: settings.insecure,
             http,
