@@ -46,6 +46,8 @@ pub struct Daemon {
     pub started_at: Instant,
     socket_mode: Option<SocketMode>,
     slack_worker: Option<tokio::task::JoinHandle<()>>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
+    notifier_tasks: Vec<tokio::task::JoinHandle<()>>,
     settings: Arc<Settings>,
     stop_http: Option<oneshot::Sender<()>>,
     http: tokio::task::JoinHandle<()>,
@@ -84,6 +86,16 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
             "No approvers are configured (approvals.approvers); no rollback can be approved."
         );
     }
+    let templates = Arc::new(
+        crate::notify::templates::Templates::load(
+            &daemon_settings
+                .templates
+                .iter()
+                .map(|(name, path)| (*name, path.as_path()))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|problems| anyhow::anyhow!("templates:\n  {}", problems.join("\n  ")))?,
+    );
     let store = Store::open(&daemon_settings.store_path)
         .await
         .with_context(|| format!("opening {}", daemon_settings.store_path.display()))?;
@@ -120,6 +132,13 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         sink_senders.push(tx);
         slack_events = Some(rx);
     }
+    let notify_on = daemon_settings.github.is_some() || daemon_settings.dockerhub.is_some();
+    let mut notify_events = None;
+    if notify_on {
+        let (tx, rx) = mpsc::channel(4096);
+        sink_senders.push(tx);
+        notify_events = Some(rx);
+    }
     let (engine, engine_task) = engine::start(
         Arc::clone(&settings),
         store.clone(),
@@ -140,6 +159,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
             Arc::clone(&clock),
             settings.rollback.rto,
             Arc::clone(&metrics),
+            Arc::clone(&templates),
         )));
     }
     let mut slack_worker = None;
@@ -154,6 +174,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
                 Arc::clone(&clock),
                 settings.rollback.rto,
                 Arc::clone(&metrics),
+                Arc::clone(&templates),
             )));
             slack_worker = Some(tokio::spawn(Arc::clone(&slack).run_inputs(queue)));
             if tokio::time::timeout(Duration::from_secs(15), slack.self_check())
@@ -172,6 +193,27 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
             Some(slack)
         }
         _ => None,
+    };
+    let mut notifier_tasks = Vec::new();
+    let notifier = match notify_events {
+        Some(events) => {
+            let notifier = crate::notify::Notifier::start(
+                Arc::clone(&settings),
+                store.clone(),
+                Arc::clone(&clock),
+                Arc::clone(&templates),
+                engine.clone(),
+                Arc::clone(&metrics),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+            if let Some(notifier) = &notifier {
+                notifier_tasks.push(tokio::spawn(Arc::clone(notifier).run_intake(events)));
+                notifier_tasks.push(tokio::spawn(Arc::clone(notifier).run_delivery()));
+            }
+            notifier
+        }
+        None => None,
     };
 
     let listener = tokio::net::TcpListener::bind(daemon_settings.listen)
@@ -215,6 +257,8 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         started_at,
         socket_mode,
         slack_worker,
+        notifier,
+        notifier_tasks,
         settings,
         stop_http: Some(stop_http),
         http,
@@ -253,6 +297,13 @@ impl Daemon {
             let _ = tokio::time::timeout(Duration::from_secs(5), sink).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.http).await;
+        // The outbox keeps what was not delivered; the next start sends it.
+        if let Some(notifier) = &self.notifier {
+            notifier.stop();
+        }
+        for task in self.notifier_tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
         if clean {
             tracing::info!("rollbot stopped cleanly.");
         } else {

@@ -161,6 +161,11 @@ pub enum EventKind {
         by: Actor,
         reason: Option<String>,
     },
+    /// Something for the rollback's thread from elsewhere (a Discussion's URL, a notification
+    /// that could not be delivered). Not a state change.
+    Notice {
+        text: String,
+    },
 }
 
 /// A handle to the engine task; cheap to clone.
@@ -184,6 +189,11 @@ impl EngineHandle {
     /// The chat platform posted the status message of `id` as `status_ref`.
     pub async fn status_posted(&self, id: RollbackId, status_ref: String) {
         let _ = self.tx.send(Msg::StatusPosted { id, status_ref }).await;
+    }
+
+    /// Posts `text` in the thread of rollback `id` (or in `channel` when there is none).
+    pub async fn notice(&self, id: Option<RollbackId>, channel: Option<String>, text: String) {
+        let _ = self.tx.send(Msg::Notice { id, channel, text }).await;
     }
 
     /// The active rollbacks right now.
@@ -217,6 +227,11 @@ enum Msg {
     },
     Active {
         reply: oneshot::Sender<Vec<RollbackRecord>>,
+    },
+    Notice {
+        id: Option<RollbackId>,
+        channel: Option<String>,
+        text: String,
     },
     Shutdown {
         grace: Duration,
@@ -505,6 +520,23 @@ impl Engine {
                 let mut records: Vec<RollbackRecord> = self.active.values().cloned().collect();
                 records.sort_by_key(|r| r.id);
                 let _ = reply.send(records);
+            }
+            Msg::Notice { id, channel, text } => {
+                let record = match id {
+                    Some(id) => match self.active.get(&id) {
+                        Some(record) => Some(record.clone()),
+                        None => self.store.get(id).await.ok().flatten(),
+                    },
+                    None => None,
+                };
+                let channel = record.as_ref().map(|r| r.channel.clone()).or(channel);
+                if let Some(channel) = channel {
+                    self.emit(Event {
+                        kind: EventKind::Notice { text },
+                        rollback: record,
+                        channel,
+                    });
+                }
             }
             Msg::Shutdown { grace, done } => {
                 tracing::info!(

@@ -11,8 +11,9 @@
 //!
 //! ```text
 //! chat adapters ──Inbound{Actor, Command}──▶ engine ──Event──▶ chat sinks (status message,
-//! (chat::console, chat::slack)              │ policy, state        thread replies)
-//!                                           │ pipeline tasks
+//! (chat::console, chat::slack)              │ policy, state        thread replies),
+//!                                           │ pipeline tasks       notify (outbox → GitHub
+//!                                           │                      Discussions, Docker Hub)
 //!                                           ▼
 //!                          store (SQLite) · registry · Clock
 //! ```
@@ -38,6 +39,10 @@
 //!   (slack-morphism's listener) or HTTP mode (`/slack/*`, verified by `chat::slack::signing`),
 //!   Block Kit rendering, approvals by button, reaction or text, user-group approvers, the
 //!   startup self-check.
+//! - [`notify`]: GitHub Discussions ([`notify::github`], GraphQL) and the Docker Hub
+//!   description banner ([`notify::dockerhub`]) through a persisted outbox with retries and
+//!   backoff; [`notify::templates`] are the minijinja communication templates
+//!   (`config/templates/`), checked at startup.
 //! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's HTTP mode.
 //! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM.
 //! - [`metrics`]: Prometheus text exposition from atomics.

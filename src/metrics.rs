@@ -27,6 +27,7 @@ pub struct Metrics {
     pending_approvals: AtomicU64,
     running: AtomicU64,
     rate_limited: AtomicU64,
+    pending_notifications: AtomicU64,
     sink_failures: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -72,6 +73,10 @@ impl Metrics {
 
     pub fn set_pending_approvals(&self, n: u64) {
         self.pending_approvals.store(n, Ordering::Relaxed);
+    }
+
+    pub fn set_pending_notifications(&self, n: u64) {
+        self.pending_notifications.store(n, Ordering::Relaxed);
     }
 
     pub fn set_running(&self, n: u64) {
@@ -172,6 +177,13 @@ impl Metrics {
                 "rollbot_registry_requests_total{{registry=\"{host}\",status=\"{status}\"}} {n}"
             );
         }
+        let _ = writeln!(out, "# HELP rollbot_notifications_pending Deliveries to GitHub or Docker Hub waiting in the outbox.");
+        let _ = writeln!(out, "# TYPE rollbot_notifications_pending gauge");
+        let _ = writeln!(
+            out,
+            "rollbot_notifications_pending {}",
+            self.pending_notifications.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "# HELP rollbot_notification_failures_total Chat or notification deliveries that failed.");
         let _ = writeln!(out, "# TYPE rollbot_notification_failures_total counter");
         for (sink, n) in lock(&self.sink_failures) {

@@ -132,7 +132,54 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 2: the notification outbox and the Discussions created.
+    "CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        rollback_id INTEGER,
+        sink TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        done_at INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+    CREATE TABLE discussions (
+        rollback_id INTEGER PRIMARY KEY,
+        node_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        url TEXT NOT NULL
+    );",
 ];
+
+/// One notification to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: i64,
+    /// Unique per intended effect (`github:announce:rb-17`): enqueueing twice is a no-op.
+    pub key: String,
+    pub rollback: Option<RollbackId>,
+    /// `github`, `dockerhub`.
+    pub sink: String,
+    /// `announce`, `comment`, `banner_set`, `banner_remove`.
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+}
+
+/// A Discussion created for a rollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscussionRef {
+    pub node_id: String,
+    pub number: i64,
+    pub url: String,
+}
 
 /// The SQLite store. Cloning shares the pool.
 #[derive(Debug, Clone)]
@@ -359,6 +406,212 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// Adds a delivery unless one with the same key exists. Returns whether it was added.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn enqueue(
+        &self,
+        key: &str,
+        rollback: Option<RollbackId>,
+        sink: &str,
+        kind: &str,
+        payload: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO outbox (key, rollback_id, sink, kind, payload, status, next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT(key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(rollback.map(|r| r.0))
+        .bind(sink)
+        .bind(kind)
+        .bind(payload.to_string())
+        .bind(now.0)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Pending deliveries due at `now`, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, key, rollback_id, sink, kind, payload, attempts, next_attempt_at, last_error
+             FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let payload: String = row.try_get("payload")?;
+                Ok(Delivery {
+                    id: row.try_get("id")?,
+                    key: row.try_get("key")?,
+                    rollback: row
+                        .try_get::<Option<i64>, _>("rollback_id")?
+                        .map(RollbackId),
+                    sink: row.try_get("sink")?,
+                    kind: row.try_get("kind")?,
+                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
+                    next_attempt_at: Timestamp(row.try_get("next_attempt_at")?),
+                    last_error: row.try_get("last_error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Pending deliveries, and the earliest next attempt among them.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn pending(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next FROM outbox WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        let next: Option<i64> = row.try_get("next")?;
+        Ok((u64::try_from(n).unwrap_or(0), next.map(Timestamp)))
+    }
+
+    /// Marks a delivery done.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'done', done_at = ?, last_error = NULL WHERE id = ?",
+        )
+        .bind(now.0)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Schedules another attempt (`counted`: this was a failed attempt, not a wait).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn retry_later(
+        &self,
+        id: i64,
+        at: Timestamp,
+        counted: bool,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = ?, attempts = attempts + ?, last_error = COALESCE(?, last_error) WHERE id = ?",
+        )
+        .bind(at.0)
+        .bind(i64::from(counted))
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives a delivery up.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn give_up(&self, id: i64, error: &str, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'dead', last_error = ?, done_at = ?, attempts = attempts + 1 WHERE id = ?",
+        )
+        .bind(error)
+        .bind(now.0)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The status of a delivery by key: `pending`, `done`, `dead`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delivery_status(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT status FROM outbox WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<String, _>("status").map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Records the Discussion of a rollback.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn save_discussion(
+        &self,
+        rollback: RollbackId,
+        discussion: &DiscussionRef,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR REPLACE INTO discussions (rollback_id, node_id, number, url) VALUES (?, ?, ?, ?)")
+            .bind(rollback.0)
+            .bind(&discussion.node_id)
+            .bind(discussion.number)
+            .bind(&discussion.url)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The Discussion of a rollback, if one was created.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn discussion(
+        &self,
+        rollback: RollbackId,
+    ) -> Result<Option<DiscussionRef>, StoreError> {
+        let row = sqlx::query("SELECT node_id, number, url FROM discussions WHERE rollback_id = ?")
+            .bind(rollback.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(DiscussionRef {
+                node_id: r.try_get("node_id")?,
+                number: r.try_get("number")?,
+                url: r.try_get("url")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The most recent rollback of `image` that reached `state`.
+    ///
+    /// # Errors
+    /// Database errors, an unreadable record.
+    pub async fn latest_for_image(
+        &self,
+        image: &ImageRef,
+        state: State,
+    ) -> Result<Option<RollbackRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, data FROM rollbacks WHERE image = ? AND state = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(image.to_string())
+        .bind(state.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(from_row).transpose()
     }
 }
 

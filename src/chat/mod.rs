@@ -20,6 +20,7 @@ use crate::domain::policy::Decision;
 use crate::domain::rollback::{RollbackId, State, Timestamp};
 use crate::engine::{Clock, EngineHandle, Event, EventKind};
 use crate::metrics::Metrics;
+use crate::notify::templates::{Context, Links, TemplateName, Templates};
 use crate::store::RollbackRecord;
 
 /// A message as a list of blocks.
@@ -297,63 +298,71 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
 }
 
 /// The threaded reply an event deserves, if any (the requester is mentioned so they are
-/// notified).
-pub fn thread_reply(event: &Event) -> Option<Message> {
-    let text =
-        match (&event.kind, &event.rollback) {
-            (EventKind::Approved { by }, Some(r)) => format!(
-                "<@{}>: <@{}> approved {}; rolling back now.",
-                r.requester.id, by.id, r.id
-            ),
-            (EventKind::ApprovalRecorded { by }, Some(r)) => format!(
-                "<@{}>: <@{}> approved {}; more approvals needed.",
-                r.requester.id, by.id, r.id
-            ),
-            (EventKind::Rejected { by }, Some(r)) => format!(
-                "<@{}>: <@{}> rejected {}; nothing changed.",
-                r.requester.id, by.id, r.id
-            ),
-            (EventKind::Cancelled { .. }, Some(r)) => {
-                format!("{} cancelled; nothing changed.", r.id)
+/// notified). The end of a rollback is told with the `chat_summary` template.
+pub fn thread_reply(
+    event: &Event,
+    templates: &Templates,
+    rto: Duration,
+    now: Timestamp,
+) -> Option<Message> {
+    if let (EventKind::Succeeded | EventKind::Failed, Some(record)) = (&event.kind, &event.rollback)
+    {
+        let name = if event.kind == EventKind::Succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        let context = Context::of(record, name, rto, Links::default(), now);
+        let text = match templates.render(TemplateName::ChatSummary, &context) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::error!(%error, "The chat_summary template failed; using a plain summary.");
+                format!("{}: {}", record.id, record.state)
             }
-            (EventKind::Expired, Some(r)) => format!(
-                "<@{}>: {} expired without approval; nothing changed.",
-                r.requester.id, r.id
-            ),
-            (EventKind::Succeeded, Some(r)) => {
-                format!(
-            "<@{}>: {} done. {} {} at `{}`, verified; CI is held until `/rollback release {}`.",
+        };
+        return Some(Message {
+            fallback: text.clone(),
+            blocks: vec![Block::Text { text }],
+        });
+    }
+    let text = match (&event.kind, &event.rollback) {
+        (EventKind::Approved { by }, Some(r)) => format!(
+            "<@{}>: <@{}> approved {}; rolling back now.",
+            r.requester.id, by.id, r.id
+        ),
+        (EventKind::ApprovalRecorded { by }, Some(r)) => format!(
+            "<@{}>: <@{}> approved {}; more approvals needed.",
+            r.requester.id, by.id, r.id
+        ),
+        (EventKind::Rejected { by }, Some(r)) => format!(
+            "<@{}>: <@{}> rejected {}; nothing changed.",
+            r.requester.id, by.id, r.id
+        ),
+        (EventKind::Cancelled { .. }, Some(r)) => {
+            format!("{} cancelled; nothing changed.", r.id)
+        }
+        (EventKind::Expired, Some(r)) => format!(
+            "<@{}>: {} expired without approval; nothing changed.",
+            r.requester.id, r.id
+        ),
+        (EventKind::Notice { text }, _) => text.clone(),
+        (EventKind::Interrupted, Some(r)) => format!(
+            "<@{}>: {} was INTERRUPTED by a restart: {}",
             r.requester.id,
             r.id,
-            r.tags.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>().join(", "),
-            if r.tags.len() == 1 { "now points" } else { "now point" },
-            r.target.digest.short(),
-            r.alias
-        )
-            }
-            (EventKind::Failed, Some(r)) => format!(
-                "<@{}>: {} FAILED: {}",
-                r.requester.id,
-                r.id,
-                r.error.as_deref().unwrap_or("see the status message")
-            ),
-            (EventKind::Interrupted, Some(r)) => format!(
-                "<@{}>: {} was INTERRUPTED by a restart: {}",
-                r.requester.id,
-                r.id,
-                r.error.as_deref().unwrap_or("check the tags")
-            ),
-            (EventKind::Resumed { detail }, Some(r)) => format!("{}: {detail}.", r.id),
-            (EventKind::HoldReleased { image, by, reason }, _) => format!(
-                "<@{}> released the hold on `{image}`; CI may move its tags again.{}",
-                by.id,
-                reason
-                    .as_deref()
-                    .map(|r| format!(" Reason: {r}"))
-                    .unwrap_or_default()
-            ),
-            _ => return None,
-        };
+            r.error.as_deref().unwrap_or("check the tags")
+        ),
+        (EventKind::Resumed { detail }, Some(r)) => format!("{}: {detail}.", r.id),
+        (EventKind::HoldReleased { image, by, reason }, _) => format!(
+            "<@{}> released the hold on `{image}`; CI may move its tags again.{}",
+            by.id,
+            reason
+                .as_deref()
+                .map(|r| format!(" Reason: {r}"))
+                .unwrap_or_default()
+        ),
+        _ => return None,
+    };
     Some(Message {
         fallback: text.clone(),
         blocks: vec![Block::Text { text }],
@@ -399,6 +408,7 @@ pub async fn run_sink<P: ChatPort>(
     clock: Arc<dyn Clock>,
     rto: Duration,
     metrics: Arc<Metrics>,
+    templates: Arc<Templates>,
 ) {
     let mut refs: std::collections::HashMap<RollbackId, String> = std::collections::HashMap::new();
     while let Some(event) = events.recv().await {
@@ -406,7 +416,14 @@ pub async fn run_sink<P: ChatPort>(
             continue;
         };
         let mut status_ref = None;
-        if let Some(record) = &event.rollback {
+        let is_notice = matches!(event.kind, EventKind::Notice { .. });
+        if let (true, Some(record)) = (is_notice, &event.rollback) {
+            status_ref = refs
+                .get(&record.id)
+                .cloned()
+                .or_else(|| record.status_ref.clone());
+        }
+        if let (false, Some(record)) = (is_notice, &event.rollback) {
             let message = status_message(record, clock.now(), rto);
             let known = refs
                 .get(&record.id)
@@ -435,7 +452,7 @@ pub async fn run_sink<P: ChatPort>(
                 }
             }
         }
-        if let Some(reply) = thread_reply(&event) {
+        if let Some(reply) = thread_reply(&event, &templates, rto, clock.now()) {
             if let Err(error) = port.reply(channel, status_ref.as_deref(), &reply).await {
                 metrics.sink_failure(port.prefix().trim_end_matches(':'));
                 tracing::warn!(channel, %error, "Thread reply not posted.");

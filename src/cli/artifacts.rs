@@ -358,13 +358,24 @@ pub(super) async fn hold_release(args: HoldReleaseArgs, settings: &Settings, ins
         release_reason: args.reason,
         ..hold
     };
-    match manifest::write_hold(&target.registry, &released).await {
-        Ok(()) => {
-            println!("hold released: {}", released.describe());
-            0
-        }
-        Err(error) => fail(false, artifact_outcome(&error), &error.to_string()),
+    if let Err(error) = manifest::write_hold(&target.registry, &released).await {
+        return fail(false, artifact_outcome(&error), &error.to_string());
     }
+    println!("hold released: {}", released.describe());
+    let repository = target.entry.and_then(|entry| entry.dockerhub.clone());
+    if let Some(repository) = repository {
+        match crate::notify::remove_banner_now(settings, &repository).await {
+            Ok(true) => println!(
+                "removed the rollback banner from the Docker Hub description of {repository}"
+            ),
+            Ok(false) => {}
+            Err(error) => {
+                eprintln!("error: the hold is released, but the Docker Hub banner of {repository} could not be removed: {error}");
+                return exit_code(Outcome::VerifyFailed);
+            }
+        }
+    }
+    0
 }
 
 /// Exit 0: no active hold. 1: held. 3: the hold cannot be read (fails closed: a gate that

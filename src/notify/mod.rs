@@ -1,3 +1,572 @@
 //! Telling everyone: GitHub Discussions and the Docker Hub description, through an outbox.
+//!
+//! Two tasks. *Intake* turns engine events into deliveries in the SQLite outbox (a unique key
+//! per intended effect makes this idempotent: one Discussion per rollback, one comment per
+//! event). *Delivery* sends due deliveries, retrying with exponential backoff and jitter
+//! (rate limits: after the time the service names), keeps going across restarts (the outbox is
+//! in the database), and gives up after `notify.max_attempts`, saying so in the chat thread and
+//! on `/metrics`. Outbound calls are paced with governor (GitHub allows 80 content-creating
+//! requests a minute). Nothing here can change a rollback: the engine only drops events in the
+//! intake queue and moves on.
 
+pub mod dockerhub;
+pub mod github;
 pub mod templates;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::json;
+use tokio::sync::{mpsc, Notify};
+
+use crate::config::{AnnounceOn, Settings};
+use crate::domain::rollback::{RollbackId, State};
+use crate::engine::{Clock, EngineHandle, Event, EventKind};
+use crate::metrics::Metrics;
+use crate::store::{Delivery, DiscussionRef, RollbackRecord, Store};
+use dockerhub::{with_banner, without_banner, DockerHub, HubError};
+use github::{GitHub, GitHubError};
+use templates::{Context, Links, TemplateName, Templates};
+
+/// What one attempt came to.
+enum Attempt {
+    Done,
+    /// Not yet possible (the Discussion to comment on is still being created): look again
+    /// later without counting an attempt.
+    Wait(Duration),
+    /// Failed; retry (after the given time, if the service named one).
+    Retry(String, Option<Duration>),
+    /// Failed in a way retrying cannot fix.
+    GiveUp(String),
+}
+
+/// The notification sinks.
+pub struct Notifier {
+    settings: Arc<Settings>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    templates: Arc<Templates>,
+    github: Option<GitHub>,
+    dockerhub: Option<DockerHub>,
+    engine: EngineHandle,
+    metrics: Arc<Metrics>,
+    github_pace: DefaultDirectRateLimiter,
+    dockerhub_pace: DefaultDirectRateLimiter,
+    wake: Notify,
+    stop: Notify,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("github", &self.github.is_some())
+            .field("dockerhub", &self.dockerhub.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// Builds the sinks that are enabled and checks them: GitHub's repository, Discussions and
+    /// category; Docker Hub's credentials.
+    ///
+    /// # Errors
+    /// A message naming what is wrong and the fix.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        settings: Arc<Settings>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        templates: Arc<Templates>,
+        engine: EngineHandle,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Arc<Notifier>>, String> {
+        let daemon = &settings.daemon;
+        if daemon.github.is_none() && daemon.dockerhub.is_none() {
+            return Ok(None);
+        }
+        let github = match &daemon.github {
+            Some(github) => {
+                let client = GitHub::new(github.clone())?;
+                client.resolve().await?;
+                Some(client)
+            }
+            None => None,
+        };
+        let dockerhub = match &daemon.dockerhub {
+            Some(hub) => {
+                let client = DockerHub::new(hub.clone())?;
+                match client.login().await {
+                    Ok(_) => tracing::info!(user = %hub.username, "Docker Hub credentials work."),
+                    Err(error @ HubError::Unauthorized(_)) => return Err(error.to_string()),
+                    // Docker Hub being briefly down must not stop rollbot; deliveries retry.
+                    Err(error) => {
+                        tracing::warn!(%error, "Docker Hub login failed at startup; banners will retry.")
+                    }
+                }
+                Some(client)
+            }
+            None => None,
+        };
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Ok(Some(Arc::new(Notifier {
+            settings: Arc::clone(&settings),
+            store,
+            clock,
+            templates,
+            github,
+            dockerhub,
+            engine,
+            metrics,
+            github_pace: RateLimiter::direct(per_minute(80)),
+            dockerhub_pace: RateLimiter::direct(per_minute(30)),
+            wake: Notify::new(),
+            stop: Notify::new(),
+        })))
+    }
+
+    /// Intake: engine events → outbox. Ends when the engine (the sender) is gone.
+    pub async fn run_intake(self: Arc<Self>, mut events: mpsc::Receiver<Event>) {
+        while let Some(event) = events.recv().await {
+            if let Err(error) = self.enqueue(&event).await {
+                tracing::error!(%error, "A notification could not be queued.");
+                self.metrics.sink_failure("outbox");
+            }
+            self.wake.notify_one();
+        }
+    }
+
+    /// Delivery: sends what is due until [`Notifier::stop`].
+    pub async fn run_delivery(self: Arc<Self>) {
+        loop {
+            self.deliver_due().await;
+            let wait = match self.store.pending().await {
+                Ok((pending, next)) => {
+                    self.metrics.set_pending_notifications(pending);
+                    next.map_or(Duration::from_secs(60), |next| {
+                        Duration::from_millis(next.since(self.clock.now()).clamp(50, 60_000))
+                    })
+                }
+                Err(_) => Duration::from_secs(5),
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.wake.notified() => {}
+                () = self.stop.notified() => break,
+            }
+        }
+    }
+
+    /// Stops the delivery task after its current delivery; what is pending stays in the outbox.
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+
+    fn dockerhub_repository(&self, record: &RollbackRecord) -> Option<String> {
+        self.settings
+            .images
+            .get(&record.alias)
+            .and_then(|entry| entry.dockerhub.clone())
+    }
+
+    async fn enqueue(&self, event: &Event) -> Result<(), String> {
+        let now = self.clock.now();
+        let rto = self.settings.rollback.rto;
+        let github = self.settings.daemon.github.as_ref();
+        let announce_on = github.map(|g| g.announce_on);
+        let store = &self.store;
+        let put = |key: String,
+                   record: Option<RollbackId>,
+                   sink: &'static str,
+                   kind: &'static str,
+                   payload: serde_json::Value| async move {
+            store
+                .enqueue(&key, record, sink, kind, &payload, now)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        match (&event.kind, &event.rollback) {
+            (EventKind::Approved { .. }, Some(record))
+                if announce_on == Some(AnnounceOn::Approved) =>
+            {
+                let context = Context::of(record, "approved", rto, Links::default(), now);
+                put(
+                    format!("github:announce:{}", record.id),
+                    Some(record.id),
+                    "github",
+                    "announce",
+                    json!({ "context": context }),
+                )
+                .await?;
+            }
+            (EventKind::Succeeded, Some(record)) => {
+                let context = Context::of(record, "succeeded", rto, Links::default(), now);
+                match announce_on {
+                    Some(AnnounceOn::Succeeded) => {
+                        put(
+                            format!("github:announce:{}", record.id),
+                            Some(record.id),
+                            "github",
+                            "announce",
+                            json!({ "context": context }),
+                        )
+                        .await?;
+                    }
+                    Some(AnnounceOn::Approved) => {
+                        put(
+                            format!("github:comment:{}:succeeded", record.id),
+                            Some(record.id),
+                            "github",
+                            "comment",
+                            json!({ "context": context }),
+                        )
+                        .await?;
+                    }
+                    None => {}
+                }
+                if let (Some(_), Some(repository)) =
+                    (&self.dockerhub, self.dockerhub_repository(record))
+                {
+                    put(
+                        format!("dockerhub:banner:{}", record.id),
+                        Some(record.id),
+                        "dockerhub",
+                        "banner_set",
+                        json!({ "context": context, "repository": repository }),
+                    )
+                    .await?;
+                }
+            }
+            (EventKind::Failed | EventKind::Interrupted, Some(record))
+                if announce_on == Some(AnnounceOn::Approved) =>
+            {
+                let name = if event.kind == EventKind::Failed {
+                    "failed"
+                } else {
+                    "interrupted"
+                };
+                let context = Context::of(record, name, rto, Links::default(), now);
+                put(
+                    format!("github:comment:{}:{name}", record.id),
+                    Some(record.id),
+                    "github",
+                    "comment",
+                    json!({ "context": context }),
+                )
+                .await?;
+            }
+            (EventKind::HoldReleased { image, by, reason }, _) => {
+                let record = self
+                    .store
+                    .latest_for_image(image, State::Succeeded)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if let Some(record) = record {
+                    let mut context =
+                        Context::of(&record, "hold_released", rto, Links::default(), now);
+                    context.released_by = Some(by.name.clone());
+                    context.release_reason = reason.clone();
+                    if github.is_some() {
+                        put(
+                            format!("github:comment:{}:released:{}", record.id, now.0),
+                            Some(record.id),
+                            "github",
+                            "comment",
+                            json!({ "context": context }),
+                        )
+                        .await?;
+                    }
+                    if let (Some(_), Some(repository)) =
+                        (&self.dockerhub, self.dockerhub_repository(&record))
+                    {
+                        put(
+                            format!("dockerhub:remove:{}:{}", record.id, now.0),
+                            Some(record.id),
+                            "dockerhub",
+                            "banner_remove",
+                            json!({ "context": context, "repository": repository }),
+                        )
+                        .await?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn deliver_due(&self) {
+        let now = self.clock.now();
+        let due = match self.store.due(now, 20).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(%error, "The outbox cannot be read.");
+                return;
+            }
+        };
+        for delivery in due {
+            let outcome = self.attempt(&delivery).await;
+            let now = self.clock.now();
+            let result = match outcome {
+                Attempt::Done => {
+                    tracing::info!(key = %delivery.key, "Notification delivered.");
+                    self.store.delivered(delivery.id, now).await
+                }
+                Attempt::Wait(wait) => {
+                    self.store
+                        .retry_later(delivery.id, now.plus(wait), false, None)
+                        .await
+                }
+                Attempt::Retry(error, after)
+                    if delivery.attempts + 1 < self.settings.daemon.notify.max_attempts =>
+                {
+                    let wait = after.unwrap_or_else(|| self.backoff(delivery.attempts));
+                    tracing::warn!(key = %delivery.key, attempt = delivery.attempts + 1, wait_ms = wait.as_millis() as u64, %error, "Notification failed; retrying.");
+                    self.store
+                        .retry_later(delivery.id, now.plus(wait), true, Some(&error))
+                        .await
+                }
+                Attempt::Retry(error, _) | Attempt::GiveUp(error) => {
+                    self.give_up(&delivery, &error).await;
+                    self.store.give_up(delivery.id, &error, now).await
+                }
+            };
+            if let Err(error) = result {
+                tracing::error!(%error, key = %delivery.key, "The outbox could not be updated.");
+            }
+        }
+    }
+
+    /// `retry_base` doubling per attempt, at most `retry_max`, ±20% jitter.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let notify = &self.settings.daemon.notify;
+        let doubled = notify
+            .retry_base
+            .saturating_mul(1u32.checked_shl(attempts.min(20)).unwrap_or(u32::MAX));
+        let base = doubled.min(notify.retry_max);
+        let entropy = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let factor = 0.8 + f64::from(entropy % 400) / 1000.0;
+        base.mul_f64(factor)
+    }
+
+    async fn give_up(&self, delivery: &Delivery, error: &str) {
+        self.metrics.sink_failure(&delivery.sink);
+        tracing::error!(key = %delivery.key, %error, "Notification given up.");
+        let what = match (delivery.sink.as_str(), delivery.kind.as_str()) {
+            ("github", "announce") => "create the GitHub Discussion",
+            ("github", _) => "comment on the GitHub Discussion",
+            ("dockerhub", "banner_set") => "put the banner on the Docker Hub description",
+            _ => "remove the banner from the Docker Hub description",
+        };
+        self.engine
+            .notice(
+                delivery.rollback,
+                None,
+                format!("rollbot could not {what}: {error}. The rollback itself is unaffected."),
+            )
+            .await;
+    }
+
+    fn context(delivery: &Delivery) -> Result<Context, String> {
+        serde_json::from_value(delivery.payload["context"].clone())
+            .map_err(|e| format!("unreadable delivery payload: {e}"))
+    }
+
+    async fn attempt(&self, delivery: &Delivery) -> Attempt {
+        let mut context = match Notifier::context(delivery) {
+            Ok(context) => context,
+            Err(error) => return Attempt::GiveUp(error),
+        };
+        let discussion = match delivery.rollback {
+            Some(id) => self.store.discussion(id).await.ok().flatten(),
+            None => None,
+        };
+        context.links.discussion = discussion.as_ref().map(|d| d.url.clone());
+        match (delivery.sink.as_str(), delivery.kind.as_str()) {
+            ("github", "announce") => self.announce(delivery, &context).await,
+            ("github", "comment") => self.comment(delivery, &context, discussion).await,
+            ("dockerhub", kind) => {
+                let repository = delivery.payload["repository"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                self.banner(kind == "banner_set", &repository, &mut context)
+                    .await
+            }
+            (sink, kind) => Attempt::GiveUp(format!("unknown delivery {sink}/{kind}")),
+        }
+    }
+
+    async fn announce(&self, delivery: &Delivery, context: &Context) -> Attempt {
+        let (Some(github), Some(rollback)) = (&self.github, delivery.rollback) else {
+            return Attempt::GiveUp("GitHub is not configured".to_owned());
+        };
+        let (title, body) = match (
+            self.templates
+                .render(TemplateName::DiscussionTitle, context),
+            self.templates
+                .render(TemplateName::DiscussionAnnouncement, context),
+        ) {
+            (Ok(title), Ok(body)) => (title, body),
+            (Err(error), _) | (_, Err(error)) => {
+                return Attempt::GiveUp(format!("template: {error}"))
+            }
+        };
+        self.github_pace.until_ready().await;
+        // A retry after an unclear failure may find the Discussion already created.
+        let found = if delivery.attempts > 0 {
+            github.find(&title).await.ok().flatten()
+        } else {
+            None
+        };
+        let discussion = match found {
+            Some(found) => found,
+            None => match github.create(&title, &body).await {
+                Ok(created) => created,
+                Err(error) => return github_failure(error),
+            },
+        };
+        let reference = DiscussionRef {
+            node_id: discussion.id,
+            number: discussion.number,
+            url: discussion.url.clone(),
+        };
+        if let Err(error) = self.store.save_discussion(rollback, &reference).await {
+            return Attempt::Retry(
+                format!("the Discussion was created but not recorded: {error}"),
+                None,
+            );
+        }
+        self.engine
+            .notice(
+                Some(rollback),
+                None,
+                format!("GitHub Discussion: {}", discussion.url),
+            )
+            .await;
+        Attempt::Done
+    }
+
+    async fn comment(
+        &self,
+        delivery: &Delivery,
+        context: &Context,
+        discussion: Option<DiscussionRef>,
+    ) -> Attempt {
+        let Some(github) = &self.github else {
+            return Attempt::GiveUp("GitHub is not configured".to_owned());
+        };
+        let Some(discussion) = discussion else {
+            let key = delivery.rollback.map(|id| format!("github:announce:{id}"));
+            let announcement = match key {
+                Some(key) => self.store.delivery_status(&key).await.ok().flatten(),
+                None => None,
+            };
+            return match announcement.as_deref() {
+                Some("pending") => Attempt::Wait(Duration::from_secs(1)),
+                // No announcement (announce_on = succeeded and the rollback failed), or it was
+                // given up: there is nothing to comment on.
+                _ => Attempt::Done,
+            };
+        };
+        let body = match self
+            .templates
+            .render(TemplateName::DiscussionComment, context)
+        {
+            Ok(body) => body,
+            Err(error) => return Attempt::GiveUp(format!("template: {error}")),
+        };
+        self.github_pace.until_ready().await;
+        match github.comment(&discussion.node_id, &body).await {
+            Ok(_) => Attempt::Done,
+            Err(error) => github_failure(error),
+        }
+    }
+
+    async fn banner(&self, set: bool, repository: &str, context: &mut Context) -> Attempt {
+        let Some(hub) = &self.dockerhub else {
+            return Attempt::GiveUp("Docker Hub is not configured".to_owned());
+        };
+        self.dockerhub_pace.until_ready().await;
+        let description = match hub.description(repository).await {
+            Ok(description) => description,
+            Err(error) => return hub_failure(error),
+        };
+        let updated = if set {
+            context.short = false;
+            let long = self
+                .templates
+                .render(TemplateName::DockerHubBanner, context);
+            context.short = true;
+            let short = self
+                .templates
+                .render(TemplateName::DockerHubBanner, context);
+            match (long, short) {
+                (Ok(long), Ok(short)) => match with_banner(&description, &long, &short) {
+                    Ok(text) => text,
+                    Err(error) => return Attempt::GiveUp(error),
+                },
+                (Err(error), _) | (_, Err(error)) => {
+                    return Attempt::GiveUp(format!("template: {error}"))
+                }
+            }
+        } else {
+            without_banner(&description)
+        };
+        if updated == description {
+            return Attempt::Done;
+        }
+        match hub.set_description(repository, &updated).await {
+            Ok(()) => Attempt::Done,
+            Err(error) => hub_failure(error),
+        }
+    }
+}
+
+fn github_failure(error: GitHubError) -> Attempt {
+    match error {
+        GitHubError::RateLimited(seconds) => {
+            Attempt::Retry(error.to_string(), Some(Duration::from_secs(seconds)))
+        }
+        ref retryable if retryable.is_retryable() => Attempt::Retry(error.to_string(), None),
+        other => Attempt::GiveUp(other.to_string()),
+    }
+}
+
+fn hub_failure(error: HubError) -> Attempt {
+    match error {
+        HubError::RateLimited(seconds) => {
+            Attempt::Retry(error.to_string(), Some(Duration::from_secs(seconds)))
+        }
+        ref retryable if retryable.is_retryable() => Attempt::Retry(error.to_string(), None),
+        other => Attempt::GiveUp(other.to_string()),
+    }
+}
+
+/// Removes the Docker Hub banner of `repository` now (for `rollbot hold release`, which runs
+/// without the daemon).
+///
+/// # Errors
+/// A message saying what failed.
+pub async fn remove_banner_now(settings: &Settings, repository: &str) -> Result<bool, String> {
+    let Some(hub) = &settings.daemon.dockerhub else {
+        return Ok(false);
+    };
+    let hub = DockerHub::new(hub.clone())?;
+    let description = hub
+        .description(repository)
+        .await
+        .map_err(|e| e.to_string())?;
+    let updated = without_banner(&description);
+    if updated == description {
+        return Ok(false);
+    }
+    hub.set_description(repository, &updated)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(true)
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use minijinja::{Environment, UndefinedBehavior};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::policy::Decision;
 use crate::domain::rollback::Timestamp;
@@ -66,14 +66,14 @@ impl TemplateName {
 }
 
 /// A tag and a digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagDigest {
     pub tag: String,
     pub digest: String,
 }
 
 /// A pipeline step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepContext {
     pub name: String,
     pub ok: bool,
@@ -82,21 +82,21 @@ pub struct StepContext {
 }
 
 /// A person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersonContext {
     pub id: String,
     pub name: String,
 }
 
 /// Links to elsewhere.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Links {
     /// The GitHub Discussion, once created.
     pub discussion: Option<String>,
 }
 
 /// What every template can use. Field names are the documented template variables.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Context {
     /// `rb-17`
     pub rollback_id: String,

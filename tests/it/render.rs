@@ -194,9 +194,14 @@ fn thread_replies_mention_the_requester() {
             channel: done.channel.clone(),
         };
         lines.push(
-            thread_reply(&event)
-                .map(|m| m.to_text())
-                .unwrap_or_else(|| "(none)\n".into()),
+            thread_reply(
+                &event,
+                &rollbot::notify::templates::Templates::builtin(),
+                Duration::from_secs(900),
+                Timestamp(1_795_000_060_000),
+            )
+            .map(|m| m.to_text())
+            .unwrap_or_else(|| "(none)\n".into()),
         );
     }
     let step = Event {
@@ -212,7 +217,13 @@ fn thread_replies_mention_the_requester() {
         channel: done.channel.clone(),
     };
     assert!(
-        thread_reply(&step).is_none(),
+        thread_reply(
+            &step,
+            &rollbot::notify::templates::Templates::builtin(),
+            Duration::from_secs(900),
+            Timestamp(1_795_000_060_000),
+        )
+        .is_none(),
         "steps edit the status message, they do not ping anyone"
     );
     assert_snapshot("thread_replies", &lines.concat());
