@@ -197,10 +197,12 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
     let mut notifier_tasks = Vec::new();
     let notifier = match notify_events {
         Some(events) => {
+            // Retries are operational time, not the engine's (tests move the engine's clock by
+            // hand; deliveries must still come due).
             let notifier = crate::notify::Notifier::start(
                 Arc::clone(&settings),
                 store.clone(),
-                Arc::clone(&clock),
+                Arc::new(engine::SystemClock),
                 Arc::clone(&templates),
                 engine.clone(),
                 Arc::clone(&metrics),

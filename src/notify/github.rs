@@ -180,11 +180,15 @@ impl GitHub {
     }
 
     /// Startup: the repository exists and the token sees it, Discussions are enabled, and the
-    /// category exists. The errors name the fix.
+    /// category exists. The errors name the fix. `Err((false, _))` is a passing problem
+    /// (GitHub unavailable, rate limited): resolving is tried again before the first delivery.
     ///
     /// # Errors
-    /// A message for the operator.
-    pub async fn resolve(&self) -> Result<(), String> {
+    /// `(fatal, message for the operator)`.
+    pub async fn resolve(&self) -> Result<(), (bool, String)> {
+        if self.ids.get().is_some() {
+            return Ok(());
+        }
         let repository = self.repository();
         let data = self
             .graphql(
@@ -192,17 +196,20 @@ impl GitHub {
                 json!({ "owner": self.settings.owner, "name": self.settings.name }),
             )
             .await
-            .map_err(|e| format!("GitHub repository {repository}: {e}"))?;
+            .map_err(|e| {
+                let fatal = matches!(e, GitHubError::Unauthorized | GitHubError::Forbidden(_));
+                (fatal, format!("GitHub repository {repository}: {e}"))
+            })?;
         let repo = &data["repository"];
         if repo.is_null() {
-            return Err(format!(
+            return Err((true, format!(
                 "GitHub repository {repository} was not found, or the token cannot see it (github.repository, github.token_env)"
-            ));
+            )));
         }
         if repo["hasDiscussionsEnabled"] != true {
-            return Err(format!(
+            return Err((true, format!(
                 "GitHub Discussions are not enabled on {repository}: Settings → General → Features → Discussions"
-            ));
+            )));
         }
         let categories = repo["discussionCategories"]["nodes"]
             .as_array()
@@ -218,11 +225,11 @@ impl GitHub {
                 .iter()
                 .filter_map(|c| c["name"].as_str())
                 .collect();
-            return Err(format!(
+            return Err((true, format!(
                 "{repository} has no Discussion category named '{}' (it has: {}); set github.category or create the category",
-                self.settings.category,
+                                self.settings.category,
                 names.join(", ")
-            ));
+            )));
         };
         let ids = (
             repo["id"].as_str().unwrap_or_default().to_owned(),
@@ -238,9 +245,16 @@ impl GitHub {
     /// # Errors
     /// See [`GitHubError`].
     pub async fn create(&self, title: &str, body: &str) -> Result<Discussion, GitHubError> {
+        if let Err((fatal, message)) = self.resolve().await {
+            return Err(if fatal {
+                GitHubError::Forbidden(message)
+            } else {
+                GitHubError::Unavailable(message)
+            });
+        }
         let Some((repository_id, category_id)) = self.ids.get() else {
-            return Err(GitHubError::Failed(
-                "the repository was not resolved at startup".to_owned(),
+            return Err(GitHubError::Unavailable(
+                "the repository is not resolved yet".to_owned(),
             ));
         };
         let data = self

@@ -89,7 +89,14 @@ impl Notifier {
         let github = match &daemon.github {
             Some(github) => {
                 let client = GitHub::new(github.clone())?;
-                client.resolve().await?;
+                match client.resolve().await {
+                    Ok(()) => {}
+                    Err((true, message)) => return Err(message),
+                    // GitHub being down must not stop rollbot; deliveries resolve it later.
+                    Err((false, message)) => {
+                        tracing::warn!(%message, "GitHub is not reachable at startup; Discussions will retry.")
+                    }
+                }
                 Some(client)
             }
             None => None,

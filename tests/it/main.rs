@@ -4,6 +4,7 @@
 mod browser;
 mod daemon;
 mod manifests;
+mod notify;
 mod pipeline;
 mod render;
 mod rollback;

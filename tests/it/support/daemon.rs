@@ -65,6 +65,9 @@ impl TestDaemon {
             std::fs::create_dir_all(parent).expect("state dir");
         }
         std::fs::write(&path, toml).expect("write config");
+        if let Ok(level) = std::env::var("ROLLBOT_TEST_LOG") {
+            rollbot::init_logging(&level, false);
+        }
         let settings = rollbot::config::load(Some(&path), &HashMap::new())
             .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
         let runtime = tokio::runtime::Builder::new_multi_thread()

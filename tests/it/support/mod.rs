@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod images;
 pub mod proxy;
 pub mod registry;
+pub mod services;
 pub mod slack;
 
 use std::future::Future;

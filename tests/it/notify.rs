@@ -1,0 +1,379 @@
+//! Telling everyone: GitHub Discussions and the Docker Hub banner, through the outbox, against
+//! loopback fakes of both services, with the real daemon and registry. The image is named
+//! `docker.io/acme/app` and the registry for `docker.io` is pointed at the test registry.
+
+use std::time::{Duration, Instant};
+
+use crate::manifests::Ci;
+use crate::support::daemon::TestDaemon;
+use crate::support::services::{
+    FakeDockerHub, FakeGitHub, GitHubFailure, HubFailure, HUB_TOKEN, HUB_USER,
+};
+
+const OWNER_TEXT: &str =
+    "# acme/app\n\nThe app. Pull it with `docker pull acme/app`.\r\nTrailing spaces   \n\n";
+
+struct World {
+    ci: Ci,
+    github: FakeGitHub,
+    hub: FakeDockerHub,
+    db: std::path::PathBuf,
+    toml: String,
+}
+
+impl World {
+    fn new(description: &str, max_attempts: u32) -> World {
+        let ci = Ci::new();
+        for version in ["v1", "v2", "v3"] {
+            ci.build(version);
+        }
+        let github = FakeGitHub::start();
+        let hub = FakeDockerHub::start("acme/app", description);
+        let home = ci.cli.home.path();
+        std::fs::write(home.join("github-token"), "ghp-test-token\n").expect("token");
+        std::fs::write(home.join("hub-token"), HUB_TOKEN).expect("token");
+        let db = home.join("state/rollbot.db");
+        let toml = format!(
+            r#"
+[registries."docker.io"]
+insecure = true
+endpoint = "{registry}"
+
+[images.app]
+image = "docker.io/acme/app"
+dockerhub = true
+
+[store]
+path = "{db}"
+
+[server]
+listen = "127.0.0.1:0"
+
+[approvals]
+approvers = ["bob"]
+
+[[console.users]]
+id = "alice"
+name = "Alice"
+
+[[console.users]]
+id = "bob"
+name = "Bob"
+
+[github]
+enabled = true
+repository = "acme/app"
+category = "Announcements"
+token_file = "{github_token}"
+api_url = "{github_url}"
+
+[dockerhub]
+enabled = true
+username = "{HUB_USER}"
+token_file = "{hub_token}"
+api_url = "{hub_url}"
+
+[notify]
+max_attempts = {max_attempts}
+retry_base = "100ms"
+retry_max = "300ms"
+"#,
+            registry = ci.registry.host,
+            db = db.display(),
+            github_token = home.join("github-token").display(),
+            github_url = github.url(),
+            hub_token = home.join("hub-token").display(),
+            hub_url = hub.url(),
+        );
+        World {
+            ci,
+            github,
+            hub,
+            db,
+            toml,
+        }
+    }
+
+    fn daemon(&self) -> TestDaemon {
+        TestDaemon::start(&self.toml, &self.db)
+    }
+
+    /// Alice asks for v2, Bob approves, the rollback finishes.
+    fn roll_back(&self, daemon: &TestDaemon, id: &str) {
+        let (ok, reply) = daemon.say("alice", "/rollback app:v2 v3 crashes on start");
+        assert!(ok, "{reply}");
+        assert!(daemon.click("bob", &format!("approve:{id}")).0);
+        daemon.wait_for("the rollback", |text| text.contains(&format!("{id} done.")));
+    }
+}
+
+#[test]
+fn one_discussion_per_rollback_then_comments_and_the_url_in_the_chat_thread() {
+    let world = World::new(OWNER_TEXT, 4);
+    let daemon = world.daemon();
+    world.roll_back(&daemon, "rb-1");
+    let discussion = world.github.wait_for_discussion();
+    let title = discussion["title"].as_str().unwrap_or_default();
+    assert!(
+        title.starts_with("Rollback of docker.io/acme/app to sha256:") && title.ends_with("(rb-1)"),
+        "{discussion}"
+    );
+    assert_eq!(discussion["categoryId"], "DIC_kwDOAnnounce");
+    let body = discussion["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("because: v3 crashes on start")
+            && body.contains("skopeo copy --all --preserve-digests"),
+        "{body}"
+    );
+    let comments = world.github.wait_for_comments(1);
+    assert!(
+        comments[0]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("**Done.**"),
+        "{comments:?}"
+    );
+    assert_eq!(comments[0]["discussionId"], discussion["id"]);
+    daemon.wait_for("the Discussion's URL in the thread", |text| {
+        text.contains("GitHub Discussion: https://github.com/acme/app/discussions/1")
+    });
+
+    // Releasing the hold is one more comment on the same Discussion.
+    let (ok, reply) = daemon.say("bob", "/rollback release app fixed in v4");
+    assert!(ok, "{reply}");
+    let comments = world.github.wait_for_comments(2);
+    assert!(
+        comments[1]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("**Hold released** by Bob: fixed in v4"),
+        "{comments:?}"
+    );
+    assert_eq!(world.github.discussions().len(), 1, "created once");
+    assert!(
+        world.github.invalid().is_empty(),
+        "every GraphQL document validated: {:?}",
+        world.github.invalid()
+    );
+}
+
+#[test]
+fn the_docker_hub_banner_goes_on_is_replaced_and_comes_off_leaving_the_owners_text() {
+    let world = World::new(OWNER_TEXT, 4);
+    let daemon = world.daemon();
+    world.roll_back(&daemon, "rb-1");
+    let with = world
+        .hub
+        .wait_for_description("acme/app", "the banner", |d| {
+            d.contains("rollbot:banner:start")
+        });
+    assert!(
+        with.starts_with(
+            "<!-- rollbot:banner:start -->\n> ⚠️ **Rolled back:** `latest` now points at `sha256:"
+        ),
+        "{with}"
+    );
+    assert!(
+        with.ends_with(OWNER_TEXT),
+        "the owner's text follows, byte for byte"
+    );
+
+    // A second rollback replaces the banner rather than stacking another.
+    let (ok, reply) = daemon.say("alice", "/rollback app:v1 v2 is slow too");
+    assert!(ok, "{reply}");
+    assert!(daemon.click("bob", "approve:rb-2").0);
+    daemon.wait_for("the second rollback", |text| text.contains("rb-2 done."));
+    let replaced = world
+        .hub
+        .wait_for_description("acme/app", "the new banner", |d| {
+            d.contains("v2 is slow too")
+        });
+    assert_eq!(
+        replaced.matches("rollbot:banner:start").count(),
+        1,
+        "{replaced}"
+    );
+    assert!(replaced.ends_with(OWNER_TEXT));
+
+    let (ok, reply) = daemon.say("bob", "/rollback release app");
+    assert!(ok, "{reply}");
+    let after = world
+        .hub
+        .wait_for_description("acme/app", "the banner removed", |d| {
+            !d.contains("rollbot:banner")
+        });
+    assert_eq!(after, OWNER_TEXT, "exactly the owner's text again");
+}
+
+#[test]
+fn the_25000_byte_limit_shortens_the_banner_and_never_cuts_the_owners_text() {
+    // Room for the short banner only.
+    let owner = format!("{}\n", "x".repeat(24_750));
+    let world = World::new(&owner, 4);
+    let daemon = world.daemon();
+    world.roll_back(&daemon, "rb-1");
+    let with = world
+        .hub
+        .wait_for_description("acme/app", "the short banner", |d| {
+            d.contains("rollbot:banner:start")
+        });
+    assert!(with.len() <= 25_000, "{} bytes", with.len());
+    assert!(
+        with.contains("> ⚠️ **Rolled back** to `sha256:"),
+        "the short form"
+    );
+    assert!(with.ends_with(&owner));
+    drop(daemon);
+
+    // No room at all: nothing is written, and the chat thread says why.
+    let owner = "y".repeat(24_990);
+    let world = World::new(&owner, 4);
+    let daemon = world.daemon();
+    world.roll_back(&daemon, "rb-1");
+    daemon.wait_for("the failure notice", |text| {
+        text.contains("rollbot could not put the banner on the Docker Hub description")
+            && text.contains("without cutting the owner's text")
+    });
+    assert_eq!(world.hub.description("acme/app"), owner);
+    assert_eq!(world.hub.patches(), 0);
+    let (_, metrics) = daemon.get("/metrics");
+    assert!(
+        metrics.contains("rollbot_notification_failures_total{sink=\"dockerhub\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn docker_hub_429_is_retried_after_its_time_and_403_names_the_scope() {
+    let world = World::new(OWNER_TEXT, 4);
+    world.hub.fail_next_patch(HubFailure::RateLimited);
+    let daemon = world.daemon();
+    let started = Instant::now();
+    world.roll_back(&daemon, "rb-1");
+    world
+        .hub
+        .wait_for_description("acme/app", "the banner after the 429", |d| {
+            d.contains("rollbot:banner:start")
+        });
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited for X-Retry-After"
+    );
+
+    world.hub.fail_next_patch(HubFailure::Status(403));
+    let (ok, _) = daemon.say("bob", "/rollback release app");
+    assert!(ok);
+    daemon.wait_for("the 403 notice", |text| {
+        text.contains("Read, Write, Delete scope")
+    });
+    assert!(
+        world
+            .hub
+            .description("acme/app")
+            .contains("rollbot:banner:start"),
+        "nothing changed on a 403"
+    );
+}
+
+#[test]
+fn wrong_docker_hub_credentials_or_a_missing_category_stop_the_start_with_the_fix() {
+    let world = World::new(OWNER_TEXT, 4);
+    std::fs::write(world.ci.cli.home.path().join("hub-token"), "dckr_pat_wrong").expect("token");
+    let path = world.db.with_extension("toml");
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("dir");
+    std::fs::write(&path, &world.toml).expect("config");
+    let settings =
+        rollbot::config::load(Some(&path), &std::collections::HashMap::new()).expect("config");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let error = runtime
+        .block_on(rollbot::daemon::start(
+            settings,
+            rollbot::daemon::DaemonOptions::default(),
+        ))
+        .expect_err("wrong credentials");
+    assert!(
+        format!("{error:#}").contains("Docker Hub rejected the credentials of acmebot (401)"),
+        "{error:#}"
+    );
+
+    std::fs::write(world.ci.cli.home.path().join("hub-token"), HUB_TOKEN).expect("token");
+    let toml = world
+        .toml
+        .replace("category = \"Announcements\"", "category = \"Incidents\"");
+    std::fs::write(&path, toml).expect("config");
+    let settings =
+        rollbot::config::load(Some(&path), &std::collections::HashMap::new()).expect("config");
+    let error = runtime
+        .block_on(rollbot::daemon::start(
+            settings,
+            rollbot::daemon::DaemonOptions::default(),
+        ))
+        .expect_err("missing category");
+    let text = format!("{error:#}");
+    assert!(text.contains("acme/app has no Discussion category named 'Incidents' (it has: Announcements, General)"), "{text}");
+}
+
+#[test]
+fn graphql_errors_and_rate_limits_are_retried_and_create_the_discussion_once() {
+    let world = World::new(OWNER_TEXT, 4);
+    world.github.fail_next(
+        "RollbotAnnounce",
+        GitHubFailure::Errors("Something went wrong while executing your query"),
+    );
+    world
+        .github
+        .fail_next("RollbotAnnounce", GitHubFailure::RateLimited);
+    let daemon = world.daemon();
+    world.roll_back(&daemon, "rb-1");
+    world.github.wait_for_discussion();
+    world.github.wait_for_comments(1);
+    assert_eq!(world.github.discussions().len(), 1);
+    assert!(
+        world.github.requests("RollbotAnnounce") >= 3,
+        "two failures, then success"
+    );
+    assert!(
+        world.github.invalid().is_empty(),
+        "{:?}",
+        world.github.invalid()
+    );
+}
+
+#[test]
+fn services_down_for_the_whole_rollback_do_not_delay_it_and_deliver_later_even_across_a_restart() {
+    let world = World::new(OWNER_TEXT, 100);
+    let daemon = world.daemon();
+    world.github.set_down(true);
+    world.hub.set_down(true);
+    let started = Instant::now();
+    world.roll_back(&daemon, "rb-1");
+    let rollback_time = started.elapsed();
+    assert!(
+        rollback_time < Duration::from_secs(5),
+        "the rollback did not wait for GitHub or Docker Hub: {rollback_time:?}"
+    );
+    assert_eq!(
+        world.ci.latest().as_deref(),
+        crate::support::block_on(world.ci.seeder.digest_of("acme/app", "v2")).as_deref()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(world.github.discussions().is_empty());
+
+    // rollbot restarts while both are still down; they come back afterwards.
+    assert!(daemon.stop());
+    let daemon = world.daemon();
+    std::thread::sleep(Duration::from_millis(200));
+    world.github.set_down(false);
+    world.hub.set_down(false);
+    world.github.wait_for_discussion();
+    world.github.wait_for_comments(1);
+    world
+        .hub
+        .wait_for_description("acme/app", "the banner", |d| {
+            d.contains("rollbot:banner:start")
+        });
+    assert_eq!(world.github.discussions().len(), 1);
+    daemon.wait_for("the URL in the thread", |text| {
+        text.contains("GitHub Discussion: https://github.com/acme/app/discussions/1")
+    });
+}
