@@ -1784,6 +1784,25 @@ command = ["true", "{imgae}"]
     }
 
     #[test]
+    fn a_docker_hub_banner_needs_an_image_on_docker_hub() {
+        let error = load_str(
+            "[images.app]\nimage = \"ghcr.io/acme/app\"\ndockerhub = true\n",
+            &[],
+        )
+        .expect_err("not on Docker Hub");
+        assert!(
+            error.to_string().contains("images.app.dockerhub: ghcr.io/acme/app is not on Docker Hub"),
+            "{error}"
+        );
+        let settings = load_str(
+            "[images.app]\nimage = \"docker.io/acme/app\"\ndockerhub = true\n",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(settings.images["app"].dockerhub.as_deref(), Some("acme/app"));
+    }
+
+    #[test]
     fn aliases_resolve_and_unknown_ones_say_what_exists() {
         let settings = load_str(
             "[images.app]\nimage = \"registry.example.com/acme/app\"\ntags = [\"latest\", \"stable\"]\n",
