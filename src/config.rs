@@ -1791,7 +1791,9 @@ command = ["true", "{imgae}"]
         )
         .expect_err("not on Docker Hub");
         assert!(
-            error.to_string().contains("images.app.dockerhub: ghcr.io/acme/app is not on Docker Hub"),
+            error
+                .to_string()
+                .contains("images.app.dockerhub: ghcr.io/acme/app is not on Docker Hub"),
             "{error}"
         );
         let settings = load_str(
@@ -1799,7 +1801,10 @@ command = ["true", "{imgae}"]
             &[],
         )
         .expect("valid");
-        assert_eq!(settings.images["app"].dockerhub.as_deref(), Some("acme/app"));
+        assert_eq!(
+            settings.images["app"].dockerhub.as_deref(),
+            Some("acme/app")
+        );
     }
 
     #[test]

@@ -384,24 +384,37 @@ fn your_own_templates_are_used_and_a_broken_one_stops_the_start() {
     let home = world.ci.cli.home.path();
     let summary = home.join("summary.md");
     std::fs::write(&summary, "<@{{ requester.id }}>: {{ rollback_id }} is {{ state }} — {{ tags | join(\"+\") }} at {{ to_digest_short }}").expect("template");
-    let toml = format!("{}\n[templates]\nchat_summary = \"{}\"\n", world.toml, summary.display());
+    let toml = format!(
+        "{}\n[templates]\nchat_summary = \"{}\"\n",
+        world.toml,
+        summary.display()
+    );
     let daemon = TestDaemon::start(&toml, &world.db);
     let (ok, reply) = daemon.say("alice", "/rollback app:v2 broken");
     assert!(ok, "{reply}");
     assert!(daemon.click("bob", "approve:rb-1").0);
-    daemon.wait_for("the custom summary", |text| text.contains("rb-1 is succeeded — latest at sha256:"));
+    daemon.wait_for("the custom summary", |text| {
+        text.contains("rb-1 is succeeded — latest at sha256:")
+    });
     drop(daemon);
 
     std::fs::write(&summary, "{{ rollback_id }} {{ requestr.name }}").expect("template");
     let path = world.db.with_extension("toml");
     std::fs::write(&path, &toml).expect("config");
-    let settings = rollbot::config::load(Some(&path), &std::collections::HashMap::new()).expect("config");
+    let settings =
+        rollbot::config::load(Some(&path), &std::collections::HashMap::new()).expect("config");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let error = runtime
-        .block_on(rollbot::daemon::start(settings, rollbot::daemon::DaemonOptions::default()))
+        .block_on(rollbot::daemon::start(
+            settings,
+            rollbot::daemon::DaemonOptions::default(),
+        ))
         .expect_err("broken template");
     let text = format!("{error:#}");
-    assert!(text.contains("templates.chat_summary: undefined value"), "{text}");
+    assert!(
+        text.contains("templates.chat_summary: undefined value"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -409,11 +422,22 @@ fn rollbot_hold_release_from_the_cli_removes_the_banner_too() {
     let world = World::new(OWNER_TEXT, 4);
     let daemon = world.daemon();
     world.roll_back(&daemon, "rb-1");
-    world.hub.wait_for_description("acme/app", "the banner", |d| d.contains("rollbot:banner:start"));
+    world
+        .hub
+        .wait_for_description("acme/app", "the banner", |d| {
+            d.contains("rollbot:banner:start")
+        });
     drop(daemon);
     let cli = crate::support::Cli::new().config(&world.toml);
-    let run = cli.run(&["hold", "release", "app", "--reason", "fixed", "--by", "carol"]);
+    let run = cli.run(&[
+        "hold", "release", "app", "--reason", "fixed", "--by", "carol",
+    ]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("removed the rollback banner from the Docker Hub description of acme/app"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("removed the rollback banner from the Docker Hub description of acme/app"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(world.hub.description("acme/app"), OWNER_TEXT);
 }
