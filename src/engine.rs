@@ -1602,22 +1602,10 @@ async fn plan_request(
                     digest,
                     manifest,
                     skipped_bad,
-                    ..
+                    history,
                 } => {
-                    let mut source = format!(
-                        "the build before {} per its rollback manifest",
-                        live.short()
-                    );
-                    if !skipped_bad.is_empty() {
-                        source.push_str(&format!(
-                            "; skipped {} marked bad",
-                            skipped_bad
-                                .iter()
-                                .map(|d| d.short().to_owned())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
-                    }
+                    let source =
+                        manifest::describe_choice(&first, &live, &digest, &skipped_bad, &history);
                     (
                         Reference::Digest(digest),
                         vec![(first, live)],

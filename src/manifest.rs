@@ -864,6 +864,48 @@ pub enum Selection {
     },
 }
 
+/// How a target was chosen, for people: `the build before sha256:… (latest's live digest)
+/// per its rollback manifest, built … from <sha>; skipped … marked bad`.
+pub fn describe_choice(
+    tag: &Tag,
+    live: &Digest,
+    chosen: &Digest,
+    skipped_bad: &[Digest],
+    history: &History,
+) -> String {
+    let built = history
+        .entries
+        .iter()
+        .find(|e| e.digest == *chosen)
+        .and_then(|e| e.manifest.as_ref())
+        .map(|m| {
+            format!(
+                ", built {}{}",
+                m.created_at,
+                m.git_sha
+                    .as_deref()
+                    .map(|sha| format!(" from {sha}"))
+                    .unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    let mut text = format!(
+        "the build before {} ({tag}'s live digest) per its rollback manifest{built}",
+        live.short()
+    );
+    if !skipped_bad.is_empty() {
+        text.push_str(&format!(
+            "; skipped {} marked bad",
+            skipped_bad
+                .iter()
+                .map(|d| d.short().to_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    text
+}
+
 /// Chooses the target for `rollbot rollback IMAGE` without `--to`.
 ///
 /// Builds marked bad are skipped (a person decided that). An incomplete build is never skipped

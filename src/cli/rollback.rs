@@ -139,36 +139,7 @@ async fn choose_target(target: &Target<'_>, json: bool) -> Result<Chosen, u8> {
             skipped_bad,
             history,
         } => {
-            let built = history
-                .entries
-                .iter()
-                .find(|e| e.digest == digest)
-                .and_then(|e| e.manifest.as_ref())
-                .map(|m| {
-                    format!(
-                        ", built {}{}",
-                        m.created_at,
-                        m.git_sha
-                            .as_deref()
-                            .map(|sha| format!(" from {sha}"))
-                            .unwrap_or_default()
-                    )
-                })
-                .unwrap_or_default();
-            let mut source = format!(
-                "the build before {} ({first}'s live digest) per its rollback manifest{built}",
-                live.short()
-            );
-            if !skipped_bad.is_empty() {
-                source.push_str(&format!(
-                    "; skipped {} marked bad",
-                    skipped_bad
-                        .iter()
-                        .map(|d| d.short().to_owned())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
+            let source = manifest::describe_choice(first, &live, &digest, &skipped_bad, &history);
             Ok((
                 Reference::Digest(digest),
                 vec![(first.clone(), live)],

@@ -242,17 +242,14 @@ impl Slack {
                 key,
             } => {
                 let actor = self.actor(&user, &user).await;
-                let reply = engine
-                    .submit(Inbound {
-                        actor,
-                        channel: format!("slack:{channel}"),
-                        command,
-                        idempotency_key: Some(format!("slack-command:{key}")),
-                    })
-                    .await;
-                if !reply.silent {
-                    self.ephemeral(&channel, &user, &reply.text).await;
-                }
+                self.submit(
+                    engine,
+                    &channel,
+                    actor,
+                    command,
+                    format!("slack-command:{key}"),
+                )
+                .await;
             }
             SlackInput::Action {
                 channel,
@@ -272,17 +269,14 @@ impl Slack {
                     Decision::Approve => Command::Approve { id },
                     Decision::Reject => Command::Reject { id, reason: None },
                 };
-                let reply = engine
-                    .submit(Inbound {
-                        actor,
-                        channel: format!("slack:{channel}"),
-                        command,
-                        idempotency_key: Some(format!("slack-action:{key}")),
-                    })
-                    .await;
-                if !reply.silent {
-                    self.ephemeral(&channel, &user, &reply.text).await;
-                }
+                self.submit(
+                    engine,
+                    &channel,
+                    actor,
+                    command,
+                    format!("slack-action:{key}"),
+                )
+                .await;
             }
             SlackInput::Reaction {
                 channel,
@@ -315,18 +309,38 @@ impl Slack {
                         reason: None,
                     },
                 };
-                let reply = engine
-                    .submit(Inbound {
-                        actor,
-                        channel: slack_channel,
-                        command,
-                        idempotency_key: Some(format!("slack-event:{key}")),
-                    })
-                    .await;
-                if !reply.silent {
-                    self.ephemeral(&channel, &user, &reply.text).await;
-                }
+                self.submit(
+                    engine,
+                    &channel,
+                    actor,
+                    command,
+                    format!("slack-event:{key}"),
+                )
+                .await;
             }
+        }
+    }
+
+    /// Hands a command to the engine and tells the person the answer (privately).
+    async fn submit(
+        &self,
+        engine: &EngineHandle,
+        channel: &str,
+        actor: Actor,
+        command: Command,
+        key: String,
+    ) {
+        let user = actor.id.clone();
+        let reply = engine
+            .submit(Inbound {
+                actor,
+                channel: format!("slack:{channel}"),
+                command,
+                idempotency_key: Some(key),
+            })
+            .await;
+        if !reply.silent {
+            self.ephemeral(channel, &user, &reply.text).await;
         }
     }
 
