@@ -74,6 +74,9 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
             "the console is on but console.users is empty: add [[console.users]] entries (id, name, groups) or set console.enabled = \"off\""
         );
     }
+    if console_on && !daemon_settings.listen.ip().is_loopback() {
+        tracing::warn!(listen = %daemon_settings.listen, "The console has no login and is listening beyond loopback: anyone who reaches it can act as any console user. Put authentication in front, or set console.enabled = \"off\".");
+    }
     if settings.images.is_empty() {
         tracing::warn!(
             "No images are configured ([images.<alias>]); every /rollback request will be refused."
