@@ -3,7 +3,8 @@
 //! Placeholders in a command's arguments and in an HTTP URL: `{image}` (`host/repo`),
 //! `{digest}` (`sha256:…`), `{ref}` (`host/repo@sha256:…`); `{{` and `}}` are literal braces.
 //! Commands also get them as `ROLLBOT_IMAGE`, `ROLLBOT_DIGEST` and `ROLLBOT_REF` in their
-//! environment.
+//! environment. They do not inherit rollbot's secrets: every variable a `*_env` config key
+//! names, and every other `ROLLBOT_*` variable, is removed from their environment.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ pub struct CheckSpec {
     pub attempts: u32,
     /// Pause between attempts.
     pub interval: Duration,
+    /// Environment variables a command must not see: those the config reads secrets from.
+    /// (Every `ROLLBOT_…` variable is withheld too, except the three set for the check.)
+    pub hidden_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +190,9 @@ async fn run_one(
     let detail = loop {
         attempt += 1;
         let result = match &spec.kind {
-            CheckKind::Command { argv } => run_command(argv, spec.timeout, placeholders).await,
+            CheckKind::Command { argv } => {
+                run_command(argv, spec.timeout, placeholders, &spec.hidden_env).await
+            }
             CheckKind::Http { url, expect_status } => match http {
                 Some(client) => {
                     run_http(client, url, *expect_status, spec.timeout, placeholders).await
@@ -226,6 +232,7 @@ async fn run_command(
     argv: &[String],
     timeout: Duration,
     placeholders: &Placeholders,
+    hidden_env: &[String],
 ) -> Result<String, String> {
     let expanded: Vec<String> = argv
         .iter()
@@ -234,7 +241,17 @@ async fn run_command(
     let (program, args) = expanded
         .split_first()
         .ok_or_else(|| "empty command".to_owned())?;
-    let child = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    // Secrets rollbot holds (registry passwords, chat and API tokens) stay with rollbot.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ROLLBOT_") {
+            command.env_remove(&name);
+        }
+    }
+    for name in hidden_env {
+        command.env_remove(name);
+    }
+    let child = command
         .args(args)
         .env("ROLLBOT_IMAGE", &placeholders.image)
         .env("ROLLBOT_DIGEST", &placeholders.digest)
@@ -377,6 +394,7 @@ mod tests {
             ],
             Duration::from_secs(5),
             &p,
+            &[],
         )
         .await;
         assert!(ok.is_ok(), "{ok:?}");
@@ -384,6 +402,7 @@ mod tests {
             &["sh".into(), "-c".into(), "echo boom >&2; exit 3".into()],
             Duration::from_secs(5),
             &p,
+            &[],
         )
         .await;
         assert_eq!(failed, Err("'sh' exited 3: boom".to_owned()));
@@ -391,10 +410,12 @@ mod tests {
             &["sleep".into(), "5".into()],
             Duration::from_millis(100),
             &p,
+            &[],
         )
         .await;
         assert_eq!(slow, Err("'sleep' did not finish within 100ms".to_owned()));
-        let missing = run_command(&["/nonexistent/x".into()], Duration::from_secs(1), &p).await;
+        let missing =
+            run_command(&["/nonexistent/x".into()], Duration::from_secs(1), &p, &[]).await;
         assert!(missing
             .expect_err("missing")
             .starts_with("cannot run '/nonexistent/x'"));

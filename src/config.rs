@@ -383,6 +383,7 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Settin
     let mut walker = Walker {
         problems: Vec::new(),
         env,
+        secret_env: Vec::new(),
     };
     let settings = walker.settings(&merged.cache);
     match settings {
@@ -409,6 +410,8 @@ pub fn load_from_process_env(file: Option<&Path>) -> Result<Settings, ConfigErro
 struct Walker<'e> {
     problems: Vec<ConfigProblem>,
     env: &'e HashMap<String, String>,
+    /// Environment variables secrets are read from (hidden from health-check commands).
+    secret_env: Vec<String>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -509,8 +512,17 @@ impl Walker<'_> {
         let rollback = self.rollback(table.get("rollback"));
         let log = self.log(table.get("log"));
         let registries = self.registries(table.get("registries"));
-        let images = self.images(table.get("images"), rollback.as_ref());
+        let mut images = self.images(table.get("images"), rollback.as_ref());
         let daemon = self.daemon(table);
+        // Health-check commands must not see the variables secrets come from.
+        let mut hidden = self.secret_env.clone();
+        hidden.sort();
+        hidden.dedup();
+        for entry in images.values_mut() {
+            for check in &mut entry.checks {
+                check.hidden_env.clone_from(&hidden);
+            }
+        }
         let docker_config_default = self
             .env
             .get("DOCKER_CONFIG")
@@ -872,14 +884,17 @@ impl Walker<'_> {
                     return None;
                 }
             },
-            (None, Some(var)) => (
-                self.env
-                    .get(&var)
-                    .map(|v| v.trim().to_owned())
-                    .unwrap_or_default(),
-                env_key,
-                format!("environment variable {var}"),
-            ),
+            (None, Some(var)) => {
+                self.secret_env.push(var.clone());
+                (
+                    self.env
+                        .get(&var)
+                        .map(|v| v.trim().to_owned())
+                        .unwrap_or_default(),
+                    env_key,
+                    format!("environment variable {var}"),
+                )
+            }
             (None, None) => {
                 self.problem(
                     &format!("{section}.{env_key}"),
@@ -1156,20 +1171,23 @@ impl Walker<'_> {
                     return None;
                 };
                 let (password, source) = match (password_env, password_file) {
-                    (Some(var), None) => match self.env.get(&var) {
-                        Some(value) if !value.is_empty() => (
-                            Secret::new(value.clone()),
-                            format!("environment variable {var}"),
-                        ),
-                        _ => {
-                            self.problem(
-                                &format!("{path}.password_env"),
-                                table.get("password_env"),
-                                format!("environment variable {var} is not set or empty"),
-                            );
-                            return None;
+                    (Some(var), None) => {
+                        self.secret_env.push(var.clone());
+                        match self.env.get(&var) {
+                            Some(value) if !value.is_empty() => (
+                                Secret::new(value.clone()),
+                                format!("environment variable {var}"),
+                            ),
+                            _ => {
+                                self.problem(
+                                    &format!("{path}.password_env"),
+                                    table.get("password_env"),
+                                    format!("environment variable {var} is not set or empty"),
+                                );
+                                return None;
+                            }
                         }
-                    },
+                    }
                     (None, Some(file)) => match std::fs::read_to_string(&file) {
                         // A trailing newline is how `echo pw > file` and most secret mounts end.
                         Ok(text) if !text.trim_end_matches(['\n', '\r']).is_empty() => (
@@ -1434,6 +1452,7 @@ impl Walker<'_> {
                 timeout,
                 attempts,
                 interval,
+                hidden_env: Vec::new(),
             };
             if let Err(message) = spec.validate() {
                 self.problem(&path, Some(item), message);

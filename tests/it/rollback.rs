@@ -652,3 +652,43 @@ fn help_documents_the_exit_codes() {
         );
     }
 }
+
+#[test]
+fn health_check_commands_do_not_see_rollbots_secrets() {
+    let registry = TestRegistry::start_with_htpasswd();
+    let seeder = Seeder::with_basic(&registry.host, USER, PASSWORD);
+    block_on(async {
+        seeder.push(REPO, Kind::DockerSchema2, "v1", &["v1"]).await;
+        seeder
+            .push(REPO, Kind::DockerSchema2, "v2", &["v2", "latest"])
+            .await;
+    });
+    let host = &registry.host;
+    let config = format!(
+        r#"
+[registries."{host}"]
+insecure = true
+username = "{USER}"
+password_env = "REGISTRY_PASSWORD"
+
+[images.app]
+image = "{host}/acme/app"
+
+[[images.app.checks]]
+name = "no-secrets-here"
+command = ["sh", "-c", "if [ -n \"$REGISTRY_PASSWORD$ROLLBOT_SLACK_BOT_TOKEN\" ]; then echo leaked >&2; exit 1; fi; test -n \"$ROLLBOT_DIGEST\" && test -n \"$PATH\""]
+"#
+    );
+    let run = Cli::new()
+        .config(&config)
+        .env("REGISTRY_PASSWORD", PASSWORD)
+        .env("ROLLBOT_SLACK_BOT_TOKEN", "xoxb-not-for-checks")
+        .run(&["rollback", "app", "--to", "v1", "--yes", "--json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.json()["checks"][0]["passed"],
+        true,
+        "{}",
+        run.json()["checks"]
+    );
+}
