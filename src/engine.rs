@@ -8,11 +8,14 @@
 //! are reconciled from the registry: resumed, finished, or marked Interrupted, and announced.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -706,7 +709,9 @@ impl Engine {
         };
         let internal = self.internal_tx.clone();
         self.tasks.spawn(async move {
-            let result = plan_request(&registry, &request.image, tags, target).await;
+            let result = catch_panic(plan_request(&registry, &request.image, tags, target))
+                .await
+                .unwrap_or_else(|panic| Err(format!("internal error while planning: {panic}")));
             let _ = internal.send(Internal::Planned {
                 request: Box::new(request),
                 result: Box::new(result),
@@ -1439,19 +1444,38 @@ impl Engine {
         let started = Instant::now();
         tracing::info!(rollback_id = %id, verify_only, "Pipeline started.");
         self.tasks.spawn(async move {
-            let report = run_pipeline(
+            let run = run_pipeline(
                 &registry,
                 &record,
                 &options,
                 verify_only,
                 started,
                 &internal,
-            )
-            .await;
-            let _ = internal.send(Internal::Finished {
-                id,
-                report: Box::new(report),
-            });
+            );
+            match catch_panic(run).await {
+                Ok(report) => {
+                    let _ = internal.send(Internal::Finished {
+                        id,
+                        report: Box::new(report),
+                    });
+                }
+                // A bug must not leave the image locked until the next restart: read where
+                // the tags are and end the rollback as interrupted, for a human to look at.
+                Err(panic) => {
+                    tracing::error!(rollback_id = %id, %panic, "The pipeline task panicked.");
+                    let tags_now = read_tags_now(&registry, &record).await;
+                    let _ = internal.send(Internal::Reconciled {
+                        id,
+                        outcome: Reconciliation::Interrupted {
+                            detail: format!(
+                                "internal error: the rollback stopped unexpectedly ({panic}); tags now: {}; check them with `rollbot verify` and request again if needed",
+                                describe_tags(&tags_now)
+                            ),
+                            tags_now,
+                        },
+                    });
+                }
+            }
         });
     }
 
@@ -1473,7 +1497,12 @@ impl Engine {
             self.running.insert(record.id);
             self.tasks.spawn(async move {
                 let outcome = match registry {
-                    Ok(registry) => reconcile(&registry, &record, now, expiry).await,
+                    Ok(registry) => catch_panic(reconcile(&registry, &record, now, expiry))
+                        .await
+                        .unwrap_or_else(|panic| Reconciliation::Interrupted {
+                            tags_now: Vec::new(),
+                            detail: format!("internal error while reconciling on restart ({panic}); check the tags by hand"),
+                        }),
                     Err(error) => Reconciliation::Interrupted {
                         tags_now: Vec::new(),
                         detail: format!("registry unusable on restart: {error}"),
@@ -1757,6 +1786,59 @@ async fn run_pipeline(
 }
 
 /// Decides what to do with a rollback the previous process left running.
+/// "latest at sha256:abcd…, stable at (missing)".
+fn describe_tags(tags_now: &[(Tag, Option<Digest>)]) -> String {
+    if tags_now.is_empty() {
+        return "unknown".to_owned();
+    }
+    tags_now
+        .iter()
+        .map(|(tag, digest)| {
+            format!(
+                "{tag} at {}",
+                digest.as_ref().map_or("(missing)", |d| d.short())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where each of the rollback's tags points now, as far as the registry answers.
+async fn read_tags_now(
+    registry: &RegistryClient,
+    record: &RollbackRecord,
+) -> Vec<(Tag, Option<Digest>)> {
+    let mut tags_now = Vec::new();
+    for planned in &record.tags {
+        match registry
+            .head_manifest(
+                &record.image.repository,
+                &Reference::Tag(planned.tag.clone()),
+            )
+            .await
+        {
+            Ok(head) => tags_now.push((planned.tag.clone(), head.map(|h| h.digest))),
+            Err(_) => break,
+        }
+    }
+    tags_now
+}
+
+/// Runs a task's body and turns a panic into `Err(message)`, so the engine can release what
+/// the task held (a reserved image, a running rollback) instead of waiting for a restart.
+async fn catch_panic<T>(body: impl Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(body)
+        .catch_unwind()
+        .await
+        .map_err(|payload| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned())
+        })
+}
+
 async fn reconcile(
     registry: &RegistryClient,
     record: &RollbackRecord,
@@ -1791,18 +1873,6 @@ async fn reconcile(
     let approval_fresh = record
         .approved_at
         .is_some_and(|at| now.since(at) <= u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX));
-    let describe = |tags_now: &[(Tag, Option<Digest>)]| {
-        tags_now
-            .iter()
-            .map(|(tag, digest)| {
-                format!(
-                    "{tag} at {}",
-                    digest.as_ref().map_or("(missing)", |d| d.short())
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     if all_at_target {
         Reconciliation::Verify
     } else if untouched && approval_fresh {
@@ -1811,7 +1881,7 @@ async fn reconcile(
         Reconciliation::Interrupted {
             detail: format!(
                 "rollbot restarted before any tag moved, but the approval is too old to act on; nothing changed ({}); request it again",
-                describe(&tags_now)
+                describe_tags(&tags_now)
             ),
             tags_now,
         }
@@ -1819,7 +1889,7 @@ async fn reconcile(
         Reconciliation::Interrupted {
             detail: format!(
                 "rollbot restarted mid-rollback and the tags are neither all moved nor untouched: {}; check and re-run",
-                describe(&tags_now)
+                describe_tags(&tags_now)
             ),
             tags_now,
         }
@@ -1899,4 +1969,32 @@ pub fn describe(record: &RollbackRecord, now: Timestamp) -> String {
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_task_body_becomes_an_error_with_its_message() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let ok = runtime.block_on(catch_panic(async { 7 }));
+        assert_eq!(ok, Ok(7));
+        let formatted = runtime.block_on(catch_panic(async {
+            let index = 3;
+            if index > 2 {
+                panic!("index {index} out of range");
+            }
+        }));
+        assert_eq!(formatted, Err("index 3 out of range".to_owned()));
+        let literal = runtime.block_on(catch_panic(async {
+            if true {
+                panic!("plain");
+            }
+        }));
+        assert_eq!(literal, Err("plain".to_owned()));
+        assert_eq!(describe_tags(&[]), "unknown");
+    }
 }
