@@ -1785,7 +1785,6 @@ async fn run_pipeline(
     report.finish(outcome, error, started, options.rto, Some(registry))
 }
 
-/// Decides what to do with a rollback the previous process left running.
 /// "latest at sha256:abcd…, stable at (missing)".
 fn describe_tags(tags_now: &[(Tag, Option<Digest>)]) -> String {
     if tags_now.is_empty() {
@@ -1839,6 +1838,7 @@ async fn catch_panic<T>(body: impl Future<Output = T>) -> Result<T, String> {
         })
 }
 
+/// Decides what to do with a rollback the previous process left running.
 async fn reconcile(
     registry: &RegistryClient,
     record: &RollbackRecord,

@@ -55,7 +55,7 @@
 //!   chain), bad-digest marks (`sha256-<hex>.bad`), and the hold (`rollbot-hold`) that `gate`
 //!   checks in CI. `select_target` picks the default rollback target from the chain.
 //! - [`registry`]: the registry port, a small distribution-spec client over `reqwest`:
-//!   manifest HEAD/GET/PUT, blob HEAD/upload, Basic and Bearer auth ([`registry::auth`], which
+//!   manifest HEAD/GET/PUT, blob HEAD/GET/upload, tag lists, Basic and Bearer auth ([`registry::auth`], which
 //!   also reads the Docker credentials file), retries, request counts.
 //!   [`registry::oci`] keeps manifests as exact bytes and lists what they reference.
 //! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes.
@@ -75,8 +75,10 @@
 //! - Nothing is written before the plan's checks pass (target complete, every tag where the
 //!   plan saw it). Each write is preceded by a compare-and-swap read of that tag.
 //! - One manifest GET per rollback; everything else is HEAD or PUT (Docker Hub counts GETs).
-//! - `domain/` names no SDK or HTTP crate; `reqwest` appears only in `registry/` and `checks`;
-//!   the engine names no chat platform (adapters translate to `Inbound`/`Command`).
+//! - `domain/` names no SDK or HTTP crate; HTTP clients (`reqwest`) live only in `registry/`,
+//!   `checks` and `notify/` (elsewhere only `reqwest::Url` parses URLs), Slack's SDK only in
+//!   `chat::slack`; the engine names no chat platform (adapters translate to
+//!   `Inbound`/`Command`).
 //! - The engine is the only writer of rollback state; every state change goes through
 //!   `State::can_become` and is persisted (with its audit entry) before it is announced. The
 //!   audit table refuses updates and deletes; the database refuses a second active rollback of

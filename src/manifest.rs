@@ -732,8 +732,8 @@ pub struct History {
     pub end: HistoryEnd,
 }
 
-/// Reads one build: its rollback manifest, its mark and, when `check(index, marked bad)`
-/// says so, its completeness.
+/// Reads one build: its rollback manifest, its mark and, with `check` and no bad mark, its
+/// completeness.
 async fn entry(
     registry: &RegistryClient,
     image: &ImageRef,
