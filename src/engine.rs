@@ -325,10 +325,7 @@ impl Registries {
     /// # Errors
     /// Credentials that cannot be loaded, a client that cannot be built.
     pub fn get(&self, host: &RegistryHost) -> Result<Arc<RegistryClient>, RegistryError> {
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut clients = crate::lock(&self.clients);
         if let Some(client) = clients.get(host) {
             return Ok(Arc::clone(client));
         }
@@ -339,10 +336,7 @@ impl Registries {
 
     /// (host, status, count) for every client, for `/metrics`.
     pub fn statuses(&self) -> Vec<(String, u16, u64)> {
-        let clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let clients = crate::lock(&self.clients);
         let mut out: Vec<(String, u16, u64)> = clients
             .iter()
             .flat_map(|(host, client)| {

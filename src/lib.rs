@@ -109,6 +109,14 @@ pub mod secret;
 pub mod server;
 pub mod store;
 
+/// Locks `mutex`, ignoring poisoning: a panic elsewhere mid-update leaves a cache, a counter or
+/// a message list that is still usable (at worst a token is fetched again).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Installs rustls' ring provider for the process (slack-morphism's TLS client asks for the
 /// process default). Safe to call more than once.
 pub fn install_crypto_provider() {

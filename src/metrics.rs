@@ -32,9 +32,7 @@ pub struct Metrics {
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
-    let mut map = map
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut map = crate::lock(map);
     *map.entry(key.to_owned()).or_default() += 1;
 }
 
@@ -57,10 +55,7 @@ impl Metrics {
     }
 
     pub fn step(&self, name: &str, seconds: f64) {
-        let mut steps = self
-            .steps
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut steps = crate::lock(&self.steps);
         let histogram = steps.entry(name.to_owned()).or_default();
         for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
             if seconds <= bound {
@@ -87,17 +82,13 @@ impl Metrics {
     /// answer (connection error or timeout).
     pub fn render(&self, registry_statuses: &[(String, u16, u64)]) -> String {
         let mut out = String::new();
-        let lock = |m: &Mutex<BTreeMap<String, u64>>| {
-            m.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
-        };
+        let snapshot = |m: &Mutex<BTreeMap<String, u64>>| crate::lock(m).clone();
         let _ = writeln!(
             out,
             "# HELP rollbot_rollbacks_total Rollbacks that reached a final state, by outcome."
         );
         let _ = writeln!(out, "# TYPE rollbot_rollbacks_total counter");
-        for (outcome, n) in lock(&self.rollbacks) {
+        for (outcome, n) in snapshot(&self.rollbacks) {
             let _ = writeln!(out, "rollbot_rollbacks_total{{outcome=\"{outcome}\"}} {n}");
         }
         let _ = writeln!(
@@ -105,7 +96,7 @@ impl Metrics {
             "# HELP rollbot_commands_total Chat commands received, by command."
         );
         let _ = writeln!(out, "# TYPE rollbot_commands_total counter");
-        for (command, n) in lock(&self.commands) {
+        for (command, n) in snapshot(&self.commands) {
             let _ = writeln!(out, "rollbot_commands_total{{command=\"{command}\"}} {n}");
         }
         let _ = writeln!(
@@ -144,10 +135,7 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE rollbot_step_duration_seconds histogram");
         {
-            let steps = self
-                .steps
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let steps = crate::lock(&self.steps);
             for (step, histogram) in steps.iter() {
                 for (bound, n) in BUCKETS.iter().zip(histogram.buckets) {
                     let _ = writeln!(out, "rollbot_step_duration_seconds_bucket{{step=\"{step}\",le=\"{bound}\"}} {n}");
@@ -186,7 +174,7 @@ impl Metrics {
         );
         let _ = writeln!(out, "# HELP rollbot_notification_failures_total Chat or notification deliveries that failed.");
         let _ = writeln!(out, "# TYPE rollbot_notification_failures_total counter");
-        for (sink, n) in lock(&self.sink_failures) {
+        for (sink, n) in snapshot(&self.sink_failures) {
             let _ = writeln!(
                 out,
                 "rollbot_notification_failures_total{{sink=\"{sink}\"}} {n}"

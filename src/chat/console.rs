@@ -72,10 +72,7 @@ impl Console {
         only_for: Option<&str>,
         message: Message,
     ) -> u64 {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = crate::lock(&self.state);
         state.next_id += 1;
         state.version += 1;
         let id = state.next_id;
@@ -95,10 +92,7 @@ impl Console {
     /// The messages `user` can see that changed after version `since` (0: all), and the
     /// channel's version (it changes on every post or edit).
     pub fn view(&self, user: &str, since: u64) -> (u64, Vec<ConsoleMessage>) {
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = crate::lock(&self.state);
         let visible = state
             .messages
             .iter()
@@ -186,10 +180,7 @@ impl ChatPort for Console {
         let id: u64 = status_ref
             .parse()
             .map_err(|_| ChatError(format!("no console message {status_ref}")))?;
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = crate::lock(&self.state);
         state.version += 1;
         let version = state.version;
         match state.messages.iter_mut().find(|m| m.id == id) {

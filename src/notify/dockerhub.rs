@@ -107,10 +107,7 @@ impl DockerHub {
     }
 
     fn cached_token(&self) -> Option<String> {
-        let token = self
-            .token
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let token = crate::lock(&self.token);
         token
             .as_ref()
             .filter(|(_, expires)| Instant::now() < *expires)
@@ -153,19 +150,13 @@ impl DockerHub {
             .as_str()
             .ok_or_else(|| HubError::Unavailable("login answer has no access_token".to_owned()))?
             .to_owned();
-        *self
-            .token
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+        *crate::lock(&self.token) =
             Some((token.clone(), Instant::now() + Duration::from_secs(9 * 60)));
         Ok(token)
     }
 
     fn forget_token(&self) {
-        *self
-            .token
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *crate::lock(&self.token) = None;
     }
 
     /// The repository's `full_description`.

@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::checks::error_chain;
 use crate::config::{RegistrySettings, Settings};
 use crate::domain::model::{Digest, ImageRef, Reference, RegistryHost, Repository, Tag};
+use crate::lock;
 use auth::{Challenge, Credentials, Token, TokenAnswer};
 use oci::{ManifestError, RawManifest, ACCEPT_MANIFESTS};
 
@@ -1055,14 +1056,6 @@ impl RegistryClient {
             }
         }
     }
-}
-
-/// A poisoned lock only means another task panicked mid-update of a cache; the data is still
-/// usable (at worst a token is fetched again).
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

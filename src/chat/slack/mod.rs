@@ -156,10 +156,7 @@ impl Slack {
 
     /// Problems found by the self-check (empty when Slack is usable).
     pub fn problems(&self) -> Vec<String> {
-        self.problems
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::lock(&self.problems).clone()
     }
 
     fn channel_allowed(&self, channel: &str) -> bool {
@@ -512,10 +509,7 @@ impl Slack {
         for problem in &problems {
             tracing::error!(problem = %problem, "Slack self-check failed.");
         }
-        *self
-            .problems
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
+        *crate::lock(&self.problems) = problems;
     }
 
     /// Button clicks in a `block_actions` interaction (other interactions are ignored).
