@@ -701,26 +701,7 @@ impl Walker<'_> {
         let reject_reaction = self.required(table, "slack", "reject_reaction", Self::string);
         let api_url = self
             .required(table, "slack", "api_url", Self::string)
-            .and_then(|url| {
-                let parsed = reqwest::Url::parse(&url).ok();
-                let ok = parsed.as_ref().is_some_and(|u| {
-                    u.scheme() == "https"
-                        || (u.scheme() == "http"
-                            && matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")))
-                });
-                if ok {
-                    Some(url.trim_end_matches('/').to_owned())
-                } else {
-                    self.problem(
-                        "slack.api_url",
-                        table.get("api_url"),
-                        format!(
-                            "'{url}' must be an https URL (plain http only on loopback, for tests)"
-                        ),
-                    );
-                    None
-                }
-            });
+            .and_then(|url| self.api_url("slack.api_url", table.get("api_url"), &url));
         let group_cache = self.required(table, "slack", "group_cache", Self::duration);
         Some(Some(SlackSettings {
             mode,
