@@ -1620,22 +1620,17 @@ async fn plan_request(
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("{image} has no tag {first}"))?
                 .digest;
-            match manifest::select_target(registry, image, &live).await {
+            match manifest::select_target(registry, image, &first, &live).await {
                 Selection::Chosen {
                     digest,
                     manifest,
-                    skipped_bad,
-                    history,
-                } => {
-                    let source =
-                        manifest::describe_choice(&first, &live, &digest, &skipped_bad, &history);
-                    (
-                        Reference::Digest(digest),
-                        vec![(first, live)],
-                        Some(source),
-                        manifest,
-                    )
-                }
+                    source,
+                } => (
+                    Reference::Digest(digest),
+                    vec![(first, live)],
+                    Some(source),
+                    manifest,
+                ),
                 Selection::Refused {
                     reason, suggestion, ..
                 } => {

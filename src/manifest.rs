@@ -851,9 +851,8 @@ pub enum Selection {
         digest: Digest,
         /// Its image manifest, already read and checked: the plan reuses it.
         manifest: Option<RawManifest>,
-        /// Newer builds passed over because they are marked bad.
-        skipped_bad: Vec<Digest>,
-        history: History,
+        /// How it was chosen, for people: see [`describe_choice`].
+        source: String,
     },
     /// No safe automatic choice; `history` shows the options.
     Refused {
@@ -866,7 +865,7 @@ pub enum Selection {
 
 /// How a target was chosen, for people: `the build before sha256:… (latest's live digest)
 /// per its rollback manifest, built … from <sha>; skipped … marked bad`.
-pub fn describe_choice(
+fn describe_choice(
     tag: &Tag,
     live: &Digest,
     chosen: &Digest,
@@ -906,7 +905,8 @@ pub fn describe_choice(
     text
 }
 
-/// Chooses the target for `rollbot rollback IMAGE` without `--to`.
+/// Chooses the target for `rollbot rollback IMAGE` (or `/rollback IMAGE`) without a target,
+/// from `tag`'s live digest `live`.
 ///
 /// Builds marked bad are skipped (a person decided that). An incomplete build is never skipped
 /// silently: the selection is refused, naming what is missing and suggesting the next complete
@@ -914,6 +914,7 @@ pub fn describe_choice(
 pub async fn select_target(
     registry: &RegistryClient,
     image: &ImageRef,
+    tag: &Tag,
     live: &Digest,
 ) -> Selection {
     // Stop once an earlier usable build has been read.
@@ -945,8 +946,7 @@ pub async fn select_target(
         return Selection::Chosen {
             digest: candidate.digest.clone(),
             manifest: candidate.image_manifest.clone(),
-            skipped_bad,
-            history,
+            source: describe_choice(tag, live, &candidate.digest, &skipped_bad, &history),
         };
     }
     let reason = match (&history.end, history.entries.first()) {

@@ -132,21 +132,17 @@ async fn choose_target(target: &Target<'_>, json: bool) -> Result<Chosen, u8> {
         ));
     };
     let live = live_digest(target, first, json).await?;
-    match manifest::select_target(&target.registry, &target.image, &live).await {
+    match manifest::select_target(&target.registry, &target.image, first, &live).await {
         Selection::Chosen {
             digest,
             manifest,
-            skipped_bad,
-            history,
-        } => {
-            let source = manifest::describe_choice(first, &live, &digest, &skipped_bad, &history);
-            Ok((
-                Reference::Digest(digest),
-                vec![(first.clone(), live)],
-                Some(source),
-                manifest,
-            ))
-        }
+            source,
+        } => Ok((
+            Reference::Digest(digest),
+            vec![(first.clone(), live)],
+            Some(source),
+            manifest,
+        )),
         Selection::Refused {
             reason,
             suggestion,
