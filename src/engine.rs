@@ -1756,19 +1756,16 @@ async fn run_pipeline(
         report.record_plan(&plan);
         pipeline::execute(registry, &plan, options, &mut report, &mut progress).await;
     }
-    let moved = report.tags.iter().any(|t| t.status == "moved");
-    if let (Some(hold), true) = (&options.hold, moved) {
-        pipeline::set_hold(
-            registry,
-            &record.image,
-            &record.target.digest,
-            &tags,
-            hold,
-            &mut report,
-            &mut progress,
-        )
-        .await;
-    }
+    pipeline::hold_moved_tags(
+        registry,
+        &record.image,
+        &record.target.digest,
+        &tags,
+        options.hold.as_ref(),
+        &mut report,
+        &mut progress,
+    )
+    .await;
     let outcome = report.outcome;
     let error = report.error.take();
     report.finish(outcome, error, started, options.rto, Some(registry))

@@ -49,7 +49,7 @@
 //! - [`pipeline`]: plan → retag → verify → checks, and the [`pipeline::Report`] of a run.
 //!   `plan` does the one manifest GET (the target's bytes) and the completeness pre-check;
 //!   `retag` writes those bytes under each tag with compare-and-swap; `verify` reads back by HEAD;
-//!   `set_hold` records the rollback so CI does not undo it.
+//!   `hold_moved_tags` records the rollback so CI does not undo it.
 //! - [`manifest`]: rollbot's small OCI artifacts next to the image: the rollback manifest CI
 //!   writes per build (`sha256-<hex>.rollback`, naming the previous digest, so history is a
 //!   chain), bad-digest marks (`sha256-<hex>.bad`), and the hold (`rollbot-hold`) that `gate`

@@ -760,40 +760,41 @@ pub async fn run(
     }
 
     execute(registry, &plan, options, &mut report, progress).await;
-    if let Some(hold) = &options.hold {
-        if report.tags.iter().any(|t| t.status == "moved") {
-            let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
-            set_hold(
-                registry,
-                &plan.image,
-                &plan.target.digest,
-                &tags,
-                hold,
-                &mut report,
-                progress,
-            )
-            .await;
-        }
-    }
+    let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
+    hold_moved_tags(
+        registry,
+        &plan.image,
+        &plan.target.digest,
+        &tags,
+        options.hold.as_ref(),
+        &mut report,
+        progress,
+    )
+    .await;
     let outcome = report.outcome;
     let error = report.error.take();
     finish(report, outcome, error)
 }
 
-/// After tags moved (whatever the verification said; the caller checks they did): writes a hold naming the target and
+/// Once any tag moved (whatever verification said), writes a hold naming the target and
 /// embedding the report, so the next CI push stops at `rollbot gate` instead of silently
-/// undoing the rollback. A failed hold makes the run fail verification (exit 5): the tags
-/// moved, but nothing protects them.
-#[allow(clippy::too_many_arguments)]
-pub async fn set_hold(
+/// undoing the rollback. Nothing happens without `hold` or when no tag moved. A failed hold
+/// makes the run fail verification (exit 5): the tags moved, but nothing protects them.
+pub async fn hold_moved_tags(
     registry: &RegistryClient,
     image: &ImageRef,
     digest: &Digest,
     tags: &[Tag],
-    hold: &HoldOptions,
+    hold: Option<&HoldOptions>,
     report: &mut Report,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) {
+    let Some(hold) = hold else {
+        return;
+    };
+    if !report.tags.iter().any(|t| t.status == "moved") {
+        return;
+    }
     let started = Instant::now();
     let record = manifest::Hold {
         schema_version: manifest::SCHEMA_VERSION,
