@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use governor::clock::DefaultClock;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -49,10 +50,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Timestamp(millis)
+        Timestamp::from_system(std::time::SystemTime::now())
     }
 }
 
@@ -577,9 +575,7 @@ impl Engine {
             }
         }
         if let Err(not_until) = self.per_user.check_key(&inbound.actor.id) {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
+            let wait = retry_in(&not_until);
             self.metrics.rate_limited();
             self.audit(AuditEntry::new(
                 now,
@@ -822,8 +818,8 @@ impl Engine {
                     json!({ "decision": "reject", "reason": reason }),
                 );
                 if let Err(error) = self
-                    .finish_state(
-                        record,
+                    .transition(
+                        &mut record,
                         State::Rejected,
                         vec![audit],
                         EventKind::Rejected { by: actor.clone() },
@@ -836,9 +832,7 @@ impl Engine {
             }
             Verdict::Approved => {
                 if let Err(not_until) = self.rollbacks.check() {
-                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                        &governor::clock::DefaultClock::default(),
-                    ));
+                    let wait = retry_in(&not_until);
                     self.metrics.rate_limited();
                     self.audit(AuditEntry::new(
                         now,
@@ -902,8 +896,8 @@ impl Engine {
         record.error = Some(format!("cancelled by {}", actor.name));
         let audit = AuditEntry::new(now, Some(id), Some(actor), "cancel", json!({}));
         match self
-            .finish_state(
-                record,
+            .transition(
+                &mut record,
                 State::Cancelled,
                 vec![audit],
                 EventKind::Cancelled { by: actor.clone() },
@@ -1245,7 +1239,7 @@ impl Engine {
             (State::Failed, EventKind::Failed)
         };
         tracing::info!(rollback_id = %id, outcome = ?report.outcome, total_ms = report.total_ms, "Rollback finished.");
-        if let Err(error) = self.finish_state(record, state, vec![audit], kind).await {
+        if let Err(error) = self.transition(&mut record, state, vec![audit], kind).await {
             tracing::error!(rollback_id = %id, %error, "Final state could not be persisted.");
         }
         self.update_gauges();
@@ -1308,16 +1302,6 @@ impl Engine {
         Ok(())
     }
 
-    async fn finish_state(
-        &mut self,
-        mut record: RollbackRecord,
-        next: State,
-        audit: Vec<AuditEntry>,
-        kind: EventKind,
-    ) -> Result<(), StoreError> {
-        self.transition(&mut record, next, audit, kind).await
-    }
-
     async fn expire(&mut self, id: RollbackId) {
         let Some(record) = self.active.get(&id).cloned() else {
             return;
@@ -1336,7 +1320,7 @@ impl Engine {
         );
         tracing::info!(rollback_id = %id, "Rollback request expired.");
         if let Err(error) = self
-            .finish_state(record, State::Expired, vec![audit], EventKind::Expired)
+            .transition(&mut record, State::Expired, vec![audit], EventKind::Expired)
             .await
         {
             tracing::error!(rollback_id = %id, %error, "Expiry could not be persisted.");
@@ -1588,8 +1572,8 @@ impl Engine {
                     json!({ "decision": "interrupted", "detail": detail }),
                 );
                 if let Err(error) = self
-                    .finish_state(
-                        record,
+                    .transition(
+                        &mut record,
                         State::Interrupted,
                         vec![audit],
                         EventKind::Interrupted,
@@ -1769,6 +1753,13 @@ async fn run_pipeline(
     let outcome = report.outcome;
     let error = report.error.take();
     report.finish(outcome, error, started, options.rto, Some(registry))
+}
+
+/// How long until a rate limiter that said no allows again.
+fn retry_in(
+    not_until: &governor::NotUntil<<DefaultClock as governor::clock::Clock>::Instant>,
+) -> Duration {
+    not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()))
 }
 
 /// "latest at sha256:abcd…, stable at (missing)".

@@ -431,14 +431,9 @@ async fn serve(args: ServeArgs, settings: &Settings) -> u8 {
 async fn audit(args: AuditArgs, settings: &Settings) -> u8 {
     let now = crate::engine::Clock::now(&crate::engine::SystemClock);
     let since = match humantime::parse_duration(&args.since) {
-        Ok(back) => crate::domain::rollback::Timestamp(
-            now.0 - i64::try_from(back.as_millis()).unwrap_or(i64::MAX),
-        ),
+        Ok(back) => now.minus(back),
         Err(_) => match humantime::parse_rfc3339_weak(&args.since) {
-            Ok(time) => crate::domain::rollback::Timestamp(
-                time.duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            ),
+            Ok(time) => crate::domain::rollback::Timestamp::from_system(time),
             Err(_) => {
                 return fail(
                     false,

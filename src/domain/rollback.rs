@@ -12,10 +12,25 @@ use serde::{Deserialize, Serialize};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// `time` as milliseconds since the epoch (0 before it).
+    pub fn from_system(time: std::time::SystemTime) -> Timestamp {
+        Timestamp(
+            time.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
     pub fn plus(self, duration: std::time::Duration) -> Timestamp {
         Timestamp(
             self.0
                 .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
+    pub fn minus(self, duration: std::time::Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_sub(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
         )
     }
 
