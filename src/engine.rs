@@ -1006,13 +1006,7 @@ impl Engine {
         self.tasks.spawn(async move {
             let answer = match manifest::read_hold(&registry, &entry.image).await {
                 Ok(Some(hold)) if hold.is_active() => {
-                    let released = manifest::Hold {
-                        state: manifest::HoldState::Released,
-                        released_by: Some(actor.name.clone()),
-                        released_at: Some(now.rfc3339()),
-                        release_reason: reason.clone(),
-                        ..hold
-                    };
+                    let released = hold.released(actor.name.clone(), now.rfc3339(), reason.clone());
                     match manifest::write_hold(&registry, &released).await {
                         Ok(()) => {
                             let _ = store

@@ -155,6 +155,18 @@ impl Hold {
         self.state == HoldState::Active
     }
 
+    /// This hold, released by `by` at `at` (RFC 3339): what `write_hold` stores to let CI push
+    /// again.
+    pub fn released(self, by: String, at: String, reason: Option<String>) -> Hold {
+        Hold {
+            state: HoldState::Released,
+            released_by: Some(by),
+            released_at: Some(at),
+            release_reason: reason,
+            ..self
+        }
+    }
+
     /// One line for people: who held what, when and why.
     pub fn describe(&self) -> String {
         let mut text = format!(
@@ -175,7 +187,7 @@ impl Hold {
             self.held_at,
             self.reason
         );
-        if self.state == HoldState::Released {
+        if !self.is_active() {
             text = format!(
                 "{text}; released by {} at {}{}",
                 self.released_by.as_deref().unwrap_or("unknown"),

@@ -2,11 +2,11 @@
 //! arguments to `manifest.rs`, printing.
 
 use super::{
-    artifact_outcome, exit_code, fail, live_digest, resolve, GateArgs, GenerateArgs, HistoryArgs,
-    HoldReleaseArgs, HoldSetArgs, HoldStatusArgs, PushArgs, ShowArgs, Target,
+    artifact_outcome, existing_digest, exit_code, fail, live_tag, resolve, GateArgs, GenerateArgs,
+    HistoryArgs, HoldReleaseArgs, HoldSetArgs, HoldStatusArgs, PushArgs, ShowArgs, Target,
 };
 use crate::config::Settings;
-use crate::domain::model::{Digest, Reference, Tag};
+use crate::domain::model::{Digest, Tag};
 use crate::manifest::{self, GenerateRequest, Hold, HoldState, RollbackManifest, Stored};
 use crate::pipeline::Outcome;
 use crate::report;
@@ -124,16 +124,10 @@ pub(super) async fn show(args: ShowArgs, settings: &Settings, insecure: bool) ->
     };
     let digest = match digest {
         Some(digest) => digest,
-        None => {
-            let tag = args.tag.clone().or_else(|| target.tags.first().cloned());
-            let Some(tag) = tag else {
-                return fail(false, Outcome::BadInput, "no floating tag configured");
-            };
-            match live_digest(&target, &tag, false).await {
-                Ok(digest) => digest,
-                Err(code) => return code,
-            }
-        }
+        None => match live_tag(&target, args.tag.as_ref(), false).await {
+            Ok((_, digest)) => digest,
+            Err(code) => return code,
+        },
     };
     match manifest::read_manifest(&target.registry, &target.image, &digest).await {
         Ok(Some(manifest)) => {
@@ -170,12 +164,8 @@ pub(super) async fn history(args: HistoryArgs, settings: &Settings, insecure: bo
     if let Some((digest, bad)) = marking {
         return mark(&target, digest, bad, &args, json).await;
     }
-    let tag = args.tag.clone().or_else(|| target.tags.first().cloned());
-    let Some(tag) = tag else {
-        return fail(json, Outcome::BadInput, "no floating tag configured");
-    };
-    let live = match live_digest(&target, &tag, json).await {
-        Ok(digest) => digest,
+    let (tag, live) = match live_tag(&target, args.tag.as_ref(), json).await {
+        Ok(live) => live,
         Err(code) => return code,
     };
     let history = manifest::walk(
@@ -212,23 +202,8 @@ async fn mark(
     args: &HistoryArgs,
     json: bool,
 ) -> u8 {
-    match target
-        .registry
-        .head_manifest(&target.image.repository, &Reference::Digest(digest.clone()))
-        .await
-    {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return fail(
-                json,
-                Outcome::BadInput,
-                &format!("{} has no image {digest}", target.image),
-            )
-        }
-        Err(error) => {
-            let error = manifest::ArtifactError::Registry(error);
-            return fail(json, artifact_outcome(&error), &error.to_string());
-        }
+    if let Err(code) = existing_digest(target, digest, json).await {
+        return code;
     }
     let reason = args
         .reason
@@ -288,32 +263,14 @@ pub(super) async fn hold_set(args: HoldSetArgs, settings: &Settings, insecure: b
         Err(code) => return code,
     };
     let digest = match args.digest {
-        Some(digest) => {
-            match target
-                .registry
-                .head_manifest(&target.image.repository, &Reference::Digest(digest.clone()))
-                .await
-            {
-                Ok(Some(_)) => digest,
-                Ok(None) => {
-                    return fail(
-                        false,
-                        Outcome::BadInput,
-                        &format!("{} has no image {digest}", target.image),
-                    )
-                }
-                Err(error) => return fail(false, Outcome::PrecheckFailed, &error.to_string()),
-            }
-        }
-        None => {
-            let Some(first) = target.tags.first() else {
-                return fail(false, Outcome::BadInput, "no floating tag configured");
-            };
-            match live_digest(&target, first, false).await {
-                Ok(digest) => digest,
-                Err(code) => return code,
-            }
-        }
+        Some(digest) => match existing_digest(&target, &digest, false).await {
+            Ok(()) => digest,
+            Err(code) => return code,
+        },
+        None => match live_tag(&target, None, false).await {
+            Ok((_, digest)) => digest,
+            Err(code) => return code,
+        },
     };
     let hold = Hold {
         schema_version: manifest::SCHEMA_VERSION,
@@ -351,13 +308,11 @@ pub(super) async fn hold_release(args: HoldReleaseArgs, settings: &Settings, ins
         }
         Err(error) => return fail(false, artifact_outcome(&error), &error.to_string()),
     };
-    let released = Hold {
-        state: HoldState::Released,
-        released_by: Some(manifest::actor(args.by.as_deref())),
-        released_at: Some(manifest::now_rfc3339()),
-        release_reason: args.reason,
-        ..hold
-    };
+    let released = hold.released(
+        manifest::actor(args.by.as_deref()),
+        manifest::now_rfc3339(),
+        args.reason,
+    );
     if let Err(error) = manifest::write_hold(&target.registry, &released).await {
         return fail(false, artifact_outcome(&error), &error.to_string());
     }

@@ -527,6 +527,37 @@ fn resolve<'s>(
     })
 }
 
+/// `tag` (default: the image's first floating tag) and the digest it points at now; on failure
+/// prints the error and returns the exit code.
+async fn live_tag(target: &Target<'_>, tag: Option<&Tag>, json: bool) -> Result<(Tag, Digest), u8> {
+    let Some(tag) = tag.or_else(|| target.tags.first()) else {
+        return Err(fail(json, Outcome::BadInput, "no floating tag configured"));
+    };
+    let digest = live_digest(target, tag, json).await?;
+    Ok((tag.clone(), digest))
+}
+
+/// Checks that the image has a manifest `digest`; on failure prints the error and returns the
+/// exit code.
+async fn existing_digest(target: &Target<'_>, digest: &Digest, json: bool) -> Result<(), u8> {
+    match target
+        .registry
+        .head_manifest(&target.image.repository, &Reference::Digest(digest.clone()))
+        .await
+    {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(fail(
+            json,
+            Outcome::BadInput,
+            &format!("{} has no image {digest}", target.image),
+        )),
+        Err(error) => {
+            let error = ArtifactError::Registry(error);
+            Err(fail(json, artifact_outcome(&error), &error.to_string()))
+        }
+    }
+}
+
 /// The digest `tag` points at now; on failure prints the error and returns the exit code.
 async fn live_digest(target: &Target<'_>, tag: &Tag, json: bool) -> Result<Digest, u8> {
     match target
