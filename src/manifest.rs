@@ -497,21 +497,7 @@ pub async fn generate(
             if request.insecure {
                 command.push_str(" --insecure");
             }
-            let tls = if request.insecure {
-                " --src-tls-verify=false --dest-tls-verify=false"
-            } else {
-                ""
-            };
-            let manual = rollback_tags
-                .iter()
-                .map(|tag| {
-                    format!(
-                        "skopeo copy --all --preserve-digests{tls} docker://{}@{previous} docker://{}:{tag}",
-                        request.image, request.image
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" && ");
+            let manual = manual_command(&request.image, previous, &rollback_tags, request.insecure);
             (Some(command), Some(manual))
         }
     };
@@ -527,6 +513,29 @@ pub async fn generate(
         build_url: request.build_url.clone(),
         git_sha: request.git_sha.clone(),
     })
+}
+
+/// The rollback to `digest` with skopeo, for when rollbot is not at hand: one digest-preserving
+/// copy per tag (`--all` keeps every platform), never `docker pull/tag/push`.
+pub fn manual_command(
+    image: &impl std::fmt::Display,
+    digest: &impl std::fmt::Display,
+    tags: &[impl std::fmt::Display],
+    insecure: bool,
+) -> String {
+    let tls = if insecure {
+        " --src-tls-verify=false --dest-tls-verify=false"
+    } else {
+        ""
+    };
+    tags.iter()
+        .map(|tag| {
+            format!(
+                "skopeo copy --all --preserve-digests{tls} docker://{image}@{digest} docker://{image}:{tag}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ")
 }
 
 /// Stores a rollback manifest document (the exact bytes of the file CI generated) next to the

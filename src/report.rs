@@ -1,10 +1,30 @@
 //! Plain-text rendering of pipeline progress and reports for the CLI (the JSON form is the
-//! `Report` itself, serialised).
+//! `Report` itself, serialised), and the duration texts chat messages and templates share.
 
 use std::fmt::Write as _;
 
 use crate::domain::model::Digest;
 use crate::pipeline::{Outcome, Plan, Progress, Report, StepReport};
+
+/// A duration for people: `840 ms` under ten seconds, else `12.3 s`.
+pub fn duration_text(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// `total_ms` as a share of the RTO budget, for people: `0.13%`, or `<0.01%`.
+pub fn rto_share_text(total_ms: u64, rto: std::time::Duration) -> String {
+    let rto_ms = u64::try_from(rto.as_millis()).unwrap_or(u64::MAX).max(1);
+    let share = total_ms as f64 * 100.0 / rto_ms as f64;
+    if share < 0.01 {
+        "<0.01%".to_owned()
+    } else {
+        format!("{share:.2}%")
+    }
+}
 
 /// The lines to print for one progress event.
 pub fn progress(event: &Progress<'_>) -> String {
@@ -102,11 +122,7 @@ pub fn summary(report: &Report) -> String {
     let _ = writeln!(
         out,
         "total {} ({} of the {} RTO budget); registry: {} manifest GET, {} manifest HEAD, {} PUT, {} blob HEAD{}{}",
-        if report.total_ms < 10_000 {
-            format!("{} ms", report.total_ms)
-        } else {
-            format!("{:.1} s", report.total_ms as f64 / 1000.0)
-        },
+        duration_text(report.total_ms),
         if report.rto_used_percent < 0.01 {
             "<0.01%".to_owned()
         } else {

@@ -21,6 +21,7 @@ use crate::domain::rollback::{RollbackId, State, Timestamp};
 use crate::engine::{Clock, EngineHandle, Event, EventKind};
 use crate::metrics::Metrics;
 use crate::notify::templates::{Context, Links, TemplateName, Templates};
+use crate::report::{duration_text, rto_share_text};
 use crate::store::RollbackRecord;
 
 /// A message as a list of blocks.
@@ -112,14 +113,6 @@ fn state_label(state: State) -> &'static str {
         State::Expired => "expired",
         State::Cancelled => "cancelled",
         State::Interrupted => "INTERRUPTED",
-    }
-}
-
-fn millis_text(ms: u64) -> String {
-    if ms < 10_000 {
-        format!("{ms} ms")
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
     }
 }
 
@@ -221,7 +214,7 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
                 "{} {} ({}): {}",
                 if step.ok { "✓" } else { "✗" },
                 step.name,
-                millis_text(step.duration_ms),
+                duration_text(step.duration_ms),
                 step.detail
             )
         })
@@ -230,7 +223,7 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
                 "  {} check {} ({}): {}",
                 if check.passed { "✓" } else { "✗" },
                 check.name,
-                millis_text(check.duration_ms),
+                duration_text(check.duration_ms),
                 check.detail
             )
         }))
@@ -248,18 +241,12 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
     if record.state.is_terminal() {
         let end = record.finished_at.unwrap_or(now);
         let total = end.since(record.created_at);
-        let rto_ms = u64::try_from(rto.as_millis()).unwrap_or(u64::MAX).max(1);
-        let share = total as f64 * 100.0 / rto_ms as f64;
         blocks.push(Block::Text {
             text: format!(
                 "Total {} from request to {}: {} of the {} RTO budget.",
-                millis_text(total),
+                duration_text(total),
                 state_label(record.state),
-                if share < 0.01 {
-                    "<0.01%".to_owned()
-                } else {
-                    format!("{share:.2}%")
-                },
+                rto_share_text(total, rto),
                 humantime::format_duration(rto)
             ),
         });

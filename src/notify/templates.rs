@@ -157,8 +157,6 @@ impl Context {
         let tags: Vec<String> = record.tags.iter().map(|t| t.tag.to_string()).collect();
         let end = record.finished_at.unwrap_or(now);
         let total_ms = end.since(record.created_at);
-        let rto_ms = u64::try_from(rto.as_millis()).unwrap_or(u64::MAX).max(1);
-        let share = total_ms as f64 * 100.0 / rto_ms as f64;
         let image = record.image.to_string();
         let to = record.target.digest.to_string();
         let tag_flags: String = tags.iter().map(|t| format!(" --tag {t}")).collect();
@@ -210,23 +208,11 @@ impl Context {
                 })
                 .collect(),
             total_ms,
-            total: if total_ms < 10_000 {
-                format!("{total_ms} ms")
-            } else {
-                format!("{:.1} s", total_ms as f64 / 1000.0)
-            },
+            total: crate::report::duration_text(total_ms),
             rto: humantime::format_duration(rto).to_string(),
-            rto_used: if share < 0.01 {
-                "<0.01%".to_owned()
-            } else {
-                format!("{share:.2}%")
-            },
+            rto_used: crate::report::rto_share_text(total_ms, rto),
             rollback_command: format!("rollbot rollback {image} --to {to}{tag_flags} --yes"),
-            manual_command: tags
-                .iter()
-                .map(|t| format!("skopeo copy --all --preserve-digests docker://{image}@{to} docker://{image}:{t}"))
-                .collect::<Vec<_>>()
-                .join(" && "),
+            manual_command: crate::manifest::manual_command(&image, &to, &tags, false),
             to_digest: to,
             tags,
             error: record.error.clone(),
