@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::{Block, ChatError, ChatPort, Message};
+use super::{ChatError, ChatPort, Message};
 use crate::domain::command;
 use crate::domain::rollback::Actor;
 use crate::engine::{Clock, EngineHandle, Inbound, Reply};
@@ -107,7 +107,7 @@ impl Console {
     /// privately.
     pub async fn say(&self, engine: &EngineHandle, user: &Actor, text: &str) -> Reply {
         let text: String = text.chars().take(2000).collect();
-        self.push(&user.name, None, None, plain(&text));
+        self.push(&user.name, None, None, Message::text(text.as_str()));
         let reply = match command::parse(&text) {
             Ok(command) => {
                 engine
@@ -121,7 +121,12 @@ impl Console {
             }
             Err(error) => Reply::refused(format!("{error}\n{}", command::USAGE)),
         };
-        self.push("rollbot", None, Some(&user.id), plain(&reply.text));
+        self.push(
+            "rollbot",
+            None,
+            Some(&user.id),
+            Message::text(reply.text.as_str()),
+        );
         reply
     }
 
@@ -129,34 +134,24 @@ impl Console {
     pub async fn click(&self, engine: &EngineHandle, user: &Actor, action: &str) -> Reply {
         let reply = match super::parse_action(action) {
             Some((decision, id)) => {
-                let command = match decision {
-                    crate::domain::policy::Decision::Approve => command::Command::Approve { id },
-                    crate::domain::policy::Decision::Reject => {
-                        command::Command::Reject { id, reason: None }
-                    }
-                };
                 engine
                     .submit(Inbound {
                         actor: user.clone(),
                         channel: self.channel_ref(),
-                        command,
+                        command: command::Command::vote(decision, id),
                         idempotency_key: None,
                     })
                     .await
             }
             None => Reply::refused(format!("unknown action '{action}'")),
         };
-        self.push("rollbot", None, Some(&user.id), plain(&reply.text));
+        self.push(
+            "rollbot",
+            None,
+            Some(&user.id),
+            Message::text(reply.text.as_str()),
+        );
         reply
-    }
-}
-
-fn plain(text: &str) -> Message {
-    Message {
-        fallback: text.to_owned(),
-        blocks: vec![Block::Text {
-            text: text.to_owned(),
-        }],
     }
 }
 

@@ -69,6 +69,15 @@ pub fn parse_action(action: &str) -> Option<(Decision, RollbackId)> {
 }
 
 impl Message {
+    /// A message of one text block (its fallback is the same text).
+    pub fn text(text: impl Into<String>) -> Message {
+        let text = text.into();
+        Message {
+            fallback: text.clone(),
+            blocks: vec![Block::Text { text }],
+        }
+    }
+
     /// A canonical plain-text form: what snapshot tests compare, and what text-only clients show.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -307,10 +316,7 @@ pub fn thread_reply(
                 format!("{}: {}", record.id, record.state)
             }
         };
-        return Some(Message {
-            fallback: text.clone(),
-            blocks: vec![Block::Text { text }],
-        });
+        return Some(Message::text(text));
     }
     let text = match (&event.kind, &event.rollback) {
         (EventKind::Approved { by }, Some(r)) => format!(
@@ -350,10 +356,7 @@ pub fn thread_reply(
         ),
         _ => return None,
     };
-    Some(Message {
-        fallback: text.clone(),
-        blocks: vec![Block::Text { text }],
-    })
+    Some(Message::text(text))
 }
 
 /// Why a chat call failed.

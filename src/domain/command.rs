@@ -14,6 +14,7 @@
 use std::fmt;
 
 use super::model::{Digest, ImageRef, Reference, Tag};
+use super::policy::Decision;
 use super::rollback::RollbackId;
 
 /// What someone asked for.
@@ -48,6 +49,14 @@ pub enum Command {
 }
 
 impl Command {
+    /// An approval or a rejection (without a reason): what a button or a reaction means.
+    pub fn vote(decision: Decision, id: RollbackId) -> Command {
+        match decision {
+            Decision::Approve => Command::Approve { id },
+            Decision::Reject => Command::Reject { id, reason: None },
+        }
+    }
+
     /// The command as canonical chat text (for the audit log and echoes).
     pub fn to_text(&self) -> String {
         let with_reason = |base: String, reason: &Option<String>| match reason {

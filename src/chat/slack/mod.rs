@@ -262,15 +262,11 @@ impl Slack {
                     return;
                 }
                 let actor = self.actor(&user, &user_name).await;
-                let command = match decision {
-                    Decision::Approve => Command::Approve { id },
-                    Decision::Reject => Command::Reject { id, reason: None },
-                };
                 self.submit(
                     engine,
                     &channel,
                     actor,
-                    command,
+                    Command::vote(decision, id),
                     format!("slack-action:{key}"),
                 )
                 .await;
@@ -299,18 +295,11 @@ impl Slack {
                     return; // a reaction on some other message
                 };
                 let actor = self.actor(&user, &user).await;
-                let command = match decision {
-                    Decision::Approve => Command::Approve { id: record.id },
-                    Decision::Reject => Command::Reject {
-                        id: record.id,
-                        reason: None,
-                    },
-                };
                 self.submit(
                     engine,
                     &channel,
                     actor,
-                    command,
+                    Command::vote(decision, record.id),
                     format!("slack-event:{key}"),
                 )
                 .await;
