@@ -165,30 +165,17 @@ impl DockerHub {
     /// See [`HubError`].
     pub async fn description(&self, repository: &str) -> Result<String, HubError> {
         let (namespace, name) = split(repository);
-        for attempt in 0..2 {
-            let token = self.login().await?;
-            let response = self
-                .http
-                .get(format!(
-                    "{}/v2/namespaces/{namespace}/repositories/{name}",
-                    self.settings.api_url
-                ))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .map_err(|e| HubError::Unavailable(error_chain(&e)))?;
-            match self.check(response, repository).await {
-                Err(HubError::Unauthorized(_)) if attempt == 0 => self.forget_token(),
-                Err(error) => return Err(error),
-                Ok(body) => {
-                    return Ok(body["full_description"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned())
-                }
-            }
-        }
-        Err(HubError::Unauthorized(self.settings.username.clone()))
+        let url = format!(
+            "{}/v2/namespaces/{namespace}/repositories/{name}",
+            self.settings.api_url
+        );
+        let body = self
+            .call(repository, |token| self.http.get(&url).bearer_auth(token))
+            .await?;
+        Ok(body["full_description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
     }
 
     /// Writes the repository's `full_description`.
@@ -203,23 +190,53 @@ impl DockerHub {
             )));
         }
         let (namespace, name) = split(repository);
+        let url = format!(
+            "{}/v2/repositories/{namespace}/{name}",
+            self.settings.api_url
+        );
+        let body = json!({ "full_description": text });
+        self.call(repository, |token| {
+            self.http.patch(&url).bearer_auth(token).json(&body)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Reads the description, applies `edit`, and writes the result back when it differs.
+    /// Returns whether anything was written.
+    ///
+    /// # Errors
+    /// See [`HubError`]; an error from `edit` is returned as is, with nothing written.
+    pub async fn edit_description(
+        &self,
+        repository: &str,
+        edit: impl FnOnce(&str) -> Result<String, HubError>,
+    ) -> Result<bool, HubError> {
+        let description = self.description(repository).await?;
+        let updated = edit(&description)?;
+        if updated == description {
+            return Ok(false);
+        }
+        self.set_description(repository, &updated).await?;
+        Ok(true)
+    }
+
+    /// One call with the access token; a 401 logs in again once (the cached token may have
+    /// been revoked or expired early).
+    async fn call(
+        &self,
+        repository: &str,
+        request: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<Value, HubError> {
         for attempt in 0..2 {
             let token = self.login().await?;
-            let response = self
-                .http
-                .patch(format!(
-                    "{}/v2/repositories/{namespace}/{name}",
-                    self.settings.api_url
-                ))
-                .bearer_auth(&token)
-                .json(&json!({ "full_description": text }))
+            let response = request(&token)
                 .send()
                 .await
                 .map_err(|e| HubError::Unavailable(error_chain(&e)))?;
             match self.check(response, repository).await {
                 Err(HubError::Unauthorized(_)) if attempt == 0 => self.forget_token(),
-                Err(error) => return Err(error),
-                Ok(_) => return Ok(()),
+                answer => return answer,
             }
         }
         Err(HubError::Unauthorized(self.settings.username.clone()))

@@ -498,12 +498,8 @@ impl Notifier {
         let Some(hub) = &self.dockerhub else {
             return Attempt::GiveUp("Docker Hub is not configured".to_owned());
         };
-        self.dockerhub_pace.until_ready().await;
-        let description = match hub.description(repository).await {
-            Ok(description) => description,
-            Err(error) => return hub_failure(error),
-        };
-        let updated = if set {
+        // The long banner, and the short one for when the long one does not fit.
+        let banners = if set {
             context.short = false;
             let long = self
                 .templates
@@ -513,22 +509,25 @@ impl Notifier {
                 .templates
                 .render(TemplateName::DockerHubBanner, context);
             match (long, short) {
-                (Ok(long), Ok(short)) => match with_banner(&description, &long, &short) {
-                    Ok(text) => text,
-                    Err(error) => return Attempt::GiveUp(error),
-                },
+                (Ok(long), Ok(short)) => Some((long, short)),
                 (Err(error), _) | (_, Err(error)) => {
                     return Attempt::GiveUp(format!("template: {error}"))
                 }
             }
         } else {
-            without_banner(&description)
+            None
         };
-        if updated == description {
-            return Attempt::Done;
-        }
-        match hub.set_description(repository, &updated).await {
-            Ok(()) => Attempt::Done,
+        self.dockerhub_pace.until_ready().await;
+        let edited = hub
+            .edit_description(repository, |description| match &banners {
+                Some((long, short)) => {
+                    with_banner(description, long, short).map_err(HubError::TooLong)
+                }
+                None => Ok(without_banner(description)),
+            })
+            .await;
+        match edited {
+            Ok(_) => Attempt::Done,
             Err(error) => hub_failure(error),
         }
     }
@@ -563,17 +562,8 @@ pub async fn remove_banner_now(settings: &Settings, repository: &str) -> Result<
     let Some(hub) = &settings.daemon.dockerhub else {
         return Ok(false);
     };
-    let hub = DockerHub::new(hub.clone())?;
-    let description = hub
-        .description(repository)
+    DockerHub::new(hub.clone())?
+        .edit_description(repository, |description| Ok(without_banner(description)))
         .await
-        .map_err(|e| e.to_string())?;
-    let updated = without_banner(&description);
-    if updated == description {
-        return Ok(false);
-    }
-    hub.set_description(repository, &updated)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(true)
+        .map_err(|e| e.to_string())
 }
