@@ -346,6 +346,7 @@ impl Slack {
         }
     }
 
+    /// The members of `group`, cached for `slack.group_cache`.
     async fn members(&self, group: &str) -> HashSet<String> {
         let mut cache = self.groups.lock().await;
         if let Some((at, members)) = cache.get(group) {
@@ -353,19 +354,8 @@ impl Slack {
                 return members.clone();
             }
         }
-        let request = SlackApiUserGroupsUsersListRequest::new(group.to_owned().into());
-        let result = self
-            .call("usergroups.users.list", group, || async {
-                self.client
-                    .open_session(&self.token)
-                    .usergroups_users_list(&request)
-                    .await
-            })
-            .await;
-        match result {
-            Ok(response) => {
-                let members: HashSet<String> =
-                    response.users.into_iter().map(|u| u.to_string()).collect();
+        match self.fetch_members(group).await {
+            Ok(members) => {
                 cache.insert(group.to_owned(), (Instant::now(), members.clone()));
                 members
             }
@@ -374,6 +364,20 @@ impl Slack {
                 HashSet::new()
             }
         }
+    }
+
+    /// `usergroups.users.list`, uncached.
+    async fn fetch_members(&self, group: &str) -> Result<HashSet<String>, ChatError> {
+        let request = SlackApiUserGroupsUsersListRequest::new(group.to_owned().into());
+        let response = self
+            .call("usergroups.users.list", group, || async {
+                self.client
+                    .open_session(&self.token)
+                    .usergroups_users_list(&request)
+                    .await
+            })
+            .await?;
+        Ok(response.users.into_iter().map(|u| u.to_string()).collect())
     }
 
     async fn ephemeral(&self, channel: &str, user: &str, text: &str) {
@@ -481,18 +485,16 @@ impl Slack {
                 Err(error) => problems.push(error.to_string()),
             }
         }
+        // What the check reads also fills the membership cache for the first approvals.
         for group in &self.approver_groups {
-            let request = SlackApiUserGroupsUsersListRequest::new(group.clone().into());
-            let result = self
-                .call("usergroups.users.list", group, || async {
-                    self.client
-                        .open_session(&self.token)
-                        .usergroups_users_list(&request)
+            match self.fetch_members(group).await {
+                Ok(members) => {
+                    self.groups
+                        .lock()
                         .await
-                })
-                .await;
-            if let Err(error) = result {
-                problems.push(error.to_string());
+                        .insert(group.clone(), (Instant::now(), members));
+                }
+                Err(error) => problems.push(error.to_string()),
             }
         }
         for problem in &problems {
@@ -558,6 +560,29 @@ impl Slack {
         })
     }
 
+    /// `chat.postMessage`, in the thread of `thread_ts` when given; returns the message's ts.
+    async fn post(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        message: &Message,
+    ) -> Result<String, ChatError> {
+        let mut request =
+            SlackApiChatPostMessageRequest::new(channel.to_owned().into(), Slack::content(message));
+        if let Some(ts) = thread_ts {
+            request = request.with_thread_ts(ts.to_owned().into());
+        }
+        let posted = self
+            .call("chat.postMessage", channel, || async {
+                self.client
+                    .open_session(&self.token)
+                    .chat_post_message(&request)
+                    .await
+            })
+            .await?;
+        Ok(posted.ts.to_string())
+    }
+
     fn content(message: &Message) -> SlackMessageContent {
         let blocks = blocks::blocks(message);
         let content = SlackMessageContent::new().with_text(message.fallback.clone());
@@ -577,17 +602,7 @@ impl ChatPort for Slack {
     }
 
     async fn post_status(&self, channel: &str, message: &Message) -> Result<String, ChatError> {
-        let request =
-            SlackApiChatPostMessageRequest::new(channel.to_owned().into(), Slack::content(message));
-        let posted = self
-            .call("chat.postMessage", channel, || async {
-                self.client
-                    .open_session(&self.token)
-                    .chat_post_message(&request)
-                    .await
-            })
-            .await?;
-        Ok(posted.ts.to_string())
+        self.post(channel, None, message).await
     }
 
     async fn update_status(
@@ -617,18 +632,6 @@ impl ChatPort for Slack {
         status_ref: Option<&str>,
         message: &Message,
     ) -> Result<(), ChatError> {
-        let mut request =
-            SlackApiChatPostMessageRequest::new(channel.to_owned().into(), Slack::content(message));
-        if let Some(ts) = status_ref {
-            request = request.with_thread_ts(ts.to_owned().into());
-        }
-        self.call("chat.postMessage", channel, || async {
-            self.client
-                .open_session(&self.token)
-                .chat_post_message(&request)
-                .await
-        })
-        .await?;
-        Ok(())
+        self.post(channel, status_ref, message).await.map(drop)
     }
 }
