@@ -433,47 +433,22 @@ impl RegistryClient {
         if !response.status().is_success() {
             return Err(match self.status_error(&op, response).await {
                 RegistryError::ManifestUnknown { image, what, .. } => {
-                    // distribution answers MANIFEST_UNKNOWN for unknown repositories too; the
-                    // tag list tells them apart, and names what does exist.
-                    match self.list_tags(repository, 100).await {
-                        Err(error @ RegistryError::RepositoryUnknown { .. }) => error,
-                        Ok(tags) if !tags.is_empty() && matches!(reference, Reference::Tag(_)) => {
-                            let mut shown: Vec<&str> =
-                                tags.iter().map(String::as_str).take(10).collect();
-                            if tags.len() > 10 {
-                                shown.push("…");
-                            }
-                            RegistryError::ManifestUnknown {
-                                image,
-                                what,
-                                hint: format!(" (its tags include: {})", shown.join(", ")),
-                            }
-                        }
-                        _ => RegistryError::ManifestUnknown {
-                            image,
-                            what,
-                            hint: String::new(),
-                        },
-                    }
+                    self.explain_unknown_manifest(repository, reference, image, what)
+                        .await
                 }
                 other => other,
             });
         }
         let header_digest = self.digest_header(&op, response.headers())?;
         let content_type = header_str(response.headers(), CONTENT_TYPE.as_str()).map(str::to_owned);
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_MANIFEST_BYTES as u64)
-        {
-            return Err(self.invalid(&op, "the manifest is larger than 4 MiB".to_owned()));
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&op, &e))?;
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(self.invalid(&op, "the manifest is larger than 4 MiB".to_owned()));
-        }
+        let bytes = self
+            .body_within(
+                &op,
+                response,
+                MAX_MANIFEST_BYTES,
+                "the manifest is larger than 4 MiB",
+            )
+            .await?;
         let manifest = RawManifest::parse(bytes, content_type.as_deref())
             .map_err(|e: ManifestError| self.invalid(&op, e.to_string()))?;
         if let Reference::Digest(asked) = reference {
@@ -542,6 +517,54 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// distribution answers MANIFEST_UNKNOWN for unknown repositories too: the tag list tells
+    /// them apart, and for an unknown tag names the tags that do exist.
+    async fn explain_unknown_manifest(
+        &self,
+        repository: &Repository,
+        reference: &Reference,
+        image: ImageRef,
+        what: String,
+    ) -> RegistryError {
+        let hint = match self.list_tags(repository, 100).await {
+            Err(error @ RegistryError::RepositoryUnknown { .. }) => return error,
+            Ok(tags) if !tags.is_empty() && matches!(reference, Reference::Tag(_)) => {
+                let mut shown: Vec<&str> = tags.iter().map(String::as_str).take(10).collect();
+                if tags.len() > 10 {
+                    shown.push("…");
+                }
+                format!(" (its tags include: {})", shown.join(", "))
+            }
+            _ => String::new(),
+        };
+        RegistryError::ManifestUnknown { image, what, hint }
+    }
+
+    /// The answer's body, refused with `too_large` when it is over `max_bytes` (by its
+    /// Content-Length before reading, or by what arrived).
+    async fn body_within(
+        &self,
+        op: &Op<'_>,
+        response: reqwest::Response,
+        max_bytes: usize,
+        too_large: &str,
+    ) -> Result<Bytes, RegistryError> {
+        if response
+            .content_length()
+            .is_some_and(|n| n > max_bytes as u64)
+        {
+            return Err(self.invalid(op, too_large.to_owned()));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(op, &e))?;
+        if bytes.len() > max_bytes {
+            return Err(self.invalid(op, too_large.to_owned()));
+        }
+        Ok(bytes)
+    }
+
     /// Up to `n` tags of a repository (`GET /v2/<name>/tags/list`; not a pull).
     ///
     /// # Errors
@@ -601,19 +624,14 @@ impl RegistryClient {
         if !response.status().is_success() {
             return Err(self.status_error(&op, response).await);
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > max_bytes as u64)
-        {
-            return Err(self.invalid(&op, format!("the blob is larger than {max_bytes} bytes")));
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&op, &e))?;
-        if bytes.len() > max_bytes {
-            return Err(self.invalid(&op, format!("the blob is larger than {max_bytes} bytes")));
-        }
+        let bytes = self
+            .body_within(
+                &op,
+                response,
+                max_bytes,
+                &format!("the blob is larger than {max_bytes} bytes"),
+            )
+            .await?;
         let actual = Digest::of(&bytes);
         if actual != *digest {
             return Err(self.invalid(&op, format!("the bytes hash to {actual}")));
