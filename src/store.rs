@@ -366,18 +366,6 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
-    /// The most recent rollbacks, newest first.
-    ///
-    /// # Errors
-    /// Database errors, unreadable records.
-    pub async fn recent(&self, limit: u32) -> Result<Vec<RollbackRecord>, StoreError> {
-        let rows = sqlx::query("SELECT id, data FROM rollbacks ORDER BY id DESC LIMIT ?")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(from_row).collect()
-    }
-
     /// Audit entries at or after `since`, oldest first.
     ///
     /// # Errors
