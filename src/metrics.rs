@@ -82,106 +82,95 @@ impl Metrics {
     /// answer (connection error or timeout).
     pub fn render(&self, registry_statuses: &[(String, u16, u64)]) -> String {
         let mut out = String::new();
-        let snapshot = |m: &Mutex<BTreeMap<String, u64>>| crate::lock(m).clone();
-        let _ = writeln!(
-            out,
-            "# HELP rollbot_rollbacks_total Rollbacks that reached a final state, by outcome."
-        );
-        let _ = writeln!(out, "# TYPE rollbot_rollbacks_total counter");
-        for (outcome, n) in snapshot(&self.rollbacks) {
-            let _ = writeln!(out, "rollbot_rollbacks_total{{outcome=\"{outcome}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP rollbot_commands_total Chat commands received, by command."
-        );
-        let _ = writeln!(out, "# TYPE rollbot_commands_total counter");
-        for (command, n) in snapshot(&self.commands) {
-            let _ = writeln!(out, "rollbot_commands_total{{command=\"{command}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP rollbot_rate_limited_total Commands refused by a rate limit."
-        );
-        let _ = writeln!(out, "# TYPE rollbot_rate_limited_total counter");
-        let _ = writeln!(
-            out,
-            "rollbot_rate_limited_total {}",
-            self.rate_limited.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP rollbot_pending_approvals Rollbacks waiting for approval."
-        );
-        let _ = writeln!(out, "# TYPE rollbot_pending_approvals gauge");
-        let _ = writeln!(
-            out,
-            "rollbot_pending_approvals {}",
-            self.pending_approvals.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP rollbot_running_rollbacks Rollbacks whose pipeline is running."
-        );
-        let _ = writeln!(out, "# TYPE rollbot_running_rollbacks gauge");
-        let _ = writeln!(
-            out,
-            "rollbot_running_rollbacks {}",
-            self.running.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP rollbot_step_duration_seconds Duration of pipeline steps."
-        );
-        let _ = writeln!(out, "# TYPE rollbot_step_duration_seconds histogram");
-        {
-            let steps = crate::lock(&self.steps);
-            for (step, histogram) in steps.iter() {
-                for (bound, n) in BUCKETS.iter().zip(histogram.buckets) {
-                    let _ = writeln!(out, "rollbot_step_duration_seconds_bucket{{step=\"{step}\",le=\"{bound}\"}} {n}");
+        let by_label =
+            |out: &mut String, name: &str, label: &str, map: &Mutex<BTreeMap<String, u64>>| {
+                for (value, n) in crate::lock(map).iter() {
+                    let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
                 }
-                let _ = writeln!(
-                    out,
-                    "rollbot_step_duration_seconds_bucket{{step=\"{step}\",le=\"+Inf\"}} {}",
-                    histogram.count
-                );
-                let _ = writeln!(
-                    out,
-                    "rollbot_step_duration_seconds_sum{{step=\"{step}\"}} {}",
-                    histogram.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "rollbot_step_duration_seconds_count{{step=\"{step}\"}} {}",
-                    histogram.count
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP rollbot_registry_requests_total Registry requests by registry and HTTP status (0: no answer).");
-        let _ = writeln!(out, "# TYPE rollbot_registry_requests_total counter");
-        for (host, status, n) in registry_statuses {
-            let _ = writeln!(
-                out,
-                "rollbot_registry_requests_total{{registry=\"{host}\",status=\"{status}\"}} {n}"
-            );
-        }
-        let _ = writeln!(out, "# HELP rollbot_notifications_pending Deliveries to GitHub or Docker Hub waiting in the outbox.");
-        let _ = writeln!(out, "# TYPE rollbot_notifications_pending gauge");
-        let _ = writeln!(
-            out,
-            "rollbot_notifications_pending {}",
-            self.pending_notifications.load(Ordering::Relaxed)
+            };
+        let single = |out: &mut String, name: &str, value: &AtomicU64| {
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        };
+        let name = "rollbot_rollbacks_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Rollbacks that reached a final state, by outcome.",
         );
-        let _ = writeln!(out, "# HELP rollbot_notification_failures_total Chat or notification deliveries that failed.");
-        let _ = writeln!(out, "# TYPE rollbot_notification_failures_total counter");
-        for (sink, n) in snapshot(&self.sink_failures) {
-            let _ = writeln!(
-                out,
-                "rollbot_notification_failures_total{{sink=\"{sink}\"}} {n}"
-            );
+        by_label(&mut out, name, "outcome", &self.rollbacks);
+        let name = "rollbot_commands_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Chat commands received, by command.",
+        );
+        by_label(&mut out, name, "command", &self.commands);
+        let name = "rollbot_rate_limited_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Commands refused by a rate limit.",
+        );
+        single(&mut out, name, &self.rate_limited);
+        let name = "rollbot_pending_approvals";
+        family(&mut out, name, "gauge", "Rollbacks waiting for approval.");
+        single(&mut out, name, &self.pending_approvals);
+        let name = "rollbot_running_rollbacks";
+        family(
+            &mut out,
+            name,
+            "gauge",
+            "Rollbacks whose pipeline is running.",
+        );
+        single(&mut out, name, &self.running);
+        let name = "rollbot_step_duration_seconds";
+        family(&mut out, name, "histogram", "Duration of pipeline steps.");
+        for (step, histogram) in crate::lock(&self.steps).iter() {
+            for (bound, n) in BUCKETS.iter().zip(histogram.buckets) {
+                let _ = writeln!(out, "{name}_bucket{{step=\"{step}\",le=\"{bound}\"}} {n}");
+            }
+            let count = histogram.count;
+            let _ = writeln!(out, "{name}_bucket{{step=\"{step}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{step=\"{step}\"}} {}", histogram.sum);
+            let _ = writeln!(out, "{name}_count{{step=\"{step}\"}} {count}");
         }
+        let name = "rollbot_registry_requests_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Registry requests by registry and HTTP status (0: no answer).",
+        );
+        for (host, status, n) in registry_statuses {
+            let _ = writeln!(out, "{name}{{registry=\"{host}\",status=\"{status}\"}} {n}");
+        }
+        let name = "rollbot_notifications_pending";
+        family(
+            &mut out,
+            name,
+            "gauge",
+            "Deliveries to GitHub or Docker Hub waiting in the outbox.",
+        );
+        single(&mut out, name, &self.pending_notifications);
+        let name = "rollbot_notification_failures_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Chat or notification deliveries that failed.",
+        );
+        by_label(&mut out, name, "sink", &self.sink_failures);
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 #[cfg(test)]
