@@ -3,8 +3,9 @@
 //! Placeholders in a command's arguments and in an HTTP URL: `{image}` (`host/repo`),
 //! `{digest}` (`sha256:…`), `{ref}` (`host/repo@sha256:…`); `{{` and `}}` are literal braces.
 //! Commands also get them as `ROLLBOT_IMAGE`, `ROLLBOT_DIGEST` and `ROLLBOT_REF` in their
-//! environment. They do not inherit rollbot's secrets: every variable a `*_env` config key
-//! names, and every other `ROLLBOT_*` variable, is removed from their environment.
+//! environment. They do not inherit rollbot's secrets: every variable a `*_env` key of an
+//! enabled section or a registry names, and every other `ROLLBOT_*` variable, is removed from
+//! their environment.
 
 use std::time::{Duration, Instant};
 

@@ -853,6 +853,10 @@ impl Walker<'_> {
         let env_key = format!("{name}_env");
         let file = self.optional(table, section, &file_key, Self::string);
         let env = self.optional(table, section, &env_key, Self::string);
+        // Named as holding a secret, so hidden from health checks even when the file wins.
+        if let Some(var) = &env {
+            self.secret_env.push(var.clone());
+        }
         let (value, origin_key, source) = match (file, env) {
             (Some(file), _) => match std::fs::read_to_string(&file) {
                 Ok(text) => (text.trim().to_owned(), file_key, format!("file {file}")),
@@ -865,17 +869,14 @@ impl Walker<'_> {
                     return None;
                 }
             },
-            (None, Some(var)) => {
-                self.secret_env.push(var.clone());
-                (
-                    self.env
-                        .get(&var)
-                        .map(|v| v.trim().to_owned())
-                        .unwrap_or_default(),
-                    env_key,
-                    format!("environment variable {var}"),
-                )
-            }
+            (None, Some(var)) => (
+                self.env
+                    .get(&var)
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default(),
+                env_key,
+                format!("environment variable {var}"),
+            ),
             (None, None) => {
                 self.problem(
                     &format!("{section}.{env_key}"),
