@@ -177,73 +177,43 @@ impl Notifier {
             .and_then(|entry| entry.dockerhub.clone())
     }
 
+    /// The deliveries an event calls for, into the outbox.
     async fn enqueue(&self, event: &Event) -> Result<(), String> {
         let now = self.clock.now();
         let rto = self.settings.rollback.rto;
         let github = self.settings.daemon.github.as_ref();
         let announce_on = github.map(|g| g.announce_on);
-        let store = &self.store;
-        let put = |key: String,
-                   record: Option<RollbackId>,
-                   sink: &'static str,
-                   kind: &'static str,
-                   payload: serde_json::Value| async move {
-            store
-                .enqueue(&key, record, sink, kind, &payload, now)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+        let context = |record: &RollbackRecord, name: &str| {
+            Context::of(record, name, rto, Links::default(), now)
         };
+        let mut outgoing = Vec::new();
         match (&event.kind, &event.rollback) {
             (EventKind::Approved { .. }, Some(record))
                 if announce_on == Some(AnnounceOn::Approved) =>
             {
-                let context = Context::of(record, "approved", rto, Links::default(), now);
-                put(
-                    format!("github:announce:{}", record.id),
-                    Some(record.id),
-                    "github",
-                    "announce",
-                    json!({ "context": context }),
-                )
-                .await?;
+                outgoing.push(Outgoing::announce(record.id, &context(record, "approved")));
             }
             (EventKind::Succeeded, Some(record)) => {
-                let context = Context::of(record, "succeeded", rto, Links::default(), now);
+                let context = context(record, "succeeded");
                 match announce_on {
                     Some(AnnounceOn::Succeeded) => {
-                        put(
-                            format!("github:announce:{}", record.id),
-                            Some(record.id),
-                            "github",
-                            "announce",
-                            json!({ "context": context }),
-                        )
-                        .await?;
+                        outgoing.push(Outgoing::announce(record.id, &context));
                     }
                     Some(AnnounceOn::Approved) => {
-                        put(
-                            format!("github:comment:{}:succeeded", record.id),
-                            Some(record.id),
-                            "github",
-                            "comment",
-                            json!({ "context": context }),
-                        )
-                        .await?;
+                        outgoing.push(Outgoing::comment(record.id, "succeeded", &context));
                     }
                     None => {}
                 }
                 if let (Some(_), Some(repository)) =
                     (&self.dockerhub, self.dockerhub_repository(record))
                 {
-                    put(
+                    outgoing.push(Outgoing::banner(
                         format!("dockerhub:banner:{}", record.id),
-                        Some(record.id),
-                        "dockerhub",
+                        record.id,
                         "banner_set",
-                        json!({ "context": context, "repository": repository }),
-                    )
-                    .await?;
+                        &context,
+                        &repository,
+                    ));
                 }
             }
             (EventKind::Failed | EventKind::Interrupted, Some(record))
@@ -254,15 +224,7 @@ impl Notifier {
                 } else {
                     "interrupted"
                 };
-                let context = Context::of(record, name, rto, Links::default(), now);
-                put(
-                    format!("github:comment:{}:{name}", record.id),
-                    Some(record.id),
-                    "github",
-                    "comment",
-                    json!({ "context": context }),
-                )
-                .await?;
+                outgoing.push(Outgoing::comment(record.id, name, &context(record, name)));
             }
             (EventKind::HoldReleased { image, by, reason }, _) => {
                 let record = self
@@ -271,35 +233,40 @@ impl Notifier {
                     .await
                     .map_err(|e| e.to_string())?;
                 if let Some(record) = record {
-                    let mut context =
-                        Context::of(&record, "hold_released", rto, Links::default(), now);
+                    let mut context = context(&record, "hold_released");
                     context.released_by = Some(by.name.clone());
                     context.release_reason = reason.clone();
                     if github.is_some() {
-                        put(
-                            format!("github:comment:{}:released:{}", record.id, now.0),
-                            Some(record.id),
-                            "github",
-                            "comment",
-                            json!({ "context": context }),
-                        )
-                        .await?;
+                        let what = format!("released:{}", now.0);
+                        outgoing.push(Outgoing::comment(record.id, &what, &context));
                     }
                     if let (Some(_), Some(repository)) =
                         (&self.dockerhub, self.dockerhub_repository(&record))
                     {
-                        put(
+                        outgoing.push(Outgoing::banner(
                             format!("dockerhub:remove:{}:{}", record.id, now.0),
-                            Some(record.id),
-                            "dockerhub",
+                            record.id,
                             "banner_remove",
-                            json!({ "context": context, "repository": repository }),
-                        )
-                        .await?;
+                            &context,
+                            &repository,
+                        ));
                     }
                 }
             }
             _ => {}
+        }
+        for delivery in outgoing {
+            self.store
+                .enqueue(
+                    &delivery.key,
+                    Some(delivery.rollback),
+                    delivery.sink,
+                    delivery.kind,
+                    &delivery.payload,
+                    now,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -529,6 +496,56 @@ impl Notifier {
         match edited {
             Ok(_) => Attempt::Done,
             Err(error) => hub_failure(error),
+        }
+    }
+}
+
+/// A delivery to queue; its key is unique per intended effect.
+struct Outgoing {
+    key: String,
+    rollback: RollbackId,
+    sink: &'static str,
+    kind: &'static str,
+    payload: serde_json::Value,
+}
+
+impl Outgoing {
+    /// The rollback's Discussion (created once).
+    fn announce(rollback: RollbackId, context: &Context) -> Outgoing {
+        Outgoing {
+            key: format!("github:announce:{rollback}"),
+            rollback,
+            sink: "github",
+            kind: "announce",
+            payload: json!({ "context": context }),
+        }
+    }
+
+    /// A comment on the rollback's Discussion; `what` makes the key unique.
+    fn comment(rollback: RollbackId, what: &str, context: &Context) -> Outgoing {
+        Outgoing {
+            key: format!("github:comment:{rollback}:{what}"),
+            rollback,
+            sink: "github",
+            kind: "comment",
+            payload: json!({ "context": context }),
+        }
+    }
+
+    /// Setting (`banner_set`) or removing (`banner_remove`) the Docker Hub banner.
+    fn banner(
+        key: String,
+        rollback: RollbackId,
+        kind: &'static str,
+        context: &Context,
+        repository: &str,
+    ) -> Outgoing {
+        Outgoing {
+            key,
+            rollback,
+            sink: "dockerhub",
+            kind,
+            payload: json!({ "context": context, "repository": repository }),
         }
     }
 }
