@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rollbot::chat::{status_message, thread_reply};
-use rollbot::domain::model::{Digest, ImageRef, Tag};
+use rollbot::domain::model::Tag;
 use rollbot::domain::policy::{Decision, RecordedVote};
-use rollbot::domain::rollback::{Actor, RollbackId, State, Timestamp};
+use rollbot::domain::rollback::{State, Timestamp};
 use rollbot::engine::{Event, EventKind};
-use rollbot::pipeline::{PlannedTag, StepReport, TargetReport};
-use rollbot::registry::oci::MediaType;
+use rollbot::pipeline::StepReport;
 use rollbot::store::RollbackRecord;
+
+use crate::support::records::{actor, digest, sample};
 
 fn assert_snapshot(name: &str, actual: &str) {
     let path =
@@ -31,63 +32,8 @@ fn assert_snapshot(name: &str, actual: &str) {
     }
 }
 
-fn digest(c: char) -> Digest {
-    Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("digest")
-}
-
-fn actor(id: &str, name: &str) -> Actor {
-    Actor {
-        id: id.into(),
-        name: name.into(),
-        groups: Vec::new(),
-    }
-}
-
 fn record(state: State) -> RollbackRecord {
-    let created = Timestamp(1_795_000_000_000);
-    RollbackRecord {
-        id: RollbackId(7),
-        image: ImageRef::parse("registry.example.com/acme/app").expect("image"),
-        alias: "app".into(),
-        channel: "console:releases".into(),
-        requester: actor("U1ALICE", "Alice"),
-        reason: Some("v1.2.3 crashes on start".into()),
-        requested_target: "the previous good build".into(),
-        target_source: Some(
-            "the build before sha256:cccccccccccc per its rollback manifest".into(),
-        ),
-        target: TargetReport {
-            digest: digest('b'),
-            media_type: MediaType::OciIndex,
-            kind: "OCI image index".into(),
-            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
-            references_checked: 2,
-        },
-        tags: vec![
-            PlannedTag {
-                tag: Tag::parse("latest").expect("tag"),
-                from: digest('c'),
-                already_at_target: false,
-            },
-            PlannedTag {
-                tag: Tag::parse("stable").expect("tag"),
-                from: digest('c'),
-                already_at_target: false,
-            },
-        ],
-        state,
-        created_at: created,
-        expires_at: created.plus(Duration::from_secs(600)),
-        updated_at: created,
-        approved_at: None,
-        finished_at: None,
-        votes: Vec::new(),
-        steps: Vec::new(),
-        checks: Vec::new(),
-        tags_now: Vec::new(),
-        error: None,
-        status_ref: None,
-    }
+    sample("registry.example.com/acme/app", state)
 }
 
 fn approved_by_bob(mut record: RollbackRecord) -> RollbackRecord {

@@ -1,54 +1,13 @@
 //! The SQLite store on its own: the rules the database itself enforces.
 
-use rollbot::domain::model::{Digest, ImageRef, Tag};
-use rollbot::domain::rollback::{Actor, RollbackId, State, Timestamp};
-use rollbot::pipeline::{PlannedTag, TargetReport};
-use rollbot::registry::oci::MediaType;
+use rollbot::domain::rollback::{RollbackId, State, Timestamp};
 use rollbot::store::{AuditEntry, RollbackRecord, Store, StoreError};
 
 use crate::support::block_on;
+use crate::support::records::sample;
 
 fn record(image: &str) -> RollbackRecord {
-    let digest =
-        |c: char| Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("digest");
-    RollbackRecord {
-        id: RollbackId(0),
-        image: ImageRef::parse(image).expect("image"),
-        alias: "app".into(),
-        channel: "console:releases".into(),
-        requester: Actor {
-            id: "alice".into(),
-            name: "Alice".into(),
-            groups: Vec::new(),
-        },
-        reason: None,
-        requested_target: "v1".into(),
-        target_source: None,
-        target: TargetReport {
-            digest: digest('a'),
-            media_type: MediaType::OciIndex,
-            kind: "OCI image index".into(),
-            platforms: Vec::new(),
-            references_checked: 0,
-        },
-        tags: vec![PlannedTag {
-            tag: Tag::parse("latest").expect("tag"),
-            from: digest('b'),
-            already_at_target: false,
-        }],
-        state: State::Requested,
-        created_at: Timestamp(1),
-        expires_at: Timestamp(2),
-        updated_at: Timestamp(1),
-        approved_at: None,
-        finished_at: None,
-        votes: Vec::new(),
-        steps: Vec::new(),
-        checks: Vec::new(),
-        tags_now: Vec::new(),
-        error: None,
-        status_ref: None,
-    }
+    sample(image, State::Requested)
 }
 
 #[test]

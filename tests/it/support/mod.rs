@@ -5,6 +5,7 @@ pub mod browser;
 pub mod daemon;
 pub mod images;
 pub mod proxy;
+pub mod records;
 pub mod registry;
 pub mod services;
 pub mod slack;
