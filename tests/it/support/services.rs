@@ -17,6 +17,8 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::HttpServer;
+
 fn schema() -> &'static Valid<Schema> {
     static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
     SCHEMA.get_or_init(|| {
@@ -46,52 +48,6 @@ pub fn validate(query: &str, variables: &Value) -> Result<(), String> {
     apollo_compiler::request::coerce_variable_values(schema, operation, &map)
         .map_err(|e| format!("variables: {e:?}"))?;
     Ok(())
-}
-
-/// A thread running an axum app on 127.0.0.1; stopped on drop.
-struct Server {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(app: Router) -> Server {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
-        });
-        Server {
-            base,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
@@ -129,7 +85,7 @@ struct GitHubState {
 }
 
 pub struct FakeGitHub {
-    server: Server,
+    server: HttpServer,
     state: Arc<Mutex<GitHubState>>,
 }
 
@@ -147,7 +103,7 @@ impl FakeGitHub {
             .route("/graphql", post(graphql))
             .with_state(Arc::clone(&state));
         FakeGitHub {
-            server: Server::start(app),
+            server: HttpServer::start(app),
             state,
         }
     }
@@ -319,7 +275,7 @@ struct HubState {
 }
 
 pub struct FakeDockerHub {
-    server: Server,
+    server: HttpServer,
     state: Arc<Mutex<HubState>>,
 }
 
@@ -346,7 +302,7 @@ impl FakeDockerHub {
             )
             .with_state(Arc::clone(&state));
         FakeDockerHub {
-            server: Server::start(app),
+            server: HttpServer::start(app),
             state,
         }
     }

@@ -17,6 +17,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::HttpServer;
+
 /// One Web API call as received.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -49,46 +51,29 @@ struct FakeState {
 pub struct FakeSlack {
     pub base: String,
     state: Arc<Mutex<FakeState>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Stopped after `drop` closed the Socket Mode connections (fields drop last).
+    _server: HttpServer,
 }
 
 pub const BOT_USER: &str = "UBOT000001";
 
 impl FakeSlack {
     pub fn start() -> FakeSlack {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
         let state = Arc::new(Mutex::new(FakeState {
             next_ts: 1_700_000_000_000_100,
-            base: base.clone(),
             ..FakeState::default()
         }));
-        let shared = Arc::clone(&state);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let app = Router::new()
-                    .route("/api/{method}", any(api))
-                    .route("/link", get(link))
-                    .with_state(shared);
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let server = axum::serve(listener, app).with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                });
-                let _ = server.await;
-            });
-        });
+        let app = Router::new()
+            .route("/api/{method}", any(api))
+            .route("/link", get(link))
+            .with_state(Arc::clone(&state));
+        let server = HttpServer::start(app);
+        // Before any request: apps.connections.open answers with a URL on this server.
+        state.lock().expect("fake state").base = server.base.clone();
         FakeSlack {
-            base,
+            base: server.base.clone(),
             state,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -195,13 +180,8 @@ impl FakeSlack {
 
 impl Drop for FakeSlack {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        // Closing the Socket Mode connections ends their WebSockets, so the server can stop.
         self.lock().connections.clear();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
