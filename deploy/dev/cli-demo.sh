@@ -8,8 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . deploy/dev/lib.sh
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
 ensure_packages docker-registry curl
 
 step "build rollbot"

@@ -14,8 +14,6 @@ cd "$(dirname "$0")/../.."
 CHECK=false
 [ "${1:-}" = "--check" ] && CHECK=true
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
 ensure_packages docker-registry curl
 
 step "build rollbot"

@@ -2,6 +2,9 @@
 # throwaway CNCF distribution registry on 127.0.0.1, and push multi-arch demo images with curl.
 # Source it; do not run it.
 
+# step TEXT...: a bold heading for the next part of a script's output.
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
 # ensure_packages PKG...: apt-get install the Debian packages whose commands are missing.
 ensure_packages() {
     local missing=()
