@@ -23,7 +23,9 @@ ROLLBOT=$PWD/target/release/rollbot
 WORK=$(mktemp -d)
 SERVE_PID=
 cleanup() {
-    [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null
+    if [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null; then
+        wait "$SERVE_PID" 2>/dev/null || true
+    fi
     stop_registry
     rm -rf "$WORK"
 }

@@ -69,7 +69,11 @@ EOF
 }
 
 stop_registry() {
-    [ -n "${REGISTRY_PID:-}" ] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
+    # The registry ends by SIGTERM (status 143): expected, and under `set -e` in an EXIT trap
+    # it must not become the script's exit status.
+    if [ -n "${REGISTRY_PID:-}" ] && kill "$REGISTRY_PID" 2>/dev/null; then
+        wait "$REGISTRY_PID" 2>/dev/null || true
+    fi
     REGISTRY_PID=
 }
 
