@@ -872,7 +872,8 @@ pub enum Selection {
         digest: Digest,
         /// Its image manifest, already read and checked: the plan reuses it.
         manifest: Option<RawManifest>,
-        /// How it was chosen, for people: see [`describe_choice`].
+        /// How it was chosen, for people (`the build before sha256:… (latest's live digest) per its
+        /// rollback manifest, …`).
         source: String,
     },
     /// No safe automatic choice; `history` shows the options.
