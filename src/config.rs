@@ -186,6 +186,14 @@ pub struct RegistrySettings {
     pub endpoint: Option<String>,
 }
 
+/// Why rollbot refuses to listen on `addr`, if it does: beyond loopback only when
+/// `server.allow_non_loopback` says so (the console has no login).
+pub fn listen_refusal(addr: std::net::SocketAddr, allow_non_loopback: bool) -> Option<String> {
+    (!addr.ip().is_loopback() && !allow_non_loopback).then(|| {
+        format!("{addr} is not a loopback address; set server.allow_non_loopback = true to listen there (put TLS and authentication in front)")
+    })
+}
+
 /// Where the credentials for one registry come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthSettings {
@@ -564,13 +572,9 @@ impl Walker<'_> {
             });
         let allow_non_loopback = self.required(server, "server", "allow_non_loopback", Self::bool);
         let shutdown_grace = self.required(server, "server", "shutdown_grace", Self::duration);
-        if let (Some(addr), Some(false)) = (listen, allow_non_loopback) {
-            if !addr.ip().is_loopback() {
-                self.problem(
-                    "server.listen",
-                    server.get("listen"),
-                    format!("{addr} is not a loopback address; set server.allow_non_loopback = true to listen there (put TLS and authentication in front)"),
-                );
+        if let (Some(addr), Some(allow)) = (listen, allow_non_loopback) {
+            if let Some(refusal) = listen_refusal(addr, allow) {
+                self.problem("server.listen", server.get("listen"), refusal);
             }
         }
 

@@ -398,12 +398,10 @@ pub async fn run(cli: Cli, settings: &Settings) -> u8 {
 async fn serve(args: ServeArgs, settings: &Settings) -> u8 {
     let mut settings = settings.clone();
     if let Some(listen) = args.listen {
-        if !listen.ip().is_loopback() && !settings.daemon.allow_non_loopback {
-            return fail(
-                false,
-                Outcome::BadInput,
-                &format!("{listen} is not a loopback address; set server.allow_non_loopback = true to listen there"),
-            );
+        if let Some(refusal) =
+            crate::config::listen_refusal(listen, settings.daemon.allow_non_loopback)
+        {
+            return fail(false, Outcome::BadInput, &refusal);
         }
         settings.daemon.listen = listen;
     }
