@@ -1435,7 +1435,7 @@ impl Engine {
                 // the tags are and end the rollback as interrupted, for a human to look at.
                 Err(panic) => {
                     tracing::error!(rollback_id = %id, %panic, "The pipeline task panicked.");
-                    let tags_now = read_tags_now(&registry, &record).await;
+                    let (tags_now, _) = read_tags_now(&registry, &record).await;
                     let _ = internal.send(Internal::Reconciled {
                         id,
                         outcome: Reconciliation::Interrupted {
@@ -1773,11 +1773,12 @@ fn describe_tags(tags_now: &[(Tag, Option<Digest>)]) -> String {
         .join(", ")
 }
 
-/// Where each of the rollback's tags points now, as far as the registry answers.
+/// Where each of the rollback's tags points now, as far as the registry answers: what was
+/// read, and the error that stopped the reading, if one did.
 async fn read_tags_now(
     registry: &RegistryClient,
     record: &RollbackRecord,
-) -> Vec<(Tag, Option<Digest>)> {
+) -> (Vec<(Tag, Option<Digest>)>, Option<RegistryError>) {
     let mut tags_now = Vec::new();
     for planned in &record.tags {
         match registry
@@ -1788,10 +1789,10 @@ async fn read_tags_now(
             .await
         {
             Ok(head) => tags_now.push((planned.tag.clone(), head.map(|h| h.digest))),
-            Err(_) => break,
+            Err(error) => return (tags_now, Some(error)),
         }
     }
-    tags_now
+    (tags_now, None)
 }
 
 /// Runs a task's body and turns a panic into `Err(message)`, so the engine can release what
@@ -1816,20 +1817,12 @@ async fn reconcile(
     now: Timestamp,
     expiry: Duration,
 ) -> Reconciliation {
-    let mut tags_now = Vec::new();
-    for planned in &record.tags {
-        match registry
-            .head_manifest(&record.image.repository, &Reference::Tag(planned.tag.clone()))
-            .await
-        {
-            Ok(head) => tags_now.push((planned.tag.clone(), head.map(|h| h.digest))),
-            Err(error) => {
-                return Reconciliation::Interrupted {
-                    tags_now,
-                    detail: format!("rollbot restarted mid-rollback and could not read the registry ({error}); check the tags by hand"),
-                }
-            }
-        }
+    let (tags_now, error) = read_tags_now(registry, record).await;
+    if let Some(error) = error {
+        return Reconciliation::Interrupted {
+            tags_now,
+            detail: format!("rollbot restarted mid-rollback and could not read the registry ({error}); check the tags by hand"),
+        };
     }
     let target = &record.target.digest;
     let all_at_target = tags_now.iter().all(|(_, now)| now.as_ref() == Some(target));
