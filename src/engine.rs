@@ -1714,14 +1714,7 @@ async fn run_pipeline(
         let plan = match pipeline::plan(registry, &request).await {
             Ok(plan) => plan,
             Err(error) => {
-                let step = StepReport {
-                    name: "plan".to_owned(),
-                    ok: false,
-                    duration_ms: crate::checks::millis(started.elapsed()),
-                    detail: error.to_string(),
-                };
-                progress(Progress::Step(&step));
-                report.steps.push(step);
+                report.record_step("plan", false, started, error.to_string(), &mut progress);
                 return report.finish(
                     Outcome::PrecheckFailed,
                     Some(format!("aborted before any change: {error}")),

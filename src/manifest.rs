@@ -155,6 +155,30 @@ impl Hold {
         self.state == HoldState::Active
     }
 
+    /// An active hold on `image`'s `tags` at `digest`, set now by `by`.
+    pub fn active(
+        image: ImageRef,
+        digest: Digest,
+        tags: Vec<Tag>,
+        reason: String,
+        by: String,
+    ) -> Hold {
+        Hold {
+            schema_version: SCHEMA_VERSION,
+            image,
+            state: HoldState::Active,
+            digest,
+            tags,
+            reason,
+            held_by: by,
+            held_at: now_rfc3339(),
+            released_by: None,
+            released_at: None,
+            release_reason: None,
+            report: None,
+        }
+    }
+
     /// This hold, released by `by` at `at` (RFC 3339): what `write_hold` stores to let CI push
     /// again.
     pub fn released(self, by: String, at: String, reason: Option<String>) -> Hold {

@@ -590,6 +590,25 @@ impl Report {
         }
     }
 
+    /// Records a finished step, timed from `started`, and tells `progress` about it.
+    pub fn record_step(
+        &mut self,
+        name: &str,
+        ok: bool,
+        started: Instant,
+        detail: String,
+        progress: &mut (dyn FnMut(Progress<'_>) + Send),
+    ) {
+        let step = StepReport {
+            name: name.to_owned(),
+            ok,
+            duration_ms: millis(started.elapsed()),
+            detail,
+        };
+        progress(Progress::Step(&step));
+        self.steps.push(step);
+    }
+
     /// Fills target and tags from a plan (the engine uses this for approved plans too).
     pub fn record_plan(&mut self, plan: &Plan) {
         self.target = Some(TargetReport::of(plan));
@@ -707,14 +726,7 @@ pub async fn run(
     let plan = match plan(registry, request).await {
         Ok(plan) => plan,
         Err(error) => {
-            let step = StepReport {
-                name: "plan".to_owned(),
-                ok: false,
-                duration_ms: millis(step_started.elapsed()),
-                detail: error.to_string(),
-            };
-            progress(Progress::Step(&step));
-            report.steps.push(step);
+            report.record_step("plan", false, step_started, error.to_string(), progress);
             let outcome = if error.is_bad_input() {
                 Outcome::BadInput
             } else {
@@ -797,33 +809,24 @@ pub async fn hold_moved_tags(
     }
     let started = Instant::now();
     let record = manifest::Hold {
-        schema_version: manifest::SCHEMA_VERSION,
-        image: image.clone(),
-        state: manifest::HoldState::Active,
-        digest: digest.clone(),
-        tags: tags.to_vec(),
-        reason: hold.reason.clone(),
-        held_by: hold.by.clone(),
-        held_at: manifest::now_rfc3339(),
-        released_by: None,
-        released_at: None,
-        release_reason: None,
         report: serde_json::to_value(&*report).ok(),
+        ..manifest::Hold::active(
+            image.clone(),
+            digest.clone(),
+            tags.to_vec(),
+            hold.reason.clone(),
+            hold.by.clone(),
+        )
     };
     let written = manifest::write_hold(registry, &record).await;
-    let step = StepReport {
-        name: "hold".to_owned(),
-        ok: written.is_ok(),
-        duration_ms: millis(started.elapsed()),
-        detail: match &written {
-            Ok(()) => format!(
-                "{image}:{} set; CI's `rollbot gate` now stops pushes until `rollbot hold release`",
-                manifest::HOLD_TAG
-            ),
-            Err(error) => format!("could not set the hold: {error}"),
-        },
+    let detail = match &written {
+        Ok(()) => format!(
+            "{image}:{} set; CI's `rollbot gate` now stops pushes until `rollbot hold release`",
+            manifest::HOLD_TAG
+        ),
+        Err(error) => format!("could not set the hold: {error}"),
     };
-    progress(Progress::Step(&step));
+    report.record_step("hold", written.is_ok(), started, detail, progress);
     if let Err(error) = written {
         report.outcome = Outcome::VerifyFailed;
         let message = format!(
@@ -834,7 +837,6 @@ pub async fn hold_moved_tags(
             None => message,
         });
     }
-    report.steps.push(step);
 }
 
 /// Retag, verify and check an already planned (and approved) rollback, recording into `report`.
@@ -859,25 +861,13 @@ pub async fn execute(
                 .filter(|o| o.moved)
                 .map(|o| o.tag.to_string())
                 .collect();
-            let step = StepReport {
-                name: "retag".to_owned(),
-                ok: true,
-                duration_ms: millis(step_started.elapsed()),
-                detail: format!("moved {}", moved.join(", ")),
-            };
-            progress(Progress::Step(&step));
-            report.steps.push(step);
+            let detail = format!("moved {}", moved.join(", "));
+            report.record_step("retag", true, step_started, detail, progress);
         }
         Err(failure) => {
             report.record_tags(&failure.tags);
-            let step = StepReport {
-                name: "retag".to_owned(),
-                ok: false,
-                duration_ms: millis(step_started.elapsed()),
-                detail: failure.error.to_string(),
-            };
-            progress(Progress::Step(&step));
-            report.steps.push(step);
+            let detail = failure.error.to_string();
+            report.record_step("retag", false, step_started, detail, progress);
             report.outcome = if failure.is_partial() {
                 Outcome::RetagFailed
             } else {
@@ -955,14 +945,7 @@ pub async fn verify_and_check(
         ),
         Err(error) => (false, format!("could not verify: {error}")),
     };
-    let step = StepReport {
-        name: "verify".to_owned(),
-        ok,
-        duration_ms: millis(step_started.elapsed()),
-        detail: detail.clone(),
-    };
-    progress(Progress::Step(&step));
-    report.steps.push(step);
+    report.record_step("verify", ok, step_started, detail.clone(), progress);
     if let Ok(verification) = verified {
         report.problems = verification.problems;
     }
@@ -983,18 +966,12 @@ pub async fn verify_and_check(
             .filter(|r| !r.passed)
             .map(|r| format!("check '{}' failed: {}", r.name, r.detail))
             .collect();
-        let step = StepReport {
-            name: "checks".to_owned(),
-            ok: failed.is_empty(),
-            duration_ms: millis(step_started.elapsed()),
-            detail: if failed.is_empty() {
-                format!("{} passed", results.len())
-            } else {
-                failed.join("; ")
-            },
+        let detail = if failed.is_empty() {
+            format!("{} passed", results.len())
+        } else {
+            failed.join("; ")
         };
-        progress(Progress::Step(&step));
-        report.steps.push(step);
+        report.record_step("checks", failed.is_empty(), step_started, detail, progress);
         report.checks = results;
         if !failed.is_empty() {
             report.outcome = Outcome::VerifyFailed;

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::config::Settings;
 use crate::domain::model::{Digest, Tag};
-use crate::manifest::{self, GenerateRequest, Hold, HoldState, RollbackManifest, Stored};
+use crate::manifest::{self, GenerateRequest, Hold, RollbackManifest, Stored};
 use crate::pipeline::Outcome;
 use crate::report;
 
@@ -272,20 +272,13 @@ pub(super) async fn hold_set(args: HoldSetArgs, settings: &Settings, insecure: b
             Err(code) => return code,
         },
     };
-    let hold = Hold {
-        schema_version: manifest::SCHEMA_VERSION,
-        image: target.image.clone(),
-        state: HoldState::Active,
+    let hold = Hold::active(
+        target.image.clone(),
         digest,
-        tags: target.tags.clone(),
-        reason: args.reason,
-        held_by: manifest::actor(args.by.as_deref()),
-        held_at: manifest::now_rfc3339(),
-        released_by: None,
-        released_at: None,
-        release_reason: None,
-        report: None,
-    };
+        target.tags.clone(),
+        args.reason,
+        manifest::actor(args.by.as_deref()),
+    );
     match manifest::write_hold(&target.registry, &hold).await {
         Ok(()) => {
             println!("hold set: {}", hold.describe());
