@@ -319,14 +319,22 @@ fn post_signed(
 ) -> (u16, String) {
     let signature =
         rollbot::chat::slack::signing::sign(secret, &timestamp.to_string(), body.as_bytes());
-    let client = reqwest::Client::new();
-    let mut request = client
+    let timestamp = timestamp.to_string();
+    let mut headers = vec![
+        ("content-type", content_type),
+        ("x-slack-request-timestamp", timestamp.as_str()),
+        ("x-slack-signature", signature.as_str()),
+    ];
+    headers.extend_from_slice(extra);
+    post(base, path, &headers, body)
+}
+
+/// POSTs `body` with exactly `headers`; the status and the answer's text.
+fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut request = reqwest::Client::new()
         .post(format!("{base}{path}"))
-        .header("content-type", content_type)
-        .header("x-slack-request-timestamp", timestamp.to_string())
-        .header("x-slack-signature", signature)
         .body(body.to_owned());
-    for (name, value) in extra {
+    for (name, value) in headers {
         request = request.header(*name, *value);
     }
     crate::support::block_on(async {
@@ -384,90 +392,51 @@ fn http_mode_verifies_every_request_and_answers_url_verification() {
     w.ephemeral_to(ALICE, "No rollback is in progress.");
 
     let tampered = command.replace("status", "app");
-    let cases: Vec<(&str, u16, String)> = vec![
-        (
-            "wrong secret",
-            post_signed(
-                base,
-                "/slack/commands",
-                form_type,
-                &command,
-                "not-the-secret",
-                now(),
-                &[],
-            )
-            .0,
-            String::new(),
-        ),
-        (
-            "stale",
-            post_signed(
-                base,
-                "/slack/commands",
-                form_type,
-                &command,
-                SIGNING_SECRET,
-                now() - 301,
-                &[],
-            )
-            .0,
-            String::new(),
-        ),
-        (
-            "future",
-            post_signed(
-                base,
-                "/slack/commands",
-                form_type,
-                &command,
-                SIGNING_SECRET,
-                now() + 301,
-                &[],
-            )
-            .0,
-            String::new(),
-        ),
+    let signed = |secret: &str, at: i64| {
+        post_signed(
+            base,
+            "/slack/commands",
+            form_type,
+            &command,
+            secret,
+            at,
+            &[],
+        )
+        .0
+    };
+    let at = now().to_string();
+    let original_signature =
+        rollbot::chat::slack::signing::sign(SIGNING_SECRET, &at, command.as_bytes());
+    let cases: Vec<(&str, u16)> = vec![
+        ("wrong secret", signed("not-the-secret", now())),
+        ("stale", signed(SIGNING_SECRET, now() - 301)),
+        ("future", signed(SIGNING_SECRET, now() + 301)),
         (
             "altered body",
-            {
-                let signature = rollbot::chat::slack::signing::sign(
-                    SIGNING_SECRET,
-                    &now().to_string(),
-                    command.as_bytes(),
-                );
-                crate::support::block_on(async {
-                    reqwest::Client::new()
-                        .post(format!("{base}/slack/commands"))
-                        .header("content-type", form_type)
-                        .header("x-slack-request-timestamp", now().to_string())
-                        .header("x-slack-signature", signature)
-                        .body(tampered.clone())
-                        .send()
-                        .await
-                        .expect("send")
-                        .status()
-                        .as_u16()
-                })
-            },
-            String::new(),
+            post(
+                base,
+                "/slack/commands",
+                &[
+                    ("content-type", form_type),
+                    ("x-slack-request-timestamp", &at),
+                    ("x-slack-signature", &original_signature),
+                ],
+                &tampered,
+            )
+            .0,
         ),
         (
             "missing headers",
-            crate::support::block_on(async {
-                reqwest::Client::new()
-                    .post(format!("{base}/slack/commands"))
-                    .header("content-type", form_type)
-                    .body(command.clone())
-                    .send()
-                    .await
-                    .expect("send")
-                    .status()
-                    .as_u16()
-            }),
-            String::new(),
+            post(
+                base,
+                "/slack/commands",
+                &[("content-type", form_type)],
+                &command,
+            )
+            .0,
         ),
     ];
-    for (name, code, _) in cases {
+    for (name, code) in cases {
         assert_eq!(code, 401, "{name}");
     }
     assert_eq!(
