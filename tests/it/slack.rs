@@ -471,17 +471,12 @@ fn http_mode_verifies_every_request_and_answers_url_verification() {
     );
     assert_eq!(code, 401, "url_verification is verified too");
 
-    let probe = crate::support::block_on(async {
-        reqwest::Client::new()
-            .post(format!("{base}/slack/commands"))
-            .header("content-type", form_type)
-            .body("ssl_check=1&token=x")
-            .send()
-            .await
-            .expect("send")
-            .status()
-            .as_u16()
-    });
+    let (probe, _) = post(
+        base,
+        "/slack/commands",
+        &[("content-type", form_type)],
+        "ssl_check=1&token=x",
+    );
     assert_eq!(probe, 200, "Slack's SSL check is answered");
 }
 
