@@ -46,14 +46,16 @@
 //! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's HTTP mode.
 //! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM.
 //! - [`metrics`]: Prometheus text exposition from atomics.
-//! - [`pipeline`]: plan → retag → verify → checks, and the [`pipeline::Report`] of a run.
-//!   `plan` does the one manifest GET (the target's bytes) and the completeness pre-check;
-//!   `retag` writes those bytes under each tag with compare-and-swap; `verify` reads back by HEAD;
-//!   `hold_moved_tags` records the rollback so CI does not undo it.
+//! - [`pipeline`]: plan → retag → verify → checks, and the [`pipeline::Report`] of a run
+//!   (`pipeline/outcome.rs`). `pipeline/plan.rs` does the one manifest GET (the target's bytes)
+//!   and the completeness pre-check; `pipeline/retag.rs` writes those bytes under each tag with
+//!   compare-and-swap; `pipeline/verify.rs` reads back by HEAD; `hold_moved_tags` records the
+//!   rollback so CI does not undo it.
 //! - [`manifest`]: rollbot's small OCI artifacts next to the image: the rollback manifest CI
 //!   writes per build (`sha256-<hex>.rollback`, naming the previous digest, so history is a
-//!   chain), bad-digest marks (`sha256-<hex>.bad`), and the hold (`rollbot-hold`) that `gate`
-//!   checks in CI. `select_target` picks the default rollback target from the chain.
+//!   chain), bad-digest marks (`sha256-<hex>.bad`), and the hold (`rollbot-hold`,
+//!   `manifest/hold.rs`) that `gate` checks in CI. `manifest/history.rs` walks the chain and
+//!   `select_target` picks the default rollback target from it.
 //! - [`registry`]: the registry port, a small distribution-spec client over `reqwest`:
 //!   manifest HEAD/GET/PUT, blob HEAD/GET/upload, tag lists, Basic and Bearer auth ([`registry::auth`], which
 //!   also reads the Docker credentials file), retries, request counts.

@@ -1,0 +1,338 @@
+//! The rollback pipeline: plan → retag → verify → checks, with a timed report.
+//!
+//! The same functions serve the CLI (`rollbot rollback`, the break-glass path) and, later, the
+//! daemon's engine, which plans when a rollback is requested and executes after approval.
+//!
+//! Safety rules this module keeps:
+//! - The target must be complete before anything is written: every platform manifest of an
+//!   index (or every blob of a single manifest) answers a HEAD.
+//! - Only the target's exact bytes are written, under each floating tag, with its media type.
+//! - Compare-and-swap: all tags are checked against the plan before the first write, and each
+//!   tag again right before its own write. A tag that moved stops the retag.
+//! - A partial failure is reported with every tag's real digest afterwards, read back from the
+//!   registry. Nothing is reverted: the tags that moved point at the approved, known-good image,
+//!   and running the same rollback again finishes the rest (tags already at target are skipped).
+
+use std::time::{Duration, Instant};
+
+use crate::checks::{self, millis, CheckSpec};
+use crate::domain::model::{Digest, ImageRef, Tag};
+use crate::manifest;
+use crate::registry::oci;
+use crate::registry::RegistryClient;
+
+mod outcome;
+mod plan;
+mod retag;
+mod verify;
+
+pub use outcome::{Outcome, Progress, RegistryUsage, Report, StepReport, TagReport, TargetReport};
+pub use plan::{missing_references, plan, Plan, PlanError, PlannedTag, RollbackRequest};
+pub use retag::{retag, RetagError, RetagFailure, TagOutcome};
+pub use verify::{verify, Verification, VerifyProblem};
+
+/// Options of a full run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub rto: Duration,
+    pub checks: Vec<CheckSpec>,
+    /// Set a hold after tags moved, so CI does not undo the rollback. `None`: no hold.
+    pub hold: Option<HoldOptions>,
+}
+
+/// Who asked for the rollback and why, for the hold it sets.
+#[derive(Debug, Clone)]
+pub struct HoldOptions {
+    pub reason: String,
+    pub by: String,
+}
+
+/// The answer to "apply this plan?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    Proceed,
+    Declined,
+    /// Nobody could be asked (no terminal) and the caller did not pre-confirm.
+    NoTerminal,
+}
+
+/// Plan, confirm, retag, verify, check: the whole rollback as one report.
+///
+/// `confirm` is asked after the plan is shown and only when something would be written.
+///
+/// `started` is when the operator's request began (before choosing a target, say): the
+/// report's total and its share of the RTO count from there.
+pub async fn run(
+    registry: &RegistryClient,
+    request: &RollbackRequest,
+    options: &RunOptions,
+    started: Instant,
+    confirm: impl FnOnce(&Plan) -> Confirmation,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Report {
+    let mut report = Report::new("rollback", &request.image, &request.target, &request.tags);
+    report.target_source = request.target_source.clone();
+    let finish = |report: Report, outcome, error: Option<String>| {
+        report.finish(outcome, error, started, options.rto, Some(registry))
+    };
+
+    let step_started = Instant::now();
+    let plan = match plan(registry, request).await {
+        Ok(plan) => plan,
+        Err(error) => {
+            report.record_step("plan", false, step_started, error.to_string(), progress);
+            let outcome = if error.is_bad_input() {
+                Outcome::BadInput
+            } else {
+                Outcome::PrecheckFailed
+            };
+            return finish(report, outcome, Some(error.to_string()));
+        }
+    };
+    report.record_plan(&plan);
+    let step = StepReport {
+        name: "plan".to_owned(),
+        ok: true,
+        duration_ms: millis(step_started.elapsed()),
+        detail: format!(
+            "{} {} complete ({} references present)",
+            plan.target.media_type.describe(),
+            plan.target.digest.short(),
+            plan.references.len()
+        ),
+    };
+    progress(Progress::Planned(&plan, &step));
+    report.steps.push(step);
+
+    if plan.is_noop() {
+        return finish(report, Outcome::AlreadyAtTarget, None);
+    }
+    if options.dry_run {
+        return finish(report, Outcome::DryRun, None);
+    }
+    match confirm(&plan) {
+        Confirmation::Proceed => {}
+        Confirmation::Declined => {
+            return finish(
+                report,
+                Outcome::Declined,
+                Some("not confirmed; nothing changed".to_owned()),
+            )
+        }
+        Confirmation::NoTerminal => {
+            let error = "refusing to change tags without confirmation: stdin is not a terminal; pass --yes to apply (or --dry-run to only plan)";
+            return finish(report, Outcome::NotConfirmed, Some(error.to_owned()));
+        }
+    }
+
+    execute(registry, &plan, options, &mut report, progress).await;
+    let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
+    hold_moved_tags(
+        registry,
+        &plan.image,
+        &plan.target.digest,
+        &tags,
+        options.hold.as_ref(),
+        &mut report,
+        progress,
+    )
+    .await;
+    let outcome = report.outcome;
+    let error = report.error.take();
+    finish(report, outcome, error)
+}
+
+/// Once any tag moved (whatever verification said), writes a hold naming the target and
+/// embedding the report, so the next CI push stops at `rollbot gate` instead of silently
+/// undoing the rollback. Nothing happens without `hold` or when no tag moved. A failed hold
+/// makes the run fail verification (exit 5): the tags moved, but nothing protects them.
+pub async fn hold_moved_tags(
+    registry: &RegistryClient,
+    image: &ImageRef,
+    digest: &Digest,
+    tags: &[Tag],
+    hold: Option<&HoldOptions>,
+    report: &mut Report,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) {
+    let Some(hold) = hold else {
+        return;
+    };
+    if !report.tags.iter().any(|t| t.status == "moved") {
+        return;
+    }
+    let started = Instant::now();
+    let record = manifest::Hold {
+        report: serde_json::to_value(&*report).ok(),
+        ..manifest::Hold::active(
+            image.clone(),
+            digest.clone(),
+            tags.to_vec(),
+            hold.reason.clone(),
+            hold.by.clone(),
+        )
+    };
+    let written = manifest::write_hold(registry, &record).await;
+    let detail = match &written {
+        Ok(()) => format!(
+            "{image}:{} set; CI's `rollbot gate` now stops pushes until `rollbot hold release`",
+            manifest::HOLD_TAG
+        ),
+        Err(error) => format!("could not set the hold: {error}"),
+    };
+    report.record_step("hold", written.is_ok(), started, detail, progress);
+    if let Err(error) = written {
+        report.outcome = Outcome::VerifyFailed;
+        let message = format!(
+            "tags moved but the hold could not be set ({error}); run `rollbot hold set {image} --reason …` so CI does not undo the rollback"
+        );
+        report.error = Some(match report.error.take() {
+            Some(earlier) => format!("{earlier}; {message}"),
+            None => message,
+        });
+    }
+}
+
+/// Retag, verify and check an already planned (and approved) rollback, recording into `report`.
+/// Sets `report.outcome` and `report.error`; the caller calls [`Report::finish`].
+pub async fn execute(
+    registry: &RegistryClient,
+    plan: &Plan,
+    options: &RunOptions,
+    report: &mut Report,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) {
+    let step_started = Instant::now();
+    let retagged = retag(registry, plan, |tag, duration| {
+        progress(Progress::TagMoved { tag, duration });
+    })
+    .await;
+    match retagged {
+        Ok(outcomes) => {
+            report.record_tags(&outcomes);
+            let moved: Vec<String> = outcomes
+                .iter()
+                .filter(|o| o.moved)
+                .map(|o| o.tag.to_string())
+                .collect();
+            let detail = format!("moved {}", moved.join(", "));
+            report.record_step("retag", true, step_started, detail, progress);
+        }
+        Err(failure) => {
+            report.record_tags(&failure.tags);
+            let detail = failure.error.to_string();
+            report.record_step("retag", false, step_started, detail, progress);
+            report.outcome = if failure.is_partial() {
+                Outcome::RetagFailed
+            } else {
+                Outcome::PrecheckFailed
+            };
+            report.error = Some(failure.error.to_string());
+            return;
+        }
+    }
+
+    let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
+    verify_and_check(
+        registry,
+        &plan.image,
+        &tags,
+        &plan.target.digest,
+        &plan.references,
+        &options.checks,
+        report,
+        progress,
+    )
+    .await;
+    if report.outcome != Outcome::VerifyFailed {
+        report.outcome = Outcome::Succeeded;
+    }
+}
+
+/// The verify step and the health checks; sets `Outcome::VerifyFailed` (with the error) when
+/// either fails, `Outcome::Verified` otherwise.
+#[allow(clippy::too_many_arguments)]
+pub async fn verify_and_check(
+    registry: &RegistryClient,
+    image: &ImageRef,
+    tags: &[Tag],
+    digest: &Digest,
+    references: &[oci::Reference],
+    checks: &[CheckSpec],
+    report: &mut Report,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) {
+    let step_started = Instant::now();
+    let verified = verify(registry, image, tags, digest, references).await;
+    if let Ok(verification) = &verified {
+        for (tag, now) in &verification.tags {
+            if let Some(entry) = report.tags.iter_mut().find(|t| t.tag == *tag) {
+                entry.now = now.clone();
+                entry.to = Some(digest.clone());
+                if report.command == "verify" {
+                    entry.status = if now.as_ref() == Some(digest) {
+                        "at_target"
+                    } else {
+                        "not_at_target"
+                    };
+                }
+            }
+        }
+    }
+    let (ok, detail) = match verified.as_ref().map(|v| &v.problems) {
+        Ok(problems) if problems.is_empty() => (
+            true,
+            format!(
+                "{} at {}, {} references present",
+                tags.iter().map(Tag::as_str).collect::<Vec<_>>().join(", "),
+                digest.short(),
+                references.len()
+            ),
+        ),
+        Ok(problems) => (
+            false,
+            problems
+                .iter()
+                .map(|p| format!("{} {}", p.subject, p.detail))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Err(error) => (false, format!("could not verify: {error}")),
+    };
+    report.record_step("verify", ok, step_started, detail.clone(), progress);
+    if let Ok(verification) = verified {
+        report.problems = verification.problems;
+    }
+    if !ok {
+        report.outcome = Outcome::VerifyFailed;
+        report.error = Some(format!("verification failed: {detail}"));
+        return;
+    }
+
+    if !checks.is_empty() {
+        let step_started = Instant::now();
+        let results = checks::run_all(checks, image, digest).await;
+        for result in &results {
+            progress(Progress::Check(result));
+        }
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| format!("check '{}' failed: {}", r.name, r.detail))
+            .collect();
+        let detail = if failed.is_empty() {
+            format!("{} passed", results.len())
+        } else {
+            failed.join("; ")
+        };
+        report.record_step("checks", failed.is_empty(), step_started, detail, progress);
+        report.checks = results;
+        if !failed.is_empty() {
+            report.outcome = Outcome::VerifyFailed;
+            report.error = Some(failed.join("; "));
+            return;
+        }
+    }
+    report.outcome = Outcome::Verified;
+}

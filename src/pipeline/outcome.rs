@@ -1,0 +1,238 @@
+//! How a run ended and its report: steps with durations, each tag's state, the registry traffic.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::plan::Plan;
+use super::retag::TagOutcome;
+use super::verify::VerifyProblem;
+use crate::checks::{millis, CheckReport};
+use crate::domain::model::{Digest, ImageRef, Reference, Tag};
+use crate::registry::oci::MediaType;
+use crate::registry::{RegistryClient, RequestCounts};
+
+/// How a run ended. Each has one exit code (see `cli::exit_code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Tags moved and verified, checks passed.
+    Succeeded,
+    /// Verification (or `rollbot verify`) found everything as expected.
+    Verified,
+    /// Every tag already pointed at the target; nothing was written.
+    AlreadyAtTarget,
+    /// `--dry-run`: planned, nothing written.
+    DryRun,
+    /// The operator answered no at the confirmation prompt; nothing written.
+    Declined,
+    /// No `--yes` and no terminal to ask on; nothing written.
+    NotConfirmed,
+    /// The input named something that does not exist; nothing written.
+    BadInput,
+    /// A pre-check failed (registry, incomplete target, tag moved before the first write);
+    /// nothing written.
+    PrecheckFailed,
+    /// The retag stopped after moving some tags; the report lists each tag's digest now.
+    RetagFailed,
+    /// Tags moved, but verification or a health check failed.
+    VerifyFailed,
+}
+
+/// One timed step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StepReport {
+    pub name: String,
+    pub ok: bool,
+    pub duration_ms: u64,
+    pub detail: String,
+}
+
+/// The target as planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TargetReport {
+    pub digest: Digest,
+    pub media_type: MediaType,
+    pub kind: String,
+    /// Platforms of an index; empty for a single manifest.
+    pub platforms: Vec<String>,
+    /// How many referenced manifests or blobs were checked present.
+    pub references_checked: usize,
+}
+
+impl TargetReport {
+    pub fn of(plan: &Plan) -> TargetReport {
+        TargetReport {
+            digest: plan.target.digest.clone(),
+            media_type: plan.target.media_type,
+            kind: plan.target.media_type.describe().to_owned(),
+            platforms: plan.platforms(),
+            references_checked: plan.references.len(),
+        }
+    }
+}
+
+/// Per tag: where it was, where it should go, where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TagReport {
+    pub tag: Tag,
+    pub from: Option<Digest>,
+    pub to: Option<Digest>,
+    pub now: Option<Digest>,
+    /// `moved`, `already_at_target`, `planned` (dry run), `not_moved`; for `rollbot verify`:
+    /// `at_target`, `not_at_target`.
+    pub status: &'static str,
+}
+
+/// Registry traffic of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegistryUsage {
+    pub requests: RequestCounts,
+    pub ratelimit_remaining: Option<String>,
+}
+
+/// Everything a run did, for people (rendered by `report.rs`) and machines (`--json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub command: &'static str,
+    pub image: ImageRef,
+    pub requested_target: String,
+    /// How the target was chosen when it was not named (from the rollback manifests).
+    pub target_source: Option<String>,
+    pub target: Option<TargetReport>,
+    pub tags: Vec<TagReport>,
+    pub steps: Vec<StepReport>,
+    pub checks: Vec<CheckReport>,
+    pub problems: Vec<VerifyProblem>,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub total_ms: u64,
+    pub rto_ms: u64,
+    /// `total_ms` as a share of the RTO budget, in percent.
+    pub rto_used_percent: f64,
+    pub registry: RegistryUsage,
+}
+
+impl Report {
+    pub fn new(
+        command: &'static str,
+        image: &ImageRef,
+        requested: &Reference,
+        tags: &[Tag],
+    ) -> Report {
+        Report {
+            command,
+            image: image.clone(),
+            requested_target: requested.to_string(),
+            target_source: None,
+            target: None,
+            tags: tags
+                .iter()
+                .map(|tag| TagReport {
+                    tag: tag.clone(),
+                    from: None,
+                    to: None,
+                    now: None,
+                    status: "not_moved",
+                })
+                .collect(),
+            steps: Vec::new(),
+            checks: Vec::new(),
+            problems: Vec::new(),
+            outcome: Outcome::PrecheckFailed,
+            error: None,
+            total_ms: 0,
+            rto_ms: 0,
+            rto_used_percent: 0.0,
+            registry: RegistryUsage {
+                requests: RequestCounts::default(),
+                ratelimit_remaining: None,
+            },
+        }
+    }
+
+    /// Records a finished step, timed from `started`, and tells `progress` about it.
+    pub fn record_step(
+        &mut self,
+        name: &str,
+        ok: bool,
+        started: Instant,
+        detail: String,
+        progress: &mut (dyn FnMut(Progress<'_>) + Send),
+    ) {
+        let step = StepReport {
+            name: name.to_owned(),
+            ok,
+            duration_ms: millis(started.elapsed()),
+            detail,
+        };
+        progress(Progress::Step(&step));
+        self.steps.push(step);
+    }
+
+    /// Fills target and tags from a plan (the engine uses this for approved plans too).
+    pub fn record_plan(&mut self, plan: &Plan) {
+        self.target = Some(TargetReport::of(plan));
+        self.tags = plan
+            .tags
+            .iter()
+            .map(|planned| TagReport {
+                tag: planned.tag.clone(),
+                from: Some(planned.from.clone()),
+                to: Some(plan.target.digest.clone()),
+                now: Some(planned.from.clone()),
+                status: if planned.already_at_target {
+                    "already_at_target"
+                } else {
+                    "planned"
+                },
+            })
+            .collect();
+    }
+
+    pub(super) fn record_tags(&mut self, outcomes: &[TagOutcome]) {
+        for (report, outcome) in self.tags.iter_mut().zip(outcomes) {
+            report.now = outcome.now.clone();
+            report.status = if outcome.moved {
+                "moved"
+            } else if report.status == "already_at_target" {
+                "already_at_target"
+            } else {
+                "not_moved"
+            };
+        }
+    }
+
+    /// Closes the report: outcome, error, totals and registry usage.
+    pub fn finish(
+        mut self,
+        outcome: Outcome,
+        error: Option<String>,
+        started: Instant,
+        rto: Duration,
+        registry: Option<&RegistryClient>,
+    ) -> Report {
+        self.outcome = outcome;
+        self.error = error;
+        let total = started.elapsed();
+        self.total_ms = millis(total);
+        self.rto_ms = millis(rto);
+        self.rto_used_percent = (total.as_secs_f64() / rto.as_secs_f64() * 1e4).round() / 1e2;
+        if let Some(registry) = registry {
+            self.registry = RegistryUsage {
+                requests: registry.requests(),
+                ratelimit_remaining: registry.ratelimit_remaining(),
+            };
+        }
+        self
+    }
+}
+
+/// What a run tells its caller as it goes (the CLI prints these lines as they happen).
+#[derive(Debug)]
+pub enum Progress<'a> {
+    Planned(&'a Plan, &'a StepReport),
+    TagMoved { tag: &'a Tag, duration: Duration },
+    Step(&'a StepReport),
+    Check(&'a CheckReport),
+}

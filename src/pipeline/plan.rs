@@ -1,0 +1,222 @@
+//! Planning a rollback: the one manifest GET (the target's bytes), every floating tag's digest,
+//! and the completeness pre-check. Nothing is written.
+
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::domain::model::{Digest, ImageRef, Reference, Tag};
+use crate::registry::oci::{self, RawManifest};
+use crate::registry::{RegistryClient, RegistryError};
+/// What to roll back: which tags of which image, to what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackRequest {
+    pub image: ImageRef,
+    /// A digest, or a tag resolved to its digest when planning.
+    pub target: Reference,
+    /// The floating tags to move.
+    pub tags: Vec<Tag>,
+    /// Digests tags must still point at when planning: the live digest a target was chosen
+    /// from, or the state a request was approved against. Empty: no expectation.
+    pub expect_from: Vec<(Tag, Digest)>,
+    /// How the target was chosen, for the report (`None` when named explicitly).
+    pub target_source: Option<String>,
+    /// The target's manifest when it was already read (while choosing it from the history);
+    /// used instead of a second GET if its digest is the target.
+    pub prefetched: Option<RawManifest>,
+}
+
+/// One floating tag as found when planning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PlannedTag {
+    pub tag: Tag,
+    /// Its digest when the plan was made: the compare-and-swap value.
+    pub from: Digest,
+    pub already_at_target: bool,
+}
+
+/// A checked plan: the target's bytes, and the state every write will be compared against.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub image: ImageRef,
+    pub requested: Reference,
+    pub target: RawManifest,
+    /// What the target references (platform manifests, or config and layers); all present.
+    pub references: Vec<oci::Reference>,
+    pub tags: Vec<PlannedTag>,
+}
+
+impl Plan {
+    /// Every tag already points at the target.
+    pub fn is_noop(&self) -> bool {
+        self.tags.iter().all(|t| t.already_at_target)
+    }
+
+    pub fn platforms(&self) -> Vec<String> {
+        self.target.platforms()
+    }
+}
+
+/// Why a plan could not be made. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{image} has no tag '{tag}'; rollbot only moves tags that exist (check --tag or the image's tags in the config)")]
+    TagMissing { image: ImageRef, tag: Tag },
+    #[error("target {digest} is incomplete, refusing to roll back to it: missing {}", missing.join(", "))]
+    Incomplete {
+        digest: Digest,
+        missing: Vec<String>,
+    },
+    #[error("target {digest} is an artifact ({artifact_type}), not a container image; refusing to point tags at it")]
+    NotAnImage {
+        digest: Digest,
+        artifact_type: String,
+    },
+    #[error("tag '{tag}' moved from {expected} to {found} since the rollback was planned; nothing was changed (request the rollback again to act on the new state)")]
+    LiveMoved {
+        tag: Tag,
+        expected: Digest,
+        found: Digest,
+    },
+}
+
+impl PlanError {
+    /// The user named something that does not exist (repository, target tag or digest,
+    /// floating tag), as opposed to a registry or target problem.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            PlanError::TagMissing { .. }
+                | PlanError::NotAnImage { .. }
+                | PlanError::Registry(
+                    RegistryError::RepositoryUnknown { .. } | RegistryError::ManifestUnknown { .. }
+                )
+        )
+    }
+}
+
+/// Resolves the target, reads every floating tag's digest and checks the target is complete.
+///
+/// Registry cost: one manifest GET (the target's bytes, which the retag reuses), one HEAD per
+/// tag, one HEAD per referenced manifest or blob, all HEADs concurrent.
+///
+/// # Errors
+/// See [`PlanError`].
+pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Result<Plan, PlanError> {
+    let repository = &request.image.repository;
+    // GET first: its error body tells an unknown repository from an unknown tag or digest.
+    let target = match (&request.prefetched, &request.target) {
+        (Some(manifest), Reference::Digest(digest)) if manifest.digest == *digest => {
+            manifest.clone()
+        }
+        _ => registry.get_manifest(repository, &request.target).await?,
+    };
+    if let Some(artifact_type) = target.artifact_type() {
+        return Err(PlanError::NotAnImage {
+            digest: target.digest.clone(),
+            artifact_type,
+        });
+    }
+    let references = target.references().map_err(|e| {
+        PlanError::Registry(RegistryError::InvalidResponse {
+            registry: registry.host().clone(),
+            request: format!("GET {}", request.target),
+            detail: e.to_string(),
+        })
+    })?;
+
+    let tag_heads = join_all(
+        request
+            .tags
+            .iter()
+            .map(|tag| head_tag(registry, repository, tag)),
+    );
+    let missing = missing_references(registry, &request.image, &references);
+    let (tag_heads, missing) = futures_util::future::join(tag_heads, missing).await;
+
+    let mut tags = Vec::with_capacity(request.tags.len());
+    for (tag, head) in request.tags.iter().zip(tag_heads) {
+        let Some(head) = head? else {
+            return Err(PlanError::TagMissing {
+                image: request.image.clone(),
+                tag: tag.clone(),
+            });
+        };
+        tags.push(PlannedTag {
+            tag: tag.clone(),
+            already_at_target: head.digest == target.digest,
+            from: head.digest,
+        });
+    }
+    for (tag, expected) in &request.expect_from {
+        if let Some(planned) = tags.iter().find(|t| t.tag == *tag) {
+            if planned.from != *expected {
+                return Err(PlanError::LiveMoved {
+                    tag: tag.clone(),
+                    expected: expected.clone(),
+                    found: planned.from.clone(),
+                });
+            }
+        }
+    }
+    let missing = missing?;
+    if !missing.is_empty() {
+        return Err(PlanError::Incomplete {
+            digest: target.digest.clone(),
+            missing: missing
+                .iter()
+                .map(|r| format!("{} ({})", r.label, r.digest.short()))
+                .collect(),
+        });
+    }
+    Ok(Plan {
+        image: request.image.clone(),
+        requested: request.target.clone(),
+        target,
+        references,
+        tags,
+    })
+}
+
+pub(super) async fn head_tag(
+    registry: &RegistryClient,
+    repository: &crate::domain::model::Repository,
+    tag: &Tag,
+) -> Result<Option<crate::registry::ManifestHead>, RegistryError> {
+    registry
+        .head_manifest(repository, &Reference::Tag(tag.clone()))
+        .await
+}
+
+/// The references that do not answer a HEAD, checked concurrently.
+///
+/// # Errors
+/// The first registry error (other than "not found").
+pub async fn missing_references(
+    registry: &RegistryClient,
+    image: &ImageRef,
+    references: &[oci::Reference],
+) -> Result<Vec<oci::Reference>, RegistryError> {
+    let repository = &image.repository;
+    let answers = join_all(references.iter().map(|reference| async move {
+        let present = if reference.is_manifest {
+            registry
+                .head_manifest(repository, &Reference::Digest(reference.digest.clone()))
+                .await?
+                .is_some()
+        } else {
+            registry.blob_exists(repository, &reference.digest).await?
+        };
+        Ok::<_, RegistryError>((reference, present))
+    }))
+    .await;
+    let mut missing = Vec::new();
+    for answer in answers {
+        let (reference, present) = answer?;
+        if !present {
+            missing.push(reference.clone());
+        }
+    }
+    Ok(missing)
+}

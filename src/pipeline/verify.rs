@@ -1,0 +1,68 @@
+//! Verification by HEAD: every tag points at the target and every reference is present.
+
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use super::plan::{head_tag, missing_references};
+use crate::domain::model::{Digest, ImageRef, Tag};
+use crate::registry::oci;
+use crate::registry::{RegistryClient, RegistryError};
+
+/// A verification finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyProblem {
+    pub subject: String,
+    pub detail: String,
+}
+
+/// What verification saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// Each tag and the digest it points at (`None`: the tag does not exist).
+    pub tags: Vec<(Tag, Option<Digest>)>,
+    pub problems: Vec<VerifyProblem>,
+}
+
+/// HEADs every tag (must be `digest`) and every reference (must exist), concurrently.
+///
+/// # Errors
+/// A registry error that prevented verification.
+pub async fn verify(
+    registry: &RegistryClient,
+    image: &ImageRef,
+    tags: &[Tag],
+    digest: &Digest,
+    references: &[oci::Reference],
+) -> Result<Verification, RegistryError> {
+    let repository = &image.repository;
+    let heads = join_all(tags.iter().map(|tag| head_tag(registry, repository, tag)));
+    let missing = missing_references(registry, image, references);
+    let (heads, missing) = futures_util::future::join(heads, missing).await;
+    let mut seen = Vec::with_capacity(tags.len());
+    let mut problems = Vec::new();
+    for (tag, head) in tags.iter().zip(heads) {
+        let now = head?.map(|h| h.digest);
+        match &now {
+            Some(found) if found == digest => {}
+            Some(found) => problems.push(VerifyProblem {
+                subject: format!("tag {tag}"),
+                detail: format!("points at {found}, expected {digest}"),
+            }),
+            None => problems.push(VerifyProblem {
+                subject: format!("tag {tag}"),
+                detail: "does not exist".to_owned(),
+            }),
+        }
+        seen.push((tag.clone(), now));
+    }
+    for reference in missing? {
+        problems.push(VerifyProblem {
+            subject: reference.label.clone(),
+            detail: format!("{} is missing", reference.digest),
+        });
+    }
+    Ok(Verification {
+        tags: seen,
+        problems,
+    })
+}
