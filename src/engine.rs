@@ -24,16 +24,16 @@ use tokio::task::JoinSet;
 
 use crate::config::{ImageSettings, Settings};
 use crate::domain::command::{Command, ImageName, USAGE};
-use crate::domain::model::{Digest, ImageRef, Reference, RegistryHost, Tag};
+use crate::domain::model::{ImageRef, Reference, RegistryHost, Tag, TagNow};
 use crate::domain::policy::{
     self, ApprovalRule, Approver, Decision, Pending, RecordedVote, Verdict,
 };
 use crate::domain::rollback::{Actor, RollbackId, State, Timestamp};
-use crate::manifest::{self, Selection};
+use crate::manifest;
 use crate::metrics::Metrics;
 use crate::pipeline::{
     self, HoldOptions, Outcome, Plan, Progress, Report, RollbackRequest, RunOptions, StepReport,
-    TargetReport,
+    TagStatus, TargetReport,
 };
 use crate::registry::{RegistryClient, RegistryError};
 use crate::store::{AuditEntry, RollbackRecord, Store, StoreError};
@@ -254,10 +254,18 @@ enum Internal {
     Finished {
         id: RollbackId,
         report: Box<Report>,
+        /// For a run that did not succeed: every tag read again right before finishing, so the
+        /// record says what the registry says (a write without an answer may land late).
+        tags_now: Option<Vec<(Tag, TagNow)>>,
     },
     Reconciled {
         id: RollbackId,
         outcome: Reconciliation,
+    },
+    /// A finished (failed or interrupted) rollback's tags, read again after a restart.
+    Reread {
+        record: Box<RollbackRecord>,
+        tags_now: Vec<(Tag, TagNow)>,
     },
     Emit(Box<Event>),
 }
@@ -283,7 +291,7 @@ enum Reconciliation {
     /// Every tag is at the target: run verification and checks.
     Verify,
     Interrupted {
-        tags_now: Vec<(Tag, Option<Digest>)>,
+        tags_now: Vec<(Tag, TagNow)>,
         detail: String,
     },
 }
@@ -369,6 +377,11 @@ pub async fn start(
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
+    // How far back a restart re-reads the tags of failed rollbacks.
+    const REREAD_FAILED: Duration = Duration::from_secs(24 * 3600);
+    let recently_failed = store
+        .recently_failed(clock.now().minus(REREAD_FAILED))
+        .await?;
     let (tx, inbox) = mpsc::channel(256);
     let (internal_tx, internal) = mpsc::unbounded_channel();
     let limits = &settings.daemon.limits;
@@ -394,6 +407,7 @@ pub async fn start(
     engine.update_gauges();
     let task = tokio::spawn(async move {
         engine.reconcile_on_start();
+        engine.reread_failed(recently_failed);
         engine.run(inbox, internal, options).await;
     });
     Ok((EngineHandle { tx }, task))
@@ -1064,8 +1078,13 @@ impl Engine {
                 let _ = reply.send(answer);
             }
             Internal::Progress { id, step } => self.progress(id, step).await,
-            Internal::Finished { id, report } => self.finished(id, *report).await,
+            Internal::Finished {
+                id,
+                report,
+                tags_now,
+            } => self.finished(id, *report, tags_now).await,
             Internal::Reconciled { id, outcome } => self.reconciled(id, outcome).await,
+            Internal::Reread { record, tags_now } => self.reread(*record, tags_now).await,
             Internal::Emit(event) => self.emit(*event),
         }
     }
@@ -1200,26 +1219,59 @@ impl Engine {
         }
     }
 
-    async fn finished(&mut self, id: RollbackId, report: Report) {
+    async fn finished(
+        &mut self,
+        id: RollbackId,
+        report: Report,
+        rechecked: Option<Vec<(Tag, TagNow)>>,
+    ) {
         self.running.remove(&id);
         let Some(mut record) = self.active.get(&id).cloned() else {
             return;
         };
         record.checks = report.checks.clone();
-        record.tags_now = report
+        let reported: Vec<(Tag, TagNow)> = report
             .tags
             .iter()
-            .map(|t| (t.tag.clone(), t.now.clone()))
+            .map(|t| {
+                let now = match (&t.now, t.status) {
+                    (_, TagStatus::Unknown) => TagNow::Unknown {
+                        unknown: "could not be read back after the failed write".to_owned(),
+                    },
+                    (now, _) => TagNow::from(now.clone()),
+                };
+                (t.tag.clone(), now)
+            })
             .collect();
         let succeeded = report.outcome == Outcome::Succeeded;
         if !succeeded {
-            record.error = Some(
-                report
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| format!("{:?}", report.outcome)),
-            );
+            let mut error = report
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("{:?}", report.outcome));
+            // A write reported as failed that landed after all: the registry is the truth.
+            let landed: Vec<&str> = rechecked
+                .iter()
+                .flatten()
+                .filter(|(tag, now)| {
+                    now.is(&record.target.digest)
+                        && reported
+                            .iter()
+                            .any(|(t, was)| t == tag && !was.is(&record.target.digest))
+                })
+                .map(|(tag, _)| tag.as_str())
+                .collect();
+            if !landed.is_empty() {
+                tracing::warn!(rollback_id = %id, tags = ?landed, "A write reported as failed landed after all.");
+                error.push_str(&format!(
+                    "; re-checked before finishing: {} point{} at the target after all (a write without an answer landed)",
+                    landed.join(", "),
+                    if landed.len() == 1 { "s" } else { "" }
+                ));
+            }
+            record.error = Some(error);
         }
+        record.tags_now = rechecked.unwrap_or(reported);
         let audit = AuditEntry::new(
             self.now(),
             Some(id),
@@ -1384,6 +1436,7 @@ impl Engine {
                 let _ = self.internal_tx.send(Internal::Finished {
                     id,
                     report: Box::new(report),
+                    tags_now: None,
                 });
                 return;
             }
@@ -1426,22 +1479,29 @@ impl Engine {
             );
             match catch_panic(run).await {
                 Ok(report) => {
+                    let tags_now = if report.outcome == Outcome::Succeeded {
+                        None
+                    } else {
+                        Some(read_tags_now(&registry, &record).await)
+                    };
                     let _ = internal.send(Internal::Finished {
                         id,
                         report: Box::new(report),
+                        tags_now,
                     });
                 }
                 // A bug must not leave the image locked until the next restart: read where
                 // the tags are and end the rollback as interrupted, for a human to look at.
                 Err(panic) => {
                     tracing::error!(rollback_id = %id, %panic, "The pipeline task panicked.");
-                    let (tags_now, _) = read_tags_now(&registry, &record).await;
+                    let tags_now = read_tags_now(&registry, &record).await;
                     let _ = internal.send(Internal::Reconciled {
                         id,
                         outcome: Reconciliation::Interrupted {
                             detail: format!(
-                                "internal error: the rollback stopped unexpectedly ({panic}); tags now: {}; check them with `rollbot verify` and request again if needed",
-                                describe_tags(&tags_now)
+                                "internal error: the rollback stopped unexpectedly ({panic}); tags now: {}; finish it with: {}",
+                                describe_tags(&tags_now),
+                                finish_command(&registry, &record)
                             ),
                             tags_now,
                         },
@@ -1486,6 +1546,57 @@ impl Engine {
                 });
             });
         }
+    }
+
+    /// Reads again, in the background, the tags of rollbacks that failed recently: the record
+    /// must end up saying what the registry says, even when a write landed after it was written.
+    fn reread_failed(&mut self, records: Vec<RollbackRecord>) {
+        for record in records {
+            let Ok(registry) = self.registries.get(&record.image.registry) else {
+                continue;
+            };
+            let internal = self.internal_tx.clone();
+            self.tasks.spawn(async move {
+                let tags_now = read_tags_now(&registry, &record).await;
+                if tags_now != record.tags_now && !tags_now.iter().any(|(_, now)| now.is_unknown())
+                {
+                    let _ = internal.send(Internal::Reread {
+                        record: Box::new(record),
+                        tags_now,
+                    });
+                }
+            });
+        }
+    }
+
+    /// Records what a re-read found (only called when it differs from the record) and says so
+    /// in the rollback's thread.
+    async fn reread(&mut self, mut record: RollbackRecord, tags_now: Vec<(Tag, TagNow)>) {
+        let id = record.id;
+        let detail = format!(
+            "after a restart, rollbot read the tags of {id} again: {} (the record said {})",
+            describe_tags(&tags_now),
+            describe_tags(&record.tags_now)
+        );
+        tracing::warn!(rollback_id = %id, %detail, "Tags of a failed rollback changed since it was recorded.");
+        record.tags_now = tags_now;
+        record.updated_at = self.now();
+        let audit = AuditEntry::new(
+            self.now(),
+            Some(id),
+            None,
+            "reconcile",
+            json!({ "decision": "tags_reread", "detail": detail }),
+        );
+        if let Err(error) = self.store.save(&record, &[audit]).await {
+            tracing::error!(rollback_id = %id, %error, "Re-read tags could not be saved.");
+            return;
+        }
+        self.emit(Event {
+            kind: EventKind::Notice { text: detail },
+            channel: record.channel.clone(),
+            rollback: Some(record),
+        });
     }
 
     async fn reconciled(&mut self, id: RollbackId, outcome: Reconciliation) {
@@ -1590,37 +1701,23 @@ async fn plan_request(
 ) -> Result<Planned, String> {
     let (target, expect_from, target_source, prefetched) = match target {
         Some(target) => (target, Vec::new(), None, None),
-        None => {
-            let first = tags.first().cloned().ok_or("no floating tag configured")?;
-            let live = registry
-                .head_manifest(&image.repository, &Reference::Tag(first.clone()))
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{image} has no tag {first}"))?
-                .digest;
-            match manifest::select_target(registry, image, &first, &live).await {
-                Selection::Chosen {
-                    digest,
-                    manifest,
-                    source,
-                } => (
-                    Reference::Digest(digest),
-                    vec![(first, live)],
-                    Some(source),
-                    manifest,
-                ),
-                Selection::Refused {
-                    reason, suggestion, ..
-                } => {
-                    return Err(match suggestion {
-                        Some(suggestion) => {
-                            format!("{reason}; the newest complete build before it is {suggestion}")
-                        }
-                        None => reason,
-                    })
-                }
+        None => match pipeline::default_target(registry, image, &tags).await {
+            Ok(chosen) => (
+                Reference::Digest(chosen.digest),
+                chosen.expect_from,
+                Some(chosen.source),
+                chosen.prefetched,
+            ),
+            Err(refusal) => {
+                return Err(match refusal.suggestion {
+                    Some(suggestion) => format!(
+                        "{}; the newest complete build before it is {suggestion} (name it: /rollback {image}@{suggestion})",
+                        refusal.reason
+                    ),
+                    None => refusal.reason,
+                })
             }
-        }
+        },
     };
     let request = RollbackRequest {
         image: image.clone(),
@@ -1693,7 +1790,7 @@ async fn run_pipeline(
         )
         .await;
         for tag in &mut report.tags {
-            tag.status = "moved";
+            tag.status = pipeline::TagStatus::Moved;
         }
         if report.outcome == Outcome::Verified {
             report.outcome = Outcome::Succeeded;
@@ -1750,42 +1847,54 @@ fn retry_in(
 }
 
 /// "latest at sha256:abcd…, stable at (missing)".
-fn describe_tags(tags_now: &[(Tag, Option<Digest>)]) -> String {
+fn describe_tags(tags_now: &[(Tag, TagNow)]) -> String {
     if tags_now.is_empty() {
         return "unknown".to_owned();
     }
     tags_now
         .iter()
-        .map(|(tag, digest)| {
-            format!(
-                "{tag} at {}",
-                digest.as_ref().map_or("(missing)", |d| d.short())
-            )
-        })
+        .map(|(tag, now)| format!("{tag} at {}", now.short()))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Where each of the rollback's tags points now, as far as the registry answers: what was
-/// read, and the error that stopped the reading, if one did.
-async fn read_tags_now(
-    registry: &RegistryClient,
-    record: &RollbackRecord,
-) -> (Vec<(Tag, Option<Digest>)>, Option<RegistryError>) {
-    let mut tags_now = Vec::new();
-    for planned in &record.tags {
-        match registry
+/// Where each of the rollback's tags points now, read concurrently; a tag the registry does
+/// not answer for is `Unknown`, with the error.
+async fn read_tags_now(registry: &RegistryClient, record: &RollbackRecord) -> Vec<(Tag, TagNow)> {
+    let heads = futures_util::future::join_all(record.tags.iter().map(|planned| async {
+        registry
             .head_manifest(
                 &record.image.repository,
                 &Reference::Tag(planned.tag.clone()),
             )
             .await
-        {
-            Ok(head) => tags_now.push((planned.tag.clone(), head.map(|h| h.digest))),
-            Err(error) => return (tags_now, Some(error)),
-        }
-    }
-    (tags_now, None)
+    }))
+    .await;
+    record
+        .tags
+        .iter()
+        .zip(heads)
+        .map(|(planned, head)| {
+            let now = match head {
+                Ok(head) => TagNow::from(head.map(|h| h.digest)),
+                Err(error) => TagNow::Unknown {
+                    unknown: error.to_string(),
+                },
+            };
+            (planned.tag.clone(), now)
+        })
+        .collect()
+}
+
+/// `rollbot rollback IMAGE --to DIGEST --tag …`: what finishes the rollback `record` names.
+fn finish_command(registry: &RegistryClient, record: &RollbackRecord) -> String {
+    let tags: Vec<&Tag> = record.tags.iter().map(|t| &t.tag).collect();
+    manifest::rollback_command(
+        &record.image,
+        &record.target.digest,
+        &tags,
+        registry.is_insecure(),
+    )
 }
 
 /// Runs a task's body and turns a panic into `Err(message)`, so the engine can release what
@@ -1810,22 +1919,28 @@ async fn reconcile(
     now: Timestamp,
     expiry: Duration,
 ) -> Reconciliation {
-    let (tags_now, error) = read_tags_now(registry, record).await;
-    if let Some(error) = error {
+    let tags_now = read_tags_now(registry, record).await;
+    if let Some((tag, TagNow::Unknown { unknown })) =
+        tags_now.iter().find(|(_, now)| now.is_unknown())
+    {
         return Reconciliation::Interrupted {
+            detail: format!(
+                "rollbot restarted mid-rollback and could not read tag {tag} ({unknown}); check the tags with `rollbot verify {} --expect {}`, and finish with: {}",
+                record.image,
+                record.target.digest,
+                finish_command(registry, record)
+            ),
             tags_now,
-            detail: format!("rollbot restarted mid-rollback and could not read the registry ({error}); check the tags by hand"),
         };
     }
     let target = &record.target.digest;
-    let all_at_target = tags_now.iter().all(|(_, now)| now.as_ref() == Some(target));
+    let all_at_target = tags_now.iter().all(|(_, now)| now.is(target));
     let untouched = record
         .tags
         .iter()
         .zip(&tags_now)
         .all(|(planned, (_, now))| {
-            now.as_ref() == Some(&planned.from)
-                || (planned.already_at_target && now.as_ref() == Some(target))
+            now.is(&planned.from) || (planned.already_at_target && now.is(target))
         });
     let approval_fresh = record
         .approved_at
@@ -1845,8 +1960,9 @@ async fn reconcile(
     } else {
         Reconciliation::Interrupted {
             detail: format!(
-                "rollbot restarted mid-rollback and the tags are neither all moved nor untouched: {}; check and re-run",
-                describe_tags(&tags_now)
+                "rollbot restarted mid-rollback and the tags are neither all moved nor untouched: {}; finish it with: {}",
+                describe_tags(&tags_now),
+                finish_command(registry, record)
             ),
             tags_now,
         }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::domain::model::Digest;
-use crate::pipeline::{Outcome, Plan, Progress, Report, StepReport};
+use crate::pipeline::{Outcome, Plan, Progress, Report, StepReport, TagStatus};
 
 /// A duration for people: `840 ms` under ten seconds, else `12.3 s`.
 pub fn duration_text(ms: u64) -> String {
@@ -113,8 +113,15 @@ pub fn summary(report: &Report) -> String {
                 out,
                 "  {:<7} {} ({})",
                 tag.tag.as_str(),
-                tag.now.as_ref().map_or("unknown", Digest::as_str),
-                tag.status.replace('_', " ")
+                tag.now.as_ref().map_or(
+                    if tag.status == TagStatus::Unknown {
+                        "(could not be read)"
+                    } else {
+                        "(missing)"
+                    },
+                    Digest::as_str
+                ),
+                tag.status.text()
             );
         }
     }

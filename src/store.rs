@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::Row;
 
 use crate::checks::CheckReport;
-use crate::domain::model::{Digest, ImageRef, Tag};
+use crate::domain::model::{ImageRef, Tag, TagNow};
 use crate::domain::policy::RecordedVote;
 use crate::domain::rollback::{Actor, RollbackId, State, Timestamp};
 use crate::pipeline::{PlannedTag, StepReport, TargetReport};
@@ -47,8 +47,8 @@ pub struct RollbackRecord {
     pub votes: Vec<RecordedVote>,
     pub steps: Vec<StepReport>,
     pub checks: Vec<CheckReport>,
-    /// Per tag, its digest after the run (or as found on reconcile).
-    pub tags_now: Vec<(Tag, Option<Digest>)>,
+    /// Per tag, where it points after the run (or as found on reconcile).
+    pub tags_now: Vec<(Tag, TagNow)>,
     /// Why it failed, was interrupted, rejected or cancelled.
     pub error: Option<String>,
     /// The chat platform's id of the status message, once posted.
@@ -349,6 +349,25 @@ impl Store {
             "SELECT id, data FROM rollbacks \
              WHERE state IN ('requested','approved','retagging','verifying') ORDER BY id",
         )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Failed or interrupted rollbacks updated at or after `since`. A write without an answer
+    /// can land after its rollback was recorded as failed, so a restart reads their tags again.
+    ///
+    /// # Errors
+    /// Database errors, unreadable records.
+    pub async fn recently_failed(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<RollbackRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, data FROM rollbacks \
+             WHERE state IN ('failed','interrupted') AND updated_at >= ? ORDER BY id",
+        )
+        .bind(since.0)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(from_row).collect()

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::domain::model::TagNow;
 use crate::domain::policy::Decision;
 use crate::domain::rollback::{RollbackId, State, Timestamp};
 use crate::engine::{Clock, EngineHandle, Event, EventKind};
@@ -164,19 +165,23 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
         ("Image".to_owned(), platforms),
     ];
     for planned in &record.tags {
-        let now_digest = record
+        let now = record
             .tags_now
             .iter()
             .find(|(tag, _)| *tag == planned.tag)
-            .and_then(|(_, digest)| digest.clone());
+            .map(|(_, now)| now);
         let value = if planned.already_at_target {
             "already at target".to_owned()
         } else {
-            match (&now_digest, record.state) {
-                (Some(now), _) if *now == record.target.digest => {
+            match (now, record.state) {
+                (Some(now), _) if now.is(&record.target.digest) => {
                     format!("`{}` → target (moved)", planned.from.short())
                 }
-                (Some(now), State::Failed | State::Interrupted) if *now == planned.from => {
+                (Some(TagNow::Unknown { .. }), _) => format!(
+                    "`{}` → target (unknown: the registry could not be read back; run `rollbot verify`)",
+                    planned.from.short()
+                ),
+                (Some(now), State::Failed | State::Interrupted) if now.is(&planned.from) => {
                     format!("`{}` (not moved)", planned.from.short())
                 }
                 (Some(now), State::Failed | State::Interrupted) => {

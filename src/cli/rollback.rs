@@ -4,10 +4,10 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::time::Instant;
 
-use super::{exit_code, fail, live_digest, resolve, RollbackArgs, Target, VerifyArgs};
+use super::{exit_code, resolve, RollbackArgs, Target, VerifyArgs};
 use crate::config::Settings;
 use crate::domain::model::{Reference, Tag};
-use crate::manifest::{self, Selection};
+use crate::manifest;
 use crate::pipeline::{
     self, Confirmation, HoldOptions, Outcome, Report, RollbackRequest, RunOptions,
 };
@@ -113,7 +113,7 @@ pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: 
     finish(&report, json)
 }
 
-/// Target, the live digest it was chosen from, how, and its manifest if already read.
+/// Target, the live digests it was chosen from, how, and its manifest if already read.
 type Chosen = (
     Reference,
     Vec<(Tag, crate::domain::model::Digest)>,
@@ -121,52 +121,36 @@ type Chosen = (
     Option<crate::registry::oci::RawManifest>,
 );
 
-/// The default target: the previous build in the live digest's rollback manifest, skipping
-/// builds marked bad. Refuses (printing the history) when that build is incomplete.
+/// The default target ([`pipeline::default_target`]): finishing an unfinished rollback the hold
+/// records, else the previous build. Refuses (printing the history it read) otherwise.
 async fn choose_target(target: &Target<'_>, json: bool) -> Result<Chosen, u8> {
-    let Some(first) = target.tags.first() else {
-        return Err(fail(
-            json,
-            Outcome::BadInput,
-            "no floating tag to roll back",
-        ));
-    };
-    let live = live_digest(target, first, json).await?;
-    match manifest::select_target(&target.registry, &target.image, first, &live).await {
-        Selection::Chosen {
-            digest,
-            manifest,
-            source,
-        } => Ok((
-            Reference::Digest(digest),
-            vec![(first.clone(), live)],
-            Some(source),
-            manifest,
+    match pipeline::default_target(&target.registry, &target.image, &target.tags).await {
+        Ok(chosen) => Ok((
+            Reference::Digest(chosen.digest),
+            chosen.expect_from,
+            Some(chosen.source),
+            chosen.prefetched,
         )),
-        Selection::Refused {
-            reason,
-            suggestion,
-            history,
-        } => {
-            let mut message = reason;
-            if let Some(suggestion) = suggestion {
+        Err(refusal) => {
+            let mut message = refusal.reason;
+            if let Some(suggestion) = refusal.suggestion {
                 message.push_str(&format!(
                     "; the newest complete build before it is {suggestion} (--to {suggestion})"
                 ));
             }
             if json {
                 let value = serde_json::json!({
-                    "outcome": Outcome::PrecheckFailed,
+                    "outcome": refusal.outcome,
                     "error": message,
-                    "exit_code": exit_code(Outcome::PrecheckFailed),
-                    "history": history,
+                    "exit_code": exit_code(refusal.outcome),
+                    "history": refusal.history,
                 });
                 println!("{value}");
-            } else {
-                print!("{}", report::history(&history));
+            } else if let Some(history) = &refusal.history {
+                print!("{}", report::history(history));
             }
             eprintln!("error: {message}");
-            Err(exit_code(Outcome::PrecheckFailed))
+            Err(exit_code(refusal.outcome))
         }
     }
 }

@@ -359,6 +359,52 @@ impl From<Digest> for Reference {
     }
 }
 
+/// Where a tag points, as far as the registry said when it was last read.
+///
+/// Stored as the digest, `null` for a tag that does not exist (the form older records have), or
+/// `{"unknown": "<why>"}` when the registry could not be read: a write whose answer never came
+/// may still have landed, so "unknown" is never shown as "not moved".
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum TagNow {
+    At(Digest),
+    Missing,
+    Unknown { unknown: String },
+}
+
+impl TagNow {
+    /// The digest, when known.
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            TagNow::At(digest) => Some(digest),
+            TagNow::Missing | TagNow::Unknown { .. } => None,
+        }
+    }
+
+    pub fn is(&self, digest: &Digest) -> bool {
+        self.digest() == Some(digest)
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, TagNow::Unknown { .. })
+    }
+
+    /// `sha256:0123456789ab`, `(missing)` or `unknown`, for people.
+    pub fn short(&self) -> &str {
+        match self {
+            TagNow::At(digest) => digest.short(),
+            TagNow::Missing => "(missing)",
+            TagNow::Unknown { .. } => "unknown",
+        }
+    }
+}
+
+impl From<Option<Digest>> for TagNow {
+    fn from(digest: Option<Digest>) -> Self {
+        digest.map_or(TagNow::Missing, TagNow::At)
+    }
+}
+
 impl ImageRef {
     /// Parses `host[:port]/repo` (no tag, no digest).
     ///

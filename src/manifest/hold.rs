@@ -1,5 +1,10 @@
 //! The hold: "the floating tags were rolled back on purpose; CI must not move them", stored under
 //! `rollbot-hold` next to the image and checked by `rollbot gate` in CI.
+//!
+//! A rollback that holds writes it twice: `in_progress` before its first tag write (naming the
+//! target and where every tag was), so that a run that stops part-way — a failed write, kill -9
+//! — leaves its intent for the next run, the daemon and other operators to see; then `active`
+//! with the report once the tags moved and were verified. Either blocks CI's `rollbot gate`.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +17,28 @@ use crate::registry::RegistryClient;
 pub enum HoldState {
     Active,
     Released,
+    /// Written before a rollback's first tag write: not every tag may have moved yet.
+    InProgress,
+}
+
+/// Where a tag pointed before the rollback that set the hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldFrom {
+    pub tag: Tag,
+    pub digest: Digest,
+}
+
+/// What a hold says about a rollback whose target was not named (see [`Hold::reading`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldReading {
+    /// Nothing: choose from the history.
+    Nothing,
+    /// Every tag is at the hold's target: that rollback's tags all moved.
+    Done,
+    /// Some tags are at the hold's target and the others still where that rollback found them:
+    /// it stopped part-way, and finishing it is the only safe default.
+    Unfinished,
 }
 
 /// A hold: "the floating tags were rolled back on purpose; CI must not move them".
@@ -32,11 +59,33 @@ pub struct Hold {
     pub release_reason: Option<String>,
     /// The report of the rollback that set the hold, when a rollback set it.
     pub report: Option<serde_json::Value>,
+    /// Where each tag pointed before the rollback (absent in holds set by hand or by older
+    /// versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<HeldFrom>,
 }
 
 impl Hold {
+    /// The hold stops CI: active, or a rollback in progress.
     pub fn is_active(&self) -> bool {
-        self.state == HoldState::Active
+        self.state != HoldState::Released
+    }
+
+    /// The hold a rollback writes before its first tag write: the rollback of `tags` (each now
+    /// at its `from` digest) to `digest`, started now by `by`.
+    pub fn in_progress(
+        image: ImageRef,
+        digest: Digest,
+        from: Vec<HeldFrom>,
+        reason: String,
+        by: String,
+    ) -> Hold {
+        Hold {
+            state: HoldState::InProgress,
+            tags: from.iter().map(|f| f.tag.clone()).collect(),
+            from,
+            ..Hold::active(image, digest, Vec::new(), reason, by)
+        }
     }
 
     /// An active hold on `image`'s `tags` at `digest`, set now by `by`.
@@ -60,6 +109,32 @@ impl Hold {
             released_at: None,
             release_reason: None,
             report: None,
+            from: Vec::new(),
+        }
+    }
+
+    /// What this hold says about a rollback of tags, each at its `live` digest, whose target
+    /// nobody named. Only holds a rollback wrote (they record where the tags were) count; a hold
+    /// set by hand is a freeze, not a record of a rollback.
+    pub fn reading(&self, live: &[(Tag, Digest)]) -> HoldReading {
+        if !self.is_active() || self.from.is_empty() || live.is_empty() {
+            return HoldReading::Nothing;
+        }
+        if live.iter().all(|(_, digest)| *digest == self.digest) {
+            return HoldReading::Done;
+        }
+        let untouched_or_moved = live.iter().all(|(tag, digest)| {
+            *digest == self.digest
+                || self
+                    .from
+                    .iter()
+                    .any(|f| f.tag == *tag && f.digest == *digest)
+        });
+        if untouched_or_moved {
+            HoldReading::Unfinished
+        } else {
+            // The tags moved on since (CI or a person): the hold no longer describes them.
+            HoldReading::Nothing
         }
     }
 
@@ -80,10 +155,10 @@ impl Hold {
         let mut text = format!(
             "{} {} at {} (tags {}) by {} since {}: {}",
             self.image,
-            if self.is_active() {
-                "is held"
-            } else {
-                "was held"
+            match self.state {
+                HoldState::Active => "is held",
+                HoldState::InProgress => "is held for a rollback in progress (not every tag may have moved yet)",
+                HoldState::Released => "was held",
             },
             self.digest.short(),
             self.tags
@@ -150,6 +225,7 @@ pub async fn write_hold(registry: &RegistryClient, hold: &Hold) -> Result<(), Ar
     Ok(())
 }
 
-fn hold_tag() -> Tag {
+/// The tag the hold lives under.
+pub fn hold_tag() -> Tag {
     Tag::parse(HOLD_TAG).unwrap_or_else(|_| unreachable!("rollbot-hold is a valid tag"))
 }

@@ -25,7 +25,7 @@ mod history;
 mod hold;
 
 pub use history::{select_target, walk, History, HistoryEnd, HistoryEntry, Selection};
-pub use hold::{read_hold, write_hold, Hold, HoldState};
+pub use hold::{hold_tag, read_hold, write_hold, HeldFrom, Hold, HoldReading, HoldState};
 
 pub const ROLLBACK_MANIFEST_TYPE: &str = "application/vnd.rollbot.rollback-manifest.v1+json";
 pub const BAD_MARK_TYPE: &str = "application/vnd.rollbot.bad-digest.v1+json";
@@ -416,13 +416,8 @@ pub async fn generate(
     let (rollback_command, manual_command) = match &previous {
         None => (None, None),
         Some(previous) => {
-            let mut command = format!("rollbot rollback {} --to {previous}", request.image);
-            for tag in &rollback_tags {
-                command.push_str(&format!(" --tag {tag}"));
-            }
-            if request.insecure {
-                command.push_str(" --insecure");
-            }
+            let command =
+                rollback_command(&request.image, previous, &rollback_tags, request.insecure);
             let manual = manual_command(&request.image, previous, &rollback_tags, request.insecure);
             (Some(command), Some(manual))
         }
@@ -439,6 +434,24 @@ pub async fn generate(
         build_url: request.build_url.clone(),
         git_sha: request.git_sha.clone(),
     })
+}
+
+/// `rollbot rollback IMAGE --to DIGEST --tag T…`: the rollback to `digest` with rollbot, as
+/// rollback manifests carry it and as a run that stopped part-way advises to finish it.
+pub fn rollback_command(
+    image: &impl std::fmt::Display,
+    digest: &impl std::fmt::Display,
+    tags: &[impl std::fmt::Display],
+    insecure: bool,
+) -> String {
+    let mut command = format!("rollbot rollback {image} --to {digest}");
+    for tag in tags {
+        command.push_str(&format!(" --tag {tag}"));
+    }
+    if insecure {
+        command.push_str(" --insecure");
+    }
+    command
 }
 
 /// The rollback to `digest` with skopeo, for when rollbot is not at hand: one digest-preserving

@@ -13,6 +13,7 @@ use std::time::Duration;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::model::TagNow;
 use crate::domain::policy::Decision;
 use crate::domain::rollback::Timestamp;
 use crate::store::RollbackRecord;
@@ -177,9 +178,10 @@ impl Context {
                 .iter()
                 .map(|(tag, digest)| TagDigest {
                     tag: tag.to_string(),
-                    digest: digest
-                        .as_ref()
-                        .map_or_else(|| "(missing)".to_owned(), ToString::to_string),
+                    digest: match digest {
+                        TagNow::At(digest) => digest.to_string(),
+                        other => other.short().to_owned(),
+                    },
                 })
                 .collect(),
             to_digest_short: record.target.digest.short().to_owned(),

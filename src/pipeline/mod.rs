@@ -24,11 +24,15 @@ use crate::registry::RegistryClient;
 mod outcome;
 mod plan;
 mod retag;
+mod target;
 mod verify;
 
-pub use outcome::{Outcome, Progress, RegistryUsage, Report, StepReport, TagReport, TargetReport};
+pub use outcome::{
+    Outcome, Progress, RegistryUsage, Report, StepReport, TagReport, TagStatus, TargetReport,
+};
 pub use plan::{missing_references, plan, Plan, PlanError, PlannedTag, RollbackRequest};
-pub use retag::{retag, RetagError, RetagFailure, TagOutcome};
+pub use retag::{retag, IntentRecord, RetagError, RetagFailure, TagOutcome, SETTLE};
+pub use target::{default_target, DefaultTarget, TargetRefusal};
 pub use verify::{verify, Verification, VerifyProblem};
 
 /// Options of a full run.
@@ -143,10 +147,11 @@ pub async fn run(
     finish(report, outcome, error)
 }
 
-/// Once any tag moved (whatever verification said), writes a hold naming the target and
-/// embedding the report, so the next CI push stops at `rollbot gate` instead of silently
-/// undoing the rollback. Nothing happens without `hold` or when no tag moved. A failed hold
-/// makes the run fail verification (exit 5): the tags moved, but nothing protects them.
+/// Once tags moved and the run got as far as verification (whatever it said), writes the hold
+/// as `active`, naming the target and embedding the report, so the next CI push stops at
+/// `rollbot gate` instead of silently undoing the rollback. Nothing happens without `hold`,
+/// when no tag moved, or when the retag stopped (its `in_progress` hold stays, recording the
+/// unfinished rollback). A failed write makes the run fail verification (exit 5).
 pub async fn hold_moved_tags(
     registry: &RegistryClient,
     image: &ImageRef,
@@ -159,12 +164,26 @@ pub async fn hold_moved_tags(
     let Some(hold) = hold else {
         return;
     };
-    if !report.tags.iter().any(|t| t.status == "moved") {
+    let verified_or_not = matches!(
+        report.outcome,
+        Outcome::Succeeded | Outcome::Verified | Outcome::VerifyFailed
+    );
+    if !verified_or_not || !report.tags.iter().any(|t| t.status == TagStatus::Moved) {
         return;
     }
     let started = Instant::now();
     let record = manifest::Hold {
         report: serde_json::to_value(&*report).ok(),
+        from: report
+            .tags
+            .iter()
+            .filter_map(|t| {
+                t.from.clone().map(|digest| manifest::HeldFrom {
+                    tag: t.tag.clone(),
+                    digest,
+                })
+            })
+            .collect(),
         ..manifest::Hold::active(
             image.clone(),
             digest.clone(),
@@ -185,7 +204,7 @@ pub async fn hold_moved_tags(
     if let Err(error) = written {
         report.outcome = Outcome::VerifyFailed;
         let message = format!(
-            "tags moved but the hold could not be set ({error}); run `rollbot hold set {image} --reason …` so CI does not undo the rollback"
+            "tags moved but the hold could not be updated ({error}); check it with `rollbot hold status {image}` and, unless it is active or in progress, run `rollbot hold set {image} --reason …` so CI does not undo the rollback"
         );
         report.error = Some(match report.error.take() {
             Some(earlier) => format!("{earlier}; {message}"),
@@ -194,8 +213,29 @@ pub async fn hold_moved_tags(
     }
 }
 
+impl HoldOptions {
+    /// The hold a run writes before its first tag write: the plan's target and where every tag
+    /// was.
+    fn intent(&self, plan: &Plan) -> manifest::Hold {
+        manifest::Hold::in_progress(
+            plan.image.clone(),
+            plan.target.digest.clone(),
+            plan.tags
+                .iter()
+                .map(|t| manifest::HeldFrom {
+                    tag: t.tag.clone(),
+                    digest: t.from.clone(),
+                })
+                .collect(),
+            self.reason.clone(),
+            self.by.clone(),
+        )
+    }
+}
+
 /// Retag, verify and check an already planned (and approved) rollback, recording into `report`.
-/// Sets `report.outcome` and `report.error`; the caller calls [`Report::finish`].
+/// Sets `report.outcome` and `report.error` (and, when the retag stopped part-way,
+/// `report.finish_command`); the caller calls [`Report::finish`].
 pub async fn execute(
     registry: &RegistryClient,
     plan: &Plan,
@@ -204,7 +244,8 @@ pub async fn execute(
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) {
     let step_started = Instant::now();
-    let retagged = retag(registry, plan, |tag, duration| {
+    let intent = options.hold.as_ref().map(|hold| hold.intent(plan));
+    let retagged = retag(registry, plan, intent.as_ref(), |tag, duration| {
         progress(Progress::TagMoved { tag, duration });
     })
     .await;
@@ -223,12 +264,20 @@ pub async fn execute(
             report.record_tags(&failure.tags);
             let detail = failure.error.to_string();
             report.record_step("retag", false, step_started, detail, progress);
+            let tags: Vec<&Tag> = plan.tags.iter().map(|t| &t.tag).collect();
+            let finish = manifest::rollback_command(
+                &plan.image,
+                &plan.target.digest,
+                &tags,
+                registry.is_insecure(),
+            );
             report.outcome = if failure.is_partial() {
+                report.finish_command = Some(finish.clone());
                 Outcome::RetagFailed
             } else {
                 Outcome::PrecheckFailed
             };
-            report.error = Some(failure.error.to_string());
+            report.error = Some(explain_retag_failure(&failure, plan, &finish, registry));
             return;
         }
     }
@@ -248,6 +297,52 @@ pub async fn execute(
     if report.outcome != Outcome::VerifyFailed {
         report.outcome = Outcome::Succeeded;
     }
+}
+
+/// The error of a retag that stopped, for people: what failed, which tags could not be read
+/// back, what became of the hold, and the command that finishes the job.
+fn explain_retag_failure(
+    failure: &RetagFailure,
+    plan: &Plan,
+    finish: &str,
+    registry: &RegistryClient,
+) -> String {
+    let mut text = failure.error.to_string();
+    let unknown: Vec<&str> = failure
+        .tags
+        .iter()
+        .filter(|t| t.now.is_unknown())
+        .map(|t| t.tag.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        let flags: String = failure
+            .tags
+            .iter()
+            .map(|t| format!(" --tag {}", t.tag))
+            .collect();
+        text.push_str(&format!(
+            "; where {} now point{} is unknown (the registry could not be read back, and a write without an answer may still land): check with `rollbot verify {} --expect {}{flags}{}`",
+            unknown.join(", "),
+            if unknown.len() == 1 { "s" } else { "" },
+            plan.image,
+            plan.target.digest,
+            if registry.is_insecure() { " --insecure" } else { "" },
+        ));
+    }
+    match &failure.intent {
+        IntentRecord::None | IntentRecord::Restored => {}
+        IntentRecord::Kept => text.push_str(
+            "; the hold records this unfinished rollback, so CI's `rollbot gate` stays closed",
+        ),
+        IntentRecord::RestoreFailed(problem) => text.push_str(&format!(
+            "; no tag moved, but the hold written before the first write could not be put back ({problem}): it still stops CI until `rollbot hold release {}`",
+            plan.image
+        )),
+    }
+    if failure.is_partial() {
+        text.push_str(&format!("; finish the rollback with: {finish}"));
+    }
+    text
 }
 
 /// The verify step and the health checks; sets `Outcome::VerifyFailed` (with the error) when
@@ -272,9 +367,9 @@ pub async fn verify_and_check(
                 entry.to = Some(digest.clone());
                 if report.command == "verify" {
                     entry.status = if now.as_ref() == Some(digest) {
-                        "at_target"
+                        TagStatus::AtTarget
                     } else {
-                        "not_at_target"
+                        TagStatus::NotAtTarget
                     };
                 }
             }

@@ -78,10 +78,42 @@ pub struct TagReport {
     pub tag: Tag,
     pub from: Option<Digest>,
     pub to: Option<Digest>,
+    /// `None`: the tag does not exist, or (status `unknown`) could not be read.
     pub now: Option<Digest>,
-    /// `moved`, `already_at_target`, `planned` (dry run), `not_moved`; for `rollbot verify`:
-    /// `at_target`, `not_at_target`.
-    pub status: &'static str,
+    pub status: TagStatus,
+}
+
+/// A tag's part in a run, as the report (and `--json`) says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TagStatus {
+    /// Planned, not written (a dry run, or before the retag).
+    Planned,
+    AlreadyAtTarget,
+    Moved,
+    NotMoved,
+    /// It could not be read back after a failed write: it may have moved; `rollbot verify`
+    /// tells.
+    Unknown,
+    /// `rollbot verify`: the tag points at the expected digest.
+    AtTarget,
+    /// `rollbot verify`: it does not.
+    NotAtTarget,
+}
+
+impl TagStatus {
+    /// For people: `moved`, `already at target`, `not moved`, `unknown`, …
+    pub fn text(self) -> &'static str {
+        match self {
+            TagStatus::Planned => "planned",
+            TagStatus::AlreadyAtTarget => "already at target",
+            TagStatus::Moved => "moved",
+            TagStatus::NotMoved => "not moved",
+            TagStatus::Unknown => "unknown",
+            TagStatus::AtTarget => "at target",
+            TagStatus::NotAtTarget => "not at target",
+        }
+    }
 }
 
 /// Registry traffic of the run.
@@ -106,6 +138,9 @@ pub struct Report {
     pub problems: Vec<VerifyProblem>,
     pub outcome: Outcome,
     pub error: Option<String>,
+    /// After a retag that stopped part-way: the command that finishes it (the same target and
+    /// tags; tags already there are skipped).
+    pub finish_command: Option<String>,
     pub total_ms: u64,
     pub rto_ms: u64,
     /// `total_ms` as a share of the RTO budget, in percent.
@@ -133,7 +168,7 @@ impl Report {
                     from: None,
                     to: None,
                     now: None,
-                    status: "not_moved",
+                    status: TagStatus::NotMoved,
                 })
                 .collect(),
             steps: Vec::new(),
@@ -141,6 +176,7 @@ impl Report {
             problems: Vec::new(),
             outcome: Outcome::PrecheckFailed,
             error: None,
+            finish_command: None,
             total_ms: 0,
             rto_ms: 0,
             rto_used_percent: 0.0,
@@ -182,9 +218,9 @@ impl Report {
                 to: Some(plan.target.digest.clone()),
                 now: Some(planned.from.clone()),
                 status: if planned.already_at_target {
-                    "already_at_target"
+                    TagStatus::AlreadyAtTarget
                 } else {
-                    "planned"
+                    TagStatus::Planned
                 },
             })
             .collect();
@@ -192,13 +228,15 @@ impl Report {
 
     pub(super) fn record_tags(&mut self, outcomes: &[TagOutcome]) {
         for (report, outcome) in self.tags.iter_mut().zip(outcomes) {
-            report.now = outcome.now.clone();
+            report.now = outcome.now.digest().cloned();
             report.status = if outcome.moved {
-                "moved"
-            } else if report.status == "already_at_target" {
-                "already_at_target"
+                TagStatus::Moved
+            } else if report.status == TagStatus::AlreadyAtTarget {
+                TagStatus::AlreadyAtTarget
+            } else if outcome.now.is_unknown() {
+                TagStatus::Unknown
             } else {
-                "not_moved"
+                TagStatus::NotMoved
             };
         }
     }

@@ -4,19 +4,24 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use serde::Serialize;
 
 use super::plan::{head_tag, Plan, PlannedTag};
-use crate::domain::model::{Digest, Tag};
+use crate::domain::model::{Digest, Reference, Tag, TagNow};
+use crate::manifest::{self, ArtifactError, Hold};
 use crate::registry::{RegistryClient, RegistryError};
 
+/// How long to wait before reading the tags back after a write whose answer never came (a
+/// timeout, a dropped connection) or was a server error: such a write may still land, and a
+/// report that says "not moved" about a tag that moved leaves it half-moved and unprotected.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
 /// A floating tag after the retag, as read back from the registry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagOutcome {
     pub tag: Tag,
     pub from: Digest,
-    /// What the tag points at now (`None`: it could not be read, or no longer exists).
-    pub now: Option<Digest>,
+    /// What the tag points at now, or that it could not be read.
+    pub now: TagNow,
     /// This run moved it to the target.
     pub moved: bool,
 }
@@ -32,6 +37,22 @@ pub enum RetagError {
     },
     #[error("writing tag '{tag}' failed: {error}")]
     Write { tag: Tag, error: RegistryError },
+    #[error("could not record the rollback in the hold before moving any tag: {error}")]
+    Intent { error: ArtifactError },
+}
+
+/// What became of the hold a run writes before its first tag write, when the retag stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentRecord {
+    /// No hold was to be written (`--no-hold`), or the retag stopped before writing it.
+    None,
+    /// Kept: tags moved (or may have), and the hold records the unfinished rollback.
+    Kept,
+    /// No tag moved: the hold is back as it was before the run.
+    Restored,
+    /// No tag moved, but the hold could not be put back: it still says a rollback is in
+    /// progress (CI stays stopped until `rollbot hold release`).
+    RestoreFailed(String),
 }
 
 /// A retag that stopped, with every tag's state afterwards.
@@ -39,37 +60,57 @@ pub enum RetagError {
 pub struct RetagFailure {
     pub error: RetagError,
     pub tags: Vec<TagOutcome>,
+    pub intent: IntentRecord,
 }
 
 impl RetagFailure {
-    /// Some tags moved before the failure.
+    /// Something may have changed: a tag moved, or a tag could not be read back.
     pub fn is_partial(&self) -> bool {
-        self.tags.iter().any(|t| t.moved)
+        self.tags.iter().any(|t| t.moved || t.now.is_unknown())
     }
 }
 
 /// Writes the target's bytes under every tag not already at the target, compare-and-swap.
 ///
-/// Registry cost: one HEAD per tag before the first write, one more HEAD before each later
-/// write, one PUT per tag. No GET: the bytes come from the plan.
+/// With `intent`, that hold (state `in_progress`) is written after the compare-and-swap reads
+/// and before the first tag write, so a run that stops part-way leaves its target on record; if
+/// in the end no tag moved, the hold is put back as it was.
+///
+/// Registry cost: one HEAD per tag (and one for the hold with `intent`) before the first write,
+/// one more HEAD before each later write, one PUT per tag, and the hold's blob uploads and PUT.
+/// No GET: the bytes come from the plan.
 ///
 /// # Errors
 /// A [`RetagFailure`] with the tags' real state afterwards.
 pub async fn retag(
     registry: &RegistryClient,
     plan: &Plan,
+    intent: Option<&Hold>,
     mut on_moved: impl FnMut(&Tag, Duration),
 ) -> Result<Vec<TagOutcome>, RetagFailure> {
     let repository = &plan.image.repository;
     let to_move: Vec<&PlannedTag> = plan.tags.iter().filter(|t| !t.already_at_target).collect();
+    let mut stop = Stop {
+        registry,
+        plan,
+        intent: intent.filter(|_| !to_move.is_empty()),
+        previous_hold: None,
+    };
 
-    // Gate: every tag still where the plan saw it, before anything is written.
+    // Gate: every tag still where the plan saw it, before anything is written; and the hold's
+    // current manifest, to put it back if nothing moves.
     let heads = join_all(
         to_move
             .iter()
             .map(|planned| head_tag(registry, repository, &planned.tag)),
-    )
-    .await;
+    );
+    let hold_head = async {
+        match stop.intent {
+            Some(_) => Some(head_tag(registry, repository, &manifest::hold_tag()).await),
+            None => None,
+        }
+    };
+    let (heads, hold_head) = futures_util::future::join(heads, hold_head).await;
     for (planned, head) in to_move.iter().zip(heads) {
         let error = match head {
             Ok(Some(head)) if head.digest == planned.from => continue,
@@ -83,7 +124,26 @@ pub async fn retag(
                 error,
             },
         };
-        return Err(failure(registry, plan, error).await);
+        return Err(stop.nothing_written(error).await);
+    }
+    match hold_head {
+        Some(Ok(previous)) => stop.previous_hold = Some(previous.map(|h| h.digest)),
+        Some(Err(error)) => {
+            let error = RetagError::Intent {
+                error: ArtifactError::Registry(error),
+            };
+            return Err(stop.nothing_written(error).await);
+        }
+        None => {}
+    }
+    if let Some(hold) = stop.intent {
+        if let Err(error) = manifest::write_hold(registry, hold).await {
+            let settle = match &error {
+                ArtifactError::Registry(error) => error.write_may_have_landed(),
+                _ => false,
+            };
+            return Err(stop.after(RetagError::Intent { error }, settle).await);
+        }
     }
 
     for (index, planned) in to_move.iter().enumerate() {
@@ -98,14 +158,14 @@ pub async fn retag(
                         expected: planned.from.clone(),
                         found: found.map(|h| h.digest),
                     };
-                    return Err(failure(registry, plan, error).await);
+                    return Err(stop.after(error, false).await);
                 }
                 Err(error) => {
                     let error = RetagError::Write {
                         tag: planned.tag.clone(),
                         error,
                     };
-                    return Err(failure(registry, plan, error).await);
+                    return Err(stop.after(error, false).await);
                 }
             }
         }
@@ -113,11 +173,12 @@ pub async fn retag(
             .put_manifest(repository, &planned.tag, &plan.target)
             .await
         {
+            let settle = error.write_may_have_landed();
             let error = RetagError::Write {
                 tag: planned.tag.clone(),
                 error,
             };
-            return Err(failure(registry, plan, error).await);
+            return Err(stop.after(error, settle).await);
         }
         tracing::info!(image = %plan.image, tag = %planned.tag, digest = %plan.target.digest, "Tag moved.");
         on_moved(&planned.tag, started.elapsed());
@@ -129,14 +190,88 @@ pub async fn retag(
         .map(|planned| TagOutcome {
             tag: planned.tag.clone(),
             from: planned.from.clone(),
-            now: Some(plan.target.digest.clone()),
+            now: TagNow::At(plan.target.digest.clone()),
             moved: !planned.already_at_target,
         })
         .collect())
 }
 
-/// Reads every tag back so a failure report says where each one really points.
-async fn failure(registry: &RegistryClient, plan: &Plan, error: RetagError) -> RetagFailure {
+/// Ends a retag that stopped: reads every tag back, and settles the hold it wrote.
+struct Stop<'a> {
+    registry: &'a RegistryClient,
+    plan: &'a Plan,
+    intent: Option<&'a Hold>,
+    /// The hold tag's manifest before the run (`Some(None)`: there was none), once read.
+    previous_hold: Option<Option<Digest>>,
+}
+
+impl Stop<'_> {
+    /// Stopped before the hold or any tag was written.
+    async fn nothing_written(self, error: RetagError) -> RetagFailure {
+        let Stop { registry, plan, .. } = self;
+        let tags = read_back(registry, plan).await;
+        tracing::warn!(image = %plan.image, %error, "Retag stopped before any write.");
+        RetagFailure {
+            error,
+            tags,
+            intent: IntentRecord::None,
+        }
+    }
+
+    /// Stopped after the hold was (or may have been) written. With `settle`, the write that
+    /// failed may still land: wait [`SETTLE`] before reading the tags back.
+    async fn after(self, error: RetagError, settle: bool) -> RetagFailure {
+        if settle {
+            tokio::time::sleep(SETTLE).await;
+        }
+        let tags = read_back(self.registry, self.plan).await;
+        let intent = match self.intent {
+            None => IntentRecord::None,
+            Some(_) if tags.iter().any(|t| t.moved || t.now.is_unknown()) => IntentRecord::Kept,
+            Some(hold) => match self.restore_hold(hold, &error).await {
+                Ok(()) => IntentRecord::Restored,
+                Err(problem) => IntentRecord::RestoreFailed(problem.to_string()),
+            },
+        };
+        tracing::warn!(image = %self.plan.image, %error, ?intent, "Retag stopped.");
+        RetagFailure {
+            error,
+            tags,
+            intent,
+        }
+    }
+
+    /// Puts the hold back as it was before the run: the previous manifest under the hold tag,
+    /// or, where there was none, a released hold saying why (registries like Docker Hub do not
+    /// allow deletes; released and absent both let CI through).
+    async fn restore_hold(&self, intent: &Hold, why: &RetagError) -> Result<(), ArtifactError> {
+        let repository = &self.plan.image.repository;
+        match &self.previous_hold {
+            Some(Some(previous)) => {
+                let manifest = self
+                    .registry
+                    .get_manifest(repository, &Reference::Digest(previous.clone()))
+                    .await?;
+                self.registry
+                    .put_manifest(repository, &manifest::hold_tag(), &manifest)
+                    .await?;
+                Ok(())
+            }
+            _ => {
+                let released = intent.clone().released(
+                    "rollbot".to_owned(),
+                    manifest::now_rfc3339(),
+                    Some(format!("the rollback moved no tag ({why})")),
+                );
+                manifest::write_hold(self.registry, &released).await
+            }
+        }
+    }
+}
+
+/// Reads every tag back so a failure report says where each one really points; a tag that
+/// cannot be read is `Unknown`, never "not moved".
+async fn read_back(registry: &RegistryClient, plan: &Plan) -> Vec<TagOutcome> {
     let repository = &plan.image.repository;
     let heads = join_all(
         plan.tags
@@ -144,20 +279,23 @@ async fn failure(registry: &RegistryClient, plan: &Plan, error: RetagError) -> R
             .map(|planned| head_tag(registry, repository, &planned.tag)),
     )
     .await;
-    let tags = plan
-        .tags
+    plan.tags
         .iter()
         .zip(heads)
         .map(|(planned, head)| {
-            let now = head.ok().flatten().map(|h| h.digest);
+            let now = match head {
+                Ok(head) => TagNow::from(head.map(|h| h.digest)),
+                Err(error) => TagNow::Unknown {
+                    unknown: error.to_string(),
+                },
+            };
             TagOutcome {
                 tag: planned.tag.clone(),
                 from: planned.from.clone(),
-                moved: !planned.already_at_target && now.as_ref() == Some(&plan.target.digest),
+                moved: !planned.already_at_target && now.is(&plan.target.digest),
                 now,
             }
         })
-        .collect();
-    tracing::warn!(image = %plan.image, %error, "Retag stopped.");
-    RetagFailure { error, tags }
+        .collect()
 }
+

@@ -116,6 +116,20 @@ impl RegistryError {
             _ => false,
         }
     }
+
+    /// A write that failed this way may still have happened (or happen later): the request may
+    /// have reached the registry and its answer been lost (a timeout, a dropped connection), or
+    /// the registry failed after storing (a server error, an answer it could not explain).
+    /// Refusals (4xx, credentials, rate limits) mean the write did not happen.
+    pub fn write_may_have_landed(&self) -> bool {
+        match self {
+            RegistryError::Unreachable { .. }
+            | RegistryError::Timeout { .. }
+            | RegistryError::InvalidResponse { .. } => true,
+            RegistryError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
 }
 
 /// What a manifest HEAD says.
@@ -301,6 +315,11 @@ impl RegistryClient {
             statuses: Mutex::new(std::collections::BTreeMap::new()),
             ratelimit_remaining: Mutex::new(None),
         })
+    }
+
+    /// Talks plain HTTP (`--insecure`, or `insecure = true` for the registry).
+    pub fn is_insecure(&self) -> bool {
+        self.base.starts_with("http://")
     }
 
     pub fn host(&self) -> &RegistryHost {

@@ -42,7 +42,7 @@ fn a_tag_moved_after_planning_stops_the_retag_before_any_write() {
         // CI pushes v1 to `stable` while the rollback waits for approval.
         world.seeder.tag("acme/app", &world.v1, "stable").await;
 
-        let failure = pipeline::retag(&client, &plan, |_, _| {})
+        let failure = pipeline::retag(&client, &plan, None, |_, _| {})
             .await
             .expect_err("conflict");
         match &failure.error {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rollbot::chat::{status_message, thread_reply};
-use rollbot::domain::model::Tag;
+use rollbot::domain::model::{Tag, TagNow};
 use rollbot::domain::policy::{Decision, RecordedVote};
 use rollbot::domain::rollback::{State, Timestamp};
 use rollbot::engine::{Event, EventKind};
@@ -90,8 +90,8 @@ fn status_message_succeeded() {
         },
     ];
     done.tags_now = vec![
-        (Tag::parse("latest").expect("t"), Some(digest('b'))),
-        (Tag::parse("stable").expect("t"), Some(digest('b'))),
+        (Tag::parse("latest").expect("t"), TagNow::At(digest('b'))),
+        (Tag::parse("stable").expect("t"), TagNow::At(digest('b'))),
     ];
     assert_snapshot("status_succeeded", &render(&done));
 }
@@ -107,8 +107,8 @@ fn status_message_failed_part_way() {
         detail: "writing tag 'stable' failed: registry registry.example.com answered 500".into(),
     }];
     failed.tags_now = vec![
-        (Tag::parse("latest").expect("t"), Some(digest('b'))),
-        (Tag::parse("stable").expect("t"), Some(digest('c'))),
+        (Tag::parse("latest").expect("t"), TagNow::At(digest('b'))),
+        (Tag::parse("stable").expect("t"), TagNow::At(digest('c'))),
     ];
     failed.error =
         Some("writing tag 'stable' failed: registry registry.example.com answered 500".into());
