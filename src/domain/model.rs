@@ -592,4 +592,30 @@ mod tests {
             "digest 'sha256:123' is not valid: expected sha256: followed by exactly 64 lowercase hex characters"
         );
     }
+
+    #[test]
+    fn tag_now_reads_older_records_and_keeps_unknown_apart_from_missing() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let old: Vec<(Tag, TagNow)> =
+            serde_json::from_str(&format!(r#"[["latest","{digest}"],["stable",null]]"#))
+                .expect("records written before TagNow existed still read");
+        assert_eq!(
+            old[0].1,
+            TagNow::At(Digest::parse(&digest).expect("digest"))
+        );
+        assert_eq!(old[1].1, TagNow::Missing);
+        let unknown = TagNow::Unknown {
+            unknown: "registry did not answer".to_owned(),
+        };
+        let text = serde_json::to_string(&unknown).expect("json");
+        assert_eq!(text, r#"{"unknown":"registry did not answer"}"#);
+        assert_eq!(
+            serde_json::from_str::<TagNow>(&text).expect("back"),
+            unknown
+        );
+        assert_eq!(
+            (TagNow::Missing.short(), unknown.short()),
+            ("(missing)", "unknown")
+        );
+    }
 }

@@ -157,7 +157,8 @@ impl Hold {
             self.image,
             match self.state {
                 HoldState::Active => "is held",
-                HoldState::InProgress => "is held for a rollback in progress (not every tag may have moved yet)",
+                HoldState::InProgress =>
+                    "is held for a rollback in progress (not every tag may have moved yet)",
                 HoldState::Released => "was held",
             },
             self.digest.short(),
@@ -228,4 +229,78 @@ pub async fn write_hold(registry: &RegistryClient, hold: &Hold) -> Result<(), Ar
 /// The tag the hold lives under.
 pub fn hold_tag() -> Tag {
     Tag::parse(HOLD_TAG).unwrap_or_else(|_| unreachable!("rollbot-hold is a valid tag"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("digest")
+    }
+
+    fn tag(name: &str) -> Tag {
+        Tag::parse(name).expect("tag")
+    }
+
+    #[test]
+    fn a_hold_tells_an_unfinished_rollback_from_a_finished_one_and_from_a_freeze() {
+        let image = ImageRef::parse("registry.example.com/acme/app").expect("image");
+        // A rollback of latest and stable from 3 (c) to 2 (b).
+        let from = vec![
+            HeldFrom {
+                tag: tag("latest"),
+                digest: digest('c'),
+            },
+            HeldFrom {
+                tag: tag("stable"),
+                digest: digest('c'),
+            },
+        ];
+        let in_progress = Hold::in_progress(
+            image.clone(),
+            digest('b'),
+            from.clone(),
+            "v3 crashes".into(),
+            "alice".into(),
+        );
+        let active = Hold {
+            state: HoldState::Active,
+            ..in_progress.clone()
+        };
+        let released = in_progress
+            .clone()
+            .released("bob".into(), "now".into(), None);
+        let freeze = Hold::active(
+            image,
+            digest('c'),
+            vec![tag("latest")],
+            "freeze".into(),
+            "carol".into(),
+        );
+        let live = |l: char, s: char| vec![(tag("latest"), digest(l)), (tag("stable"), digest(s))];
+        for (hold, now, expected) in [
+            (&in_progress, live('b', 'c'), HoldReading::Unfinished),
+            (&in_progress, live('c', 'c'), HoldReading::Unfinished),
+            (&active, live('b', 'c'), HoldReading::Unfinished),
+            (&in_progress, live('b', 'b'), HoldReading::Done),
+            (&active, live('b', 'b'), HoldReading::Done),
+            // Moved on since (CI pushed d, or someone moved a tag elsewhere).
+            (&active, live('d', 'd'), HoldReading::Nothing),
+            (&in_progress, live('b', 'a'), HoldReading::Nothing),
+            (&released, live('b', 'c'), HoldReading::Nothing),
+            (&freeze, live('c', 'c'), HoldReading::Nothing),
+        ] {
+            assert_eq!(
+                hold.reading(&now),
+                expected,
+                "{:?} with {now:?}",
+                hold.state
+            );
+        }
+        assert!(in_progress.is_active() && active.is_active() && !released.is_active());
+        assert!(in_progress
+            .describe()
+            .contains("rollback in progress (not every tag may have moved yet)"));
+    }
 }

@@ -299,8 +299,9 @@ pub async fn execute(
     }
 }
 
-/// The error of a retag that stopped, for people: what failed, which tags could not be read
-/// back, what became of the hold, and the command that finishes the job.
+/// The error of a retag that stopped, for people: what failed, which tags may have moved
+/// without the registry saying so, what became of the hold, and the command that finishes the
+/// job.
 fn explain_retag_failure(
     failure: &RetagFailure,
     plan: &Plan,
@@ -308,25 +309,38 @@ fn explain_retag_failure(
     registry: &RegistryClient,
 ) -> String {
     let mut text = failure.error.to_string();
-    let unknown: Vec<&str> = failure
+    let mut unsure: Vec<String> = failure
         .tags
         .iter()
         .filter(|t| t.now.is_unknown())
-        .map(|t| t.tag.as_str())
+        .map(|t| format!("'{}' (it could not be read back)", t.tag))
         .collect();
-    if !unknown.is_empty() {
+    if let RetagError::Write { tag, .. } = &failure.error {
+        let read_as_moved = failure.tags.iter().any(|t| t.tag == *tag && t.moved);
+        if failure.uncertain && !read_as_moved {
+            unsure.push(format!(
+                "'{tag}' (its write got no clear answer and may still land; {} s later it had not)",
+                SETTLE.as_secs()
+            ));
+        }
+    }
+    if !unsure.is_empty() {
         let flags: String = failure
             .tags
             .iter()
             .map(|t| format!(" --tag {}", t.tag))
             .collect();
         text.push_str(&format!(
-            "; where {} now point{} is unknown (the registry could not be read back, and a write without an answer may still land): check with `rollbot verify {} --expect {}{flags}{}`",
-            unknown.join(", "),
-            if unknown.len() == 1 { "s" } else { "" },
+            "; unsure where {} point{}: check with `rollbot verify {} --expect {}{flags}{}`",
+            unsure.join(" and "),
+            if unsure.len() == 1 { "s" } else { "" },
             plan.image,
             plan.target.digest,
-            if registry.is_insecure() { " --insecure" } else { "" },
+            if registry.is_insecure() {
+                " --insecure"
+            } else {
+                ""
+            },
         ));
     }
     match &failure.intent {

@@ -61,12 +61,16 @@ pub struct RetagFailure {
     pub error: RetagError,
     pub tags: Vec<TagOutcome>,
     pub intent: IntentRecord,
+    /// The write that failed got no clear answer (a timeout, a dropped connection, a server
+    /// error): even read back as not moved, it may still land.
+    pub uncertain: bool,
 }
 
 impl RetagFailure {
-    /// Something may have changed: a tag moved, or a tag could not be read back.
+    /// Something may have changed: a tag moved, a tag could not be read back, or a write
+    /// without an answer may still land.
     pub fn is_partial(&self) -> bool {
-        self.tags.iter().any(|t| t.moved || t.now.is_unknown())
+        self.uncertain || self.tags.iter().any(|t| t.moved || t.now.is_unknown())
     }
 }
 
@@ -215,19 +219,22 @@ impl Stop<'_> {
             error,
             tags,
             intent: IntentRecord::None,
+            uncertain: false,
         }
     }
 
-    /// Stopped after the hold was (or may have been) written. With `settle`, the write that
-    /// failed may still land: wait [`SETTLE`] before reading the tags back.
-    async fn after(self, error: RetagError, settle: bool) -> RetagFailure {
-        if settle {
+    /// Stopped after the hold was (or may have been) written. With `uncertain`, the write that
+    /// failed may still land: wait [`SETTLE`] before reading the tags back, and keep the hold
+    /// whatever they say.
+    async fn after(self, error: RetagError, uncertain: bool) -> RetagFailure {
+        if uncertain {
             tokio::time::sleep(SETTLE).await;
         }
         let tags = read_back(self.registry, self.plan).await;
+        let changed = uncertain || tags.iter().any(|t| t.moved || t.now.is_unknown());
         let intent = match self.intent {
             None => IntentRecord::None,
-            Some(_) if tags.iter().any(|t| t.moved || t.now.is_unknown()) => IntentRecord::Kept,
+            Some(_) if changed => IntentRecord::Kept,
             Some(hold) => match self.restore_hold(hold, &error).await {
                 Ok(()) => IntentRecord::Restored,
                 Err(problem) => IntentRecord::RestoreFailed(problem.to_string()),
@@ -238,6 +245,7 @@ impl Stop<'_> {
             error,
             tags,
             intent,
+            uncertain,
         }
     }
 
@@ -298,4 +306,3 @@ async fn read_back(registry: &RegistryClient, plan: &Plan) -> Vec<TagOutcome> {
         })
         .collect()
 }
-

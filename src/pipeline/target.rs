@@ -90,7 +90,8 @@ pub async fn default_target(
         tags.iter()
             .map(|tag| head_tag(registry, &image.repository, tag)),
     );
-    let (heads, hold) = futures_util::future::join(heads, manifest::read_hold(registry, image)).await;
+    let (heads, hold) =
+        futures_util::future::join(heads, manifest::read_hold(registry, image)).await;
     let mut live = Vec::with_capacity(tags.len());
     for (tag, head) in tags.iter().zip(heads) {
         match head.map_err(TargetRefusal::registry)? {

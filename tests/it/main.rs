@@ -3,6 +3,7 @@
 
 mod browser;
 mod daemon;
+mod interrupted;
 mod manifests;
 mod notify;
 mod pipeline;

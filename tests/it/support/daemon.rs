@@ -45,8 +45,21 @@ name = "Dave"
 
 /// A config for `image` (host/repo) as alias `app`, state in `db`.
 pub fn config(registry_host: &str, db: &Path, extra: &str) -> String {
+    config_through(registry_host, None, db, extra)
+}
+
+/// [`config`], with the registry reached through `endpoint` (a fault proxy) when given.
+pub fn config_through(
+    registry_host: &str,
+    endpoint: Option<&str>,
+    db: &Path,
+    extra: &str,
+) -> String {
+    let endpoint = endpoint
+        .map(|e| format!("endpoint = \"{e}\"\n"))
+        .unwrap_or_default();
     format!(
-        "[registries.\"{registry_host}\"]\ninsecure = true\n\n[images.app]\nimage = \"{registry_host}/acme/app\"\n\n[store]\npath = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{USERS}\n{extra}\n",
+        "[registries.\"{registry_host}\"]\ninsecure = true\n{endpoint}\n[images.app]\nimage = \"{registry_host}/acme/app\"\n\n[store]\npath = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{USERS}\n{extra}\n",
         db.display()
     )
 }

@@ -19,6 +19,13 @@ pub enum Rule {
     /// `PUT /v2/<repo>/manifests/<tag>` never gets an answer and never reaches the registry
     /// (a write in flight when the daemon dies).
     HangPutTag { tag: String },
+    /// `PUT /v2/<repo>/manifests/<tag>` reaches the registry only after `before`, and its answer
+    /// comes `after` that: a slow registry whose writes land although the client gave up.
+    DelayPutTag {
+        tag: String,
+        before: std::time::Duration,
+        after: std::time::Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -124,6 +131,17 @@ async fn serve(
         if hang {
             std::future::pending::<()>().await;
         }
+        let delay = rules.iter().find_map(|rule| match rule {
+            Rule::DelayPutTag { tag, before, after }
+                if method == "PUT" && path.ends_with(&format!("/manifests/{tag}")) =>
+            {
+                Some((*before, *after))
+            }
+            _ => None,
+        });
+        if let Some((before, _)) = delay {
+            tokio::time::sleep(before).await;
+        }
         let failure = rules.iter().find_map(|rule| match rule {
             Rule::FailAll(status) => Some(*status),
             Rule::FailPutTag { tag, status }
@@ -169,6 +187,9 @@ async fn serve(
                 (status, headers, bytes)
             }
         };
+        if let Some((_, after)) = delay {
+            tokio::time::sleep(after).await;
+        }
         out_headers.extend(extra);
         let mut head = format!("HTTP/1.1 {status} X\r\n");
         for (name, value) in &out_headers {
