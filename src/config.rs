@@ -154,6 +154,8 @@ pub struct ConsoleSettings {
     pub channel: String,
     /// The people who can use the console (it has no login: pick a user).
     pub users: Vec<Actor>,
+    /// How many messages the channel keeps in memory (the oldest go first).
+    pub history: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -288,6 +290,31 @@ impl Settings {
         }
     }
 
+    /// What makes this config unfit for `rollbot serve` although every value is valid: an
+    /// image whose rollbacks nobody could ever approve (no approvers, or fewer named approvers
+    /// than approvals required). The CLI does not need approvers.
+    pub fn serve_problems(&self) -> Vec<ConfigProblem> {
+        self.images
+            .values()
+            .filter_map(|entry| {
+                let why = self.approval_rule(entry).unapprovable(None)?;
+                let path = match (&entry.approvers, &entry.required_approvals) {
+                    (Some(_), _) => format!("images.{}.approvers", entry.alias),
+                    (None, Some(_)) => format!("images.{}.required_approvals", entry.alias),
+                    (None, None) => "approvals.approvers".to_owned(),
+                };
+                Some(ConfigProblem {
+                    path,
+                    message: format!(
+                        "rollbacks of {} could never be approved: {why}; add approvers (user ids or group:<name>) or lower the approvals required",
+                        entry.alias
+                    ),
+                    origin: None,
+                })
+            })
+            .collect()
+    }
+
     /// The floating tags for an image: `--tag` values, else the image entry's, else the global.
     pub fn floating_tags(&self, entry: Option<&ImageSettings>, explicit: &[Tag]) -> Vec<Tag> {
         if !explicit.is_empty() {
@@ -323,6 +350,9 @@ impl fmt::Display for ConfigProblem {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
     pub problems: Vec<ConfigProblem>,
+    /// `log.format` is `json` as far as the config could be read: a daemon reports this error
+    /// as a JSON log line, like everything else it logs.
+    pub json_logs: bool,
 }
 
 impl fmt::Display for ConfigError {
@@ -348,6 +378,7 @@ impl ConfigError {
                 message,
                 origin: None,
             }],
+            json_logs: false,
         }
     }
 }
@@ -384,9 +415,13 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Settin
             .separator("__")
             .source(Some(overrides)),
     );
-    let merged = builder
-        .build()
-        .map_err(|error| ConfigError::single("config", error.to_string()))?;
+    let json_from_env = env
+        .get("ROLLBOT__LOG__FORMAT")
+        .is_some_and(|format| format == "json");
+    let merged = builder.build().map_err(|error| ConfigError {
+        json_logs: json_from_env,
+        ..ConfigError::single("config", error.to_string())
+    })?;
 
     let mut walker = Walker {
         problems: Vec::new(),
@@ -400,7 +435,13 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Settin
             let mut problems = walker.problems;
             problems.sort_by(|a, b| a.path.cmp(&b.path));
             problems.dedup();
-            Err(ConfigError { problems })
+            let json_logs = merged
+                .get_string("log.format")
+                .is_ok_and(|format| format == "json");
+            Err(ConfigError {
+                problems,
+                json_logs,
+            })
         }
     }
 }
@@ -442,7 +483,7 @@ const STORE_KEYS: &[&str] = &["path"];
 const SERVER_KEYS: &[&str] = &["listen", "allow_non_loopback", "shutdown_grace"];
 const APPROVAL_KEYS: &[&str] = &["approvers", "required", "expiry"];
 const LIMIT_KEYS: &[&str] = &["commands_per_minute", "rollbacks_per_hour"];
-const CONSOLE_KEYS: &[&str] = &["enabled", "channel", "users"];
+const CONSOLE_KEYS: &[&str] = &["enabled", "channel", "users", "history"];
 const SLACK_KEYS: &[&str] = &[
     "enabled",
     "mode",
@@ -605,6 +646,9 @@ impl Walker<'_> {
                 }
             });
         let channel = self.required(console, "console", "channel", Self::string);
+        let history = self
+            .required(console, "console", "history", Self::integer)
+            .and_then(|n| self.in_range("console.history", console.get("history"), n, 10, 100_000));
         let slack = match root.get("slack") {
             Some(value) => self.slack(value),
             None => Some(None),
@@ -621,6 +665,18 @@ impl Walker<'_> {
         let max_attempts = self.required(notify, "notify", "max_attempts", Self::count);
         let retry_base = self.required(notify, "notify", "retry_base", Self::duration);
         let retry_max = self.required(notify, "notify", "retry_max", Self::duration);
+        if let (Some(base), Some(max)) = (retry_base, retry_max) {
+            if max < base {
+                self.problem(
+                    "notify.retry_max",
+                    notify.get("retry_max"),
+                    format!(
+                        "must not be shorter than notify.retry_base ({})",
+                        humantime::format_duration(base)
+                    ),
+                );
+            }
+        }
         let templates = self.templates(root.get("templates")?);
         let users = match console.get("users") {
             None => Vec::new(),
@@ -644,6 +700,7 @@ impl Walker<'_> {
                 mode: mode?,
                 channel: channel?,
                 users,
+                history: history?,
             },
             slack: slack?,
             github: github?,
@@ -1012,14 +1069,11 @@ impl Walker<'_> {
     fn log(&mut self, value: Option<&Value>) -> Option<LogSettings> {
         let table = self.table("log", value?, LOG_KEYS)?;
         let level = self.required(table, "log", "level", Self::string)?;
-        if level
-            .parse::<tracing_subscriber::filter::Targets>()
-            .is_err()
-        {
+        if let Err(why) = check_log_filter(&level) {
             self.problem(
                 "log.level",
                 table.get("level"),
-                format!("'{level}' is not a log filter; use error, warn, info, debug or trace"),
+                format!("'{level}' is not a log filter: {why}; use error, warn, info, debug or trace (or rollbot=debug,warn)"),
             );
             return None;
         }
@@ -1580,12 +1634,40 @@ impl Walker<'_> {
         }
     }
 
+    /// A whole number within `min..=max`.
+    fn in_range(
+        &mut self,
+        path: &str,
+        value: Option<&Value>,
+        n: i64,
+        min: u32,
+        max: u32,
+    ) -> Option<u32> {
+        match u32::try_from(n) {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.problem(path, value, format!("{n} is not between {min} and {max}"));
+                None
+            }
+        }
+    }
+
+    /// A duration within the range [`duration_range`] gives for the key.
     fn duration(&mut self, path: &str, value: &Value) -> Option<Duration> {
         let text = self.string(path, value)?;
+        let (min, max) = duration_range(path);
         match humantime::parse_duration(&text) {
-            Ok(duration) if !duration.is_zero() => Some(duration),
+            Ok(duration) if (min..=max).contains(&duration) => Some(duration),
             Ok(_) => {
-                self.problem(path, Some(value), "must be longer than zero");
+                self.problem(
+                    path,
+                    Some(value),
+                    format!(
+                        "'{text}' is out of range: between {} and {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
                 None
             }
             Err(error) => {
@@ -1648,6 +1730,61 @@ impl Walker<'_> {
         }
         ok.then_some(tags)
     }
+}
+
+/// The sane bounds of every duration key, by its last path component. Out of them is a config
+/// error: an approval expiry of "8000y" once passed validation and killed the engine, which
+/// could not format a time past the year 9999.
+fn duration_range(path: &str) -> (Duration, Duration) {
+    const MS: Duration = Duration::from_millis(1);
+    const S: Duration = Duration::from_secs(1);
+    const MIN: Duration = Duration::from_secs(60);
+    const H: Duration = Duration::from_secs(3600);
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let key = path.rsplit('.').next().unwrap_or(path);
+    match key {
+        "rto" => (S, 7 * DAY),
+        "registry_timeout" | "check_timeout" => (100 * MS, 10 * MIN),
+        "shutdown_grace" => (S, H),
+        "expiry" => (10 * S, 7 * DAY),
+        "group_cache" => (S, DAY),
+        "retry_base" => (10 * MS, H),
+        "retry_max" => (100 * MS, DAY),
+        // Health checks: `images.<alias>.checks[N].timeout` / `.interval`.
+        "timeout" => (100 * MS, H),
+        "interval" => (10 * MS, H),
+        _ => (MS, 7 * DAY),
+    }
+}
+
+/// A `tracing` filter of the kinds the docs promise: a level (`error`, `warn`, `info`,
+/// `debug`, `trace`, `off`), or comma-separated `target=level` directives. `tracing`'s own
+/// parser takes any word as a target name, so `"nonsense"` would pass it and log nothing useful.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
+    let is_level = |text: &str| LEVELS.contains(&text.to_ascii_lowercase().as_str());
+    if filter.trim().is_empty() {
+        return Err("is empty".to_owned());
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let ok = match directive.split_once('=') {
+            Some((target, level)) => {
+                !target.is_empty()
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                    && is_level(level)
+            }
+            None => is_level(directive),
+        };
+        if !ok {
+            return Err(format!(
+                "'{directive}' is neither a level ({}) nor target=level",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn origin_of(value: &Value) -> Option<String> {
@@ -1824,5 +1961,118 @@ command = ["true", "{imgae}"]
         assert_eq!(settings.floating_tags(entry, &[]).len(), 2);
         let error = settings.resolve_image("ap").expect_err("unknown");
         assert!(error.contains("configured aliases: app"), "{error}");
+    }
+
+    #[test]
+    fn every_duration_and_number_has_a_range_named_in_the_error() {
+        for (toml, expected) in [
+            (
+                "[approvals]\nexpiry = \"8000y\"\n",
+                "approvals.expiry: '8000y' is out of range: between 10s and 7days",
+            ),
+            (
+                "[approvals]\nexpiry = \"0s\"\n",
+                "approvals.expiry: '0s' is out of range",
+            ),
+            (
+                "[rollback]\nrto = \"30d\"\n",
+                "rollback.rto: '30d' is out of range: between 1s and 7days",
+            ),
+            (
+                "[rollback]\nregistry_timeout = \"1ms\"\n",
+                "rollback.registry_timeout: '1ms' is out of range: between 100ms and 10m",
+            ),
+            (
+                "[server]\nshutdown_grace = \"2h\"\n",
+                "server.shutdown_grace: '2h' is out of range",
+            ),
+            (
+                "[slack]\nenabled = true\ngroup_cache = \"9d\"\n",
+                "slack.group_cache: '9d' is out of range",
+            ),
+            (
+                "[notify]\nretry_base = \"2h\"\n",
+                "notify.retry_base: '2h' is out of range",
+            ),
+            (
+                "[notify]\nretry_base = \"1m\"\nretry_max = \"10s\"\n",
+                "notify.retry_max: must not be shorter than notify.retry_base (1m)",
+            ),
+            (
+                "[images.app]\nimage = \"r.example.com/a/b\"\n[[images.app.checks]]\nname = \"x\"\ncommand = [\"true\"]\ntimeout = \"3h\"\n",
+                "images.app.checks[0].timeout: '3h' is out of range",
+            ),
+            (
+                "[approvals]\nrequired = 1000\n",
+                "approvals.required: 1000 is not between 1 and 100",
+            ),
+            (
+                "[limits]\ncommands_per_minute = 0\n",
+                "limits.commands_per_minute: 0 is not between 1 and 100000",
+            ),
+            (
+                "[console]\nhistory = 1000000\n",
+                "console.history: 1000000 is not between 10 and 100000",
+            ),
+        ] {
+            let text = load_str(toml, &[]).expect_err(toml).to_string();
+            assert!(text.contains(expected), "{toml}: expected {expected:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_target_level_directives() {
+        for good in [
+            "warn",
+            "INFO",
+            "off",
+            "rollbot=debug,warn",
+            "rollbot::engine=trace",
+        ] {
+            let toml = format!("[log]\nlevel = \"{good}\"\n");
+            assert!(load_str(&toml, &[]).is_ok(), "{good} is a filter");
+        }
+        for bad in ["nonsense", "", "rollbot=loud", "=debug", "info,,warn"] {
+            let toml = format!("[log]\nlevel = \"{bad}\"\n");
+            let text = load_str(&toml, &[]).expect_err(bad).to_string();
+            assert!(text.contains("log.level: '"), "{bad}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_config_error_knows_whether_the_daemon_logs_json() {
+        let error = load_str(
+            "[log]\nformat = \"json\"\n[approvals]\nexpiry = \"8000y\"\n",
+            &[],
+        )
+        .expect_err("invalid");
+        assert!(error.json_logs);
+        let error = load_str("[approvals]\nexpiry = \"8000y\"\n", &[]).expect_err("invalid");
+        assert!(!error.json_logs);
+    }
+
+    #[test]
+    fn serve_refuses_images_nobody_could_approve() {
+        let image = "[images.app]\nimage = \"r.example.com/a/b\"\n";
+        let settings = load_str(image, &[]).expect("the CLI needs no approvers");
+        let problems = settings.serve_problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "approvals.approvers");
+        assert!(problems[0]
+            .message
+            .contains("could never be approved: no approvers"));
+
+        let too_many = format!("{image}approvers = [\"bob\"]\nrequired_approvals = 2\n");
+        let problems = load_str(&too_many, &[]).expect("valid").serve_problems();
+        assert_eq!(problems[0].path, "images.app.approvers");
+        assert!(problems[0]
+            .message
+            .contains("2 approvals are required but only 1 person"));
+
+        let fine = format!("{image}approvers = [\"bob\", \"group:sre\"]\nrequired_approvals = 2\n");
+        assert!(load_str(&fine, &[])
+            .expect("valid")
+            .serve_problems()
+            .is_empty());
     }
 }

@@ -110,6 +110,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         Arc::new(Console::new(
             daemon_settings.console.channel.clone(),
             daemon_settings.console.users.clone(),
+            daemon_settings.console.history,
             Arc::clone(&clock),
         ))
     });

@@ -187,6 +187,32 @@ impl EngineHandle {
             .unwrap_or_else(|_| Reply::refused("rollbot stopped before answering; try again"))
     }
 
+    /// Text that did not parse as a command (`error` says why): counted against the sender's
+    /// rate limit and audited like any command, answered with the usage.
+    pub async fn malformed(
+        &self,
+        actor: Actor,
+        channel: String,
+        text: &str,
+        error: String,
+    ) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        let text: String = text.chars().take(200).collect();
+        let message = Msg::Malformed {
+            actor,
+            channel,
+            text,
+            error,
+            reply,
+        };
+        if self.tx.send(message).await.is_err() {
+            return Reply::refused("rollbot is shutting down; try again in a moment");
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Reply::refused("rollbot stopped before answering; try again"))
+    }
+
     /// The chat platform posted the status message of `id` as `status_ref`.
     pub async fn status_posted(&self, id: RollbackId, status_ref: String) {
         let _ = self.tx.send(Msg::StatusPosted { id, status_ref }).await;
@@ -220,6 +246,14 @@ impl EngineHandle {
 enum Msg {
     Inbound {
         inbound: Inbound,
+        reply: oneshot::Sender<Reply>,
+    },
+    Malformed {
+        actor: Actor,
+        channel: String,
+        /// The start of what was typed.
+        text: String,
+        error: String,
         reply: oneshot::Sender<Reply>,
     },
     StatusPosted {
@@ -506,6 +540,39 @@ impl Engine {
         }
     }
 
+    /// The per-user limit on commands: `Some(refusal)` (audited) when `actor` is over it.
+    async fn rate_limited(&self, actor: &Actor, command_name: &str) -> Option<Reply> {
+        let not_until = self.per_user.check_key(&actor.id).err()?;
+        let wait = retry_in(&not_until);
+        self.metrics.rate_limited();
+        self.audit(AuditEntry::new(
+            self.now(),
+            None,
+            Some(actor),
+            "rate_limited",
+            json!({ "command": command_name }),
+        ))
+        .await;
+        Some(Reply::refused(format!(
+            "You are sending commands too fast (limit {} per minute); try again in {} s.",
+            self.settings.daemon.limits.commands_per_minute,
+            wait.as_secs().max(1)
+        )))
+    }
+
+    /// Refuses a command: the refusal and its reason go to the audit log, the text to the
+    /// person.
+    async fn refuse(
+        &self,
+        actor: &Actor,
+        rollback: Option<RollbackId>,
+        command: &'static str,
+        why: String,
+    ) -> Reply {
+        audit_refusal(&self.store, self.now(), actor, rollback, command, &why).await;
+        Reply::refused(why)
+    }
+
     // ---- external messages ---------------------------------------------------------------
 
     async fn external(&mut self, message: Msg) {
@@ -515,6 +582,33 @@ impl Engine {
                 if let Some((reply, answer)) = answer {
                     let _ = reply.send(answer);
                 }
+            }
+            Msg::Malformed {
+                actor,
+                channel,
+                text,
+                error,
+                reply,
+            } => {
+                self.metrics.command("malformed");
+                let answer = match self.rate_limited(&actor, "malformed").await {
+                    Some(refused) => refused,
+                    None if self.draining.is_some() => {
+                        Reply::refused("rollbot is shutting down; try again in a moment")
+                    }
+                    None => {
+                        self.audit(AuditEntry::new(
+                            self.now(),
+                            None,
+                            Some(&actor),
+                            "refused",
+                            json!({ "command": "malformed", "why": error, "text": text, "channel": channel }),
+                        ))
+                        .await;
+                        Reply::refused(format!("{error}\n{USAGE}"))
+                    }
+                };
+                let _ = reply.send(answer);
             }
             Msg::StatusPosted { id, status_ref } => {
                 if let Some(record) = self.active.get_mut(&id) {
@@ -568,10 +662,16 @@ impl Engine {
         let command_name = command_name(&inbound.command);
         self.metrics.command(command_name);
         if self.draining.is_some() {
-            return Some((
-                reply,
-                Reply::refused("rollbot is shutting down; try again in a moment"),
-            ));
+            let why = "rollbot is shutting down; try again in a moment".to_owned();
+            let refused = self
+                .refuse(
+                    &inbound.actor,
+                    command_id(&inbound.command),
+                    command_name,
+                    why,
+                )
+                .await;
+            return Some((reply, refused));
         }
         if let Some(key) = &inbound.idempotency_key {
             self.seen_keys
@@ -588,25 +688,8 @@ impl Engine {
                 ));
             }
         }
-        if let Err(not_until) = self.per_user.check_key(&inbound.actor.id) {
-            let wait = retry_in(&not_until);
-            self.metrics.rate_limited();
-            self.audit(AuditEntry::new(
-                now,
-                None,
-                Some(&inbound.actor),
-                "rate_limited",
-                json!({ "command": command_name }),
-            ))
-            .await;
-            return Some((
-                reply,
-                Reply::refused(format!(
-                    "You are sending commands too fast (limit {} per minute); try again in {} s.",
-                    self.settings.daemon.limits.commands_per_minute,
-                    wait.as_secs().max(1)
-                )),
-            ));
+        if let Some(refused) = self.rate_limited(&inbound.actor, command_name).await {
+            return Some((reply, refused));
         }
         self.audit(AuditEntry::new(
             now,
@@ -628,7 +711,10 @@ impl Engine {
                 image,
                 target,
                 reason,
-            } => self.request(actor, channel, image, target, reason, reply),
+            } => {
+                self.request(actor, channel, image, target, reason, reply)
+                    .await
+            }
             Command::Approve { id } => {
                 Some((reply, self.vote(&actor, id, Decision::Approve, None).await))
             }
@@ -636,10 +722,10 @@ impl Engine {
                 Some((reply, self.vote(&actor, id, Decision::Reject, reason).await))
             }
             Command::Cancel { id } => Some((reply, self.cancel(&actor, id).await)),
-            Command::Status { id } => Some((reply, self.status(id).await)),
-            Command::History { image } => self.history(image, reply),
+            Command::Status { id } => Some((reply, self.status(&actor, id).await)),
+            Command::History { image } => self.history(&actor, image, reply).await,
             Command::Release { image, reason } => {
-                self.release(actor, channel, image, reason, reply)
+                self.release(actor, channel, image, reason, reply).await
             }
         }
     }
@@ -663,7 +749,7 @@ impl Engine {
         })
     }
 
-    fn request(
+    async fn request(
         &mut self,
         actor: Actor,
         channel: String,
@@ -672,31 +758,37 @@ impl Engine {
         reason: Option<String>,
         reply: oneshot::Sender<Reply>,
     ) -> Option<(oneshot::Sender<Reply>, Reply)> {
-        let entry = match self.allowlisted(&name) {
-            Ok(entry) => entry.clone(),
-            Err(message) => return Some((reply, Reply::refused(message))),
+        let refusal = match self.allowlisted(&name) {
+            Err(message) => Err(message),
+            Ok(entry) => {
+                let rule = self.settings.approval_rule(entry);
+                match (
+                    self.active.values().find(|r| r.image == entry.image),
+                    rule.unapprovable(Some(&actor)),
+                ) {
+                    (Some(active), _) => Err(format!(
+                        "{} already has a rollback in progress: {} ({}, requested by {}); one at a time",
+                        entry.alias, active.id, active.state, active.requester.name
+                    )),
+                    _ if self.planning.contains(&entry.image) => Err(format!(
+                        "{} already has a rollback request being planned; one at a time",
+                        entry.alias
+                    )),
+                    (None, Some(why)) => Err(format!(
+                        "a rollback of {} requested by you could never be approved: {why}; ask whoever runs rollbot to fix the approvers in its config",
+                        entry.alias
+                    )),
+                    (None, None) => self
+                        .registries
+                        .get(&entry.image.registry)
+                        .map(|registry| (entry.clone(), registry))
+                        .map_err(|error| error.to_string()),
+                }
+            }
         };
-        if let Some(active) = self.active.values().find(|r| r.image == entry.image) {
-            return Some((
-                reply,
-                Reply::refused(format!(
-                    "{} already has a rollback in progress: {} ({}, requested by {}); one at a time",
-                    entry.alias, active.id, active.state, active.requester.name
-                )),
-            ));
-        }
-        if self.planning.contains(&entry.image) {
-            return Some((
-                reply,
-                Reply::refused(format!(
-                    "{} already has a rollback request being planned; one at a time",
-                    entry.alias
-                )),
-            ));
-        }
-        let registry = match self.registries.get(&entry.image.registry) {
-            Ok(registry) => registry,
-            Err(error) => return Some((reply, Reply::refused(error.to_string()))),
+        let (entry, registry) = match refusal {
+            Ok(found) => found,
+            Err(why) => return Some((reply, self.refuse(&actor, None, "request", why).await)),
         };
         self.planning.insert(entry.image.clone());
         let tags = self.settings.floating_tags(Some(&entry), &[]);
@@ -733,21 +825,27 @@ impl Engine {
         reason: Option<String>,
     ) -> Reply {
         let now = self.now();
+        let verb = match decision {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        };
         let Some(record) = self.active.get(&id).cloned() else {
-            return match self.store.get(id).await {
-                Ok(Some(record)) => Reply::refused(format!(
+            let why = match self.store.get(id).await {
+                Ok(Some(record)) => format!(
                     "{id} is no longer waiting for approval (it is {})",
                     record.state
-                )),
-                Ok(None) => Reply::refused(format!("there is no rollback {id}")),
-                Err(error) => Reply::refused(format!("cannot read {id}: {error}")),
+                ),
+                Ok(None) => format!("there is no rollback {id}"),
+                Err(error) => format!("cannot read {id}: {error}"),
             };
+            return self.refuse(actor, Some(id), verb, why).await;
         };
         let Some(entry) = self.settings.images.get(&record.alias).cloned() else {
-            return Reply::refused(format!(
+            let why = format!(
                 "{} is no longer on the allowlist; {id} cannot be approved",
                 record.alias
-            ));
+            );
+            return self.refuse(actor, Some(id), verb, why).await;
         };
         let rule = self.settings.approval_rule(&entry);
         let verdict = policy::decide(
@@ -762,10 +860,6 @@ impl Engine {
             decision,
             now,
         );
-        let verb = match decision {
-            Decision::Approve => "approve",
-            Decision::Reject => "reject",
-        };
         let recorded = RecordedVote {
             actor: actor.clone(),
             decision,
@@ -890,21 +984,24 @@ impl Engine {
     }
 
     async fn cancel(&mut self, actor: &Actor, id: RollbackId) -> Reply {
+        let refusal = match self.active.get(&id) {
+            None => Some(format!("{id} is not active")),
+            Some(record) if record.requester.id != actor.id => Some(format!(
+                "only {} (who requested {id}) can cancel it; approvers can reject it",
+                record.requester.name
+            )),
+            Some(record) if record.state != State::Requested => Some(format!(
+                "{id} is already {}; it cannot be cancelled",
+                record.state
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = refusal {
+            return self.refuse(actor, Some(id), "cancel", why).await;
+        }
         let Some(record) = self.active.get(&id).cloned() else {
             return Reply::refused(format!("{id} is not active"));
         };
-        if record.requester.id != actor.id {
-            return Reply::refused(format!(
-                "only {} (who requested {id}) can cancel it; approvers can reject it",
-                record.requester.name
-            ));
-        }
-        if record.state != State::Requested {
-            return Reply::refused(format!(
-                "{id} is already {}; it cannot be cancelled",
-                record.state
-            ));
-        }
         let now = self.now();
         let mut record = record;
         record.error = Some(format!("cancelled by {}", actor.name));
@@ -923,14 +1020,17 @@ impl Engine {
         }
     }
 
-    async fn status(&self, id: Option<RollbackId>) -> Reply {
+    async fn status(&self, actor: &Actor, id: Option<RollbackId>) -> Reply {
         let now = self.now();
         match id {
             Some(id) => match self.active.get(&id).cloned() {
                 Some(record) => Reply::ok(describe(&record, now)),
                 None => match self.store.get(id).await {
                     Ok(Some(record)) => Reply::ok(describe(&record, now)),
-                    Ok(None) => Reply::refused(format!("there is no rollback {id}")),
+                    Ok(None) => {
+                        let why = format!("there is no rollback {id}");
+                        self.refuse(actor, Some(id), "status", why).await
+                    }
                     Err(error) => Reply::refused(format!("cannot read {id}: {error}")),
                 },
             },
@@ -951,18 +1051,21 @@ impl Engine {
         }
     }
 
-    fn history(
+    async fn history(
         &mut self,
+        actor: &Actor,
         name: ImageName,
         reply: oneshot::Sender<Reply>,
     ) -> Option<(oneshot::Sender<Reply>, Reply)> {
-        let entry = match self.allowlisted(&name) {
-            Ok(entry) => entry.clone(),
-            Err(message) => return Some((reply, Reply::refused(message))),
-        };
-        let registry = match self.registries.get(&entry.image.registry) {
-            Ok(registry) => registry,
-            Err(error) => return Some((reply, Reply::refused(error.to_string()))),
+        let found = self.allowlisted(&name).cloned().and_then(|entry| {
+            self.registries
+                .get(&entry.image.registry)
+                .map(|registry| (entry, registry))
+                .map_err(|error| error.to_string())
+        });
+        let (entry, registry) = match found {
+            Ok(found) => found,
+            Err(why) => return Some((reply, self.refuse(actor, None, "history", why).await)),
         };
         let tag = self.settings.floating_tags(Some(&entry), &[]).remove(0);
         self.tasks.spawn(async move {
@@ -988,7 +1091,7 @@ impl Engine {
         None
     }
 
-    fn release(
+    async fn release(
         &mut self,
         actor: Actor,
         channel: String,
@@ -996,23 +1099,21 @@ impl Engine {
         reason: Option<String>,
         reply: oneshot::Sender<Reply>,
     ) -> Option<(oneshot::Sender<Reply>, Reply)> {
-        let entry = match self.allowlisted(&name) {
-            Ok(entry) => entry.clone(),
-            Err(message) => return Some((reply, Reply::refused(message))),
-        };
-        let rule = self.settings.approval_rule(&entry);
-        if !rule.may_approve(&actor) {
-            return Some((
-                reply,
-                Reply::refused(format!(
+        let found = self.allowlisted(&name).cloned().and_then(|entry| {
+            if !self.settings.approval_rule(&entry).may_approve(&actor) {
+                return Err(format!(
                     "only approvers of {} can release its hold (it lets CI move the tags again)",
                     entry.alias
-                )),
-            ));
-        }
-        let registry = match self.registries.get(&entry.image.registry) {
-            Ok(registry) => registry,
-            Err(error) => return Some((reply, Reply::refused(error.to_string()))),
+                ));
+            }
+            self.registries
+                .get(&entry.image.registry)
+                .map(|registry| (entry, registry))
+                .map_err(|error| error.to_string())
+        });
+        let (entry, registry) = match found {
+            Ok(found) => found,
+            Err(why) => return Some((reply, self.refuse(&actor, None, "release", why).await)),
         };
         let internal = self.internal_tx.clone();
         let store = self.store.clone();
@@ -1114,7 +1215,8 @@ impl Engine {
             ));
         }
         let Some(entry) = self.settings.images.get(&request.alias).cloned() else {
-            return Reply::refused(format!("{} left the allowlist", request.alias));
+            let why = format!("{} left the allowlist", request.alias);
+            return self.refuse(&request.actor, None, "request", why).await;
         };
         let rule = self.settings.approval_rule(&entry);
         let mut record = RollbackRecord {
@@ -1156,7 +1258,8 @@ impl Engine {
         match self.store.create(&mut record, audit).await {
             Ok(()) => {}
             Err(StoreError::ActiveExists { image }) => {
-                return Reply::refused(format!("{image} already has a rollback in progress"))
+                let why = format!("{image} already has a rollback in progress");
+                return self.refuse(&request.actor, None, "request", why).await;
             }
             Err(error) => {
                 return Reply::refused(format!("the request could not be saved: {error}"))
@@ -1966,6 +2069,27 @@ async fn reconcile(
             ),
             tags_now,
         }
+    }
+}
+
+/// Writes a `refused` audit entry: who was refused what, and why.
+async fn audit_refusal(
+    store: &Store,
+    at: Timestamp,
+    actor: &Actor,
+    rollback: Option<RollbackId>,
+    command: &str,
+    why: &str,
+) {
+    let entry = AuditEntry::new(
+        at,
+        rollback,
+        Some(actor),
+        "refused",
+        json!({ "command": command, "why": why }),
+    );
+    if let Err(error) = store.audit(&entry).await {
+        tracing::error!(%error, "Audit entry could not be written.");
     }
 }
 

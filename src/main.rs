@@ -11,7 +11,15 @@ fn main() -> ExitCode {
     let settings = match rollbot::config::load_from_process_env(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("error: {error}");
+            if matches!(cli.command, cli::Command::Serve(_)) && error.json_logs {
+                // The daemon's log pipeline expects one JSON object per line.
+                rollbot::init_logging("error", true);
+                let problems: Vec<String> =
+                    error.problems.iter().map(ToString::to_string).collect();
+                tracing::error!(error = %error, problems = ?problems, exit_code = 2, "rollbot cannot start.");
+            } else {
+                eprintln!("error: {error}");
+            }
             return ExitCode::from(2);
         }
     };

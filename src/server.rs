@@ -122,6 +122,8 @@ struct StateQuery {
     user: Option<String>,
     /// Only messages posted or edited after this channel version.
     since: Option<u64>,
+    /// At most this many (the newest), capped at `console::MAX_PAGE`.
+    limit: Option<usize>,
 }
 
 async fn console_state(State(state): State<AppState>, Query(query): Query<StateQuery>) -> Response {
@@ -129,7 +131,11 @@ async fn console_state(State(state): State<AppState>, Query(query): Query<StateQ
         return StatusCode::NOT_FOUND.into_response();
     };
     let user = query.user.unwrap_or_default();
-    let (version, messages) = console.view(&user, query.since.unwrap_or(0));
+    let view = console.view(
+        &user,
+        query.since.unwrap_or(0),
+        query.limit.unwrap_or(crate::chat::console::MAX_PAGE),
+    );
     let users: Vec<serde_json::Value> = console
         .users
         .iter()
@@ -138,8 +144,9 @@ async fn console_state(State(state): State<AppState>, Query(query): Query<StateQ
     Json(serde_json::json!({
         "channel": console.channel,
         "users": users,
-        "version": version,
-        "messages": messages,
+        "version": view.version,
+        "messages": view.messages,
+        "truncated": view.truncated,
     }))
     .into_response()
 }

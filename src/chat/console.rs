@@ -1,7 +1,9 @@
 //! The console: a built-in local chat (one channel, users from the config, no login) so the
-//! whole flow runs without Slack or Discord. Its messages live in memory; the web page in
-//! `console.html` polls them. It goes through the same engine and rendering as every platform.
+//! whole flow runs without Slack or Discord. Its messages live in memory, the newest
+//! `console.history` of them; the web page in `console.html` polls them, a page at a time. It
+//! goes through the same engine and rendering as every platform.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -32,9 +34,24 @@ pub struct ConsoleMessage {
 
 #[derive(Debug, Default)]
 struct ChannelState {
-    messages: Vec<ConsoleMessage>,
+    /// Oldest first; at most `Console::history` long.
+    messages: VecDeque<ConsoleMessage>,
     next_id: u64,
     version: u64,
+}
+
+/// The most messages one `view` returns.
+pub const MAX_PAGE: usize = 200;
+
+/// One answer to "what changed": a page of messages.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The channel's version: pass it as `since` next time.
+    pub version: u64,
+    /// Changed messages `user` can see, oldest first; the newest `limit` when more changed.
+    pub messages: Vec<ConsoleMessage>,
+    /// Older changed messages were left out.
+    pub truncated: bool,
 }
 
 /// The console's channel and users.
@@ -42,15 +59,18 @@ struct ChannelState {
 pub struct Console {
     pub channel: String,
     pub users: Vec<Actor>,
+    /// How many messages are kept (the oldest go first).
+    history: usize,
     state: Mutex<ChannelState>,
     clock: Arc<dyn Clock>,
 }
 
 impl Console {
-    pub fn new(channel: String, users: Vec<Actor>, clock: Arc<dyn Clock>) -> Console {
+    pub fn new(channel: String, users: Vec<Actor>, history: u32, clock: Arc<dyn Clock>) -> Console {
         Console {
             channel,
             users,
+            history: usize::try_from(history).unwrap_or(usize::MAX).max(1),
             state: Mutex::new(ChannelState::default()),
             clock,
         }
@@ -77,7 +97,10 @@ impl Console {
         state.version += 1;
         let id = state.next_id;
         let version = state.version;
-        state.messages.push(ConsoleMessage {
+        while state.messages.len() >= self.history {
+            state.messages.pop_front();
+        }
+        state.messages.push_back(ConsoleMessage {
             id,
             version,
             author: author.to_owned(),
@@ -89,18 +112,27 @@ impl Console {
         id
     }
 
-    /// The messages `user` can see that changed after version `since` (0: all), and the
-    /// channel's version (it changes on every post or edit).
-    pub fn view(&self, user: &str, since: u64) -> (u64, Vec<ConsoleMessage>) {
+    /// The messages `user` can see that changed after version `since` (0: all kept), at most
+    /// `limit` of them (the newest; capped at [`MAX_PAGE`]), and the channel's version (it
+    /// changes on every post or edit).
+    pub fn view(&self, user: &str, since: u64, limit: usize) -> View {
+        let limit = limit.clamp(1, MAX_PAGE);
         let state = crate::lock(&self.state);
-        let visible = state
+        let mut newest_first: Vec<&ConsoleMessage> = state
             .messages
             .iter()
+            .rev()
             .filter(|m| m.version > since)
             .filter(|m| m.only_for.as_deref().is_none_or(|u| u == user))
-            .cloned()
+            .take(limit + 1)
             .collect();
-        (state.version, visible)
+        let truncated = newest_first.len() > limit;
+        newest_first.truncate(limit);
+        View {
+            version: state.version,
+            messages: newest_first.into_iter().rev().cloned().collect(),
+            truncated,
+        }
     }
 
     /// Handles text typed by `user`: echoes it to the channel, runs it, and answers them
@@ -119,7 +151,11 @@ impl Console {
                     })
                     .await
             }
-            Err(error) => Reply::refused(format!("{error}\n{}", command::USAGE)),
+            Err(error) => {
+                engine
+                    .malformed(user.clone(), self.channel_ref(), &text, error.to_string())
+                    .await
+            }
         };
         self.push(
             "rollbot",

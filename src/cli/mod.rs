@@ -396,19 +396,34 @@ pub async fn run(cli: Cli, settings: &Settings) -> u8 {
 }
 
 async fn serve(args: ServeArgs, settings: &Settings) -> u8 {
+    let problems = settings.serve_problems();
+    if !problems.is_empty() {
+        let error = crate::config::ConfigError {
+            problems,
+            json_logs: settings.log.json,
+        };
+        return serve_failed(settings.log.json, &error.to_string(), 2);
+    }
     let mut settings = settings.clone();
     if let Some(listen) = args.listen {
         if let Some(refusal) =
             crate::config::listen_refusal(listen, settings.daemon.allow_non_loopback)
         {
-            return fail(false, Outcome::BadInput, &refusal);
+            return serve_failed(settings.log.json, &refusal, exit_code(Outcome::BadInput));
         }
         settings.daemon.listen = listen;
     }
+    let json_logs = settings.log.json;
     let daemon = match crate::daemon::start(settings, crate::daemon::DaemonOptions::default()).await
     {
         Ok(daemon) => daemon,
-        Err(error) => return fail(false, Outcome::PrecheckFailed, &format!("{error:#}")),
+        Err(error) => {
+            return serve_failed(
+                json_logs,
+                &format!("{error:#}"),
+                exit_code(Outcome::PrecheckFailed),
+            )
+        }
     };
     if let Some(console) = &daemon.console {
         // An event, not a bare line, so JSON logs stay one object per line.
@@ -424,6 +439,17 @@ async fn serve(args: ServeArgs, settings: &Settings) -> u8 {
     } else {
         1
     }
+}
+
+/// `rollbot serve` cannot start: says why on stderr (as a JSON log line when `log.format` is
+/// `json`, so a log pipeline sees the one line that matters) and returns `code`.
+fn serve_failed(json_logs: bool, error: &str, code: u8) -> u8 {
+    if json_logs {
+        tracing::error!(error, exit_code = code, "rollbot cannot start.");
+    } else {
+        eprintln!("error: {error}");
+    }
+    code
 }
 
 async fn audit(args: AuditArgs, settings: &Settings) -> u8 {

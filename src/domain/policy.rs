@@ -49,6 +49,46 @@ impl ApprovalRule {
     pub fn may_approve(&self, actor: &Actor) -> bool {
         self.approvers.iter().any(|a| a.matches(actor))
     }
+
+    /// Why no request under this rule could ever be approved (one by `requester`, when given,
+    /// who cannot approve their own), as far as that is known without asking a chat platform
+    /// who is in a group: nobody configured, or fewer named people than approvals required.
+    pub fn unapprovable(&self, requester: Option<&Actor>) -> Option<String> {
+        if self.approvers.is_empty() {
+            return Some("no approvers are configured, so nobody can approve it".to_owned());
+        }
+        if self
+            .approvers
+            .iter()
+            .any(|a| matches!(a, Approver::Group(_)))
+        {
+            // A group may have any number of members.
+            return None;
+        }
+        let mut people: Vec<&str> = self
+            .approvers
+            .iter()
+            .filter_map(|a| match a {
+                Approver::User(id) if requester.is_none_or(|r| r.id != *id) => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        people.sort_unstable();
+        people.dedup();
+        let could_vote = u32::try_from(people.len()).unwrap_or(u32::MAX);
+        (could_vote < self.required).then(|| {
+            format!(
+                "{} approvals are required but only {could_vote} {} could ever approve{}",
+                self.required,
+                if could_vote == 1 { "person" } else { "people" },
+                if requester.is_some() {
+                    " (the requester cannot approve their own request)"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,5 +321,38 @@ mod tests {
         );
         assert!(Approver::parse("group:").is_err());
         assert!(Approver::parse(" ").is_err());
+    }
+
+    #[test]
+    fn rules_nobody_could_ever_satisfy_are_recognised() {
+        let rule = |approvers: &[&str], required: u32| ApprovalRule {
+            approvers: approvers
+                .iter()
+                .map(|a| Approver::parse(a).expect("approver"))
+                .collect(),
+            required,
+            expiry: Duration::from_secs(600),
+        };
+        let bob = Actor {
+            id: "bob".into(),
+            name: "Bob".into(),
+            groups: Vec::new(),
+        };
+        for (approvers, required, requester, unapprovable) in [
+            (&[][..], 1, None, true),
+            (&["bob"][..], 1, None, false),
+            (&["bob"][..], 2, None, true),
+            (&["bob", "bob"][..], 2, None, true),
+            (&["bob", "carol"][..], 2, None, false),
+            (&["bob", "carol"][..], 2, Some(&bob), true),
+            (&["bob"][..], 1, Some(&bob), true),
+            (&["bob", "group:sre"][..], 5, Some(&bob), false),
+        ] {
+            assert_eq!(
+                rule(approvers, required).unapprovable(requester).is_some(),
+                unapprovable,
+                "{approvers:?} required {required} requested by {requester:?}"
+            );
+        }
     }
 }

@@ -519,3 +519,143 @@ fn history_and_release_from_chat() {
     let (ok, reply) = daemon.say("carol", "/rollback release app");
     assert!(ok && reply.contains("no active hold"), "{reply}");
 }
+
+/// The audit log of the daemon's store, one JSON object per entry.
+fn audit_entries(db: &std::path::Path) -> Vec<serde_json::Value> {
+    let audit = crate::support::Cli::new()
+        .config(&format!("[store]\npath = \"{}\"\n", db.display()))
+        .run(&["audit", "--json"]);
+    assert_eq!(audit.code, 0, "{}", audit.stderr);
+    audit
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+#[test]
+fn every_refusal_is_an_audit_entry_with_its_reason() {
+    let (ci, _) = published();
+    let db = ci.cli.home.path().join("state/rollbot.db");
+    // Only bob approves app: a request by bob could never be approved.
+    let toml = config(&ci.registry.host, &db, "").replace(
+        "[images.app]\n",
+        "[images.app]\napprovers = [\"bob\", \"carol\"]\nrequired_approvals = 2\n",
+    );
+    let daemon = TestDaemon::start(&toml, &db);
+    let (ok, reply) = daemon.say("bob", "/rollback app");
+    assert!(!ok);
+    assert!(
+        reply.contains("could never be approved: 2 approvals are required but only 1 person could ever approve (the requester cannot approve their own request)"),
+        "{reply}"
+    );
+    assert!(daemon.say("alice", "/rollback app").0);
+    let refusals = [
+        (
+            "carol",
+            "/rollback app:v1",
+            "already has a rollback in progress",
+        ),
+        ("alice", "/rollback other", "is not on rollbot's allowlist"),
+        (
+            "dave",
+            "/rollback cancel rb-1",
+            "only Alice (who requested rb-1) can cancel it",
+        ),
+        ("dave", "/rollback approve soon", "Usage:"),
+    ];
+    for (user, text, why) in refusals {
+        let (ok, reply) = daemon.say(user, text);
+        assert!(!ok, "{text}: {reply}");
+        assert!(reply.contains(why), "{text}: {reply}");
+    }
+    let db = daemon.db.clone();
+    assert!(daemon.stop());
+    let entries = audit_entries(&db);
+    let refused: Vec<String> = entries
+        .iter()
+        .filter(|e| e["kind"] == "refused")
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["actor"]["id"], e["detail"]["command"], e["detail"]["why"]
+            )
+        })
+        .collect();
+    for (who, command, why) in [
+        ("bob", "request", "could never be approved"),
+        ("carol", "request", "already has a rollback in progress"),
+        ("alice", "request", "is not on rollbot's allowlist"),
+        ("dave", "cancel", "can cancel it"),
+        ("dave", "malformed", ""),
+    ] {
+        assert!(
+            refused
+                .iter()
+                .any(|r| r.contains(&format!("\"{who}\" \"{command}\"")) && r.contains(why)),
+            "no refusal of {who}'s {command} ({why}) in {refused:#?}"
+        );
+    }
+}
+
+#[test]
+fn malformed_commands_count_against_the_rate_limit_and_the_console_stays_bounded() {
+    let (ci, _) = published();
+    let daemon = daemon(
+        &ci,
+        "[limits]\ncommands_per_minute = 5\n\n[console]\nhistory = 40\n",
+    );
+    let mut usage = 0;
+    let mut too_fast = 0;
+    for n in 0..60 {
+        let (ok, reply) = daemon.say(
+            "dave",
+            &format!("/rollback approve x{n} {}", "x".repeat(500)),
+        );
+        assert!(!ok);
+        if reply.contains("Usage:") {
+            usage += 1;
+        } else if reply.contains("too fast (limit 5 per minute)") {
+            too_fast += 1;
+        }
+    }
+    assert_eq!(
+        (usage, too_fast),
+        (5, 55),
+        "malformed text is rate limited like any command"
+    );
+    assert!(
+        daemon.say("alice", "/rollback status").0,
+        "other users are not affected"
+    );
+
+    let (status, body) = daemon.get("/console/api/state?user=dave");
+    assert_eq!(status, 200);
+    let state: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let messages = state["messages"].as_array().expect("messages");
+    assert!(
+        messages.len() <= 40,
+        "the channel keeps 40 messages: {}",
+        messages.len()
+    );
+    assert!(body.len() < 100_000, "bounded answer: {} bytes", body.len());
+    let (_, page) = daemon.get("/console/api/state?user=dave&limit=7");
+    let page: serde_json::Value = serde_json::from_str(&page).expect("json");
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(7));
+    assert_eq!(page["truncated"], true);
+    let newest = page["messages"][6]["id"].as_u64();
+    assert_eq!(
+        newest,
+        messages.last().and_then(|m| m["id"].as_u64()),
+        "the newest page"
+    );
+
+    let db = daemon.db.clone();
+    assert!(daemon.stop());
+    let entries = audit_entries(&db);
+    let limited = entries
+        .iter()
+        .filter(|e| e["kind"] == "rate_limited" && e["detail"]["command"] == "malformed")
+        .count();
+    assert_eq!(limited, 55);
+}

@@ -189,3 +189,60 @@ fn serve_refuses_non_loopback_addresses_unless_allowed() {
         run.stderr
     );
 }
+
+#[test]
+fn serve_refuses_configs_that_could_never_work_with_exit_2_and_json_when_logs_are_json() {
+    let ci = Ci::new();
+    let path = ci.cli.home.path().join("serve.toml");
+    let config = path.display().to_string();
+    for (extra, env, expected) in [
+        (
+            "",
+            &[("ROLLBOT__APPROVALS__EXPIRY", "8000y")][..],
+            "approvals.expiry: '8000y' is out of range: between 10s and 7days",
+        ),
+        (
+            "",
+            &[("ROLLBOT__LOG__LEVEL", "nonsense")][..],
+            "log.level: 'nonsense' is not a log filter",
+        ),
+        (
+            "approvers = []\n",
+            &[][..],
+            "images.app.approvers: rollbacks of app could never be approved: no approvers are configured",
+        ),
+        (
+            "approvers = [\"bob\"]\nrequired_approvals = 2\n",
+            &[][..],
+            "2 approvals are required but only 1 person could ever approve",
+        ),
+    ] {
+        std::fs::write(&path, serve_config(&ci, extra)).expect("config");
+        let mut cli = crate::support::Cli::new();
+        for (key, value) in env {
+            cli = cli.env(key, value);
+        }
+        let run = cli.run(&["--config", &config, "serve"]);
+        assert_eq!(run.code, 2, "{expected}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
+
+        // The same with JSON logs: one JSON object per line, the problem in it.
+        let run = cli
+            .env("ROLLBOT__LOG__FORMAT", "json")
+            .run(&["--config", &config, "serve"]);
+        assert_eq!(run.code, 2, "{expected}: {}", run.stderr);
+        let lines: Vec<serde_json::Value> = run
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["level"] == "ERROR" && l.to_string().contains(expected)),
+            "{expected}: {}",
+            run.stderr
+        );
+    }
+}
