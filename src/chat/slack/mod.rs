@@ -3,11 +3,14 @@
 //!
 //! Both connection modes feed the same [`SlackInput`] queue: Socket Mode (`socket.rs`, via
 //! slack-morphism's listener) and HTTP mode (`http.rs`, signed requests on the daemon's
-//! server). Web API calls go through slack-morphism's client pointed at `slack.api_url`, with
-//! 429 `Retry-After` honoured and API errors reported with the channel and the fix.
+//! server). Every payload is parsed at the edge by
+//! `inbound.rs` into a [`SlackInput`] or a clear error. Web API calls go through
+//! slack-morphism's client pointed at `slack.api_url`, with 429 `Retry-After` honoured and API
+//! errors reported with the channel and the fix.
 
 pub mod blocks;
 pub mod http;
+pub mod inbound;
 pub mod signing;
 pub mod socket;
 
@@ -81,6 +84,19 @@ impl std::fmt::Debug for Slack {
             .field("mode", &self.settings.mode)
             .field("api_url", &self.settings.api_url)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a slash command's text asks for, or the reply when it asks for nothing rollbot can
+/// do (help, or a usage error with the usage text): unparseable text never becomes a command.
+///
+/// # Errors
+/// The reply to send instead.
+pub fn interpret(text: &str) -> Result<Command, String> {
+    match command::parse(text) {
+        Ok(Command::Help) => Err(command::USAGE.to_owned()),
+        Ok(command) => Ok(command),
+        Err(error) => Err(format!("{error}\n{}", command::USAGE)),
     }
 }
 
@@ -177,10 +193,9 @@ impl Slack {
                     .join(", ")
             );
         }
-        let command = match command::parse(text) {
-            Ok(Command::Help) => return command::USAGE.to_owned(),
+        let command = match interpret(text) {
             Ok(command) => command,
-            Err(error) => return format!("{error}\n{}", command::USAGE),
+            Err(reply) => return reply,
         };
         let input = SlackInput::Command {
             channel: channel.to_owned(),
@@ -503,63 +518,6 @@ impl Slack {
         *crate::lock(&self.problems) = problems;
     }
 
-    /// Button clicks in a `block_actions` interaction (other interactions are ignored).
-    pub fn inputs_from_interaction(event: &SlackInteractionEvent) -> Vec<SlackInput> {
-        let SlackInteractionEvent::BlockActions(actions) = event else {
-            return Vec::new();
-        };
-        let Some(user) = &actions.user else {
-            return Vec::new();
-        };
-        let channel = actions
-            .channel
-            .as_ref()
-            .map(|c| c.id.to_string())
-            .or_else(|| match &actions.container {
-                SlackInteractionActionContainer::Message(message) => {
-                    message.channel_id.as_ref().map(ToString::to_string)
-                }
-                _ => None,
-            });
-        let Some(channel) = channel else {
-            return Vec::new();
-        };
-        let name = user
-            .username
-            .clone()
-            .or_else(|| user.name.clone())
-            .unwrap_or_else(|| user.id.to_string());
-        actions
-            .actions
-            .iter()
-            .flatten()
-            .map(|action| SlackInput::Action {
-                channel: channel.clone(),
-                user: user.id.to_string(),
-                user_name: name.clone(),
-                action: action.action_id.to_string(),
-                key: format!("{}:{}", actions.trigger_id, action.action_id),
-            })
-            .collect()
-    }
-
-    /// A `reaction_added` on a message (other events are ignored).
-    pub fn input_from_push(event: &SlackPushEventCallback) -> Option<SlackInput> {
-        let SlackEventCallbackBody::ReactionAdded(reaction) = &event.event else {
-            return None;
-        };
-        let SlackReactionsItem::Message(message) = &reaction.item else {
-            return None;
-        };
-        Some(SlackInput::Reaction {
-            channel: message.origin.channel.as_ref()?.to_string(),
-            user: reaction.user.to_string(),
-            reaction: reaction.reaction.to_string(),
-            ts: message.origin.ts.to_string(),
-            key: event.event_id.to_string(),
-        })
-    }
-
     /// `chat.postMessage`, in the thread of `thread_ts` when given; returns the message's ts.
     async fn post(
         &self,
@@ -633,5 +591,43 @@ impl ChatPort for Slack {
         message: &Message,
     ) -> Result<(), ChatError> {
         self.post(channel, status_ref, message).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn help_and_malformed_commands_get_the_usage_not_a_command() {
+        for text in [
+            "",
+            "help",
+            "/rollback help",
+            "approve",
+            "reject",
+            "history",
+            "status rb-x",
+        ] {
+            let reply = interpret(text).expect_err(text);
+            assert!(reply.contains("Usage:\n/rollback IMAGE"), "{text}: {reply}");
+        }
+        assert!(matches!(
+            interpret("approve rb-1"),
+            Ok(Command::Approve { .. })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_text_is_a_command_or_a_reply_with_the_usage(text in any::<String>()) {
+            if let Err(reply) = interpret(&text) {
+                prop_assert!(reply.contains(command::USAGE), "{}", reply);
+            }
+        }
     }
 }

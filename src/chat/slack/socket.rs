@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use slack_morphism::prelude::*;
 
+use super::inbound;
 use super::Slack;
 
 /// The adapter, reachable from slack-morphism's fn-pointer callbacks through user state.
@@ -29,11 +30,12 @@ async fn on_command(
     states: SlackClientEventsUserState,
 ) -> Result<SlackCommandEventResponse, CallbackError> {
     let slack = adapter(&states).await?;
+    let command = inbound::SlashCommand::from_event(&event)?;
     let text = slack.command(
-        event.channel_id.as_ref(),
-        event.user_id.as_ref(),
-        event.text.as_deref().unwrap_or(""),
-        event.trigger_id.as_ref(),
+        &command.channel,
+        &command.user,
+        &command.text,
+        &command.trigger,
     );
     Ok(
         SlackCommandEventResponse::new(SlackMessageContent::new().with_text(text))
@@ -47,7 +49,7 @@ async fn on_interaction(
     states: SlackClientEventsUserState,
 ) -> Result<(), CallbackError> {
     let slack = adapter(&states).await?;
-    for input in Slack::inputs_from_interaction(&event) {
+    for input in inbound::interaction_inputs(&event)? {
         slack.enqueue(input);
     }
     Ok(())
@@ -59,7 +61,7 @@ async fn on_push(
     states: SlackClientEventsUserState,
 ) -> Result<(), CallbackError> {
     let slack = adapter(&states).await?;
-    if let Some(input) = Slack::input_from_push(&event) {
+    if let Some(input) = inbound::event_input(&event)? {
         slack.enqueue(input);
     }
     Ok(())
