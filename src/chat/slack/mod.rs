@@ -1,9 +1,9 @@
 //! Slack: translates Slack payloads (slash command, button clicks, reactions) into the engine's
 //! commands and renders its events as Block Kit messages. It decides no policy.
 //!
-//! Both connection modes feed the same [`SlackInput`] queue: Socket Mode (`socket.rs`, via
-//! slack-morphism's listener) and HTTP mode (`http.rs`, signed requests on the daemon's
-//! server). Every payload is parsed at the edge by
+//! Both connection modes feed the same [`SlackInput`] queue: Socket Mode (`socket.rs`, rollbot's
+//! own client of Slack's documented protocol, whose link state `/readyz` reports) and HTTP mode
+//! (`http.rs`, signed requests on the daemon's server). Every payload is parsed at the edge by
 //! `inbound.rs` into a [`SlackInput`] or a clear error. Web API calls go through
 //! slack-morphism's client pointed at `slack.api_url`, with 429 `Retry-After` honoured and API
 //! errors reported with the channel and the fix.
@@ -72,6 +72,8 @@ pub struct Slack {
     groups: tokio::sync::Mutex<HashMap<String, (Instant, HashSet<String>)>>,
     /// What the startup self-check found wrong, for `/readyz` and the log.
     problems: Mutex<Vec<String>>,
+    /// Socket Mode only: why there is no working connection (`None` once Slack said `hello`).
+    socket_down: Mutex<Option<String>>,
     inputs: mpsc::Sender<SlackInput>,
     /// Tells the input worker to stop taking inputs and drain.
     stop: tokio::sync::Notify,
@@ -128,6 +130,7 @@ impl Slack {
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Slack>, mpsc::Receiver<SlackInput>), String> {
         let client = client(&slack.api_url)?;
+        let socket_mode = slack.mode == crate::config::SlackMode::Socket;
         let token = SlackApiToken::new(slack.bot_token.expose().to_owned().into());
         let mut approver_groups: Vec<String> = settings
             .daemon
@@ -158,6 +161,7 @@ impl Slack {
                 approver_groups,
                 groups: tokio::sync::Mutex::new(HashMap::new()),
                 problems: Mutex::new(Vec::new()),
+                socket_down: Mutex::new(socket_mode.then(|| "not started yet".to_owned())),
                 inputs,
                 stop: tokio::sync::Notify::new(),
                 metrics,
@@ -170,9 +174,24 @@ impl Slack {
         let _ = self.engine.set(engine);
     }
 
-    /// Problems found by the self-check (empty when Slack is usable).
+    /// Problems found by the self-check, and in Socket Mode a connection that has not said
+    /// `hello` (with the reason); empty when Slack is usable.
     pub fn problems(&self) -> Vec<String> {
-        crate::lock(&self.problems).clone()
+        let mut problems = crate::lock(&self.problems).clone();
+        if let Some(why) = crate::lock(&self.socket_down).as_ref() {
+            problems.push(format!("slack socket mode: not connected ({why})"));
+        }
+        problems
+    }
+
+    /// Socket Mode: Slack said `hello` on the connection rollbot relies on.
+    fn socket_connected(&self) {
+        *crate::lock(&self.socket_down) = None;
+    }
+
+    /// Socket Mode: no working connection, because of `why` (until the next `hello`).
+    fn socket_not_connected(&self, why: String) {
+        *crate::lock(&self.socket_down) = Some(why);
     }
 
     fn channel_allowed(&self, channel: &str) -> bool {
