@@ -36,9 +36,11 @@
 //! - [`chat`]: the platform-neutral message model (blocks, buttons), the rendering of status
 //!   messages and thread replies, and the sink task driving a `ChatPort`; [`chat::console`] is
 //!   the built-in local chat (web page + JSON API); [`chat::slack`] is Slack: Socket Mode
-//!   (slack-morphism's listener) or HTTP mode (`/slack/*`, verified by `chat::slack::signing`),
-//!   Block Kit rendering, approvals by button, reaction or text, user-group approvers, the
-//!   startup self-check.
+//!   (`chat::slack::socket`, rollbot's own client of the documented protocol: `hello`, acks,
+//!   `disconnect`, reconnects; its link state is on `/readyz`) or HTTP mode (`/slack/*`,
+//!   verified by `chat::slack::signing`), every payload parsed at the edge by
+//!   `chat::slack::inbound`, Block Kit rendering, approvals by button, reaction or text,
+//!   user-group approvers, the startup self-check.
 //! - [`notify`]: GitHub Discussions ([`notify::github`], GraphQL) and the Docker Hub
 //!   description banner ([`notify::dockerhub`]) through a persisted outbox with retries and
 //!   backoff; [`notify::templates`] are the minijinja communication templates

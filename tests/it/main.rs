@@ -11,6 +11,7 @@ mod render;
 mod rollback;
 mod serve;
 mod slack;
+mod slack_socket;
 mod store;
 mod support;
 mod tidy;

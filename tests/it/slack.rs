@@ -9,24 +9,23 @@ use serde_json::{json, Value};
 use crate::manifests::Ci;
 use crate::support::daemon::TestDaemon;
 use crate::support::slack::{
-    block_actions_payload, button_click, reaction, reaction_event, slash_command, Failure,
-    FakeSlack,
+    block_actions_payload, reaction, reaction_event, slash_command, Failure, FakeSlack, APP_TOKEN,
 };
 
-const CHANNEL: &str = "C0RELEASES";
-const ALICE: &str = "U0ALICE001";
-const BOB: &str = "U0BOB00001";
-const CAROL: &str = "U0CAROL001";
+pub(crate) const CHANNEL: &str = "C0RELEASES";
+pub(crate) const ALICE: &str = "U0ALICE001";
+pub(crate) const BOB: &str = "U0BOB00001";
+pub(crate) const CAROL: &str = "U0CAROL001";
 const SIGNING_SECRET: &str = "test-signing-secret-3e9f";
 
-struct World {
-    ci: Ci,
-    slack: FakeSlack,
-    daemon: TestDaemon,
-    v2: String,
+pub(crate) struct World {
+    pub(crate) ci: Ci,
+    pub(crate) slack: FakeSlack,
+    pub(crate) daemon: TestDaemon,
+    pub(crate) v2: String,
 }
 
-fn world(mode: &str, extra: &str) -> World {
+pub(crate) fn world(mode: &str, extra: &str) -> World {
     let ci = Ci::new();
     for version in ["v1", "v2", "v3"] {
         ci.build(version);
@@ -71,7 +70,7 @@ channels = ["{CHANNEL}"]
         host = ci.registry.host,
         db = db.display(),
         bot = secret("bot-token", "xoxb-test-bot-token"),
-        app = secret("app-token", "xapp-test-app-token"),
+        app = secret("app-token", APP_TOKEN),
         signing = secret("signing-secret", SIGNING_SECRET),
         api = slack.api_url(),
     );
@@ -84,13 +83,13 @@ channels = ["{CHANNEL}"]
     }
 }
 
-fn text_of(body: &Value) -> String {
+pub(crate) fn text_of(body: &Value) -> String {
     body.to_string()
 }
 
 impl World {
     /// Requests a rollback by slash command; returns the status message's ts.
-    fn request(&self, envelope: &str) -> String {
+    pub(crate) fn request(&self, envelope: &str) -> String {
         let ack = self.slack.send(slash_command(
             envelope,
             CHANNEL,
@@ -109,7 +108,7 @@ impl World {
         format!("1700000000.{:06}", 101 + index)
     }
 
-    fn wait_rolled_back(&self, ts: &str) {
+    pub(crate) fn wait_rolled_back(&self, ts: &str) {
         self.slack
             .wait_for("chat.update", "the status edited to rolled back", |b| {
                 b["ts"] == ts && text_of(b).contains("rolled back")
@@ -123,7 +122,7 @@ impl World {
         assert_eq!(self.ci.latest().as_deref(), Some(self.v2.as_str()));
     }
 
-    fn ephemeral_to(&self, user: &str, needle: &str) -> Value {
+    pub(crate) fn ephemeral_to(&self, user: &str, needle: &str) -> Value {
         self.slack.wait_for("chat.postEphemeral", needle, |b| {
             b["user"] == user && text_of(b).contains(needle)
         })
@@ -142,7 +141,7 @@ fn socket_mode_request_refused_self_approval_and_approval_by_button() {
     );
 
     w.slack
-        .send(button_click("e2", CHANNEL, ALICE, &ts, "approve:rb-1"));
+        .send(w.slack.click("e2", CHANNEL, ALICE, &ts, "approve:rb-1"));
     w.ephemeral_to(ALICE, "you cannot approve or reject your own request");
     assert_ne!(
         w.ci.latest().as_deref(),
@@ -151,7 +150,7 @@ fn socket_mode_request_refused_self_approval_and_approval_by_button() {
     );
 
     w.slack
-        .send(button_click("e3", CHANNEL, BOB, &ts, "approve:rb-1"));
+        .send(w.slack.click("e3", CHANNEL, BOB, &ts, "approve:rb-1"));
     w.slack
         .wait_for("chat.postMessage", "the approval reply", |b| {
             b["thread_ts"] == ts.as_str()
@@ -210,13 +209,13 @@ fn a_redelivered_envelope_and_a_double_click_run_the_rollback_once() {
     let w = world("socket", "");
     let ts = w.request("e1");
     // Slack redelivers the same click (same trigger id) and Bob double-clicks.
-    let click = button_click("e2", CHANNEL, BOB, &ts, "approve:rb-1");
+    let click = w.slack.click("e2", CHANNEL, BOB, &ts, "approve:rb-1");
     w.slack.send(click.clone());
     let mut again = click;
     again["envelope_id"] = json!("e2-retry");
     w.slack.send(again);
     w.slack
-        .send(button_click("e3", CHANNEL, BOB, &ts, "approve:rb-1"));
+        .send(w.slack.click("e3", CHANNEL, BOB, &ts, "approve:rb-1"));
     w.wait_rolled_back(&ts);
     std::thread::sleep(Duration::from_millis(300));
     let done = w
@@ -243,7 +242,7 @@ fn a_429_is_retried_after_retry_after_and_api_errors_are_reported() {
     let ts = w.request("e1");
     let started = Instant::now();
     w.slack
-        .send(button_click("e2", CHANNEL, BOB, &ts, "approve:rb-1"));
+        .send(w.slack.click("e2", CHANNEL, BOB, &ts, "approve:rb-1"));
     w.wait_rolled_back(&ts);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -545,7 +544,9 @@ fn http_mode_an_events_api_retry_and_a_double_click_run_once() {
     );
     // And a double click on Approve.
     for trigger in ["t-2", "t-3"] {
-        let payload = block_actions_payload(trigger, CHANNEL, BOB, ts, "approve:rb-1").to_string();
+        let payload =
+            block_actions_payload(trigger, CHANNEL, BOB, &w.slack.message(ts), "approve:rb-1")
+                .to_string();
         let body = form(&[("payload", payload.as_str())]);
         assert_eq!(
             post_signed(

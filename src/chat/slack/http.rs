@@ -6,17 +6,16 @@
 
 use std::sync::Arc;
 
+use super::inbound::{self, EventBody, PayloadError, SlashCommand};
+use super::signing;
+use super::Slack;
+use crate::engine::Clock as _;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use slack_morphism::prelude::*;
-
-use super::signing;
-use super::Slack;
-use crate::engine::Clock as _;
 
 /// The routes, with the adapter as their state.
 pub fn routes(slack: Arc<Slack>) -> Router {
@@ -53,21 +52,10 @@ fn verified(slack: &Slack, headers: &HeaderMap, body: &[u8]) -> Result<(), Box<R
     })
 }
 
-fn form(body: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(body).into_owned().collect()
-}
-
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
-}
-
 fn is_ssl_check(headers: &HeaderMap, body: &[u8]) -> bool {
     let form_type = header(headers, "content-type")
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-    form_type && field(&form(body), "ssl_check") == Some("1")
+    form_type && inbound::form_field(&inbound::form(body), "ssl_check") == Some("1")
 }
 
 async fn commands(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -77,16 +65,24 @@ async fn commands(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Byt
     if let Err(refused) = verified(&slack, &headers, &body) {
         return *refused;
     }
-    let fields = form(&body);
-    let (Some(channel), Some(user), Some(trigger)) = (
-        field(&fields, "channel_id"),
-        field(&fields, "user_id"),
-        field(&fields, "trigger_id"),
-    ) else {
-        return (StatusCode::BAD_REQUEST, "not a slash command\n").into_response();
-    };
-    let text = slack.command(channel, user, field(&fields, "text").unwrap_or(""), trigger);
-    Json(serde_json::json!({ "response_type": "ephemeral", "text": text })).into_response()
+    match SlashCommand::from_form(&body) {
+        Ok(command) => {
+            let text = slack.command(
+                &command.channel,
+                &command.user,
+                &command.text,
+                &command.trigger,
+            );
+            Json(serde_json::json!({ "response_type": "ephemeral", "text": text })).into_response()
+        }
+        Err(error) => refuse(&error),
+    }
+}
+
+/// A payload that is signed but not one rollbot can read: 400, logged, nothing else.
+fn refuse(error: &PayloadError) -> Response {
+    tracing::warn!(%error, "Refused an unreadable Slack payload.");
+    (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
 }
 
 async fn interactions(
@@ -97,21 +93,14 @@ async fn interactions(
     if let Err(refused) = verified(&slack, &headers, &body) {
         return *refused;
     }
-    let fields = form(&body);
-    let Some(payload) = field(&fields, "payload") else {
-        return (StatusCode::BAD_REQUEST, "no payload\n").into_response();
-    };
-    match serde_json::from_str::<SlackInteractionEvent>(payload) {
-        Ok(event) => {
-            for input in Slack::inputs_from_interaction(&event) {
+    match inbound::interaction_form(&body) {
+        Ok(inputs) => {
+            for input in inputs {
                 slack.enqueue(input);
             }
             StatusCode::OK.into_response()
         }
-        Err(error) => {
-            tracing::warn!(%error, "Unreadable Slack interaction payload.");
-            (StatusCode::BAD_REQUEST, "unreadable payload\n").into_response()
-        }
+        Err(error) => refuse(&error),
     }
 }
 
@@ -126,20 +115,17 @@ async fn events(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Bytes
             "Slack redelivered an event; its event id keeps it from running twice."
         );
     }
-    match serde_json::from_slice::<SlackPushEvent>(&body) {
-        Ok(SlackPushEvent::UrlVerification(verification)) => {
-            Json(serde_json::json!({ "challenge": verification.challenge })).into_response()
+    match inbound::event_body(&body) {
+        Ok(EventBody::UrlVerification { challenge }) => {
+            Json(serde_json::json!({ "challenge": challenge })).into_response()
         }
-        Ok(SlackPushEvent::EventCallback(event)) => {
-            if let Some(input) = Slack::input_from_push(&event) {
+        Ok(EventBody::Input(input)) => {
+            if let Some(input) = input {
                 slack.enqueue(input);
             }
             StatusCode::OK.into_response()
         }
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "Unreadable Slack event.");
-            (StatusCode::BAD_REQUEST, "unreadable event\n").into_response()
-        }
+        Ok(EventBody::Other) => StatusCode::OK.into_response(),
+        Err(error) => refuse(&error),
     }
 }

@@ -1,13 +1,16 @@
 //! Slack: translates Slack payloads (slash command, button clicks, reactions) into the engine's
 //! commands and renders its events as Block Kit messages. It decides no policy.
 //!
-//! Both connection modes feed the same [`SlackInput`] queue: Socket Mode (`socket.rs`, via
-//! slack-morphism's listener) and HTTP mode (`http.rs`, signed requests on the daemon's
-//! server). Web API calls go through slack-morphism's client pointed at `slack.api_url`, with
-//! 429 `Retry-After` honoured and API errors reported with the channel and the fix.
+//! Both connection modes feed the same [`SlackInput`] queue: Socket Mode (`socket.rs`, rollbot's
+//! own client of Slack's documented protocol, whose link state `/readyz` reports) and HTTP mode
+//! (`http.rs`, signed requests on the daemon's server). Every payload is parsed at the edge by
+//! `inbound.rs` into a [`SlackInput`] or a clear error. Web API calls go through
+//! slack-morphism's client pointed at `slack.api_url`, with 429 `Retry-After` honoured and API
+//! errors reported with the channel and the fix.
 
 pub mod blocks;
 pub mod http;
+pub mod inbound;
 pub mod signing;
 pub mod socket;
 
@@ -69,6 +72,8 @@ pub struct Slack {
     groups: tokio::sync::Mutex<HashMap<String, (Instant, HashSet<String>)>>,
     /// What the startup self-check found wrong, for `/readyz` and the log.
     problems: Mutex<Vec<String>>,
+    /// Socket Mode only: why there is no working connection (`None` once Slack said `hello`).
+    socket_down: Mutex<Option<String>>,
     inputs: mpsc::Sender<SlackInput>,
     /// Tells the input worker to stop taking inputs and drain.
     stop: tokio::sync::Notify,
@@ -81,6 +86,19 @@ impl std::fmt::Debug for Slack {
             .field("mode", &self.settings.mode)
             .field("api_url", &self.settings.api_url)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a slash command's text asks for, or the reply when it asks for nothing rollbot can
+/// do (help, or a usage error with the usage text): unparseable text never becomes a command.
+///
+/// # Errors
+/// The reply to send instead.
+pub fn interpret(text: &str) -> Result<Command, String> {
+    match command::parse(text) {
+        Ok(Command::Help) => Err(command::USAGE.to_owned()),
+        Ok(command) => Ok(command),
+        Err(error) => Err(format!("{error}\n{}", command::USAGE)),
     }
 }
 
@@ -112,6 +130,7 @@ impl Slack {
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Slack>, mpsc::Receiver<SlackInput>), String> {
         let client = client(&slack.api_url)?;
+        let socket_mode = slack.mode == crate::config::SlackMode::Socket;
         let token = SlackApiToken::new(slack.bot_token.expose().to_owned().into());
         let mut approver_groups: Vec<String> = settings
             .daemon
@@ -142,6 +161,7 @@ impl Slack {
                 approver_groups,
                 groups: tokio::sync::Mutex::new(HashMap::new()),
                 problems: Mutex::new(Vec::new()),
+                socket_down: Mutex::new(socket_mode.then(|| "not started yet".to_owned())),
                 inputs,
                 stop: tokio::sync::Notify::new(),
                 metrics,
@@ -154,9 +174,24 @@ impl Slack {
         let _ = self.engine.set(engine);
     }
 
-    /// Problems found by the self-check (empty when Slack is usable).
+    /// Problems found by the self-check, and in Socket Mode a connection that has not said
+    /// `hello` (with the reason); empty when Slack is usable.
     pub fn problems(&self) -> Vec<String> {
-        crate::lock(&self.problems).clone()
+        let mut problems = crate::lock(&self.problems).clone();
+        if let Some(why) = crate::lock(&self.socket_down).as_ref() {
+            problems.push(format!("slack socket mode: not connected ({why})"));
+        }
+        problems
+    }
+
+    /// Socket Mode: Slack said `hello` on the connection rollbot relies on.
+    fn socket_connected(&self) {
+        *crate::lock(&self.socket_down) = None;
+    }
+
+    /// Socket Mode: no working connection, because of `why` (until the next `hello`).
+    fn socket_not_connected(&self, why: String) {
+        *crate::lock(&self.socket_down) = Some(why);
     }
 
     fn channel_allowed(&self, channel: &str) -> bool {
@@ -177,10 +212,9 @@ impl Slack {
                     .join(", ")
             );
         }
-        let command = match command::parse(text) {
-            Ok(Command::Help) => return command::USAGE.to_owned(),
+        let command = match interpret(text) {
             Ok(command) => command,
-            Err(error) => return format!("{error}\n{}", command::USAGE),
+            Err(reply) => return reply,
         };
         let input = SlackInput::Command {
             channel: channel.to_owned(),
@@ -503,63 +537,6 @@ impl Slack {
         *crate::lock(&self.problems) = problems;
     }
 
-    /// Button clicks in a `block_actions` interaction (other interactions are ignored).
-    pub fn inputs_from_interaction(event: &SlackInteractionEvent) -> Vec<SlackInput> {
-        let SlackInteractionEvent::BlockActions(actions) = event else {
-            return Vec::new();
-        };
-        let Some(user) = &actions.user else {
-            return Vec::new();
-        };
-        let channel = actions
-            .channel
-            .as_ref()
-            .map(|c| c.id.to_string())
-            .or_else(|| match &actions.container {
-                SlackInteractionActionContainer::Message(message) => {
-                    message.channel_id.as_ref().map(ToString::to_string)
-                }
-                _ => None,
-            });
-        let Some(channel) = channel else {
-            return Vec::new();
-        };
-        let name = user
-            .username
-            .clone()
-            .or_else(|| user.name.clone())
-            .unwrap_or_else(|| user.id.to_string());
-        actions
-            .actions
-            .iter()
-            .flatten()
-            .map(|action| SlackInput::Action {
-                channel: channel.clone(),
-                user: user.id.to_string(),
-                user_name: name.clone(),
-                action: action.action_id.to_string(),
-                key: format!("{}:{}", actions.trigger_id, action.action_id),
-            })
-            .collect()
-    }
-
-    /// A `reaction_added` on a message (other events are ignored).
-    pub fn input_from_push(event: &SlackPushEventCallback) -> Option<SlackInput> {
-        let SlackEventCallbackBody::ReactionAdded(reaction) = &event.event else {
-            return None;
-        };
-        let SlackReactionsItem::Message(message) = &reaction.item else {
-            return None;
-        };
-        Some(SlackInput::Reaction {
-            channel: message.origin.channel.as_ref()?.to_string(),
-            user: reaction.user.to_string(),
-            reaction: reaction.reaction.to_string(),
-            ts: message.origin.ts.to_string(),
-            key: event.event_id.to_string(),
-        })
-    }
-
     /// `chat.postMessage`, in the thread of `thread_ts` when given; returns the message's ts.
     async fn post(
         &self,
@@ -633,5 +610,43 @@ impl ChatPort for Slack {
         message: &Message,
     ) -> Result<(), ChatError> {
         self.post(channel, status_ref, message).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn help_and_malformed_commands_get_the_usage_not_a_command() {
+        for text in [
+            "",
+            "help",
+            "/rollback help",
+            "approve",
+            "reject",
+            "history",
+            "status rb-x",
+        ] {
+            let reply = interpret(text).expect_err(text);
+            assert!(reply.contains("Usage:\n/rollback IMAGE"), "{text}: {reply}");
+        }
+        assert!(matches!(
+            interpret("approve rb-1"),
+            Ok(Command::Approve { .. })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_text_is_a_command_or_a_reply_with_the_usage(text in any::<String>()) {
+            if let Err(reply) = interpret(&text) {
+                prop_assert!(reply.contains(command::USAGE), "{}", reply);
+            }
+        }
     }
 }

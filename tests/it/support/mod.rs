@@ -9,6 +9,7 @@ pub mod records;
 pub mod registry;
 pub mod services;
 pub mod slack;
+pub mod slack_payloads;
 
 use std::future::Future;
 use std::path::PathBuf;
