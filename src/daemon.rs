@@ -18,6 +18,7 @@ use crate::engine::{self, Clock, EngineHandle, EngineOptions, Registries};
 use crate::metrics::Metrics;
 use crate::server::{router, AppState};
 use crate::store::Store;
+use crate::vitals::Vitals;
 
 /// How the daemon is started; tests replace the clock and speed up the tick.
 #[derive(Debug, Clone)]
@@ -52,7 +53,10 @@ pub struct Daemon {
     stop_http: Option<oneshot::Sender<()>>,
     http: tokio::task::JoinHandle<()>,
     engine_task: tokio::task::JoinHandle<()>,
+    engine_abort: tokio::task::AbortHandle,
     sinks: Vec<tokio::task::JoinHandle<()>>,
+    /// The tasks the daemon cannot run without; `/healthz` fails when one ends unexpectedly.
+    pub vitals: Arc<Vitals>,
 }
 
 /// Starts everything and returns once the HTTP server listens.
@@ -143,6 +147,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         sink_senders.push(tx);
         notify_events = Some(rx);
     }
+    let vitals = Arc::new(Vitals::default());
     let (engine, engine_task) = engine::start(
         Arc::clone(&settings),
         store.clone(),
@@ -154,9 +159,11 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
     )
     .await
     .context("starting the engine")?;
+    let engine_abort = engine_task.abort_handle();
+    let engine_task = vitals.watch("the engine", engine_task);
     let mut sinks = Vec::new();
     if let (Some(console), Some(events)) = (&console, console_events) {
-        sinks.push(tokio::spawn(run_sink(
+        let sink = tokio::spawn(run_sink(
             Arc::clone(console),
             engine.clone(),
             events,
@@ -164,14 +171,15 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
             settings.rollback.rto,
             Arc::clone(&metrics),
             Arc::clone(&templates),
-        )));
+        ));
+        sinks.push(vitals.watch("the console sink", sink));
     }
     let mut slack_worker = None;
     let mut socket_mode = None;
     let slack = match (slack, slack_events) {
         (Some((slack, queue)), Some(events)) => {
             slack.set_engine(engine.clone());
-            sinks.push(tokio::spawn(run_sink(
+            let sink = tokio::spawn(run_sink(
                 Arc::clone(&slack),
                 engine.clone(),
                 events,
@@ -179,8 +187,10 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
                 settings.rollback.rto,
                 Arc::clone(&metrics),
                 Arc::clone(&templates),
-            )));
-            slack_worker = Some(tokio::spawn(Arc::clone(&slack).run_inputs(queue)));
+            ));
+            sinks.push(vitals.watch("the Slack sink", sink));
+            let worker = tokio::spawn(Arc::clone(&slack).run_inputs(queue));
+            slack_worker = Some(vitals.watch("the Slack input worker", worker));
             if tokio::time::timeout(Duration::from_secs(15), slack.self_check())
                 .await
                 .is_err()
@@ -214,8 +224,10 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
             if let Some(notifier) = &notifier {
-                notifier_tasks.push(tokio::spawn(Arc::clone(notifier).run_intake(events)));
-                notifier_tasks.push(tokio::spawn(Arc::clone(notifier).run_delivery()));
+                let intake = tokio::spawn(Arc::clone(notifier).run_intake(events));
+                notifier_tasks.push(vitals.watch("the notification intake", intake));
+                let delivery = tokio::spawn(Arc::clone(notifier).run_delivery());
+                notifier_tasks.push(vitals.watch("the notification delivery", delivery));
             }
             notifier
         }
@@ -236,19 +248,23 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         metrics,
         console: console.clone(),
         slack: slack.clone(),
+        vitals: Arc::clone(&vitals),
     });
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let http = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "HTTP server failed.");
-        }
-    });
+    let http = vitals.watch(
+        "the HTTP server",
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "HTTP server failed.");
+            }
+        }),
+    );
     tracing::info!(
         %addr,
         console = console.is_some(),
@@ -269,7 +285,9 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         stop_http: Some(stop_http),
         http,
         engine_task,
+        engine_abort,
         sinks,
+        vitals,
     })
 }
 
@@ -283,6 +301,7 @@ impl Daemon {
 
     /// [`Daemon::shutdown`] with an explicit grace period.
     pub async fn shutdown_within(&mut self, grace: Duration) -> bool {
+        self.vitals.stopping();
         if let Some(stop) = self.stop_http.take() {
             let _ = stop.send(());
         }
@@ -318,11 +337,33 @@ impl Daemon {
         clean
     }
 
-    /// Runs until SIGTERM or Ctrl-C, then shuts down. Returns true when the drain was clean.
+    /// Runs until SIGTERM or Ctrl-C, then shuts down. Returns true when the drain was clean;
+    /// false also when a task the daemon cannot run without ended (see [`Vitals`]): the
+    /// process should then exit non-zero so that its supervisor restarts it.
     pub async fn run_until_signal(self) -> bool {
-        wait_for_signal().await;
-        tracing::info!("Signal received; shutting down.");
-        self.shutdown().await
+        self.run_until(wait_for_signal()).await
+    }
+
+    /// [`Daemon::run_until_signal`] with any stop signal.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> bool {
+        let vitals = Arc::clone(&self.vitals);
+        tokio::select! {
+            () = stop => {
+                tracing::info!("Signal received; shutting down.");
+                self.shutdown().await
+            }
+            failure = vitals.failed() => {
+                tracing::error!(%failure, "rollbot cannot go on; shutting down what is left.");
+                let _ = self.shutdown().await;
+                false
+            }
+        }
+    }
+
+    /// Fault injection for tests: the engine task dies as a bug would kill it.
+    #[doc(hidden)]
+    pub fn abort_engine_for_tests(&self) {
+        self.engine_abort.abort();
     }
 }
 

@@ -47,6 +47,8 @@
 //!   (`config/templates/`), checked at startup.
 //! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's HTTP mode.
 //! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM.
+//! - [`vitals`]: the tasks the daemon cannot run without; when one ends unexpectedly
+//!   `/healthz` fails and `serve` exits non-zero (crash-only: restart reconciliation recovers).
 //! - [`metrics`]: Prometheus text exposition from atomics.
 //! - [`pipeline`]: plan → retag → verify → checks, and the [`pipeline::Report`] of a run
 //!   (`pipeline/outcome.rs`). `pipeline/plan.rs` does the one manifest GET (the target's bytes)
@@ -112,6 +114,7 @@ pub mod report;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod vitals;
 
 /// Locks `mutex`, ignoring poisoning: a panic elsewhere mid-update leaves a cache, a counter or
 /// a message list that is still usable (at worst a token is fetched again).

@@ -27,6 +27,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub console: Option<Arc<Console>>,
     pub slack: Option<Arc<crate::chat::slack::Slack>>,
+    pub vitals: Arc<crate::vitals::Vitals>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -57,13 +58,24 @@ pub fn router(state: AppState) -> Router {
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Alive unless a task the daemon cannot run without has ended (the process is then exiting).
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.vitals.failure() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(failure) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {failure}\n"),
+        )
+            .into_response(),
+    }
 }
 
 /// Ready when the store answers and every allowlisted image's registry answers `/v2/`.
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut problems = Vec::new();
+    if let Some(failure) = state.vitals.failure() {
+        problems.push(failure);
+    }
     if let Err(error) = state.store.ping().await {
         problems.push(format!("store: {error}"));
     }

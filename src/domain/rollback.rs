@@ -40,8 +40,13 @@ impl Timestamp {
     }
 
     /// RFC 3339, UTC, seconds.
+    /// RFC 3339, UTC, seconds; clamped to 9999-12-31T23:59:59Z (RFC 3339 has four-digit
+    /// years, and the formatter panics past them).
     pub fn rfc3339(self) -> String {
-        let secs = u64::try_from(self.0.div_euclid(1000)).unwrap_or(0);
+        const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
+        let secs = u64::try_from(self.0.div_euclid(1000))
+            .unwrap_or(0)
+            .min(LAST_SECOND_OF_9999);
         humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
         )
@@ -238,5 +243,15 @@ mod tests {
             Timestamp(61_000)
         );
         assert_eq!(Timestamp(5).since(Timestamp(9)), 0);
+    }
+
+    #[test]
+    fn timestamps_far_in_the_future_format_without_panicking() {
+        assert_eq!(Timestamp(i64::MAX).rfc3339(), "9999-12-31T23:59:59Z");
+        assert_eq!(Timestamp(-5).rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            Timestamp(1_795_000_000_000).rfc3339(),
+            "2026-11-18T11:06:40Z"
+        );
     }
 }

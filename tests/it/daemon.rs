@@ -659,3 +659,42 @@ fn malformed_commands_count_against_the_rate_limit_and_the_console_stays_bounded
         .count();
     assert_eq!(limited, 55);
 }
+
+#[test]
+fn a_dead_engine_fails_the_probes_and_ends_the_daemon() {
+    let (ci, _) = published();
+    let mut daemon = daemon(&ci, "");
+    assert_eq!(daemon.get("/healthz").0, 200);
+    daemon
+        .daemon
+        .as_ref()
+        .expect("running")
+        .abort_engine_for_tests();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = daemon.get("/healthz");
+        if status == 503 {
+            assert!(
+                body.contains("the engine was cancelled unexpectedly"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "healthz stayed {status}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = daemon.get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    let (ok, reply) = daemon.say("alice", "/rollback status");
+    assert!(!ok, "{reply}");
+    // `rollbot serve` returns at once, unclean: the process exits non-zero and its supervisor
+    // restarts it.
+    let running = daemon.daemon.take().expect("running");
+    let clean = daemon
+        .runtime
+        .block_on(running.run_until(std::future::pending()));
+    assert!(!clean);
+}

@@ -49,6 +49,14 @@ pub enum SlackInput {
         action: String,
         key: String,
     },
+    /// Text that is not a command: answered with the usage at once, and counted against the
+    /// sender's rate limit (and audited) like any command.
+    Malformed {
+        channel: String,
+        user: String,
+        text: String,
+        error: String,
+    },
     Reaction {
         channel: String,
         user: String,
@@ -214,7 +222,17 @@ impl Slack {
         }
         let command = match interpret(text) {
             Ok(command) => command,
-            Err(reply) => return reply,
+            Err(reply) => {
+                if let Err(error) = command::parse(text) {
+                    self.enqueue(SlackInput::Malformed {
+                        channel: channel.to_owned(),
+                        user: user.to_owned(),
+                        text: text.to_owned(),
+                        error: error.to_string(),
+                    });
+                }
+                return reply;
+            }
         };
         let input = SlackInput::Command {
             channel: channel.to_owned(),
@@ -281,6 +299,19 @@ impl Slack {
                     format!("slack-command:{key}"),
                 )
                 .await;
+            }
+            SlackInput::Malformed {
+                channel,
+                user,
+                text,
+                error,
+            } => {
+                // The usage went out with the acknowledgement; this counts and audits it.
+                let actor = self.actor(&user, &user).await;
+                let reply = engine
+                    .malformed(actor, format!("slack:{channel}"), &text, error)
+                    .await;
+                tracing::debug!(user = %user, reply = %reply.text, "Malformed Slack command counted.");
             }
             SlackInput::Action {
                 channel,

@@ -1,0 +1,123 @@
+//! Vital signs of the daemon: the tasks it cannot run without (the engine, the HTTP server, the
+//! chat sinks and workers, the notifier). If one ends while the daemon is not stopping, the
+//! daemon is dead in all but name: `/healthz` and `/readyz` fail and `rollbot serve` exits
+//! non-zero, so the supervisor restarts it, and restart reconciliation picks up where it was.
+//! Probes never stay green over a dead engine.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+use tokio::task::{JoinError, JoinHandle};
+
+/// What the daemon's vital tasks say.
+#[derive(Debug, Default)]
+pub struct Vitals {
+    /// The first vital task that ended unexpectedly, and how.
+    failure: Mutex<Option<String>>,
+    stopping: AtomicBool,
+    failed: Notify,
+}
+
+impl Vitals {
+    /// Why the daemon can no longer do its job, once a vital task ended unexpectedly.
+    pub fn failure(&self) -> Option<String> {
+        crate::lock(&self.failure).clone()
+    }
+
+    /// Waits until a vital task ends unexpectedly; says which and how.
+    pub async fn failed(&self) -> String {
+        loop {
+            let notified = self.failed.notified();
+            if let Some(failure) = self.failure() {
+                return failure;
+            }
+            notified.await;
+        }
+    }
+
+    /// From now on, tasks ending is expected (shutdown).
+    pub fn stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    fn ended(&self, name: &str, result: Result<(), JoinError>) {
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let how = match result {
+            Ok(()) => "stopped".to_owned(),
+            Err(error) if error.is_panic() => {
+                let payload = error.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".to_owned());
+                format!("panicked ({message})")
+            }
+            Err(_) => "was cancelled".to_owned(),
+        };
+        let failure = format!("{name} {how} unexpectedly");
+        tracing::error!(task = name, %failure, "A task rollbot cannot run without ended; rollbot is exiting so that it is restarted.");
+        let mut current = crate::lock(&self.failure);
+        if current.is_none() {
+            *current = Some(failure);
+        }
+        drop(current);
+        self.failed.notify_waiters();
+    }
+
+    /// Watches `task`: when it ends while the daemon is not stopping, the daemon has failed.
+    /// The returned handle ends when `task` does.
+    pub fn watch(
+        self: &std::sync::Arc<Self>,
+        name: &'static str,
+        task: JoinHandle<()>,
+    ) -> JoinHandle<()> {
+        let vitals = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            let result = task.await;
+            vitals.ended(name, result);
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vital_task_ending_is_a_failure_unless_the_daemon_is_stopping() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let vitals = std::sync::Arc::new(Vitals::default());
+            let panicking = tokio::spawn(async {
+                if vitals_test_flag() {
+                    panic!("formatting a time past 9999");
+                }
+            });
+            vitals
+                .watch("the engine", panicking)
+                .await
+                .expect("watcher");
+            assert_eq!(
+                vitals.failed().await,
+                "the engine panicked (formatting a time past 9999) unexpectedly"
+            );
+
+            let stopping = std::sync::Arc::new(Vitals::default());
+            stopping.stopping();
+            let done = tokio::spawn(async {});
+            stopping.watch("the engine", done).await.expect("watcher");
+            assert_eq!(stopping.failure(), None);
+        });
+    }
+
+    fn vitals_test_flag() -> bool {
+        true
+    }
+}
