@@ -40,9 +40,10 @@
 //!   Block Kit rendering, approvals by button, reaction or text, user-group approvers, the
 //!   startup self-check.
 //! - [`notify`]: GitHub Discussions ([`notify::github`], GraphQL) and the Docker Hub
-//!   description banner ([`notify::dockerhub`]) through a persisted outbox with retries and
-//!   backoff; [`notify::templates`] are the minijinja communication templates
-//!   (`config/templates/`), checked at startup.
+//!   description banner ([`notify::dockerhub`], between labelled marker comments) through a
+//!   persisted outbox with retries and backoff; [`notify::templates`] are the minijinja
+//!   communication templates (`config/templates/`), checked at startup; [`notify::markup`]
+//!   makes untrusted values safe for each output before they reach a template.
 //! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's HTTP mode.
 //! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM.
 //! - [`metrics`]: Prometheus text exposition from atomics.
@@ -87,6 +88,9 @@
 //!   against exactly that and aborts if any tag moved.
 //! - A sink failing (chat down) never changes a rollback's outcome.
 //! - Secrets are [`secret::Secret`] and never reach a log line, an error or a report.
+//! - Untrusted text (chat input, names, other services' errors, health-check output) reaches
+//!   GitHub and Docker Hub only through [`notify::templates::Context::escaped`]: it never
+//!   becomes markup, a mention, a reference or a banner marker.
 //! - Deliberately absent: `oci-client` (it hides the PUT's `Docker-Content-Digest`, the GET's
 //!   `Content-Type` and rate-limit headers, and silently falls back from HEAD to a counted
 //!   GET), `docker pull/tag/push` semantics (they flatten multi-arch indexes), a shell for

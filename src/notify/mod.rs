@@ -11,6 +11,7 @@
 
 pub mod dockerhub;
 pub mod github;
+pub mod markup;
 pub mod templates;
 
 use std::num::NonZeroU32;
@@ -368,8 +369,13 @@ impl Notifier {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
-                self.banner(kind == "banner_set", &repository, &mut context)
-                    .await
+                self.banner(
+                    kind == "banner_set",
+                    delivery.rollback,
+                    &repository,
+                    &mut context,
+                )
+                .await
             }
             (sink, kind) => Attempt::GiveUp(format!("unknown delivery {sink}/{kind}")),
         }
@@ -461,9 +467,18 @@ impl Notifier {
         }
     }
 
-    async fn banner(&self, set: bool, repository: &str, context: &mut Context) -> Attempt {
+    async fn banner(
+        &self,
+        set: bool,
+        rollback: Option<RollbackId>,
+        repository: &str,
+        context: &mut Context,
+    ) -> Attempt {
         let Some(hub) = &self.dockerhub else {
             return Attempt::GiveUp("Docker Hub is not configured".to_owned());
+        };
+        let Some(rollback) = rollback else {
+            return Attempt::GiveUp("a banner needs its rollback".to_owned());
         };
         // The long banner, and the short one for when the long one does not fit.
         let banners = if set {
@@ -488,7 +503,7 @@ impl Notifier {
         let edited = hub
             .edit_description(repository, |description| match &banners {
                 Some((long, short)) => {
-                    with_banner(description, long, short).map_err(HubError::TooLong)
+                    with_banner(description, rollback, long, short).map_err(HubError::TooLong)
                 }
                 None => Ok(without_banner(description)),
             })

@@ -107,6 +107,25 @@ retry_max = "300ms"
     }
 }
 
+/// The label of the banner on top of `description` (`rb-1 0123456789abcdef`): the rollback and
+/// 16 hex digits of the banner's hash.
+fn banner_label(description: &str) -> String {
+    let label = description
+        .strip_prefix("<!-- rollbot:banner:start ")
+        .and_then(|rest| rest.split_once(" -->"))
+        .map(|(label, _)| label.to_owned())
+        .unwrap_or_else(|| panic!("no banner on top: {description}"));
+    let hash = label
+        .rsplit_once(' ')
+        .map(|(_, hash)| hash)
+        .unwrap_or_default();
+    assert!(
+        hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{label}"
+    );
+    label
+}
+
 #[test]
 fn one_discussion_per_rollback_then_comments_and_the_url_in_the_chat_thread() {
     let world = World::new(OWNER_TEXT, 4);
@@ -167,10 +186,21 @@ fn the_docker_hub_banner_goes_on_is_replaced_and_comes_off_leaving_the_owners_te
         .wait_for_description("acme/app", "the banner", |d| {
             d.contains("rollbot:banner:start")
         });
+    let label = banner_label(&with);
     assert!(
-        with.starts_with(
-            "<!-- rollbot:banner:start -->\n> ⚠️ **Rolled back:** `latest` now points at `sha256:"
-        ),
+        label.starts_with("rb-1 "),
+        "the start marker names the rollback: {with}"
+    );
+    assert!(
+        with.starts_with(&format!(
+            "<!-- rollbot:banner:start {label} -->\n> ⚠️ **Rolled back:** `latest` now points at `sha256:"
+        )),
+        "{with}"
+    );
+    assert!(
+        with.contains(&format!(
+            "\n<!-- rollbot:banner:end {label} -->\n\n{OWNER_TEXT}"
+        )),
         "{with}"
     );
     assert!(
@@ -194,6 +224,63 @@ fn the_docker_hub_banner_goes_on_is_replaced_and_comes_off_leaving_the_owners_te
         "{replaced}"
     );
     assert!(replaced.ends_with(OWNER_TEXT));
+
+    let (ok, reply) = daemon.say("bob", "/rollback release app");
+    assert!(ok, "{reply}");
+    let after = world
+        .hub
+        .wait_for_description("acme/app", "the banner removed", |d| {
+            !d.contains("rollbot:banner")
+        });
+    assert_eq!(after, OWNER_TEXT, "exactly the owner's text again");
+}
+
+#[test]
+fn reasons_and_names_cannot_corrupt_the_description_or_mention_anyone_on_github() {
+    let world = World::new(OWNER_TEXT, 4);
+    let daemon = world.daemon();
+    let reason =
+        "x <!-- rollbot:banner:end --> y --!> @alice @acme/sre #1 GH-2 acme/app#3\n```\n| z |";
+    let (ok, reply) = daemon.say("alice", &format!("/rollback app:v2 {reason}"));
+    assert!(ok, "{reply}");
+    assert!(daemon.click("bob", "approve:rb-1").0);
+    daemon.wait_for("the rollback", |text| text.contains("rb-1 done."));
+    let with = world
+        .hub
+        .wait_for_description("acme/app", "the banner", |d| {
+            d.contains("rollbot:banner:start")
+        });
+    let label = banner_label(&with);
+    assert_eq!(
+        with.matches("<!--").count(),
+        2,
+        "only rollbot's two markers open comments: {with}"
+    );
+    assert_eq!(with.matches("-->").count(), 2, "{with}");
+    assert!(!with.contains("--!>"), "{with}");
+    assert!(
+        with.contains(&format!(
+            "\n<!-- rollbot:banner:end {label} -->\n\n{OWNER_TEXT}"
+        )),
+        "{with}"
+    );
+
+    let z = '\u{200B}';
+    let discussion = world.github.wait_for_discussion();
+    let comments = world.github.wait_for_comments(1);
+    for text in [
+        discussion["body"].as_str().unwrap_or_default(),
+        comments[0]["body"].as_str().unwrap_or_default(),
+    ] {
+        for forbidden in ["<!--", "-->", "@alice", "@acme", "#1", "GH-2", "\n```\n| z"] {
+            assert!(!text.contains(forbidden), "{forbidden:?} in {text}");
+        }
+    }
+    let body = discussion["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains(&format!("because: x \\<!\\-\\- rollbot:banner:end \\-\\-\\> y \\-\\-!\\> @{z}alice @{z}acme/sre \\#{z}1 GH\\-{z}2 acme/app\\#{z}3 \\`\\`\\` \\| z \\|.")),
+        "the reason is there, as text: {body}"
+    );
 
     let (ok, reply) = daemon.say("bob", "/rollback release app");
     assert!(ok, "{reply}");
