@@ -59,7 +59,8 @@
 //!   manifest HEAD/GET/PUT, blob HEAD/GET/upload, tag lists, Basic and Bearer auth ([`registry::auth`], which
 //!   also reads the Docker credentials file), retries, request counts.
 //!   [`registry::oci`] keeps manifests as exact bytes and lists what they reference.
-//! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes.
+//! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes; what a
+//!   command printed is capped and has rollbot's secret values redacted before it leaves.
 //! - [`store`]: SQLite (sqlx): rollback records, votes and steps, and an append-only audit log
 //!   (enforced by triggers); one active rollback per image (enforced by a partial unique index).
 //! - [`report`]: text rendering of progress and reports (`--json` serialises the report).

@@ -184,18 +184,31 @@ impl Notifier {
         let rto = self.settings.rollback.rto;
         let github = self.settings.daemon.github.as_ref();
         let announce_on = github.map(|g| g.announce_on);
-        let context = |record: &RollbackRecord, name: &str| {
-            Context::of(record, name, rto, Links::default(), now)
+        // What failed health checks printed stays out of public places: out of the Discussion
+        // unless `github.publish_check_output`, always out of the Docker Hub banner.
+        let publish_check_output = github.is_some_and(|g| g.publish_check_output);
+        let context = |record: &RollbackRecord, name: &str, check_output: bool| {
+            let mut context = Context::of(record, name, rto, Links::default(), now);
+            if !check_output {
+                context.withhold_check_output(&record.checks);
+            }
+            context
         };
+        let for_github =
+            |record: &RollbackRecord, name: &str| context(record, name, publish_check_output);
+        let for_dockerhub = |record: &RollbackRecord, name: &str| context(record, name, false);
         let mut outgoing = Vec::new();
         match (&event.kind, &event.rollback) {
             (EventKind::Approved { .. }, Some(record))
                 if announce_on == Some(AnnounceOn::Approved) =>
             {
-                outgoing.push(Outgoing::announce(record.id, &context(record, "approved")));
+                outgoing.push(Outgoing::announce(
+                    record.id,
+                    &for_github(record, "approved"),
+                ));
             }
             (EventKind::Succeeded, Some(record)) => {
-                let context = context(record, "succeeded");
+                let context = for_github(record, "succeeded");
                 match announce_on {
                     Some(AnnounceOn::Succeeded) => {
                         outgoing.push(Outgoing::announce(record.id, &context));
@@ -212,7 +225,7 @@ impl Notifier {
                         format!("dockerhub:banner:{}", record.id),
                         record.id,
                         "banner_set",
-                        &context,
+                        &for_dockerhub(record, "succeeded"),
                         &repository,
                     ));
                 }
@@ -225,7 +238,11 @@ impl Notifier {
                 } else {
                     "interrupted"
                 };
-                outgoing.push(Outgoing::comment(record.id, name, &context(record, name)));
+                outgoing.push(Outgoing::comment(
+                    record.id,
+                    name,
+                    &for_github(record, name),
+                ));
             }
             (EventKind::HoldReleased { image, by, reason }, _) => {
                 let record = self
@@ -234,11 +251,14 @@ impl Notifier {
                     .await
                     .map_err(|e| e.to_string())?;
                 if let Some(record) = record {
-                    let mut context = context(&record, "hold_released");
-                    context.released_by = Some(by.name.clone());
-                    context.release_reason = reason.clone();
+                    let released = |mut context: Context| {
+                        context.released_by = Some(by.name.clone());
+                        context.release_reason = reason.clone();
+                        context
+                    };
                     if github.is_some() {
                         let what = format!("released:{}", now.0);
+                        let context = released(for_github(&record, "hold_released"));
                         outgoing.push(Outgoing::comment(record.id, &what, &context));
                     }
                     if let (Some(_), Some(repository)) =
@@ -248,7 +268,7 @@ impl Notifier {
                             format!("dockerhub:remove:{}:{}", record.id, now.0),
                             record.id,
                             "banner_remove",
-                            &context,
+                            &released(for_dockerhub(&record, "hold_released")),
                             &repository,
                         ));
                     }

@@ -19,6 +19,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::markup::Output;
+use crate::checks::CheckReport;
 use crate::domain::policy::Decision;
 use crate::domain::rollback::Timestamp;
 use crate::store::RollbackRecord;
@@ -318,6 +319,28 @@ impl Context {
             release_reason: release_reason.as_ref().map(safe),
             links,
             short,
+        }
+    }
+
+    /// Replaces what failed health checks printed, wherever it appears (the error, the
+    /// `checks` step), with a note that it is withheld: for public places (the Discussion
+    /// unless `github.publish_check_output`, the Docker Hub banner always).
+    pub fn withhold_check_output(&mut self, checks: &[CheckReport]) {
+        for check in checks {
+            let Some(withheld) = check.withheld_detail() else {
+                continue;
+            };
+            let replace = |text: &mut String| {
+                if text.contains(&check.detail) {
+                    *text = text.replace(&check.detail, &withheld);
+                }
+            };
+            if let Some(error) = &mut self.error {
+                replace(error);
+            }
+            for step in &mut self.steps {
+                replace(&mut step.detail);
+            }
         }
     }
 

@@ -400,6 +400,84 @@ fn wrong_docker_hub_credentials_or_a_missing_category_stop_the_start_with_the_fi
     assert!(text.contains("acme/app has no Discussion category named 'Incidents' (it has: Announcements, General)"), "{text}");
 }
 
+/// A health check that prints the GitHub token (read from the file rollbot reads it from) and
+/// a long line, then fails.
+fn leaky_check(world: &World) -> String {
+    let home = world.ci.cli.home.path();
+    let script = home.join("leaky-check.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo starting\necho \"token $(cat {}) @alice $(printf '%0600d' 0)\" >&2\nexit 1\n",
+            home.join("github-token").display()
+        ),
+    )
+    .expect("script");
+    world.toml.replace(
+        "dockerhub = true\n",
+        &format!(
+            "dockerhub = true\n\n[[images.app.checks]]\nname = \"smoke\"\ncommand = [\"sh\", \"{}\"]\n",
+            script.display()
+        ),
+    )
+}
+
+#[test]
+fn failed_check_output_is_cut_redacted_and_kept_out_of_the_discussion() {
+    let world = World::new(OWNER_TEXT, 4);
+    let toml = leaky_check(&world);
+    let daemon = TestDaemon::start(&toml, &world.db);
+    let (ok, reply) = daemon.say("alice", "/rollback app:v2 v3 crashes on start");
+    assert!(ok, "{reply}");
+    assert!(daemon.click("bob", "approve:rb-1").0);
+    daemon.wait_for("the failure", |text| text.contains("rb-1 FAILED"));
+    let chat = daemon.channel_text("bob");
+    assert!(
+        chat.contains("check 'smoke' failed: 'sh' exited 1: token [redacted] @alice 0000"),
+        "{chat}"
+    );
+    assert!(chat.contains("… (cut, "), "{chat}");
+    assert!(!chat.contains("ghp-test-token"), "{chat}");
+
+    let comments = world.github.wait_for_comments(1);
+    let comment = comments[0]["body"].as_str().unwrap_or_default();
+    assert!(
+        comment.starts_with("**The rollback failed:** check 'smoke' failed: 'sh' exited 1 (its output is not published here)"),
+        "{comment}"
+    );
+    // As read: markdown's backslash escapes resolved.
+    let read = comment.replace('\\', "");
+    for leaked in ["ghp-test-token", "token", "[redacted]", "0000", "alice"] {
+        assert!(!read.contains(leaked), "{leaked:?} in {comment}");
+    }
+}
+
+#[test]
+fn failed_check_output_reaches_the_discussion_only_when_published_and_still_redacted() {
+    let world = World::new(OWNER_TEXT, 4);
+    let toml =
+        leaky_check(&world).replace("[dockerhub]", "publish_check_output = true\n\n[dockerhub]");
+    let daemon = TestDaemon::start(&toml, &world.db);
+    let (ok, reply) = daemon.say("alice", "/rollback app:v2 v3 crashes on start");
+    assert!(ok, "{reply}");
+    assert!(daemon.click("bob", "approve:rb-1").0);
+    daemon.wait_for("the failure", |text| text.contains("rb-1 FAILED"));
+    let comments = world.github.wait_for_comments(1);
+    let comment = comments[0]["body"].as_str().unwrap_or_default();
+    let z = '\u{200B}';
+    assert!(
+        comment.contains(&format!(
+            "'sh' exited 1: token \\[redacted\\] @{z}alice 0000"
+        )),
+        "{comment}"
+    );
+    assert!(comment.contains("… (cut, "), "{comment}");
+    assert!(
+        !comment.replace('\\', "").contains("ghp-test-token"),
+        "{comment}"
+    );
+}
+
 #[test]
 fn graphql_errors_and_rate_limits_are_retried_and_create_the_discussion_once() {
     let world = World::new(OWNER_TEXT, 4);
