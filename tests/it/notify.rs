@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use crate::manifests::Ci;
+use crate::support::block_on;
 use crate::support::daemon::TestDaemon;
 use crate::support::services::{
-    FakeDockerHub, FakeGitHub, GitHubFailure, HubFailure, HUB_TOKEN, HUB_USER,
+    wait_until, FakeDockerHub, FakeGitHub, GitHubFailure, HubFailure, HUB_TOKEN, HUB_USER,
 };
 
 const OWNER_TEXT: &str =
@@ -233,6 +234,78 @@ fn the_docker_hub_banner_goes_on_is_replaced_and_comes_off_leaving_the_owners_te
             !d.contains("rollbot:banner")
         });
     assert_eq!(after, OWNER_TEXT, "exactly the owner's text again");
+}
+
+#[test]
+fn a_slow_github_does_not_hold_up_the_banner_which_gets_the_discussions_link_once_it_exists() {
+    let world = World::new(OWNER_TEXT, 4);
+    let hold = world.github.hold_next("RollbotAnnounce");
+    let daemon = world.daemon();
+    world.roll_back(&daemon, "rb-1");
+    hold.wait_until_arrived("the Discussion's creation");
+    let with = world
+        .hub
+        .wait_for_description("acme/app", "the banner", |d| {
+            d.contains("rollbot:banner:start")
+        });
+    // GitHub has not answered the one call it got, and rollbot is still waiting for it.
+    assert!(
+        hold.open(),
+        "the banner came while the Discussion's creation was in flight"
+    );
+    assert!(world.github.discussions().is_empty());
+    assert_eq!(world.github.requests("RollbotAnnounce"), 0, "still held");
+    assert!(
+        with.contains("New images are held until the problem is fixed."),
+        "no link yet: {with}"
+    );
+
+    hold.release();
+    world.github.wait_for_discussion();
+    let linked = world
+        .hub
+        .wait_for_description("acme/app", "the banner with the link", |d| {
+            d.contains("Details and updates: https://github.com/acme/app/discussions/1")
+        });
+    assert!(banner_label(&linked).starts_with("rb-1 "), "{linked}");
+    assert_eq!(linked.matches("rollbot:banner:start").count(), 1);
+    assert!(linked.ends_with(OWNER_TEXT), "{linked}");
+    assert_eq!(world.github.requests("RollbotAnnounce"), 1);
+
+    // Released: the banner comes off, and a late link update does not bring it back.
+    let (ok, reply) = daemon.say("bob", "/rollback release app");
+    assert!(ok, "{reply}");
+    world
+        .hub
+        .wait_for_description("acme/app", "the banner removed", |d| d == OWNER_TEXT);
+}
+
+#[test]
+fn a_discussion_created_after_the_release_does_not_bring_the_banner_back() {
+    let world = World::new(OWNER_TEXT, 4);
+    let hold = world.github.hold_next("RollbotAnnounce");
+    let daemon = world.daemon();
+    world.roll_back(&daemon, "rb-1");
+    hold.wait_until_arrived("the Discussion's creation");
+    world
+        .hub
+        .wait_for_description("acme/app", "the banner", |d| {
+            d.contains("rollbot:banner:start")
+        });
+    let (ok, reply) = daemon.say("bob", "/rollback release app");
+    assert!(ok, "{reply}");
+    world
+        .hub
+        .wait_for_description("acme/app", "the banner removed", |d| d == OWNER_TEXT);
+
+    hold.release();
+    world.github.wait_for_discussion();
+    let store = block_on(rollbot::store::Store::open(&world.db)).expect("store");
+    wait_until("the link update to be done", || {
+        let status = block_on(store.delivery_status("dockerhub:link:rb-1")).expect("status");
+        (status.as_deref() == Some("done")).then_some(())
+    });
+    assert_eq!(world.hub.description("acme/app"), OWNER_TEXT);
 }
 
 #[test]
