@@ -48,6 +48,8 @@ pub struct Daemon {
     slack_worker: Option<tokio::task::JoinHandle<()>>,
     notifier: Option<Arc<crate::notify::Notifier>>,
     notifier_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// GitHub's and Docker Hub's startup checks, in the background: see [`Daemon::failed`].
+    notifier_check: Option<tokio::task::JoinHandle<Result<(), String>>>,
     settings: Arc<Settings>,
     stop_http: Option<oneshot::Sender<()>>,
     http: tokio::task::JoinHandle<()>,
@@ -198,11 +200,12 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         _ => None,
     };
     let mut notifier_tasks = Vec::new();
+    let mut notifier_check = None;
     let notifier = match notify_events {
         Some(events) => {
             // Retries are operational time, not the engine's (tests move the engine's clock by
             // hand; deliveries must still come due).
-            let notifier = crate::notify::Notifier::start(
+            let notifier = crate::notify::Notifier::new(
                 Arc::clone(&settings),
                 store.clone(),
                 Arc::new(engine::SystemClock),
@@ -210,11 +213,12 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
                 engine.clone(),
                 Arc::clone(&metrics),
             )
-            .await
             .map_err(|e| anyhow::anyhow!(e))?;
             if let Some(notifier) = &notifier {
                 notifier_tasks.push(tokio::spawn(Arc::clone(notifier).run_intake(events)));
                 notifier_tasks.push(tokio::spawn(Arc::clone(notifier).run_delivery()));
+                // Checked while the port is already open; a fatal answer ends the daemon.
+                notifier_check = Some(tokio::spawn(Arc::clone(notifier).check_services()));
             }
             notifier
         }
@@ -235,6 +239,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         metrics,
         console: console.clone(),
         slack: slack.clone(),
+        notifier: notifier.clone(),
     });
     let (stop_http, stopped) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {
@@ -264,6 +269,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         slack_worker,
         notifier,
         notifier_tasks,
+        notifier_check,
         settings,
         stop_http: Some(stop_http),
         http,
@@ -302,6 +308,9 @@ impl Daemon {
             let _ = tokio::time::timeout(Duration::from_secs(5), sink).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.http).await;
+        if let Some(check) = self.notifier_check.take() {
+            check.abort();
+        }
         // The outbox keeps what was not delivered; the next start sends it.
         if let Some(notifier) = &self.notifier {
             notifier.stop();
@@ -317,11 +326,39 @@ impl Daemon {
         clean
     }
 
-    /// Runs until SIGTERM or Ctrl-C, then shuts down. Returns true when the drain was clean.
-    pub async fn run_until_signal(self) -> bool {
-        wait_for_signal().await;
-        tracing::info!("Signal received; shutting down.");
-        self.shutdown().await
+    /// Resolves with the reason (naming the fix) when the daemon cannot go on as configured:
+    /// GitHub's or Docker Hub's startup check, which runs after the port opened, gave a fatal
+    /// answer. Never resolves otherwise.
+    pub async fn failed(&mut self) -> String {
+        if let Some(check) = &mut self.notifier_check {
+            let outcome = check.await;
+            self.notifier_check = None;
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => return message,
+                Err(error) => {
+                    return format!("the notification services' startup check ended: {error}")
+                }
+            }
+        }
+        std::future::pending().await
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, or until [`Daemon::failed`], then shuts down. Returns
+    /// true when it stopped on a signal and the drain was clean.
+    pub async fn run_until_signal(mut self) -> bool {
+        let failure = tokio::select! {
+            () = wait_for_signal() => None,
+            message = self.failed() => Some(message),
+        };
+        match &failure {
+            None => tracing::info!("Signal received; shutting down."),
+            Some(error) => {
+                tracing::error!(%error, "rollbot cannot run as configured; shutting down.");
+            }
+        }
+        let clean = self.shutdown().await;
+        clean && failure.is_none()
     }
 }
 

@@ -42,9 +42,10 @@
 //! - [`notify`]: GitHub Discussions ([`notify::github`], GraphQL) and the Docker Hub
 //!   description banner ([`notify::dockerhub`], between labelled marker comments) through a
 //!   persisted outbox with retries and backoff, delivered in one lane per service
-//!   (`notify/delivery.rs`). [`notify::templates`] are the minijinja communication templates
-//!   (`config/templates/`), checked at startup; [`notify::markup`] makes untrusted values safe
-//!   for each output before they reach a template.
+//!   (`notify/delivery.rs`); the services' startup checks run in the background.
+//!   [`notify::templates`] are the minijinja communication templates (`config/templates/`),
+//!   checked at startup; [`notify::markup`] makes untrusted values safe for each output
+//!   before they reach a template.
 //! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's HTTP mode.
 //! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM.
 //! - [`metrics`]: Prometheus text exposition from atomics.

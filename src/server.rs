@@ -27,6 +27,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub console: Option<Arc<Console>>,
     pub slack: Option<Arc<crate::chat::slack::Slack>>,
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -61,7 +62,8 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the store answers and every allowlisted image's registry answers `/v2/`.
+/// Ready when the store answers, every allowlisted image's registry answers `/v2/`, and
+/// GitHub's and Docker Hub's startup checks have answered.
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut problems = Vec::new();
     if let Err(error) = state.store.ping().await {
@@ -69,6 +71,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     if let Some(slack) = &state.slack {
         problems.extend(slack.problems());
+    }
+    if let Some(notifier) = &state.notifier {
+        problems.extend(notifier.problems());
     }
     let mut hosts: Vec<_> = state
         .settings

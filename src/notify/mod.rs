@@ -10,9 +10,11 @@
 //! content-creating requests a minute). Nothing here can change a rollback: the engine only
 //! drops events in the intake queue and moves on.
 //!
-//! Untrusted text reaches the services only through the templates, which escape it for each
-//! output ([`markup`]); failed health checks' output stays out of public places unless
-//! `github.publish_check_output` says otherwise.
+//! The startup checks of both services ([`Notifier::check_services`]) run in the background,
+//! so the HTTP port opens at once; `/readyz` says what is still pending ([`Notifier::problems`])
+//! and a fatal answer ends the daemon. Untrusted text reaches the services only through the
+//! templates, which escape it for each output ([`markup`]); failed health checks' output stays
+//! out of public places unless `github.publish_check_output` says otherwise.
 
 mod delivery;
 pub mod dockerhub;
@@ -20,8 +22,9 @@ pub mod github;
 pub mod markup;
 pub mod templates;
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::json;
@@ -53,6 +56,8 @@ pub struct Notifier {
     github_wake: Notify,
     dockerhub_wake: Notify,
     stop: watch::Sender<bool>,
+    /// Per service, what `/readyz` reports until its startup check answered well.
+    readiness: Mutex<BTreeMap<&'static str, String>>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -65,13 +70,12 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    /// Builds the sinks that are enabled and checks them: GitHub's repository, Discussions and
-    /// category; Docker Hub's credentials.
+    /// Builds the sinks that are enabled. Nothing is asked of GitHub or Docker Hub yet: see
+    /// [`Notifier::check_services`].
     ///
     /// # Errors
-    /// A message naming what is wrong and the fix.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn start(
+    /// An HTTP client cannot be built.
+    pub fn new(
         settings: Arc<Settings>,
         store: Store,
         clock: Arc<dyn Clock>,
@@ -83,36 +87,21 @@ impl Notifier {
         if daemon.github.is_none() && daemon.dockerhub.is_none() {
             return Ok(None);
         }
-        let github = match &daemon.github {
-            Some(github) => {
-                let client = GitHub::new(github.clone())?;
-                match client.resolve().await {
-                    Ok(()) => {}
-                    Err((true, message)) => return Err(message),
-                    // GitHub being down must not stop rollbot; deliveries resolve it later.
-                    Err((false, message)) => {
-                        tracing::warn!(%message, "GitHub is not reachable at startup; Discussions will retry.")
-                    }
-                }
-                Some(client)
-            }
-            None => None,
-        };
-        let dockerhub = match &daemon.dockerhub {
-            Some(hub) => {
-                let client = DockerHub::new(hub.clone())?;
-                match client.login().await {
-                    Ok(_) => tracing::info!(user = %hub.username, "Docker Hub credentials work."),
-                    Err(error @ HubError::Unauthorized(_)) => return Err(error.to_string()),
-                    // Docker Hub being briefly down must not stop rollbot; deliveries retry.
-                    Err(error) => {
-                        tracing::warn!(%error, "Docker Hub login failed at startup; banners will retry.")
-                    }
-                }
-                Some(client)
-            }
-            None => None,
-        };
+        let github = daemon.github.clone().map(GitHub::new).transpose()?;
+        let dockerhub = daemon.dockerhub.clone().map(DockerHub::new).transpose()?;
+        let mut readiness = BTreeMap::new();
+        if github.is_some() {
+            readiness.insert(
+                "github",
+                "github: resolving the repository and its Discussion category…".to_owned(),
+            );
+        }
+        if dockerhub.is_some() {
+            readiness.insert(
+                "dockerhub",
+                "dockerhub: checking the credentials…".to_owned(),
+            );
+        }
         let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Ok(Some(Arc::new(Notifier {
             settings: Arc::clone(&settings),
@@ -128,7 +117,75 @@ impl Notifier {
             github_wake: Notify::new(),
             dockerhub_wake: Notify::new(),
             stop: watch::Sender::new(false),
+            readiness: Mutex::new(readiness),
         })))
+    }
+
+    /// The startup checks, both services at once: GitHub's repository, Discussions and
+    /// category; Docker Hub's credentials. Meant to run in the background while the daemon
+    /// already serves; [`Notifier::problems`] says what has not answered yet. A service that is
+    /// down or rate limited is not fatal (deliveries retry; GitHub is resolved again before
+    /// the first Discussion).
+    ///
+    /// # Errors
+    /// The first fatal answer (wrong token or credentials, a missing repository or category,
+    /// Discussions turned off), naming the fix: rollbot cannot do its job as configured.
+    pub async fn check_services(self: Arc<Self>) -> Result<(), String> {
+        let github = async {
+            let Some(github) = &self.github else {
+                return Ok(());
+            };
+            match github.resolve().await {
+                Ok(()) => self.answered("github", None),
+                Err((true, message)) => {
+                    self.answered("github", Some(format!("github: {message}")));
+                    return Err(message);
+                }
+                // GitHub being down must not stop rollbot; deliveries resolve it later.
+                Err((false, message)) => {
+                    self.answered("github", None);
+                    tracing::warn!(%message, "GitHub is not reachable at startup; Discussions will retry.");
+                }
+            }
+            Ok(())
+        };
+        let dockerhub = async {
+            let (Some(hub), Some(settings)) = (&self.dockerhub, &self.settings.daemon.dockerhub)
+            else {
+                return Ok(());
+            };
+            match hub.login().await {
+                Ok(_) => {
+                    self.answered("dockerhub", None);
+                    tracing::info!(user = %settings.username, "Docker Hub credentials work.");
+                }
+                Err(error @ HubError::Unauthorized(_)) => {
+                    self.answered("dockerhub", Some(format!("dockerhub: {error}")));
+                    return Err(error.to_string());
+                }
+                // Docker Hub being briefly down must not stop rollbot; deliveries retry.
+                Err(error) => {
+                    self.answered("dockerhub", None);
+                    tracing::warn!(%error, "Docker Hub login failed at startup; banners will retry.");
+                }
+            }
+            Ok(())
+        };
+        tokio::try_join!(github, dockerhub).map(|_| ())
+    }
+
+    fn answered(&self, service: &'static str, problem: Option<String>) {
+        let mut readiness = crate::lock(&self.readiness);
+        match problem {
+            Some(problem) => readiness.insert(service, problem),
+            None => readiness.remove(service),
+        };
+    }
+
+    /// What keeps the notifications from being ready, for `/readyz`: a startup check still
+    /// waiting for its answer, or a fatal answer.
+    pub fn problems(&self) -> Vec<String> {
+        crate::lock(&self.readiness).values().cloned().collect()
     }
 
     /// Intake: engine events → outbox. Ends when the engine (the sender) is gone.
