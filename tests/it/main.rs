@@ -5,6 +5,7 @@ mod browser;
 mod daemon;
 mod manifests;
 mod notify;
+mod notify_startup;
 mod pipeline;
 mod render;
 mod rollback;
