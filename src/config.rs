@@ -79,6 +79,8 @@ pub struct GitHubSettings {
     /// `https://api.github.com/graphql`
     pub api_url: String,
     pub announce_on: AnnounceOn,
+    /// Whether what failed health checks printed goes into the (public) Discussion.
+    pub publish_check_output: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +235,28 @@ pub struct ImageSettings {
 }
 
 impl Settings {
+    /// Every secret value the settings hold (registry passwords; Slack, GitHub and Docker Hub
+    /// tokens), for redacting them from health-check output. A new `Secret` field belongs here.
+    pub fn secrets(&self) -> Vec<Secret> {
+        let mut secrets: Vec<Secret> = self
+            .registries
+            .values()
+            .filter_map(|registry| match &registry.auth {
+                AuthSettings::Basic { password, .. } => Some(password.clone()),
+                _ => None,
+            })
+            .collect();
+        let daemon = &self.daemon;
+        if let Some(slack) = &daemon.slack {
+            secrets.push(slack.bot_token.clone());
+            secrets.extend(slack.app_token.clone());
+            secrets.extend(slack.signing_secret.clone());
+        }
+        secrets.extend(daemon.github.as_ref().map(|github| github.token.clone()));
+        secrets.extend(daemon.dockerhub.as_ref().map(|hub| hub.token.clone()));
+        secrets
+    }
+
     /// The registry settings for `host`, or the defaults (HTTPS, auto credentials).
     pub fn registry(&self, host: &RegistryHost) -> RegistrySettings {
         self.registries
@@ -527,6 +551,7 @@ const GITHUB_KEYS: &[&str] = &[
     "token_file",
     "api_url",
     "announce_on",
+    "publish_check_output",
 ];
 const DOCKERHUB_KEYS: &[&str] = &["enabled", "username", "token_env", "token_file", "api_url"];
 const NOTIFY_KEYS: &[&str] = &["max_attempts", "retry_base", "retry_max"];
@@ -581,14 +606,22 @@ impl Walker<'_> {
                     .get("HOME")
                     .map(|home| Path::new(home).join(".docker/config.json"))
             });
-        Some(Settings {
+        let mut settings = Settings {
             rollback: rollback?,
             log: log?,
             registries,
             images,
             docker_config_default,
             daemon: daemon?,
-        })
+        };
+        // Nor can what they print show a secret's value.
+        let secrets = settings.secrets();
+        for entry in settings.images.values_mut() {
+            for check in &mut entry.checks {
+                check.redact.clone_from(&secrets);
+            }
+        }
+        Some(settings)
     }
 
     fn daemon(&mut self, root: &config::Map<String, Value>) -> Option<DaemonSettings> {
@@ -846,6 +879,8 @@ impl Walker<'_> {
                 None
             }
         };
+        let publish_check_output =
+            self.required(table, "github", "publish_check_output", Self::bool);
         let (owner, name) = repository?;
         Some(Some(GitHubSettings {
             owner,
@@ -854,6 +889,7 @@ impl Walker<'_> {
             token: token?,
             api_url: api_url?,
             announce_on: announce_on?,
+            publish_check_output: publish_check_output?,
         }))
     }
 
@@ -1493,6 +1529,7 @@ impl Walker<'_> {
                 attempts,
                 interval,
                 hidden_env: Vec::new(),
+                redact: Vec::new(),
             };
             if let Err(message) = spec.validate() {
                 self.problem(&path, Some(item), message);

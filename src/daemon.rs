@@ -49,6 +49,8 @@ pub struct Daemon {
     slack_worker: Option<tokio::task::JoinHandle<()>>,
     notifier: Option<Arc<crate::notify::Notifier>>,
     notifier_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// GitHub's and Docker Hub's startup checks, in the background: see [`Daemon::failed`].
+    notifier_check: Option<tokio::task::JoinHandle<()>>,
     settings: Arc<Settings>,
     stop_http: Option<oneshot::Sender<()>>,
     http: tokio::task::JoinHandle<()>,
@@ -209,11 +211,12 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         _ => None,
     };
     let mut notifier_tasks = Vec::new();
+    let mut notifier_check = None;
     let notifier = match notify_events {
         Some(events) => {
             // Retries are operational time, not the engine's (tests move the engine's clock by
             // hand; deliveries must still come due).
-            let notifier = crate::notify::Notifier::start(
+            let notifier = crate::notify::Notifier::new(
                 Arc::clone(&settings),
                 store.clone(),
                 Arc::new(engine::SystemClock),
@@ -221,13 +224,20 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
                 engine.clone(),
                 Arc::clone(&metrics),
             )
-            .await
             .map_err(|e| anyhow::anyhow!(e))?;
             if let Some(notifier) = &notifier {
                 let intake = tokio::spawn(Arc::clone(notifier).run_intake(events));
                 notifier_tasks.push(vitals.watch("the notification intake", intake));
                 let delivery = tokio::spawn(Arc::clone(notifier).run_delivery());
                 notifier_tasks.push(vitals.watch("the notification delivery", delivery));
+                // Checked while the port is already open; a fatal answer ends the daemon.
+                let check = Arc::clone(notifier).check_services();
+                let vitals = Arc::clone(&vitals);
+                notifier_check = Some(tokio::spawn(async move {
+                    if let Err(message) = check.await {
+                        vitals.fail(message);
+                    }
+                }));
             }
             notifier
         }
@@ -248,6 +258,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         metrics,
         console: console.clone(),
         slack: slack.clone(),
+        notifier: notifier.clone(),
         vitals: Arc::clone(&vitals),
     });
     let (stop_http, stopped) = oneshot::channel::<()>();
@@ -281,6 +292,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         slack_worker,
         notifier,
         notifier_tasks,
+        notifier_check,
         settings,
         stop_http: Some(stop_http),
         http,
@@ -322,6 +334,9 @@ impl Daemon {
             let _ = tokio::time::timeout(Duration::from_secs(5), sink).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.http).await;
+        if let Some(check) = self.notifier_check.take() {
+            check.abort();
+        }
         // The outbox keeps what was not delivered; the next start sends it.
         if let Some(notifier) = &self.notifier {
             notifier.stop();

@@ -42,9 +42,12 @@
 //!   `chat::slack::inbound`, Block Kit rendering, approvals by button, reaction or text,
 //!   user-group approvers, the startup self-check.
 //! - [`notify`]: GitHub Discussions ([`notify::github`], GraphQL) and the Docker Hub
-//!   description banner ([`notify::dockerhub`]) through a persisted outbox with retries and
-//!   backoff; [`notify::templates`] are the minijinja communication templates
-//!   (`config/templates/`), checked at startup.
+//!   description banner ([`notify::dockerhub`], between labelled marker comments) through a
+//!   persisted outbox with retries and backoff, delivered in one lane per service
+//!   (`notify/delivery.rs`); the services' startup checks run in the background.
+//!   [`notify::templates`] are the minijinja communication templates (`config/templates/`),
+//!   checked at startup; [`notify::markup`] makes untrusted values safe for each output
+//!   before they reach a template.
 //! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's HTTP mode.
 //! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM.
 //! - [`vitals`]: the tasks the daemon cannot run without; when one ends unexpectedly
@@ -64,7 +67,8 @@
 //!   manifest HEAD/GET/PUT, blob HEAD/GET/upload, tag lists, Basic and Bearer auth ([`registry::auth`], which
 //!   also reads the Docker credentials file), retries, request counts.
 //!   [`registry::oci`] keeps manifests as exact bytes and lists what they reference.
-//! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes.
+//! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes; what a
+//!   command printed is capped and has rollbot's secret values redacted before it leaves.
 //! - [`store`]: SQLite (sqlx): rollback records, votes and steps, and an append-only audit log
 //!   (enforced by triggers); one active rollback per image (enforced by a partial unique index).
 //! - [`report`]: text rendering of progress and reports (`--json` serialises the report).
@@ -93,6 +97,9 @@
 //!   against exactly that and aborts if any tag moved.
 //! - A sink failing (chat down) never changes a rollback's outcome.
 //! - Secrets are [`secret::Secret`] and never reach a log line, an error or a report.
+//! - Untrusted text (chat input, names, other services' errors, health-check output) reaches
+//!   GitHub and Docker Hub only through [`notify::templates::Context::escaped`]: it never
+//!   becomes markup, a mention, a reference or a banner marker.
 //! - Deliberately absent: `oci-client` (it hides the PUT's `Docker-Content-Digest`, the GET's
 //!   `Content-Type` and rate-limit headers, and silently falls back from HEAD to a counted
 //!   GET), `docker pull/tag/push` semantics (they flatten multi-arch indexes), a shell for

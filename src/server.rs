@@ -27,6 +27,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub console: Option<Arc<Console>>,
     pub slack: Option<Arc<crate::chat::slack::Slack>>,
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
     pub vitals: Arc<crate::vitals::Vitals>,
 }
 
@@ -70,7 +71,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Ready when the store answers and every allowlisted image's registry answers `/v2/`.
+/// Ready when the store answers, every allowlisted image's registry answers `/v2/`, and
+/// GitHub's and Docker Hub's startup checks have answered.
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut problems = Vec::new();
     if let Some(failure) = state.vitals.failure() {
@@ -81,6 +83,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     if let Some(slack) = &state.slack {
         problems.extend(slack.problems());
+    }
+    if let Some(notifier) = &state.notifier {
+        problems.extend(notifier.problems());
     }
     let mut hosts: Vec<_> = state
         .settings

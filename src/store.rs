@@ -446,47 +446,58 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Pending deliveries due at `now`, oldest first.
+    /// Pending deliveries of `sink` due at `now`, oldest first.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+    pub async fn due(
+        &self,
+        sink: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, key, rollback_id, sink, kind, payload, attempts, next_attempt_at, last_error
-             FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+             FROM outbox WHERE status = 'pending' AND sink = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?",
         )
+        .bind(sink)
         .bind(now.0)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let payload: String = row.try_get("payload")?;
-                Ok(Delivery {
-                    id: row.try_get("id")?,
-                    key: row.try_get("key")?,
-                    rollback: row
-                        .try_get::<Option<i64>, _>("rollback_id")?
-                        .map(RollbackId),
-                    sink: row.try_get("sink")?,
-                    kind: row.try_get("kind")?,
-                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
-                    next_attempt_at: Timestamp(row.try_get("next_attempt_at")?),
-                    last_error: row.try_get("last_error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(delivery_from_row).collect()
     }
 
-    /// Pending deliveries, and the earliest next attempt among them.
+    /// The delivery with `key`, and its status (`pending`, `done`, `dead`).
     ///
     /// # Errors
     /// Database errors.
-    pub async fn pending(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
+    pub async fn delivery(&self, key: &str) -> Result<Option<(Delivery, String)>, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next FROM outbox WHERE status = 'pending'",
+            "SELECT id, key, rollback_id, sink, kind, payload, attempts, next_attempt_at, last_error, status
+             FROM outbox WHERE key = ?",
         )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((delivery_from_row(&row)?, row.try_get("status")?)))
+            .transpose()
+    }
+
+    /// Pending deliveries (of `sink`, or of all sinks), and the earliest next attempt among
+    /// them.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn pending(
+        &self,
+        sink: Option<&str>,
+    ) -> Result<(u64, Option<Timestamp>), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next FROM outbox
+             WHERE status = 'pending' AND (?1 IS NULL OR sink = ?1)",
+        )
+        .bind(sink)
         .fetch_one(&self.pool)
         .await?;
         let n: i64 = row.try_get("n")?;
@@ -644,6 +655,23 @@ async fn insert_audit(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Delivery, StoreError> {
+    let payload: String = row.try_get("payload")?;
+    Ok(Delivery {
+        id: row.try_get("id")?,
+        key: row.try_get("key")?,
+        rollback: row
+            .try_get::<Option<i64>, _>("rollback_id")?
+            .map(RollbackId),
+        sink: row.try_get("sink")?,
+        kind: row.try_get("kind")?,
+        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
+        next_attempt_at: Timestamp(row.try_get("next_attempt_at")?),
+        last_error: row.try_get("last_error")?,
+    })
 }
 
 fn to_json(record: &RollbackRecord) -> Result<String, StoreError> {

@@ -1,6 +1,6 @@
 //! Vital signs of the daemon: the tasks it cannot run without (the engine, the HTTP server, the
-//! chat sinks and workers, the notifier). If one ends while the daemon is not stopping, the
-//! daemon is dead in all but name: `/healthz` and `/readyz` fail and `rollbot serve` exits
+//! chat sinks and workers, the notifier), and startup checks that finish after the port opened.
+//! If one ends (or fails) while the daemon is not stopping, the daemon is dead in all but name: `/healthz` and `/readyz` fail and `rollbot serve` exits
 //! non-zero, so the supervisor restarts it, and restart reconciliation picks up where it was.
 //! Probes never stay green over a dead engine.
 
@@ -13,8 +13,10 @@ use tokio::task::{JoinError, JoinHandle};
 /// What the daemon's vital tasks say.
 #[derive(Debug, Default)]
 pub struct Vitals {
-    /// The first vital task that ended unexpectedly, and how.
-    failure: Mutex<Option<String>>,
+    /// What ended unexpectedly, and how; causes (a panic, a cancellation, a fatal answer)
+    /// before tasks that merely stopped, which is usually a consequence (a sink stops when
+    /// the engine it listens to is gone).
+    failures: Mutex<Vec<(bool, String)>>,
     stopping: AtomicBool,
     failed: Notify,
 }
@@ -22,7 +24,17 @@ pub struct Vitals {
 impl Vitals {
     /// Why the daemon can no longer do its job, once a vital task ended unexpectedly.
     pub fn failure(&self) -> Option<String> {
-        crate::lock(&self.failure).clone()
+        let failures = crate::lock(&self.failures);
+        if failures.is_empty() {
+            return None;
+        }
+        Some(
+            failures
+                .iter()
+                .map(|(_, text)| text.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     }
 
     /// Waits until a vital task ends unexpectedly; says which and how.
@@ -36,6 +48,24 @@ impl Vitals {
         }
     }
 
+    /// The daemon cannot go on as configured (a fatal answer to a startup check that runs
+    /// after the port opened): `why` names the fix.
+    pub fn fail(&self, why: String) {
+        self.record(true, why);
+    }
+
+    fn record(&self, cause: bool, text: String) {
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut failures = crate::lock(&self.failures);
+        failures.push((cause, text));
+        // Causes first, each group in the order it happened.
+        failures.sort_by_key(|(cause, _)| !cause);
+        drop(failures);
+        self.failed.notify_waiters();
+    }
+
     /// From now on, tasks ending is expected (shutdown).
     pub fn stopping(&self) {
         self.stopping.store(true, Ordering::SeqCst);
@@ -45,6 +75,7 @@ impl Vitals {
         if self.stopping.load(Ordering::SeqCst) {
             return;
         }
+        let cause = result.is_err();
         let how = match result {
             Ok(()) => "stopped".to_owned(),
             Err(error) if error.is_panic() => {
@@ -60,12 +91,7 @@ impl Vitals {
         };
         let failure = format!("{name} {how} unexpectedly");
         tracing::error!(task = name, %failure, "A task rollbot cannot run without ended; rollbot is exiting so that it is restarted.");
-        let mut current = crate::lock(&self.failure);
-        if current.is_none() {
-            *current = Some(failure);
-        }
-        drop(current);
-        self.failed.notify_waiters();
+        self.record(cause, failure);
     }
 
     /// Watches `task`: when it ends while the daemon is not stopping, the daemon has failed.

@@ -1,46 +1,44 @@
 //! Telling everyone: GitHub Discussions and the Docker Hub description, through an outbox.
 //!
-//! Two tasks. *Intake* turns engine events into deliveries in the SQLite outbox (a unique key
-//! per intended effect makes this idempotent: one Discussion per rollback, one comment per
-//! event). *Delivery* sends due deliveries, retrying with exponential backoff and jitter
-//! (rate limits: after the time the service names), keeps going across restarts (the outbox is
-//! in the database), and gives up after `notify.max_attempts`, saying so in the chat thread and
-//! on `/metrics`. Outbound calls are paced with governor (GitHub allows 80 content-creating
-//! requests a minute). Nothing here can change a rollback: the engine only drops events in the
-//! intake queue and moves on.
+//! Two tasks. *Intake* (here) turns engine events into deliveries in the SQLite outbox (a
+//! unique key per intended effect makes this idempotent: one Discussion per rollback, one
+//! comment per event). *Delivery* ([`delivery`]) sends due deliveries in one lane per service,
+//! so a slow GitHub never holds up the Docker Hub banner, retrying with exponential backoff and
+//! jitter (rate limits: after the time the service names), keeps going across restarts (the
+//! outbox is in the database), and gives up after `notify.max_attempts`, saying so in the chat
+//! thread and on `/metrics`. Outbound calls are paced with governor (GitHub allows 80
+//! content-creating requests a minute). Nothing here can change a rollback: the engine only
+//! drops events in the intake queue and moves on.
+//!
+//! The startup checks of both services ([`Notifier::check_services`]) run in the background,
+//! so the HTTP port opens at once; `/readyz` says what is still pending ([`Notifier::problems`])
+//! and a fatal answer ends the daemon. Untrusted text reaches the services only through the
+//! templates, which escape it for each output ([`markup`]); failed health checks' output stays
+//! out of public places unless `github.publish_check_output` says otherwise.
 
+mod delivery;
 pub mod dockerhub;
 pub mod github;
+pub mod markup;
 pub mod templates;
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::json;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::{AnnounceOn, Settings};
 use crate::domain::rollback::{RollbackId, State};
 use crate::engine::{Clock, EngineHandle, Event, EventKind};
 use crate::metrics::Metrics;
-use crate::store::{Delivery, DiscussionRef, RollbackRecord, Store};
-use dockerhub::{with_banner, without_banner, DockerHub, HubError};
-use github::{GitHub, GitHubError};
-use templates::{Context, Links, TemplateName, Templates};
-
-/// What one attempt came to.
-enum Attempt {
-    Done,
-    /// Not yet possible (the Discussion to comment on is still being created): look again
-    /// later without counting an attempt.
-    Wait(Duration),
-    /// Failed; retry (after the given time, if the service named one).
-    Retry(String, Option<Duration>),
-    /// Failed in a way retrying cannot fix.
-    GiveUp(String),
-}
+use crate::store::{RollbackRecord, Store};
+use delivery::Lane;
+use dockerhub::{without_banner, DockerHub, HubError};
+use github::GitHub;
+use templates::{Context, Links, Templates};
 
 /// The notification sinks.
 pub struct Notifier {
@@ -54,8 +52,12 @@ pub struct Notifier {
     metrics: Arc<Metrics>,
     github_pace: DefaultDirectRateLimiter,
     dockerhub_pace: DefaultDirectRateLimiter,
-    wake: Notify,
-    stop: Notify,
+    /// Wakes the GitHub lane, and the Docker Hub lane, when something was queued.
+    github_wake: Notify,
+    dockerhub_wake: Notify,
+    stop: watch::Sender<bool>,
+    /// Per service, what `/readyz` reports until its startup check answered well.
+    readiness: Mutex<BTreeMap<&'static str, String>>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -68,13 +70,12 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    /// Builds the sinks that are enabled and checks them: GitHub's repository, Discussions and
-    /// category; Docker Hub's credentials.
+    /// Builds the sinks that are enabled. Nothing is asked of GitHub or Docker Hub yet: see
+    /// [`Notifier::check_services`].
     ///
     /// # Errors
-    /// A message naming what is wrong and the fix.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn start(
+    /// An HTTP client cannot be built.
+    pub fn new(
         settings: Arc<Settings>,
         store: Store,
         clock: Arc<dyn Clock>,
@@ -86,36 +87,21 @@ impl Notifier {
         if daemon.github.is_none() && daemon.dockerhub.is_none() {
             return Ok(None);
         }
-        let github = match &daemon.github {
-            Some(github) => {
-                let client = GitHub::new(github.clone())?;
-                match client.resolve().await {
-                    Ok(()) => {}
-                    Err((true, message)) => return Err(message),
-                    // GitHub being down must not stop rollbot; deliveries resolve it later.
-                    Err((false, message)) => {
-                        tracing::warn!(%message, "GitHub is not reachable at startup; Discussions will retry.")
-                    }
-                }
-                Some(client)
-            }
-            None => None,
-        };
-        let dockerhub = match &daemon.dockerhub {
-            Some(hub) => {
-                let client = DockerHub::new(hub.clone())?;
-                match client.login().await {
-                    Ok(_) => tracing::info!(user = %hub.username, "Docker Hub credentials work."),
-                    Err(error @ HubError::Unauthorized(_)) => return Err(error.to_string()),
-                    // Docker Hub being briefly down must not stop rollbot; deliveries retry.
-                    Err(error) => {
-                        tracing::warn!(%error, "Docker Hub login failed at startup; banners will retry.")
-                    }
-                }
-                Some(client)
-            }
-            None => None,
-        };
+        let github = daemon.github.clone().map(GitHub::new).transpose()?;
+        let dockerhub = daemon.dockerhub.clone().map(DockerHub::new).transpose()?;
+        let mut readiness = BTreeMap::new();
+        if github.is_some() {
+            readiness.insert(
+                "github",
+                "github: resolving the repository and its Discussion category…".to_owned(),
+            );
+        }
+        if dockerhub.is_some() {
+            readiness.insert(
+                "dockerhub",
+                "dockerhub: checking the credentials…".to_owned(),
+            );
+        }
         let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Ok(Some(Arc::new(Notifier {
             settings: Arc::clone(&settings),
@@ -128,9 +114,78 @@ impl Notifier {
             metrics,
             github_pace: RateLimiter::direct(per_minute(80)),
             dockerhub_pace: RateLimiter::direct(per_minute(30)),
-            wake: Notify::new(),
-            stop: Notify::new(),
+            github_wake: Notify::new(),
+            dockerhub_wake: Notify::new(),
+            stop: watch::Sender::new(false),
+            readiness: Mutex::new(readiness),
         })))
+    }
+
+    /// The startup checks, both services at once: GitHub's repository, Discussions and
+    /// category; Docker Hub's credentials. Meant to run in the background while the daemon
+    /// already serves; [`Notifier::problems`] says what has not answered yet. A service that is
+    /// down or rate limited is not fatal (deliveries retry; GitHub is resolved again before
+    /// the first Discussion).
+    ///
+    /// # Errors
+    /// The first fatal answer (wrong token or credentials, a missing repository or category,
+    /// Discussions turned off), naming the fix: rollbot cannot do its job as configured.
+    pub async fn check_services(self: Arc<Self>) -> Result<(), String> {
+        let github = async {
+            let Some(github) = &self.github else {
+                return Ok(());
+            };
+            match github.resolve().await {
+                Ok(()) => self.answered("github", None),
+                Err((true, message)) => {
+                    self.answered("github", Some(format!("github: {message}")));
+                    return Err(message);
+                }
+                // GitHub being down must not stop rollbot; deliveries resolve it later.
+                Err((false, message)) => {
+                    self.answered("github", None);
+                    tracing::warn!(%message, "GitHub is not reachable at startup; Discussions will retry.");
+                }
+            }
+            Ok(())
+        };
+        let dockerhub = async {
+            let (Some(hub), Some(settings)) = (&self.dockerhub, &self.settings.daemon.dockerhub)
+            else {
+                return Ok(());
+            };
+            match hub.login().await {
+                Ok(_) => {
+                    self.answered("dockerhub", None);
+                    tracing::info!(user = %settings.username, "Docker Hub credentials work.");
+                }
+                Err(error @ HubError::Unauthorized(_)) => {
+                    self.answered("dockerhub", Some(format!("dockerhub: {error}")));
+                    return Err(error.to_string());
+                }
+                // Docker Hub being briefly down must not stop rollbot; deliveries retry.
+                Err(error) => {
+                    self.answered("dockerhub", None);
+                    tracing::warn!(%error, "Docker Hub login failed at startup; banners will retry.");
+                }
+            }
+            Ok(())
+        };
+        tokio::try_join!(github, dockerhub).map(|_| ())
+    }
+
+    fn answered(&self, service: &'static str, problem: Option<String>) {
+        let mut readiness = crate::lock(&self.readiness);
+        match problem {
+            Some(problem) => readiness.insert(service, problem),
+            None => readiness.remove(service),
+        };
+    }
+
+    /// What keeps the notifications from being ready, for `/readyz`: a startup check still
+    /// waiting for its answer, or a fatal answer.
+    pub fn problems(&self) -> Vec<String> {
+        crate::lock(&self.readiness).values().cloned().collect()
     }
 
     /// Intake: engine events → outbox. Ends when the engine (the sender) is gone.
@@ -140,34 +195,9 @@ impl Notifier {
                 tracing::error!(%error, "A notification could not be queued.");
                 self.metrics.sink_failure("outbox");
             }
-            self.wake.notify_one();
+            self.wake(Lane::GitHub);
+            self.wake(Lane::DockerHub);
         }
-    }
-
-    /// Delivery: sends what is due until [`Notifier::stop`].
-    pub async fn run_delivery(self: Arc<Self>) {
-        loop {
-            self.deliver_due().await;
-            let wait = match self.store.pending().await {
-                Ok((pending, next)) => {
-                    self.metrics.set_pending_notifications(pending);
-                    next.map_or(Duration::from_secs(60), |next| {
-                        Duration::from_millis(next.since(self.clock.now()).clamp(50, 60_000))
-                    })
-                }
-                Err(_) => Duration::from_secs(5),
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.wake.notified() => {}
-                () = self.stop.notified() => break,
-            }
-        }
-    }
-
-    /// Stops the delivery task after its current delivery; what is pending stays in the outbox.
-    pub fn stop(&self) {
-        self.stop.notify_one();
     }
 
     fn dockerhub_repository(&self, record: &RollbackRecord) -> Option<String> {
@@ -183,18 +213,31 @@ impl Notifier {
         let rto = self.settings.rollback.rto;
         let github = self.settings.daemon.github.as_ref();
         let announce_on = github.map(|g| g.announce_on);
-        let context = |record: &RollbackRecord, name: &str| {
-            Context::of(record, name, rto, Links::default(), now)
+        // What failed health checks printed stays out of public places: out of the Discussion
+        // unless `github.publish_check_output`, always out of the Docker Hub banner.
+        let publish_check_output = github.is_some_and(|g| g.publish_check_output);
+        let context = |record: &RollbackRecord, name: &str, check_output: bool| {
+            let mut context = Context::of(record, name, rto, Links::default(), now);
+            if !check_output {
+                context.withhold_check_output(&record.checks);
+            }
+            context
         };
+        let for_github =
+            |record: &RollbackRecord, name: &str| context(record, name, publish_check_output);
+        let for_dockerhub = |record: &RollbackRecord, name: &str| context(record, name, false);
         let mut outgoing = Vec::new();
         match (&event.kind, &event.rollback) {
             (EventKind::Approved { .. }, Some(record))
                 if announce_on == Some(AnnounceOn::Approved) =>
             {
-                outgoing.push(Outgoing::announce(record.id, &context(record, "approved")));
+                outgoing.push(Outgoing::announce(
+                    record.id,
+                    &for_github(record, "approved"),
+                ));
             }
             (EventKind::Succeeded, Some(record)) => {
-                let context = context(record, "succeeded");
+                let context = for_github(record, "succeeded");
                 match announce_on {
                     Some(AnnounceOn::Succeeded) => {
                         outgoing.push(Outgoing::announce(record.id, &context));
@@ -211,7 +254,7 @@ impl Notifier {
                         format!("dockerhub:banner:{}", record.id),
                         record.id,
                         "banner_set",
-                        &context,
+                        &for_dockerhub(record, "succeeded"),
                         &repository,
                     ));
                 }
@@ -224,7 +267,11 @@ impl Notifier {
                 } else {
                     "interrupted"
                 };
-                outgoing.push(Outgoing::comment(record.id, name, &context(record, name)));
+                outgoing.push(Outgoing::comment(
+                    record.id,
+                    name,
+                    &for_github(record, name),
+                ));
             }
             (EventKind::HoldReleased { image, by, reason }, _) => {
                 let record = self
@@ -233,11 +280,14 @@ impl Notifier {
                     .await
                     .map_err(|e| e.to_string())?;
                 if let Some(record) = record {
-                    let mut context = context(&record, "hold_released");
-                    context.released_by = Some(by.name.clone());
-                    context.release_reason = reason.clone();
+                    let released = |mut context: Context| {
+                        context.released_by = Some(by.name.clone());
+                        context.release_reason = reason.clone();
+                        context
+                    };
                     if github.is_some() {
                         let what = format!("released:{}", now.0);
+                        let context = released(for_github(&record, "hold_released"));
                         outgoing.push(Outgoing::comment(record.id, &what, &context));
                     }
                     if let (Some(_), Some(repository)) =
@@ -247,7 +297,7 @@ impl Notifier {
                             format!("dockerhub:remove:{}:{}", record.id, now.0),
                             record.id,
                             "banner_remove",
-                            &context,
+                            &released(for_dockerhub(&record, "hold_released")),
                             &repository,
                         ));
                     }
@@ -269,234 +319,6 @@ impl Notifier {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
-    }
-
-    async fn deliver_due(&self) {
-        let now = self.clock.now();
-        let due = match self.store.due(now, 20).await {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::error!(%error, "The outbox cannot be read.");
-                return;
-            }
-        };
-        for delivery in due {
-            let outcome = self.attempt(&delivery).await;
-            let now = self.clock.now();
-            let result = match outcome {
-                Attempt::Done => {
-                    tracing::info!(key = %delivery.key, "Notification delivered.");
-                    self.store.delivered(delivery.id, now).await
-                }
-                Attempt::Wait(wait) => {
-                    self.store
-                        .retry_later(delivery.id, now.plus(wait), false, None)
-                        .await
-                }
-                Attempt::Retry(error, after)
-                    if delivery.attempts + 1 < self.settings.daemon.notify.max_attempts =>
-                {
-                    let wait = after.unwrap_or_else(|| self.backoff(delivery.attempts));
-                    tracing::warn!(key = %delivery.key, attempt = delivery.attempts + 1, wait_ms = wait.as_millis() as u64, %error, "Notification failed; retrying.");
-                    self.store
-                        .retry_later(delivery.id, now.plus(wait), true, Some(&error))
-                        .await
-                }
-                Attempt::Retry(error, _) | Attempt::GiveUp(error) => {
-                    self.give_up(&delivery, &error).await;
-                    self.store.give_up(delivery.id, &error, now).await
-                }
-            };
-            if let Err(error) = result {
-                tracing::error!(%error, key = %delivery.key, "The outbox could not be updated.");
-            }
-        }
-    }
-
-    /// `retry_base` doubling per attempt, at most `retry_max`, ±20% jitter.
-    fn backoff(&self, attempts: u32) -> Duration {
-        let notify = &self.settings.daemon.notify;
-        let doubled = notify
-            .retry_base
-            .saturating_mul(1u32.checked_shl(attempts.min(20)).unwrap_or(u32::MAX));
-        let base = doubled.min(notify.retry_max);
-        let entropy = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let factor = 0.8 + f64::from(entropy % 400) / 1000.0;
-        base.mul_f64(factor)
-    }
-
-    async fn give_up(&self, delivery: &Delivery, error: &str) {
-        self.metrics.sink_failure(&delivery.sink);
-        tracing::error!(key = %delivery.key, %error, "Notification given up.");
-        let what = match (delivery.sink.as_str(), delivery.kind.as_str()) {
-            ("github", "announce") => "create the GitHub Discussion",
-            ("github", _) => "comment on the GitHub Discussion",
-            ("dockerhub", "banner_set") => "put the banner on the Docker Hub description",
-            _ => "remove the banner from the Docker Hub description",
-        };
-        self.engine
-            .notice(
-                delivery.rollback,
-                None,
-                format!("rollbot could not {what}: {error}. The rollback itself is unaffected."),
-            )
-            .await;
-    }
-
-    fn context(delivery: &Delivery) -> Result<Context, String> {
-        serde_json::from_value(delivery.payload["context"].clone())
-            .map_err(|e| format!("unreadable delivery payload: {e}"))
-    }
-
-    async fn attempt(&self, delivery: &Delivery) -> Attempt {
-        let mut context = match Notifier::context(delivery) {
-            Ok(context) => context,
-            Err(error) => return Attempt::GiveUp(error),
-        };
-        let discussion = match delivery.rollback {
-            Some(id) => self.store.discussion(id).await.ok().flatten(),
-            None => None,
-        };
-        context.links.discussion = discussion.as_ref().map(|d| d.url.clone());
-        match (delivery.sink.as_str(), delivery.kind.as_str()) {
-            ("github", "announce") => self.announce(delivery, &context).await,
-            ("github", "comment") => self.comment(delivery, &context, discussion).await,
-            ("dockerhub", kind) => {
-                let repository = delivery.payload["repository"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                self.banner(kind == "banner_set", &repository, &mut context)
-                    .await
-            }
-            (sink, kind) => Attempt::GiveUp(format!("unknown delivery {sink}/{kind}")),
-        }
-    }
-
-    async fn announce(&self, delivery: &Delivery, context: &Context) -> Attempt {
-        let (Some(github), Some(rollback)) = (&self.github, delivery.rollback) else {
-            return Attempt::GiveUp("GitHub is not configured".to_owned());
-        };
-        let (title, body) = match (
-            self.templates
-                .render(TemplateName::DiscussionTitle, context),
-            self.templates
-                .render(TemplateName::DiscussionAnnouncement, context),
-        ) {
-            (Ok(title), Ok(body)) => (title, body),
-            (Err(error), _) | (_, Err(error)) => {
-                return Attempt::GiveUp(format!("template: {error}"))
-            }
-        };
-        self.github_pace.until_ready().await;
-        // A retry after an unclear failure may find the Discussion already created.
-        let found = if delivery.attempts > 0 {
-            github.find(&title).await.ok().flatten()
-        } else {
-            None
-        };
-        let discussion = match found {
-            Some(found) => found,
-            None => match github.create(&title, &body).await {
-                Ok(created) => created,
-                Err(error) => return github_failure(error),
-            },
-        };
-        let reference = DiscussionRef {
-            node_id: discussion.id,
-            number: discussion.number,
-            url: discussion.url.clone(),
-        };
-        if let Err(error) = self.store.save_discussion(rollback, &reference).await {
-            return Attempt::Retry(
-                format!("the Discussion was created but not recorded: {error}"),
-                None,
-            );
-        }
-        self.engine
-            .notice(
-                Some(rollback),
-                None,
-                format!("GitHub Discussion: {}", discussion.url),
-            )
-            .await;
-        Attempt::Done
-    }
-
-    async fn comment(
-        &self,
-        delivery: &Delivery,
-        context: &Context,
-        discussion: Option<DiscussionRef>,
-    ) -> Attempt {
-        let Some(github) = &self.github else {
-            return Attempt::GiveUp("GitHub is not configured".to_owned());
-        };
-        let Some(discussion) = discussion else {
-            let key = delivery.rollback.map(|id| format!("github:announce:{id}"));
-            let announcement = match key {
-                Some(key) => self.store.delivery_status(&key).await.ok().flatten(),
-                None => None,
-            };
-            return match announcement.as_deref() {
-                Some("pending") => Attempt::Wait(Duration::from_secs(1)),
-                // No announcement (announce_on = succeeded and the rollback failed), or it was
-                // given up: there is nothing to comment on.
-                _ => Attempt::Done,
-            };
-        };
-        let body = match self
-            .templates
-            .render(TemplateName::DiscussionComment, context)
-        {
-            Ok(body) => body,
-            Err(error) => return Attempt::GiveUp(format!("template: {error}")),
-        };
-        self.github_pace.until_ready().await;
-        match github.comment(&discussion.node_id, &body).await {
-            Ok(_) => Attempt::Done,
-            Err(error) => github_failure(error),
-        }
-    }
-
-    async fn banner(&self, set: bool, repository: &str, context: &mut Context) -> Attempt {
-        let Some(hub) = &self.dockerhub else {
-            return Attempt::GiveUp("Docker Hub is not configured".to_owned());
-        };
-        // The long banner, and the short one for when the long one does not fit.
-        let banners = if set {
-            context.short = false;
-            let long = self
-                .templates
-                .render(TemplateName::DockerHubBanner, context);
-            context.short = true;
-            let short = self
-                .templates
-                .render(TemplateName::DockerHubBanner, context);
-            match (long, short) {
-                (Ok(long), Ok(short)) => Some((long, short)),
-                (Err(error), _) | (_, Err(error)) => {
-                    return Attempt::GiveUp(format!("template: {error}"))
-                }
-            }
-        } else {
-            None
-        };
-        self.dockerhub_pace.until_ready().await;
-        let edited = hub
-            .edit_description(repository, |description| match &banners {
-                Some((long, short)) => {
-                    with_banner(description, long, short).map_err(HubError::TooLong)
-                }
-                None => Ok(without_banner(description)),
-            })
-            .await;
-        match edited {
-            Ok(_) => Attempt::Done,
-            Err(error) => hub_failure(error),
-        }
     }
 }
 
@@ -532,7 +354,8 @@ impl Outgoing {
         }
     }
 
-    /// Setting (`banner_set`) or removing (`banner_remove`) the Docker Hub banner.
+    /// Setting (`banner_set`), removing (`banner_remove`) or updating (`banner_refresh`, see
+    /// `delivery`) the Docker Hub banner.
     fn banner(
         key: String,
         rollback: RollbackId,
@@ -547,26 +370,6 @@ impl Outgoing {
             kind,
             payload: json!({ "context": context, "repository": repository }),
         }
-    }
-}
-
-fn github_failure(error: GitHubError) -> Attempt {
-    match error {
-        GitHubError::RateLimited(seconds) => {
-            Attempt::Retry(error.to_string(), Some(Duration::from_secs(seconds)))
-        }
-        ref retryable if retryable.is_retryable() => Attempt::Retry(error.to_string(), None),
-        other => Attempt::GiveUp(other.to_string()),
-    }
-}
-
-fn hub_failure(error: HubError) -> Attempt {
-    match error {
-        HubError::RateLimited(seconds) => {
-            Attempt::Retry(error.to_string(), Some(Duration::from_secs(seconds)))
-        }
-        ref retryable if retryable.is_retryable() => Attempt::Retry(error.to_string(), None),
-        other => Attempt::GiveUp(other.to_string()),
     }
 }
 

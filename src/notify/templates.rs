@@ -6,6 +6,11 @@
 //! Every template is compiled and rendered once with a sample context at startup, with
 //! undefined variables as errors, so a typo is found then and not at the first incident. The
 //! context is [`Context`]; `config/templates/README.md` documents it.
+//!
+//! Every untrusted value (reasons, names, errors, step details, platforms) is made safe for the
+//! template's output ([`TemplateName::output`], [`super::markup`]) by [`Context::escaped`]
+//! before rendering, so a template, built-in or your own, cannot be made to carry markup,
+//! mentions or rollbot's banner markers by what people type.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +18,8 @@ use std::time::Duration;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
+use super::markup::Output;
+use crate::checks::CheckReport;
 use crate::domain::model::TagNow;
 use crate::domain::policy::Decision;
 use crate::domain::rollback::Timestamp;
@@ -44,6 +51,18 @@ impl TemplateName {
             TemplateName::DiscussionAnnouncement => "discussion_announcement",
             TemplateName::DiscussionComment => "discussion_comment",
             TemplateName::DockerHubBanner => "dockerhub_banner",
+        }
+    }
+
+    /// Where the rendered text goes, which decides how untrusted values are escaped.
+    pub fn output(self) -> Output {
+        match self {
+            TemplateName::ChatSummary => Output::Chat,
+            TemplateName::DiscussionTitle => Output::GitHubTitle,
+            TemplateName::DiscussionAnnouncement | TemplateName::DiscussionComment => {
+                Output::GitHubMarkdown
+            }
+            TemplateName::DockerHubBanner => Output::DockerHubMarkdown,
         }
     }
 
@@ -227,6 +246,106 @@ impl Context {
         }
     }
 
+    /// This context with every untrusted value made safe for `output`. Values rollbot made or
+    /// parsed at the edge (ids, image names, tags, digests, times, commands built from them,
+    /// the Discussion's URL from GitHub) are kept; people's words and names, error texts, step
+    /// details and platforms (from the image's manifest) are escaped. Every field is named here,
+    /// so a new one cannot skip the decision.
+    pub fn escaped(&self, output: Output) -> Context {
+        let Context {
+            rollback_id,
+            image,
+            alias,
+            tags,
+            from,
+            now,
+            to_digest,
+            to_digest_short,
+            platforms,
+            reason,
+            requester,
+            approvers,
+            state,
+            event,
+            steps,
+            total_ms,
+            total,
+            rto,
+            rto_used,
+            rollback_command,
+            manual_command,
+            error,
+            created_at,
+            finished_at,
+            released_by,
+            release_reason,
+            links,
+            short,
+        } = self.clone();
+        let safe = |text: &String| output.escape(text);
+        Context {
+            rollback_id,
+            image,
+            alias,
+            tags,
+            from,
+            now,
+            to_digest,
+            to_digest_short,
+            platforms: platforms.iter().map(safe).collect(),
+            reason: reason.as_ref().map(safe),
+            requester: PersonContext {
+                id: safe(&requester.id),
+                name: safe(&requester.name),
+            },
+            approvers: approvers.iter().map(safe).collect(),
+            state,
+            event,
+            steps: steps
+                .into_iter()
+                .map(|step| StepContext {
+                    detail: safe(&step.detail),
+                    ..step
+                })
+                .collect(),
+            total_ms,
+            total,
+            rto,
+            rto_used,
+            rollback_command,
+            manual_command,
+            error: error.as_ref().map(safe),
+            created_at,
+            finished_at,
+            released_by: released_by.as_ref().map(safe),
+            release_reason: release_reason.as_ref().map(safe),
+            links,
+            short,
+        }
+    }
+
+    /// Replaces what failed health checks printed, wherever it appears (the error, the
+    /// `checks` step), with a note that it is withheld: for public places (the Discussion
+    /// unless `github.publish_check_output`, the Docker Hub banner always).
+    pub fn withhold_check_output(&mut self, checks: &[CheckReport]) {
+        for check in checks {
+            let Some(withheld) = check.withheld_detail() else {
+                continue;
+            };
+            let replace = |text: &mut String| {
+                if text.contains(&check.detail) {
+                    *text = text.replace(&check.detail, &withheld);
+                }
+            };
+            if let Some(error) = &mut self.error {
+                replace(error);
+            }
+            for step in &mut self.steps {
+                replace(&mut step.detail);
+            }
+        }
+    }
+
     /// A complete example context: what startup renders every template with.
     pub fn sample() -> Context {
         let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
@@ -361,7 +480,8 @@ impl Templates {
         }
     }
 
-    /// Renders `name` with `context`, trimmed.
+    /// Renders `name` with `context` (its untrusted values escaped for the template's output),
+    /// trimmed.
     ///
     /// # Errors
     /// A template error (unknown variable, bad filter argument), as text.
@@ -371,7 +491,7 @@ impl Templates {
             .get_template(name.key())
             .map_err(|e| describe(&e))?;
         template
-            .render(minijinja::value::Serde(context))
+            .render(minijinja::value::Serde(context.escaped(name.output())))
             .map(|text| text.trim().to_owned())
             .map_err(|e| describe(&e))
     }

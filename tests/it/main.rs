@@ -6,6 +6,7 @@ mod daemon;
 mod interrupted;
 mod manifests;
 mod notify;
+mod notify_startup;
 mod pipeline;
 mod render;
 mod rollback;

@@ -5,24 +5,26 @@
 use std::time::{Duration, Instant};
 
 use crate::manifests::Ci;
+use crate::support::block_on;
 use crate::support::daemon::TestDaemon;
 use crate::support::services::{
-    FakeDockerHub, FakeGitHub, GitHubFailure, HubFailure, HUB_TOKEN, HUB_USER,
+    wait_until, FakeDockerHub, FakeGitHub, GitHubFailure, HubFailure, HUB_TOKEN, HUB_USER,
 };
 
-const OWNER_TEXT: &str =
+pub(crate) const OWNER_TEXT: &str =
     "# acme/app\n\nThe app. Pull it with `docker pull acme/app`.\r\nTrailing spaces   \n\n";
 
-struct World {
-    ci: Ci,
-    github: FakeGitHub,
-    hub: FakeDockerHub,
-    db: std::path::PathBuf,
-    toml: String,
+/// A registry with v1..v3 published, both fakes, and a config (`toml`) for all of them.
+pub(crate) struct World {
+    pub(crate) ci: Ci,
+    pub(crate) github: FakeGitHub,
+    pub(crate) hub: FakeDockerHub,
+    pub(crate) db: std::path::PathBuf,
+    pub(crate) toml: String,
 }
 
 impl World {
-    fn new(description: &str, max_attempts: u32) -> World {
+    pub(crate) fn new(description: &str, max_attempts: u32) -> World {
         let ci = Ci::new();
         for version in ["v1", "v2", "v3"] {
             ci.build(version);
@@ -94,7 +96,7 @@ retry_max = "300ms"
         }
     }
 
-    fn daemon(&self) -> TestDaemon {
+    pub(crate) fn daemon(&self) -> TestDaemon {
         TestDaemon::start(&self.toml, &self.db)
     }
 
@@ -105,6 +107,25 @@ retry_max = "300ms"
         assert!(daemon.click("bob", &format!("approve:{id}")).0);
         daemon.wait_for("the rollback", |text| text.contains(&format!("{id} done.")));
     }
+}
+
+/// The label of the banner on top of `description` (`rb-1 0123456789abcdef`): the rollback and
+/// 16 hex digits of the banner's hash.
+fn banner_label(description: &str) -> String {
+    let label = description
+        .strip_prefix("<!-- rollbot:banner:start ")
+        .and_then(|rest| rest.split_once(" -->"))
+        .map(|(label, _)| label.to_owned())
+        .unwrap_or_else(|| panic!("no banner on top: {description}"));
+    let hash = label
+        .rsplit_once(' ')
+        .map(|(_, hash)| hash)
+        .unwrap_or_default();
+    assert!(
+        hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{label}"
+    );
+    label
 }
 
 #[test]
@@ -167,10 +188,21 @@ fn the_docker_hub_banner_goes_on_is_replaced_and_comes_off_leaving_the_owners_te
         .wait_for_description("acme/app", "the banner", |d| {
             d.contains("rollbot:banner:start")
         });
+    let label = banner_label(&with);
     assert!(
-        with.starts_with(
-            "<!-- rollbot:banner:start -->\n> ⚠️ **Rolled back:** `latest` now points at `sha256:"
-        ),
+        label.starts_with("rb-1 "),
+        "the start marker names the rollback: {with}"
+    );
+    assert!(
+        with.starts_with(&format!(
+            "<!-- rollbot:banner:start {label} -->\n> ⚠️ **Rolled back:** `latest` now points at `sha256:"
+        )),
+        "{with}"
+    );
+    assert!(
+        with.contains(&format!(
+            "\n<!-- rollbot:banner:end {label} -->\n\n{OWNER_TEXT}"
+        )),
         "{with}"
     );
     assert!(
@@ -276,41 +308,210 @@ fn docker_hub_429_is_retried_after_its_time_and_403_names_the_scope() {
 }
 
 #[test]
-fn wrong_docker_hub_credentials_or_a_missing_category_stop_the_start_with_the_fix() {
+fn a_slow_github_does_not_hold_up_the_banner_which_gets_the_discussions_link_once_it_exists() {
     let world = World::new(OWNER_TEXT, 4);
-    std::fs::write(world.ci.cli.home.path().join("hub-token"), "dckr_pat_wrong").expect("token");
-    let path = world.db.with_extension("toml");
-    std::fs::create_dir_all(path.parent().expect("dir")).expect("dir");
-    std::fs::write(&path, &world.toml).expect("config");
-    let settings =
-        rollbot::config::load(Some(&path), &std::collections::HashMap::new()).expect("config");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let error = runtime
-        .block_on(rollbot::daemon::start(
-            settings,
-            rollbot::daemon::DaemonOptions::default(),
-        ))
-        .expect_err("wrong credentials");
+    let hold = world.github.hold_next("RollbotAnnounce");
+    let daemon = world.daemon();
+    world.roll_back(&daemon, "rb-1");
+    hold.wait_until_arrived("the Discussion's creation");
+    let with = world
+        .hub
+        .wait_for_description("acme/app", "the banner", |d| {
+            d.contains("rollbot:banner:start")
+        });
+    // GitHub has not answered the one call it got, and rollbot is still waiting for it.
     assert!(
-        format!("{error:#}").contains("Docker Hub rejected the credentials of acmebot (401)"),
-        "{error:#}"
+        hold.open(),
+        "the banner came while the Discussion's creation was in flight"
+    );
+    assert!(world.github.discussions().is_empty());
+    assert_eq!(world.github.requests("RollbotAnnounce"), 0, "still held");
+    assert!(
+        with.contains("New images are held until the problem is fixed."),
+        "no link yet: {with}"
     );
 
-    std::fs::write(world.ci.cli.home.path().join("hub-token"), HUB_TOKEN).expect("token");
-    let toml = world
-        .toml
-        .replace("category = \"Announcements\"", "category = \"Incidents\"");
-    std::fs::write(&path, toml).expect("config");
-    let settings =
-        rollbot::config::load(Some(&path), &std::collections::HashMap::new()).expect("config");
-    let error = runtime
-        .block_on(rollbot::daemon::start(
-            settings,
-            rollbot::daemon::DaemonOptions::default(),
-        ))
-        .expect_err("missing category");
-    let text = format!("{error:#}");
-    assert!(text.contains("acme/app has no Discussion category named 'Incidents' (it has: Announcements, General)"), "{text}");
+    hold.release();
+    world.github.wait_for_discussion();
+    let linked = world
+        .hub
+        .wait_for_description("acme/app", "the banner with the link", |d| {
+            d.contains("Details and updates: https://github.com/acme/app/discussions/1")
+        });
+    assert!(banner_label(&linked).starts_with("rb-1 "), "{linked}");
+    assert_eq!(linked.matches("rollbot:banner:start").count(), 1);
+    assert!(linked.ends_with(OWNER_TEXT), "{linked}");
+    assert_eq!(world.github.requests("RollbotAnnounce"), 1);
+
+    // Released: the banner comes off, and a late link update does not bring it back.
+    let (ok, reply) = daemon.say("bob", "/rollback release app");
+    assert!(ok, "{reply}");
+    world
+        .hub
+        .wait_for_description("acme/app", "the banner removed", |d| d == OWNER_TEXT);
+}
+
+#[test]
+fn a_discussion_created_after_the_release_does_not_bring_the_banner_back() {
+    let world = World::new(OWNER_TEXT, 4);
+    let hold = world.github.hold_next("RollbotAnnounce");
+    let daemon = world.daemon();
+    world.roll_back(&daemon, "rb-1");
+    hold.wait_until_arrived("the Discussion's creation");
+    world
+        .hub
+        .wait_for_description("acme/app", "the banner", |d| {
+            d.contains("rollbot:banner:start")
+        });
+    let (ok, reply) = daemon.say("bob", "/rollback release app");
+    assert!(ok, "{reply}");
+    world
+        .hub
+        .wait_for_description("acme/app", "the banner removed", |d| d == OWNER_TEXT);
+
+    hold.release();
+    world.github.wait_for_discussion();
+    let store = block_on(rollbot::store::Store::open(&world.db)).expect("store");
+    wait_until("the link update to be done", || {
+        let status = block_on(store.delivery_status("dockerhub:link:rb-1")).expect("status");
+        (status.as_deref() == Some("done")).then_some(())
+    });
+    assert_eq!(world.hub.description("acme/app"), OWNER_TEXT);
+}
+
+#[test]
+fn reasons_and_names_cannot_corrupt_the_description_or_mention_anyone_on_github() {
+    let world = World::new(OWNER_TEXT, 4);
+    let daemon = world.daemon();
+    let reason =
+        "x <!-- rollbot:banner:end --> y --!> @alice @acme/sre #1 GH-2 acme/app#3\n```\n| z |";
+    let (ok, reply) = daemon.say("alice", &format!("/rollback app:v2 {reason}"));
+    assert!(ok, "{reply}");
+    assert!(daemon.click("bob", "approve:rb-1").0);
+    daemon.wait_for("the rollback", |text| text.contains("rb-1 done."));
+    let with = world
+        .hub
+        .wait_for_description("acme/app", "the banner", |d| {
+            d.contains("rollbot:banner:start")
+        });
+    let label = banner_label(&with);
+    assert_eq!(
+        with.matches("<!--").count(),
+        2,
+        "only rollbot's two markers open comments: {with}"
+    );
+    assert_eq!(with.matches("-->").count(), 2, "{with}");
+    assert!(!with.contains("--!>"), "{with}");
+    assert!(
+        with.contains(&format!(
+            "\n<!-- rollbot:banner:end {label} -->\n\n{OWNER_TEXT}"
+        )),
+        "{with}"
+    );
+
+    let z = '\u{200B}';
+    let discussion = world.github.wait_for_discussion();
+    let comments = world.github.wait_for_comments(1);
+    for text in [
+        discussion["body"].as_str().unwrap_or_default(),
+        comments[0]["body"].as_str().unwrap_or_default(),
+    ] {
+        for forbidden in ["<!--", "-->", "@alice", "@acme", "#1", "GH-2", "\n```\n| z"] {
+            assert!(!text.contains(forbidden), "{forbidden:?} in {text}");
+        }
+    }
+    let body = discussion["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains(&format!("because: x \\<!\\-\\- rollbot:banner:end \\-\\-\\> y \\-\\-!\\> @{z}alice @{z}acme/sre \\#{z}1 GH\\-{z}2 acme/app\\#{z}3 \\`\\`\\` \\| z \\|.")),
+        "the reason is there, as text: {body}"
+    );
+
+    let (ok, reply) = daemon.say("bob", "/rollback release app");
+    assert!(ok, "{reply}");
+    let after = world
+        .hub
+        .wait_for_description("acme/app", "the banner removed", |d| {
+            !d.contains("rollbot:banner")
+        });
+    assert_eq!(after, OWNER_TEXT, "exactly the owner's text again");
+}
+
+/// A health check that prints the GitHub token (read from the file rollbot reads it from) and
+/// a long line, then fails.
+fn leaky_check(world: &World) -> String {
+    let home = world.ci.cli.home.path();
+    let script = home.join("leaky-check.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo starting\necho \"token $(cat {}) @alice $(printf '%0600d' 0)\" >&2\nexit 1\n",
+            home.join("github-token").display()
+        ),
+    )
+    .expect("script");
+    world.toml.replace(
+        "dockerhub = true\n",
+        &format!(
+            "dockerhub = true\n\n[[images.app.checks]]\nname = \"smoke\"\ncommand = [\"sh\", \"{}\"]\n",
+            script.display()
+        ),
+    )
+}
+
+#[test]
+fn failed_check_output_is_cut_redacted_and_kept_out_of_the_discussion() {
+    let world = World::new(OWNER_TEXT, 4);
+    let toml = leaky_check(&world);
+    let daemon = TestDaemon::start(&toml, &world.db);
+    let (ok, reply) = daemon.say("alice", "/rollback app:v2 v3 crashes on start");
+    assert!(ok, "{reply}");
+    assert!(daemon.click("bob", "approve:rb-1").0);
+    daemon.wait_for("the failure", |text| text.contains("rb-1 FAILED"));
+    let chat = daemon.channel_text("bob");
+    assert!(
+        chat.contains("check 'smoke' failed: 'sh' exited 1: token [redacted] @alice 0000"),
+        "{chat}"
+    );
+    assert!(chat.contains("… (cut, "), "{chat}");
+    assert!(!chat.contains("ghp-test-token"), "{chat}");
+
+    let comments = world.github.wait_for_comments(1);
+    let comment = comments[0]["body"].as_str().unwrap_or_default();
+    assert!(
+        comment.starts_with("**The rollback failed:** check 'smoke' failed: 'sh' exited 1 (its output is not published here)"),
+        "{comment}"
+    );
+    // As read: markdown's backslash escapes resolved.
+    let read = comment.replace('\\', "");
+    for leaked in ["ghp-test-token", "token", "[redacted]", "0000", "alice"] {
+        assert!(!read.contains(leaked), "{leaked:?} in {comment}");
+    }
+}
+
+#[test]
+fn failed_check_output_reaches_the_discussion_only_when_published_and_still_redacted() {
+    let world = World::new(OWNER_TEXT, 4);
+    let toml =
+        leaky_check(&world).replace("[dockerhub]", "publish_check_output = true\n\n[dockerhub]");
+    let daemon = TestDaemon::start(&toml, &world.db);
+    let (ok, reply) = daemon.say("alice", "/rollback app:v2 v3 crashes on start");
+    assert!(ok, "{reply}");
+    assert!(daemon.click("bob", "approve:rb-1").0);
+    daemon.wait_for("the failure", |text| text.contains("rb-1 FAILED"));
+    let comments = world.github.wait_for_comments(1);
+    let comment = comments[0]["body"].as_str().unwrap_or_default();
+    let z = '\u{200B}';
+    assert!(
+        comment.contains(&format!(
+            "'sh' exited 1: token \\[redacted\\] @{z}alice 0000"
+        )),
+        "{comment}"
+    );
+    assert!(comment.contains("… (cut, "), "{comment}");
+    assert!(
+        !comment.replace('\\', "").contains("ghp-test-token"),
+        "{comment}"
+    );
 }
 
 #[test]

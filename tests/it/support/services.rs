@@ -1,5 +1,6 @@
 //! Loopback fakes of GitHub's GraphQL API and Docker Hub's API. They record every request and
-//! can be told to fail. The GitHub fake validates each GraphQL document (and its variables)
+//! can be told to fail, or (GitHub) to keep a call open until the test lets it answer
+//! ([`Hold`]). The GitHub fake validates each GraphQL document (and its variables)
 //! against GitHub's public schema (`tests/it/fixtures/github-schema.graphql`), so a field typo
 //! in rollbot fails a test.
 
@@ -50,7 +51,7 @@ pub fn validate(query: &str, variables: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(value) = check() {
@@ -72,6 +73,68 @@ pub enum GitHubFailure {
     RateLimited,
 }
 
+/// A call the fake keeps open until [`Hold::release`] (or until the `Hold` is dropped, so a
+/// failing test cannot leave the fake's server waiting for ever).
+pub struct Hold {
+    gate: Arc<Gate>,
+}
+
+struct Gate {
+    arrived: tokio::sync::watch::Sender<bool>,
+    released: tokio::sync::watch::Sender<bool>,
+    /// The caller hung up (timed out) while the call was held.
+    abandoned: std::sync::atomic::AtomicBool,
+}
+
+/// Notes an abandoned call: the handler's future is dropped when the client goes away.
+struct Waiting<'a> {
+    gate: &'a Gate,
+    answered: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.gate
+                .abandoned
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Hold {
+    /// Whether the held call has come in.
+    pub fn arrived(&self) -> bool {
+        *self.gate.arrived.borrow()
+    }
+
+    /// Waits (up to 15 s) until the held call has come in.
+    pub fn wait_until_arrived(&self, what: &str) {
+        wait_until(what, || self.arrived().then_some(()));
+    }
+
+    /// Whether the held call has come in and its caller is still waiting for the answer.
+    pub fn open(&self) -> bool {
+        self.arrived()
+            && !*self.gate.released.borrow()
+            && !self
+                .gate
+                .abandoned
+                .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets the held call answer.
+    pub fn release(&self) {
+        self.gate.released.send_replace(true);
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 #[derive(Default)]
 struct GitHubState {
     requests: Vec<Value>,
@@ -81,6 +144,7 @@ struct GitHubState {
     discussions: Vec<Value>,
     comments: Vec<Value>,
     failures: HashMap<String, VecDeque<GitHubFailure>>,
+    holds: HashMap<String, VecDeque<Arc<Gate>>>,
     down: bool,
 }
 
@@ -128,6 +192,21 @@ impl FakeGitHub {
             .push_back(failure);
     }
 
+    /// The next call of `operation` is kept open until the returned [`Hold`] is released.
+    pub fn hold_next(&self, operation: &str) -> Hold {
+        let gate = Arc::new(Gate {
+            arrived: tokio::sync::watch::Sender::new(false),
+            released: tokio::sync::watch::Sender::new(false),
+            abandoned: std::sync::atomic::AtomicBool::new(false),
+        });
+        self.lock()
+            .holds
+            .entry(operation.to_owned())
+            .or_default()
+            .push_back(Arc::clone(&gate));
+        Hold { gate }
+    }
+
     pub fn discussions(&self) -> Vec<Value> {
         self.lock().discussions.clone()
     }
@@ -161,15 +240,47 @@ impl FakeGitHub {
     }
 }
 
+fn operation_of(query: &str) -> &'static str {
+    [
+        "RollbotRepository",
+        "RollbotAnnounce",
+        "RollbotComment",
+        "RollbotRecentDiscussions",
+    ]
+    .into_iter()
+    .find(|name| query.contains(name))
+    .unwrap_or("unknown")
+}
+
 async fn graphql(
     State(state): State<Arc<Mutex<GitHubState>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let operation = operation_of(request["query"].as_str().unwrap_or_default());
+    let gate = state
+        .lock()
+        .expect("state")
+        .holds
+        .get_mut(operation)
+        .and_then(VecDeque::pop_front);
+    if let Some(gate) = gate {
+        let mut waiting = Waiting {
+            gate: &gate,
+            answered: false,
+        };
+        gate.arrived.send_replace(true);
+        let mut released = gate.released.subscribe();
+        let _ = released.wait_for(|released| *released).await;
+        waiting.answered = true;
+    }
+    answer(&mut state.lock().expect("state"), &headers, request)
+}
+
+fn answer(state: &mut GitHubState, headers: &HeaderMap, request: Value) -> Response {
     let query = request["query"].as_str().unwrap_or_default().to_owned();
     let variables = request["variables"].clone();
-    let mut state = state.lock().expect("state");
     state.requests.push(request.clone());
     if state.down {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
@@ -191,15 +302,7 @@ async fn graphql(
         return Json(json!({ "errors": [{ "message": format!("invalid request: {error}") }] }))
             .into_response();
     }
-    let operation = [
-        "RollbotRepository",
-        "RollbotAnnounce",
-        "RollbotComment",
-        "RollbotRecentDiscussions",
-    ]
-    .into_iter()
-    .find(|name| query.contains(name))
-    .unwrap_or("unknown");
+    let operation = operation_of(&query);
     if let Some(failure) = state
         .failures
         .get_mut(operation)
