@@ -390,4 +390,49 @@ mod tests {
             let _ = parse(text);
         }
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Anything typed is a command or a clear usage error; nothing panics.
+        #[test]
+        fn any_text_is_a_command_or_a_usage_error(text in any::<String>()) {
+            match parse(&text) {
+                Ok(command) => {
+                    // The canonical text of a command reads back as the same command.
+                    prop_assert_eq!(parse(&command.to_text()), Ok(command));
+                }
+                Err(UsageError(message)) => {
+                    prop_assert!(!message.trim().is_empty());
+                    prop_assert!(message.len() < 400 + text.len() * 4, "{}", message);
+                }
+            }
+        }
+
+        /// Text shaped like commands (subcommand words, ids, digests, tags, reasons in any
+        /// mix) round-trips or is refused; it never panics.
+        #[test]
+        fn command_shaped_text_round_trips_or_is_refused(
+            words in proptest::collection::vec(
+                prop_oneof![
+                    Just("/rollback".to_owned()),
+                    proptest::sample::select(RESERVED).prop_map(str::to_owned),
+                    "rb-[0-9]{1,20}",
+                    "#?[0-9]{1,20}",
+                    "[a-z][a-z0-9._-]{0,12}(:[A-Za-z0-9_.-]{1,20})?",
+                    "[a-z]{1,8}@sha256:[0-9a-f]{60,66}",
+                    "registry\\.example\\.com(:[0-9]{1,5})?/[a-z]{1,6}/[a-z]{1,6}",
+                    "\\PC{0,12}",
+                ],
+                0..6,
+            )
+        ) {
+            let text = words.join(" ");
+            if let Ok(command) = parse(&text) {
+                prop_assert_eq!(parse(&command.to_text()), Ok(command));
+            }
+        }
+    }
 }
