@@ -1781,7 +1781,8 @@ fn duration_range(path: &str) -> (Duration, Duration) {
     let key = path.rsplit('.').next().unwrap_or(path);
     match key {
         "rto" => (S, 7 * DAY),
-        "registry_timeout" | "check_timeout" => (100 * MS, 10 * MIN),
+        "registry_timeout" => (100 * MS, 10 * MIN),
+        "check_timeout" => (100 * MS, H),
         "shutdown_grace" => (S, H),
         "expiry" => (10 * S, 7 * DAY),
         "group_cache" => (S, DAY),
