@@ -56,8 +56,10 @@
 //! - [`pipeline`]: plan → retag → verify → checks, and the [`pipeline::Report`] of a run
 //!   (`pipeline/outcome.rs`). `pipeline/plan.rs` does the one manifest GET (the target's bytes)
 //!   and the completeness pre-check; `pipeline/retag.rs` writes those bytes under each tag with
-//!   compare-and-swap; `pipeline/verify.rs` reads back by HEAD; `hold_moved_tags` records the
-//!   rollback so CI does not undo it.
+//!   compare-and-swap, recording its intent in the hold first and reading every tag back when
+//!   it stops; `pipeline/verify.rs` reads back by HEAD; `hold_moved_tags` records the finished
+//!   rollback so CI does not undo it; `pipeline/target.rs` chooses the target when none was
+//!   named (finishing an unfinished rollback the hold records, never going further back).
 //! - [`manifest`]: rollbot's small OCI artifacts next to the image: the rollback manifest CI
 //!   writes per build (`sha256-<hex>.rollback`, naming the previous digest, so history is a
 //!   chain), bad-digest marks (`sha256-<hex>.bad`), and the hold (`rollbot-hold`,

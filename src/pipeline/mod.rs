@@ -355,6 +355,10 @@ fn explain_retag_failure(
     }
     if failure.is_partial() {
         text.push_str(&format!("; finish the rollback with: {finish}"));
+    } else if matches!(failure.error, RetagError::Intent { .. }) {
+        text.push_str(&format!(
+            "; no tag was written (`{finish} --no-hold` rolls back without a hold, and without the record that lets a re-run finish an interrupted rollback)"
+        ));
     }
     text
 }
