@@ -730,6 +730,17 @@ impl Engine {
         }
     }
 
+    /// The registry client of an allowlisted image, with the entry.
+    fn with_registry(
+        &self,
+        entry: ImageSettings,
+    ) -> Result<(ImageSettings, Arc<RegistryClient>), String> {
+        self.registries
+            .get(&entry.image.registry)
+            .map(|registry| (entry, registry))
+            .map_err(|error| error.to_string())
+    }
+
     /// The allowlist entry for an image as typed.
     fn allowlisted(&self, name: &ImageName) -> Result<&ImageSettings, String> {
         let entry = match name {
@@ -778,11 +789,7 @@ impl Engine {
                         "a rollback of {} requested by you could never be approved: {why}; ask whoever runs rollbot to fix the approvers in its config",
                         entry.alias
                     )),
-                    (None, None) => self
-                        .registries
-                        .get(&entry.image.registry)
-                        .map(|registry| (entry.clone(), registry))
-                        .map_err(|error| error.to_string()),
+                    (None, None) => self.with_registry(entry.clone()),
                 }
             }
         };
@@ -1057,12 +1064,10 @@ impl Engine {
         name: ImageName,
         reply: oneshot::Sender<Reply>,
     ) -> Option<(oneshot::Sender<Reply>, Reply)> {
-        let found = self.allowlisted(&name).cloned().and_then(|entry| {
-            self.registries
-                .get(&entry.image.registry)
-                .map(|registry| (entry, registry))
-                .map_err(|error| error.to_string())
-        });
+        let found = self
+            .allowlisted(&name)
+            .cloned()
+            .and_then(|entry| self.with_registry(entry));
         let (entry, registry) = match found {
             Ok(found) => found,
             Err(why) => return Some((reply, self.refuse(actor, None, "history", why).await)),
@@ -1106,10 +1111,7 @@ impl Engine {
                     entry.alias
                 ));
             }
-            self.registries
-                .get(&entry.image.registry)
-                .map(|registry| (entry, registry))
-                .map_err(|error| error.to_string())
+            self.with_registry(entry)
         });
         let (entry, registry) = match found {
             Ok(found) => found,
@@ -1961,32 +1963,11 @@ fn describe_tags(tags_now: &[(Tag, TagNow)]) -> String {
         .join(", ")
 }
 
-/// Where each of the rollback's tags points now, read concurrently; a tag the registry does
-/// not answer for is `Unknown`, with the error.
+/// Where each of the rollback's tags points now ([`pipeline::read_tags`]).
 async fn read_tags_now(registry: &RegistryClient, record: &RollbackRecord) -> Vec<(Tag, TagNow)> {
-    let heads = futures_util::future::join_all(record.tags.iter().map(|planned| async {
-        registry
-            .head_manifest(
-                &record.image.repository,
-                &Reference::Tag(planned.tag.clone()),
-            )
-            .await
-    }))
-    .await;
-    record
-        .tags
-        .iter()
-        .zip(heads)
-        .map(|(planned, head)| {
-            let now = match head {
-                Ok(head) => TagNow::from(head.map(|h| h.digest)),
-                Err(error) => TagNow::Unknown {
-                    unknown: error.to_string(),
-                },
-            };
-            (planned.tag.clone(), now)
-        })
-        .collect()
+    let tags: Vec<Tag> = record.tags.iter().map(|t| t.tag.clone()).collect();
+    let now = pipeline::read_tags(registry, &record.image, &tags).await;
+    tags.into_iter().zip(now).collect()
 }
 
 /// `rollbot rollback IMAGE --to DIGEST --tag …`: what finishes the rollback `record` names.

@@ -33,7 +33,7 @@ pub use outcome::{
 pub use plan::{missing_references, plan, Plan, PlanError, PlannedTag, RollbackRequest};
 pub use retag::{retag, IntentRecord, RetagError, RetagFailure, TagOutcome, SETTLE};
 pub use target::{default_target, DefaultTarget, TargetRefusal};
-pub use verify::{verify, Verification, VerifyProblem};
+pub use verify::{read_tags, verify, Verification, VerifyProblem};
 
 /// Options of a full run.
 #[derive(Debug, Clone)]

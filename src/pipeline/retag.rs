@@ -280,29 +280,16 @@ impl Stop<'_> {
 /// Reads every tag back so a failure report says where each one really points; a tag that
 /// cannot be read is `Unknown`, never "not moved".
 async fn read_back(registry: &RegistryClient, plan: &Plan) -> Vec<TagOutcome> {
-    let repository = &plan.image.repository;
-    let heads = join_all(
-        plan.tags
-            .iter()
-            .map(|planned| head_tag(registry, repository, &planned.tag)),
-    )
-    .await;
+    let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
+    let now = super::verify::read_tags(registry, &plan.image, &tags).await;
     plan.tags
         .iter()
-        .zip(heads)
-        .map(|(planned, head)| {
-            let now = match head {
-                Ok(head) => TagNow::from(head.map(|h| h.digest)),
-                Err(error) => TagNow::Unknown {
-                    unknown: error.to_string(),
-                },
-            };
-            TagOutcome {
-                tag: planned.tag.clone(),
-                from: planned.from.clone(),
-                moved: !planned.already_at_target && now.is(&plan.target.digest),
-                now,
-            }
+        .zip(now)
+        .map(|(planned, now)| TagOutcome {
+            tag: planned.tag.clone(),
+            from: planned.from.clone(),
+            moved: !planned.already_at_target && now.is(&plan.target.digest),
+            now,
         })
         .collect()
 }

@@ -4,7 +4,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::plan::{head_tag, missing_references};
-use crate::domain::model::{Digest, ImageRef, Tag};
+use crate::domain::model::{Digest, ImageRef, Tag, TagNow};
 use crate::registry::oci;
 use crate::registry::{RegistryClient, RegistryError};
 
@@ -65,4 +65,22 @@ pub async fn verify(
         tags: seen,
         problems,
     })
+}
+
+/// Where each of `tags` points now, read concurrently; a tag the registry does not answer for
+/// is [`TagNow::Unknown`] with the error, never taken for "not moved".
+pub async fn read_tags(registry: &RegistryClient, image: &ImageRef, tags: &[Tag]) -> Vec<TagNow> {
+    join_all(
+        tags.iter()
+            .map(|tag| head_tag(registry, &image.repository, tag)),
+    )
+    .await
+    .into_iter()
+    .map(|head| match head {
+        Ok(head) => TagNow::from(head.map(|h| h.digest)),
+        Err(error) => TagNow::Unknown {
+            unknown: error.to_string(),
+        },
+    })
+    .collect()
 }

@@ -23,6 +23,38 @@ fn published() -> (Ci, [Pushed; 3]) {
     (ci, [v1, v2, v3])
 }
 
+/// Where `latest` and `stable` point must be `latest` and `stable`.
+fn assert_tags(ci: &Ci, latest: &Pushed, stable: &Pushed) {
+    assert_eq!(
+        (digest_of(ci, "latest"), digest_of(ci, "stable")),
+        (Some(latest.digest.clone()), Some(stable.digest.clone()))
+    );
+}
+
+/// A proxy in front of `ci`'s registry that answers `status` to every write of `tag`.
+fn failing_put(ci: &Ci, tag: &str, status: u16) -> Proxy {
+    Proxy::start(
+        &ci.registry.host,
+        vec![Rule::FailPutTag {
+            tag: tag.into(),
+            status,
+        }],
+    )
+}
+
+/// A proxy in front of `ci`'s registry that forwards a write of `latest` only after `before`
+/// and answers it `after` that.
+fn delaying_put(ci: &Ci, before: Duration, after: Duration) -> Proxy {
+    Proxy::start(
+        &ci.registry.host,
+        vec![Rule::DelayPutTag {
+            tag: "latest".into(),
+            before,
+            after,
+        }],
+    )
+}
+
 fn digest_of(ci: &Ci, tag: &str) -> Option<String> {
     block_on(ci.seeder.digest_of(REPO, tag))
 }
@@ -54,13 +86,7 @@ fn rollback(cli: &Cli, image: &str, extra: &[&str]) -> crate::support::Run {
 #[test]
 fn a_rerun_after_a_partial_retag_finishes_the_same_target_and_never_goes_two_builds_back() {
     let (ci, [v1, v2, v3]) = published();
-    let proxy = Proxy::start(
-        &ci.registry.host,
-        vec![Rule::FailPutTag {
-            tag: "stable".into(),
-            status: 500,
-        }],
-    );
+    let proxy = failing_put(&ci, "stable", 500);
     let run = rollback(
         &through(&ci, &proxy, ""),
         &ci.image(),
@@ -78,14 +104,7 @@ fn a_rerun_after_a_partial_retag_finishes_the_same_target_and_never_goes_two_bui
     );
     assert_eq!(report["finish_command"], finish.as_str());
     assert!(run.stderr.contains(&finish), "{}", run.stderr);
-    assert_eq!(
-        digest_of(&ci, "latest").as_deref(),
-        Some(v2.digest.as_str())
-    );
-    assert_eq!(
-        digest_of(&ci, "stable").as_deref(),
-        Some(v3.digest.as_str())
-    );
+    assert_tags(&ci, &v2, &v3);
 
     // The intent was recorded before the first write: every other operator sees it, and CI
     // is stopped.
@@ -105,14 +124,7 @@ fn a_rerun_after_a_partial_retag_finishes_the_same_target_and_never_goes_two_bui
     assert!(source.starts_with("finishing the rollback to"), "{source}");
     assert_eq!(report["tags"][0]["status"], "already_at_target");
     assert_eq!(report["tags"][1]["status"], "moved");
-    assert_eq!(
-        digest_of(&ci, "latest").as_deref(),
-        Some(v2.digest.as_str())
-    );
-    assert_eq!(
-        digest_of(&ci, "stable").as_deref(),
-        Some(v2.digest.as_str())
-    );
+    assert_tags(&ci, &v2, &v2);
     assert_eq!(hold(&ci)["state"], "active");
 
     // And once more: everything is at the recorded target. Going further back is a decision
@@ -127,26 +139,13 @@ fn a_rerun_after_a_partial_retag_finishes_the_same_target_and_never_goes_two_bui
         "{}",
         third.stderr
     );
-    assert_eq!(
-        digest_of(&ci, "latest").as_deref(),
-        Some(v2.digest.as_str())
-    );
-    assert_eq!(
-        digest_of(&ci, "stable").as_deref(),
-        Some(v2.digest.as_str())
-    );
+    assert_tags(&ci, &v2, &v2);
 }
 
 #[test]
 fn without_a_hold_floating_tags_that_disagree_are_refused_not_guessed() {
     let (ci, [_, v2, v3]) = published();
-    let proxy = Proxy::start(
-        &ci.registry.host,
-        vec![Rule::FailPutTag {
-            tag: "stable".into(),
-            status: 500,
-        }],
-    );
+    let proxy = failing_put(&ci, "stable", 500);
     let run = rollback(&through(&ci, &proxy, ""), &ci.image(), &["--no-hold"]);
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert_eq!(
@@ -163,14 +162,7 @@ fn without_a_hold_floating_tags_that_disagree_are_refused_not_guessed() {
         "{}",
         again.stderr
     );
-    assert_eq!(
-        digest_of(&ci, "latest").as_deref(),
-        Some(v2.digest.as_str())
-    );
-    assert_eq!(
-        digest_of(&ci, "stable").as_deref(),
-        Some(v3.digest.as_str())
-    );
+    assert_tags(&ci, &v2, &v3);
 }
 
 #[test]
@@ -188,13 +180,7 @@ fn a_write_refused_before_any_tag_moved_puts_the_hold_back_and_changes_nothing()
     ]);
     assert_eq!(set.code, 0, "{}", set.stderr);
     let before = hold(&ci);
-    let proxy = Proxy::start(
-        &ci.registry.host,
-        vec![Rule::FailPutTag {
-            tag: "latest".into(),
-            status: 403,
-        }],
-    );
+    let proxy = failing_put(&ci, "latest", 403);
     let run = rollback(&through(&ci, &proxy, ""), &ci.image(), &["--to", "v2"]);
     assert_eq!(
         run.code, 3,
@@ -213,14 +199,7 @@ fn a_write_refused_before_any_tag_moved_puts_the_hold_back_and_changes_nothing()
 fn a_write_that_times_out_but_lands_is_reported_where_the_registry_says() {
     let (ci, [_, v2, v3]) = published();
     // The registry stores the write at once but answers only after the client gave up.
-    let proxy = Proxy::start(
-        &ci.registry.host,
-        vec![Rule::DelayPutTag {
-            tag: "latest".into(),
-            before: Duration::ZERO,
-            after: Duration::from_secs(3),
-        }],
-    );
+    let proxy = delaying_put(&ci, Duration::ZERO, Duration::from_secs(3));
     let cli = through(&ci, &proxy, "[rollback]\nregistry_timeout = \"500ms\"\n");
     let run = rollback(&cli, &ci.image(), &["--to", "v2"]);
     assert_eq!(run.code, 4, "{}", run.stderr);
@@ -249,14 +228,7 @@ fn a_write_that_lands_after_the_read_back_is_not_called_failed_and_the_rerun_fin
     let (ci, [_, v2, v3]) = published();
     // The write reaches the registry 3 s after it was sent: after the client gave up (0.5 s)
     // and after the read-back (1 s later).
-    let proxy = Proxy::start(
-        &ci.registry.host,
-        vec![Rule::DelayPutTag {
-            tag: "latest".into(),
-            before: Duration::from_secs(3),
-            after: Duration::ZERO,
-        }],
-    );
+    let proxy = delaying_put(&ci, Duration::from_secs(3), Duration::ZERO);
     let cli = through(&ci, &proxy, "[rollback]\nregistry_timeout = \"500ms\"\n");
     let run = rollback(&cli, &ci.image(), &["--to", "v2"]);
     assert_eq!(run.code, 4, "not 'nothing changed': {}", run.stderr);
@@ -292,13 +264,7 @@ fn a_write_that_lands_after_the_read_back_is_not_called_failed_and_the_rerun_fin
 #[test]
 fn in_chat_a_request_after_an_interrupted_rollback_finishes_it() {
     let (ci, [_, v2, _]) = published();
-    let proxy = Proxy::start(
-        &ci.registry.host,
-        vec![Rule::FailPutTag {
-            tag: "stable".into(),
-            status: 500,
-        }],
-    );
+    let proxy = failing_put(&ci, "stable", 500);
     assert_eq!(
         rollback(&through(&ci, &proxy, ""), &ci.image(), &[]).code,
         4
@@ -316,14 +282,7 @@ fn in_chat_a_request_after_an_interrupted_rollback_finishes_it() {
     let (ok, reply) = daemon.click("bob", "approve:rb-1");
     assert!(ok, "{reply}");
     daemon.wait_for("success", |text| text.contains("rb-1 done."));
-    assert_eq!(
-        digest_of(&ci, "latest").as_deref(),
-        Some(v2.digest.as_str())
-    );
-    assert_eq!(
-        digest_of(&ci, "stable").as_deref(),
-        Some(v2.digest.as_str())
-    );
+    assert_tags(&ci, &v2, &v2);
 
     // Asked again, chat refuses to go further back without a named target.
     let (ok, reply) = daemon.say("alice", "/rollback app");
@@ -338,14 +297,7 @@ fn the_daemon_records_a_timed_out_write_where_the_registry_says_and_rereads_late
     let db = ci.cli.home.path().join("state/rollbot.db");
     let extra = "[rollback]\ntags = [\"latest\", \"stable\"]\nregistry_timeout = \"500ms\"\n";
     // The write of `latest` lands at once, but its answer comes after the client gave up.
-    let proxy = Proxy::start(
-        &ci.registry.host,
-        vec![Rule::DelayPutTag {
-            tag: "latest".into(),
-            before: Duration::ZERO,
-            after: Duration::from_secs(3),
-        }],
-    );
+    let proxy = delaying_put(&ci, Duration::ZERO, Duration::from_secs(3));
     let through_proxy = config_through(&ci.registry.host, Some(&proxy.host), &db, extra);
     let daemon = TestDaemon::start(&through_proxy, &db);
     assert!(daemon.say("alice", "/rollback app:v2").0);
