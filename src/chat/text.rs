@@ -102,18 +102,6 @@ impl Text {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// What a reader sees, without any formatting: mentions and channels as `@id` and `#id`.
-    pub fn words(&self) -> String {
-        self.0
-            .iter()
-            .map(|span| match span {
-                Span::Plain(words) | Span::Bold(words) | Span::Code(words) => words.clone(),
-                Span::Mention(id) => format!("@{id}"),
-                Span::Channel(id) => format!("#{id}"),
-            })
-            .collect()
-    }
 }
 
 /// The canonical form snapshots compare: `*bold*`, `` `code` ``, `<@user>`, `<#channel>`, plain
@@ -175,7 +163,6 @@ mod tests {
             ]
         );
         assert_eq!(text.to_string(), "<@U1>: <@U2> said `x`!");
-        assert_eq!(text.words(), "@U1: <@U2> said x!");
     }
 
     #[test]
