@@ -33,13 +33,17 @@
 //!   out; planning, pipelines, history and hold releases run in tracked tasks that report back.
 //!   Persists every transition before announcing it; reconciles interrupted rollbacks on start;
 //!   rate limits (governor); `Clock` so tests control expiry.
-//! - [`chat`]: the platform-neutral message model (blocks, buttons), the rendering of status
-//!   messages and thread replies, and the sink task driving a `ChatPort`; [`chat::console`] is
+//! - [`chat`]: the platform-neutral message model (blocks, buttons, and [`chat::text::Text`]:
+//!   typed spans, so a mention is a span rollbot adds and never a pattern in words), the
+//!   rendering of status messages and thread replies (`chat/summary.rs` reads the chat summary
+//!   template's markup while its values stay plain), and the sink task driving a `ChatPort`;
+//!   [`chat::console`] is
 //!   the built-in local chat (web page + JSON API); [`chat::slack`] is Slack: Socket Mode
 //!   (`chat::slack::socket`, rollbot's own client of the documented protocol: `hello`, acks,
 //!   `disconnect`, reconnects; its link state is on `/readyz`) or HTTP mode (`/slack/*`,
 //!   verified by `chat::slack::signing`), every payload parsed at the edge by
-//!   `chat::slack::inbound`, Block Kit rendering, approvals by button, reaction or text,
+//!   `chat::slack::inbound`, every text sent rendered by [`chat::slack::mrkdwn`], Block Kit
+//!   rendering, approvals by button, reaction or text,
 //!   user-group approvers, the startup self-check.
 //! - [`notify`]: GitHub Discussions ([`notify::github`], GraphQL) and the Docker Hub
 //!   description banner ([`notify::dockerhub`], between labelled marker comments) through a
@@ -101,7 +105,10 @@
 //! - Secrets are [`secret::Secret`] and never reach a log line, an error or a report.
 //! - Untrusted text (chat input, names, other services' errors, health-check output) reaches
 //!   GitHub and Docker Hub only through [`notify::templates::Context::escaped`]: it never
-//!   becomes markup, a mention, a reference or a banner marker.
+//!   becomes markup, a mention, a reference or a banner marker. In chat it is a plain
+//!   [`chat::Span`]; everything rollbot sends to Slack is rendered by
+//!   [`chat::slack::mrkdwn::render`], which escapes plain text with no exceptions, and the
+//!   console page builds DOM text nodes, never HTML.
 //! - Deliberately absent: `oci-client` (it hides the PUT's `Docker-Content-Digest`, the GET's
 //!   `Content-Type` and rate-limit headers, and silently falls back from HEAD to a counted
 //!   GET), `docker pull/tag/push` semantics (they flatten multi-arch indexes), a shell for

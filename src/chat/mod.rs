@@ -2,48 +2,66 @@
 //! rendering of a rollback's status message and thread replies, and the sink task that turns
 //! engine events into posts and edits through a [`ChatPort`].
 //!
-//! Text in blocks uses a small markup every platform can map: `*bold*`, `` `code` ``, and
-//! `<@user-id>` for a mention.
+//! Text in blocks is [`Text`]: typed spans (plain words, bold, code, mentions, channels), never
+//! markup in a string. Whatever people typed is a plain span, which every platform shows as
+//! written; only rollbot's code puts in mentions, so a reason saying `<@U123>` or `<!channel>`
+//! notifies nobody.
 
 pub mod console;
 pub mod slack;
+mod summary;
+pub mod text;
 
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+
+pub use self::text::{Span, Text};
 
 use crate::domain::model::TagNow;
 use crate::domain::policy::Decision;
 use crate::domain::rollback::{RollbackId, State, Timestamp};
 use crate::engine::{Clock, EngineHandle, Event, EventKind};
 use crate::metrics::Metrics;
-use crate::notify::templates::{Context, Links, TemplateName, Templates};
+use crate::notify::templates::Templates;
 use crate::report::{duration_text, rto_share_text};
 use crate::store::RollbackRecord;
 
 /// A message as a list of blocks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
-    /// One line for notifications and platforms without blocks.
-    pub fallback: String,
+    /// For notifications and platforms without blocks.
+    pub fallback: Text,
     pub blocks: Vec<Block>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Block {
-    Header { text: String },
-    Text { text: String },
-    Fields { fields: Vec<(String, String)> },
-    Context { text: String },
-    Actions { buttons: Vec<Button> },
+    /// A heading: rollbot's own words, no formatting.
+    Header {
+        text: String,
+    },
+    Text {
+        text: Text,
+    },
+    /// Labels are rollbot's own words, no formatting.
+    Fields {
+        fields: Vec<(String, Text)>,
+    },
+    Context {
+        text: Text,
+    },
+    Actions {
+        buttons: Vec<Button>,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Button {
     /// `approve:rb-17`, `reject:rb-17`: what a click means, parsed back by [`parse_action`].
     pub action: String,
@@ -51,7 +69,7 @@ pub struct Button {
     pub style: ButtonStyle,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ButtonStyle {
     Primary,
@@ -71,7 +89,7 @@ pub fn parse_action(action: &str) -> Option<(Decision, RollbackId)> {
 
 impl Message {
     /// A message of one text block (its fallback is the same text).
-    pub fn text(text: impl Into<String>) -> Message {
+    pub fn text(text: impl Into<Text>) -> Message {
         let text = text.into();
         Message {
             fallback: text.clone(),
@@ -79,7 +97,8 @@ impl Message {
         }
     }
 
-    /// A canonical plain-text form: what snapshot tests compare, and what text-only clients show.
+    /// A canonical form (see [`Text`]'s `Display`): what snapshot tests compare. No platform is
+    /// sent this; each renders the blocks itself.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         for block in &self.blocks {
@@ -129,25 +148,24 @@ fn state_label(state: State) -> &'static str {
 /// The one status message of a rollback, edited in place as it progresses.
 pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) -> Message {
     let mut blocks = Vec::new();
+    let heading = format!(
+        "Rollback {} of {}: {}",
+        record.id,
+        record.alias,
+        state_label(record.state)
+    );
     blocks.push(Block::Header {
-        text: format!(
-            "Rollback {} of {}: {}",
-            record.id,
-            record.alias,
-            state_label(record.state)
-        ),
+        text: heading.clone(),
     });
-    let reason = record
-        .reason
-        .as_deref()
-        .map(|r| format!(" Reason: {r}"))
-        .unwrap_or_default();
-    blocks.push(Block::Text {
-        text: format!(
-            "<@{}> asked to roll back `{}` to {}.{reason}",
-            record.requester.id, record.image, record.requested_target
-        ),
-    });
+    let mut request = Text::new()
+        .mention(&record.requester.id)
+        .plain(" asked to roll back ")
+        .code(record.image.to_string())
+        .plain(format!(" to {}.", record.requested_target));
+    if let Some(reason) = &record.reason {
+        request = request.plain(format!(" Reason: {reason}"));
+    }
+    blocks.push(Block::Text { text: request });
     let platforms = if record.target.platforms.is_empty() {
         format!(
             "{}, {} blobs present",
@@ -161,8 +179,11 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
         )
     };
     let mut fields = vec![
-        ("Target".to_owned(), format!("`{}`", record.target.digest)),
-        ("Image".to_owned(), platforms),
+        (
+            "Target".to_owned(),
+            Text::new().code(record.target.digest.to_string()),
+        ),
+        ("Image".to_owned(), Text::from(platforms)),
     ];
     for planned in &record.tags {
         let now = record
@@ -170,53 +191,52 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
             .iter()
             .find(|(tag, _)| *tag == planned.tag)
             .map(|(_, now)| now);
+        let from = Text::new().code(planned.from.short());
         let value = if planned.already_at_target {
-            "already at target".to_owned()
+            Text::from("already at target")
         } else {
             match (now, record.state) {
-                (Some(now), _) if now.is(&record.target.digest) => {
-                    format!("`{}` → target (moved)", planned.from.short())
-                }
-                (Some(TagNow::Unknown { .. }), _) => format!(
-                    "`{}` → target (unknown: the registry could not be read back; run `rollbot verify`)",
-                    planned.from.short()
-                ),
+                (Some(now), _) if now.is(&record.target.digest) => from.plain(" → target (moved)"),
+                (Some(TagNow::Unknown { .. }), _) => from
+                    .plain(" → target (unknown: the registry could not be read back; run ")
+                    .code("rollbot verify")
+                    .plain(")"),
                 (Some(now), State::Failed | State::Interrupted) if now.is(&planned.from) => {
-                    format!("`{}` (not moved)", planned.from.short())
+                    from.plain(" (not moved)")
                 }
-                (Some(now), State::Failed | State::Interrupted) => {
-                    format!(
-                        "`{}` → target (not moved; now `{}`)",
-                        planned.from.short(),
-                        now.short()
-                    )
-                }
-                _ => format!("`{}` → target", planned.from.short()),
+                (Some(now), State::Failed | State::Interrupted) => from
+                    .plain(" → target (not moved; now ")
+                    .code(now.short())
+                    .plain(")"),
+                _ => from.plain(" → target"),
             }
         };
         fields.push((format!("Tag {}", planned.tag), value));
     }
     if let Some(source) = &record.target_source {
-        fields.push(("Chosen".to_owned(), source.clone()));
+        fields.push(("Chosen".to_owned(), Text::from(source)));
     }
-    let approvals: Vec<String> = record
-        .votes
-        .iter()
-        .map(|v| match v.decision {
-            Decision::Approve => format!("approved by <@{}>", v.actor.id),
-            Decision::Reject => format!("rejected by <@{}>", v.actor.id),
-        })
-        .collect();
+    let approvals = record.votes.iter().map(|v| {
+        let verb = match v.decision {
+            Decision::Approve => "approved by ",
+            Decision::Reject => "rejected by ",
+        };
+        Text::new().plain(verb).mention(&v.actor.id)
+    });
+    let approvals = Text::join(approvals, ", ");
     fields.push((
         "Approvals".to_owned(),
         if approvals.is_empty() {
-            "none yet".to_owned()
+            Text::from("none yet")
         } else {
-            approvals.join(", ")
+            approvals
         },
     ));
     if record.state == State::Requested {
-        fields.push(("Expires".to_owned(), record.expires_at.rfc3339()));
+        fields.push((
+            "Expires".to_owned(),
+            Text::from(record.expires_at.rfc3339()),
+        ));
     }
     blocks.push(Block::Fields { fields });
 
@@ -244,25 +264,27 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
         .collect();
     if !steps.is_empty() {
         blocks.push(Block::Text {
-            text: steps.join("\n"),
+            text: Text::from(steps.join("\n")),
         });
     }
     if let Some(error) = &record.error {
         blocks.push(Block::Text {
-            text: format!("*{}*: {error}", state_label(record.state)),
+            text: Text::new()
+                .bold(state_label(record.state))
+                .plain(format!(": {error}")),
         });
     }
     if record.state.is_terminal() {
         let end = record.finished_at.unwrap_or(now);
         let total = end.since(record.created_at);
         blocks.push(Block::Text {
-            text: format!(
+            text: Text::from(format!(
                 "Total {} from request to {}: {} of the {} RTO budget.",
                 duration_text(total),
                 state_label(record.state),
                 rto_share_text(total, rto),
                 humantime::format_duration(rto)
-            ),
+            )),
         });
     }
     if record.state == State::Requested {
@@ -281,19 +303,14 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
             ],
         });
         blocks.push(Block::Context {
-            text: format!(
-                "A second person approves with the button or `/rollback approve {}`.",
-                record.id
-            ),
+            text: Text::new()
+                .plain("A second person approves with the button or ")
+                .code(format!("/rollback approve {}", record.id))
+                .plain("."),
         });
     }
     Message {
-        fallback: format!(
-            "Rollback {} of {}: {}",
-            record.id,
-            record.alias,
-            state_label(record.state)
-        ),
+        fallback: Text::from(heading),
         blocks,
     }
 }
@@ -313,52 +330,52 @@ pub fn thread_reply(
         } else {
             "failed"
         };
-        let context = Context::of(record, name, rto, Links::default(), now);
-        let text = match templates.render(TemplateName::ChatSummary, &context) {
+        let text = match summary::render(templates, record, name, rto, now) {
             Ok(text) => text,
             Err(error) => {
                 tracing::error!(%error, "The chat_summary template failed; using a plain summary.");
-                format!("{}: {}", record.id, record.state)
+                Text::from(format!("{}: {}", record.id, record.state))
             }
         };
         return Some(Message::text(text));
     }
+    // "<@requester>: " first, so the requester is notified.
+    let to = |record: &RollbackRecord| Text::new().mention(&record.requester.id).plain(": ");
     let text = match (&event.kind, &event.rollback) {
-        (EventKind::Approved { by }, Some(r)) => format!(
-            "<@{}>: <@{}> approved {}; rolling back now.",
-            r.requester.id, by.id, r.id
-        ),
-        (EventKind::ApprovalRecorded { by }, Some(r)) => format!(
-            "<@{}>: <@{}> approved {}; more approvals needed.",
-            r.requester.id, by.id, r.id
-        ),
-        (EventKind::Rejected { by }, Some(r)) => format!(
-            "<@{}>: <@{}> rejected {}; nothing changed.",
-            r.requester.id, by.id, r.id
-        ),
+        (EventKind::Approved { by }, Some(r)) => to(r)
+            .mention(&by.id)
+            .plain(format!(" approved {}; rolling back now.", r.id)),
+        (EventKind::ApprovalRecorded { by }, Some(r)) => to(r)
+            .mention(&by.id)
+            .plain(format!(" approved {}; more approvals needed.", r.id)),
+        (EventKind::Rejected { by }, Some(r)) => to(r)
+            .mention(&by.id)
+            .plain(format!(" rejected {}; nothing changed.", r.id)),
         (EventKind::Cancelled { .. }, Some(r)) => {
-            format!("{} cancelled; nothing changed.", r.id)
+            Text::from(format!("{} cancelled; nothing changed.", r.id))
         }
-        (EventKind::Expired, Some(r)) => format!(
-            "<@{}>: {} expired without approval; nothing changed.",
-            r.requester.id, r.id
-        ),
-        (EventKind::Notice { text }, _) => text.clone(),
-        (EventKind::Interrupted, Some(r)) => format!(
-            "<@{}>: {} was INTERRUPTED by a restart: {}",
-            r.requester.id,
+        (EventKind::Expired, Some(r)) => to(r).plain(format!(
+            "{} expired without approval; nothing changed.",
+            r.id
+        )),
+        (EventKind::Notice { text }, _) => Text::from(text),
+        (EventKind::Interrupted, Some(r)) => to(r).plain(format!(
+            "{} was INTERRUPTED by a restart: {}",
             r.id,
             r.error.as_deref().unwrap_or("check the tags")
-        ),
-        (EventKind::Resumed { detail }, Some(r)) => format!("{}: {detail}.", r.id),
-        (EventKind::HoldReleased { image, by, reason }, _) => format!(
-            "<@{}> released the hold on `{image}`; CI may move its tags again.{}",
-            by.id,
-            reason
-                .as_deref()
-                .map(|r| format!(" Reason: {r}"))
-                .unwrap_or_default()
-        ),
+        )),
+        (EventKind::Resumed { detail }, Some(r)) => Text::from(format!("{}: {detail}.", r.id)),
+        (EventKind::HoldReleased { image, by, reason }, _) => Text::new()
+            .mention(&by.id)
+            .plain(" released the hold on ")
+            .code(image.to_string())
+            .plain("; CI may move its tags again.")
+            .plain(
+                reason
+                    .as_deref()
+                    .map(|r| format!(" Reason: {r}"))
+                    .unwrap_or_default(),
+            ),
         _ => return None,
     };
     Some(Message::text(text))

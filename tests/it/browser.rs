@@ -1,6 +1,7 @@
 //! End to end in headless Chromium: a person at the console page requests a rollback, cannot
 //! approve it themselves, a second person approves, the page shows success, and the registry's
-//! `latest` has the target digest.
+//! `latest` has the target digest. And what people type is shown as text, never as HTML or a
+//! mention.
 
 use crate::manifests::Ci;
 use crate::support::browser::Browser;
@@ -45,5 +46,41 @@ fn the_console_page_drives_a_rollback_with_two_people() {
         ci.latest().as_deref(),
         Some(v2.as_str()),
         "latest has the target digest"
+    );
+}
+
+#[test]
+fn the_console_page_shows_typed_markup_and_mentions_as_text() {
+    let ci = Ci::new();
+    for version in ["v1", "v2", "v3"] {
+        ci.build(version);
+    }
+    let db = ci.cli.home.path().join("state/rollbot.db");
+    let daemon = TestDaemon::start(&config(&ci.registry.host, &db, ""), &db);
+
+    let browser = Browser::start();
+    browser.open(&format!("{}/console", daemon.base));
+    browser.wait_for_text("You are");
+    let reason = r#"<img src=x onerror="document.title='pwned'"> <b>bold</b> <@bob> *star* `tick`"#;
+    browser.type_into("#text", &format!("/rollback app {reason}"));
+    browser.click("#send");
+    browser.wait_for_text("Rollback rb-1 of app: waiting for approval");
+    // Rollbot's own mention names the requester; what Alice typed is shown as she typed it.
+    browser.wait_for_text("@Alice asked to roll back");
+    browser.wait_for_text(&format!("Reason: {reason}"));
+    assert_eq!(
+        browser
+            .script("return document.querySelectorAll('#messages img, #messages .text b:not(.mention)').length"),
+        serde_json::json!(0),
+        "typed HTML became elements: {}",
+        browser.text()
+    );
+    assert_eq!(
+        browser.script("return document.querySelectorAll('#messages .mention').length > 0"),
+        serde_json::json!(true)
+    );
+    assert_ne!(
+        browser.script("return document.title"),
+        serde_json::json!("pwned")
     );
 }

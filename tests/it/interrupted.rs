@@ -306,9 +306,8 @@ fn the_daemon_records_a_timed_out_write_where_the_registry_says_and_rereads_late
     let text = daemon.channel_text("bob");
     let short_v3 = &v3.digest[..19];
     assert!(
-        text.contains(&format!(
-            "[\"Tag latest\",\"`{short_v3}` → target (moved)\"]"
-        )) && text.contains(&format!("[\"Tag stable\",\"`{short_v3}` (not moved)\"]")),
+        text.contains(&format!("\nTag latest: `{short_v3}` → target (moved)\n"))
+            && text.contains(&format!("\nTag stable: `{short_v3}` (not moved)\n")),
         "{text}"
     );
     assert!(

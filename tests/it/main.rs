@@ -12,6 +12,7 @@ mod render;
 mod rollback;
 mod serve;
 mod slack;
+mod slack_escaping;
 mod slack_socket;
 mod store;
 mod support;

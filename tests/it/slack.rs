@@ -16,7 +16,7 @@ pub(crate) const CHANNEL: &str = "C0RELEASES";
 pub(crate) const ALICE: &str = "U0ALICE001";
 pub(crate) const BOB: &str = "U0BOB00001";
 pub(crate) const CAROL: &str = "U0CAROL001";
-const SIGNING_SECRET: &str = "test-signing-secret-3e9f";
+pub(crate) const SIGNING_SECRET: &str = "test-signing-secret-3e9f";
 
 pub(crate) struct World {
     pub(crate) ci: Ci,
@@ -307,7 +307,7 @@ fn a_bot_that_is_not_in_its_channel_says_so_on_readyz() {
 
 // ---- HTTP mode ---------------------------------------------------------------------------
 
-fn post_signed(
+pub(crate) fn post_signed(
     base: &str,
     path: &str,
     content_type: &str,
@@ -345,14 +345,14 @@ fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, S
     })
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
         .as_secs() as i64
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()

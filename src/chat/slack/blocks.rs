@@ -1,48 +1,27 @@
 //! The platform-neutral [`Message`] as Slack Block Kit JSON, within Block Kit's limits
-//! (header 150 characters, section text 3000, 10 fields per section, field text 2000).
+//! (header 150 characters, section text 3000, 10 fields per section, field text 2000). Every
+//! mrkdwn text comes from [`mrkdwn::render`]; headers and button labels are `plain_text`, which
+//! Slack does not parse for mentions or links.
 
 use serde_json::{json, Value};
 
-use crate::chat::{Block, ButtonStyle, Message};
+use super::mrkdwn;
+use crate::chat::{Block, ButtonStyle, Message, Text};
 
-/// Slack's `&`, `<`, `>` escaping, keeping our `<@U123>` mentions as mentions.
-pub fn mrkdwn(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("<@") {
-        let (before, from) = rest.split_at(start);
-        out.push_str(&escape(before));
-        match from.find('>') {
-            Some(end)
-                if from[2..end]
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                    && end > 2 =>
-            {
-                out.push_str(&from[..=end]);
-                rest = &from[end + 1..];
-            }
-            _ => {
-                out.push_str(&escape(&from[..2]));
-                rest = &from[2..];
-            }
-        }
-    }
-    out.push_str(&escape(rest));
-    out
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
+/// `text` (rendered mrkdwn) cut to `max` characters with an ellipsis. The cut never splits an
+/// entity (`&lt;`) or a mention (`<@U1>`): an unfinished one at the end goes too.
 fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }
     let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    for (open, close) in [('<', '>'), ('&', ';')] {
+        if let Some(start) = cut.rfind(open) {
+            if !cut[start..].contains(close) {
+                cut.truncate(start);
+            }
+        }
+    }
     cut.push('…');
     cut
 }
@@ -58,7 +37,7 @@ pub fn blocks(message: &Message) -> Vec<Value> {
             })),
             Block::Text { text } => out.push(json!({
                 "type": "section",
-                "text": { "type": "mrkdwn", "text": truncate(&mrkdwn(text), 3000) }
+                "text": { "type": "mrkdwn", "text": truncate(&mrkdwn::render(text), 3000) }
             })),
             Block::Fields { fields } => {
                 for chunk in fields.chunks(10) {
@@ -67,7 +46,7 @@ pub fn blocks(message: &Message) -> Vec<Value> {
                         .map(|(label, value)| {
                             json!({
                                 "type": "mrkdwn",
-                                "text": truncate(&format!("*{}*\n{}", mrkdwn(label), mrkdwn(value)), 2000)
+                                "text": truncate(&mrkdwn::render(&Text::new().bold(label).plain("\n").append(value.clone())), 2000)
                             })
                         })
                         .collect();
@@ -76,7 +55,7 @@ pub fn blocks(message: &Message) -> Vec<Value> {
             }
             Block::Context { text } => out.push(json!({
                 "type": "context",
-                "elements": [{ "type": "mrkdwn", "text": truncate(&mrkdwn(text), 3000) }]
+                "elements": [{ "type": "mrkdwn", "text": truncate(&mrkdwn::render(text), 3000) }]
             })),
             Block::Actions { buttons } => {
                 let elements: Vec<Value> = buttons
@@ -106,28 +85,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mrkdwn_escapes_everything_but_mentions() {
-        assert_eq!(
-            mrkdwn("<@U123> asked: a < b & c > d"),
-            "<@U123> asked: a &lt; b &amp; c &gt; d"
-        );
-        assert_eq!(
-            mrkdwn("<@bad id> <!channel>"),
-            "&lt;@bad id&gt; &lt;!channel&gt;"
-        );
-        assert_eq!(mrkdwn("<@"), "&lt;@");
-    }
-
-    #[test]
     fn long_texts_are_cut_to_block_kit_limits() {
         let message = Message {
-            fallback: String::new(),
+            fallback: Text::new(),
             blocks: vec![
                 Block::Header {
                     text: "h".repeat(200),
                 },
                 Block::Fields {
-                    fields: (0..12).map(|i| (format!("f{i}"), "v".into())).collect(),
+                    fields: (0..12)
+                        .map(|i| (format!("f{i}"), Text::from("v")))
+                        .collect(),
                 },
             ],
         };
@@ -139,5 +107,19 @@ mod tests {
             Some(150)
         );
         assert_eq!(rendered.len(), 3, "12 fields become two sections");
+    }
+
+    #[test]
+    fn a_cut_never_splits_an_entity_or_a_mention() {
+        let cases = [
+            ("abc&lt;def", 6, "abc…"),
+            ("ab&lt;cd", 7, "ab&lt;…"),
+            ("a <@U1ALICE> b", 8, "a …"),
+            ("a <@U1> bcdef", 9, "a <@U1> …"),
+            ("short", 5, "short"),
+        ];
+        for (text, max, expected) in cases {
+            assert_eq!(truncate(text, max), expected, "{text} {max}");
+        }
     }
 }

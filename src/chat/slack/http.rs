@@ -73,7 +73,7 @@ async fn commands(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Byt
                 &command.text,
                 &command.trigger,
             );
-            Json(serde_json::json!({ "response_type": "ephemeral", "text": text })).into_response()
+            Json(super::ack(&text)).into_response()
         }
         Err(error) => refuse(&error),
     }

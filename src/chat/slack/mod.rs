@@ -11,6 +11,7 @@
 pub mod blocks;
 pub mod http;
 pub mod inbound;
+pub mod mrkdwn;
 pub mod signing;
 pub mod socket;
 
@@ -24,7 +25,7 @@ use slack_morphism::prelude::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::chat::{ChatError, ChatPort, Message};
+use crate::chat::{ChatError, ChatPort, Message, Text};
 use crate::config::{Settings, SlackSettings};
 use crate::domain::command::{self, Command};
 use crate::domain::policy::{Approver, Decision};
@@ -206,19 +207,17 @@ impl Slack {
         self.settings.channels.is_empty() || self.settings.channels.iter().any(|c| c == channel)
     }
 
-    /// Handles a slash command; returns the immediate (ephemeral) acknowledgement. The work is
-    /// queued, and its answer posted as an ephemeral message.
-    pub fn command(&self, channel: &str, user: &str, text: &str, key: &str) -> String {
+    /// Handles a slash command; returns the immediate (ephemeral) acknowledgement (see
+    /// [`ack`]). The work is queued, and its answer posted as an ephemeral message.
+    pub fn command(&self, channel: &str, user: &str, text: &str, key: &str) -> Text {
         if !self.channel_allowed(channel) {
-            return format!(
-                "rollbot does not take commands in this channel; use {}",
-                self.settings
-                    .channels
-                    .iter()
-                    .map(|c| format!("<#{c}>"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let channels = self
+                .settings
+                .channels
+                .iter()
+                .map(|c| Text::new().channel(c));
+            return Text::from("rollbot does not take commands in this channel; use ")
+                .append(Text::join(channels, ", "));
         }
         let command = match interpret(text) {
             Ok(command) => command,
@@ -231,7 +230,8 @@ impl Slack {
                         error: error.to_string(),
                     });
                 }
-                return reply;
+                // The usage error quotes what was typed: plain text.
+                return Text::from(reply);
             }
         };
         let input = SlackInput::Command {
@@ -241,8 +241,8 @@ impl Slack {
             key: key.to_owned(),
         };
         match self.inputs.try_send(input) {
-            Ok(()) => "Working on it…".to_owned(),
-            Err(_) => "rollbot is busy or shutting down; try again in a moment".to_owned(),
+            Ok(()) => Text::from("Working on it…"),
+            Err(_) => Text::from("rollbot is busy or shutting down; try again in a moment"),
         }
     }
 
@@ -391,7 +391,9 @@ impl Slack {
             })
             .await;
         if !reply.silent {
-            self.ephemeral(channel, &user, &reply.text).await;
+            // The engine's answers quote what people typed: plain text.
+            self.ephemeral(channel, &user, &Text::from(&reply.text))
+                .await;
         }
     }
 
@@ -445,12 +447,8 @@ impl Slack {
         Ok(response.users.into_iter().map(|u| u.to_string()).collect())
     }
 
-    async fn ephemeral(&self, channel: &str, user: &str, text: &str) {
-        let request = SlackApiChatPostEphemeralRequest::new(
-            channel.to_owned().into(),
-            user.to_owned().into(),
-            SlackMessageContent::new().with_text(text.to_owned()),
-        );
+    async fn ephemeral(&self, channel: &str, user: &str, text: &Text) {
+        let request = ephemeral_request(channel, user, text);
         let result = self
             .call("chat.postEphemeral", channel, || async {
                 self.client
@@ -575,11 +573,7 @@ impl Slack {
         thread_ts: Option<&str>,
         message: &Message,
     ) -> Result<String, ChatError> {
-        let mut request =
-            SlackApiChatPostMessageRequest::new(channel.to_owned().into(), Slack::content(message));
-        if let Some(ts) = thread_ts {
-            request = request.with_thread_ts(ts.to_owned().into());
-        }
+        let request = post_request(channel, thread_ts, message);
         let posted = self
             .call("chat.postMessage", channel, || async {
                 self.client
@@ -590,18 +584,73 @@ impl Slack {
             .await?;
         Ok(posted.ts.to_string())
     }
+}
 
-    fn content(message: &Message) -> SlackMessageContent {
-        let blocks = blocks::blocks(message);
-        let content = SlackMessageContent::new().with_text(message.fallback.clone());
-        match serde_json::from_value::<Vec<SlackBlock>>(serde_json::Value::Array(blocks)) {
-            Ok(blocks) => content.with_blocks(blocks),
-            Err(error) => {
-                tracing::warn!(%error, "Block Kit rendering not accepted by the Slack model; sending text only.");
-                content
-            }
+/// How Slack is asked to read what rollbot sends: `parse=none` and no `link_names`, so Slack does
+/// not go looking for names and `@channel` in the words (`parse=full` and `link_names` would, and
+/// `chat.update` defaults to `parse=client`). Mentions and links are only what
+/// [`mrkdwn::render`] wrote.
+const PARSE: &str = "none";
+
+/// The `text` and `blocks` of a message, both rendered from the message model.
+pub fn message_content(message: &Message) -> SlackMessageContent {
+    let blocks = blocks::blocks(message);
+    let content = SlackMessageContent::new().with_text(mrkdwn::render(&message.fallback));
+    match serde_json::from_value::<Vec<SlackBlock>>(serde_json::Value::Array(blocks)) {
+        Ok(blocks) => content.with_blocks(blocks),
+        Err(error) => {
+            tracing::warn!(%error, "Block Kit rendering not accepted by the Slack model; sending text only.");
+            content
         }
     }
+}
+
+/// `chat.postMessage` of `message`, in the thread of `thread_ts` when given.
+pub fn post_request(
+    channel: &str,
+    thread_ts: Option<&str>,
+    message: &Message,
+) -> SlackApiChatPostMessageRequest {
+    let request =
+        SlackApiChatPostMessageRequest::new(channel.to_owned().into(), message_content(message))
+            .with_parse(PARSE.to_owned())
+            .with_link_names(false);
+    match thread_ts {
+        Some(ts) => request.with_thread_ts(ts.to_owned().into()),
+        None => request,
+    }
+}
+
+/// `chat.update` of the message `ts` to `message`.
+pub fn update_request(channel: &str, ts: &str, message: &Message) -> SlackApiChatUpdateRequest {
+    SlackApiChatUpdateRequest::new(
+        channel.to_owned().into(),
+        message_content(message),
+        ts.to_owned().into(),
+    )
+    .with_parse(PARSE.to_owned())
+    .with_link_names(false)
+}
+
+/// `chat.postEphemeral` of `text` to `user`.
+pub fn ephemeral_request(
+    channel: &str,
+    user: &str,
+    text: &Text,
+) -> SlackApiChatPostEphemeralRequest {
+    SlackApiChatPostEphemeralRequest::new(
+        channel.to_owned().into(),
+        user.to_owned().into(),
+        SlackMessageContent::new().with_text(mrkdwn::render(text)),
+    )
+    .with_parse(PARSE.to_owned())
+    .with_link_names(false)
+}
+
+/// The payload acknowledging a slash command (the HTTP response body, or the `payload` of the
+/// Socket Mode ack): `text` for the person who typed it.
+pub fn ack(text: &Text) -> serde_json::Value {
+    serde_json::json!({ "response_type": "ephemeral", "text": mrkdwn::render(text) })
 }
 
 impl ChatPort for Slack {
@@ -619,11 +668,7 @@ impl ChatPort for Slack {
         status_ref: &str,
         message: &Message,
     ) -> Result<(), ChatError> {
-        let request = SlackApiChatUpdateRequest::new(
-            channel.to_owned().into(),
-            Slack::content(message),
-            status_ref.to_owned().into(),
-        );
+        let request = update_request(channel, status_ref, message);
         self.call("chat.update", channel, || async {
             self.client
                 .open_session(&self.token)

@@ -176,10 +176,12 @@ fn acknowledge(slack: &Slack, envelope: Envelope) -> String {
         );
     }
     let payload = match envelope.body {
-        Ok(EnvelopeBody::Command(command)) => Some(json!({
-            "response_type": "ephemeral",
-            "text": slack.command(&command.channel, &command.user, &command.text, &command.trigger),
-        })),
+        Ok(EnvelopeBody::Command(command)) => Some(super::ack(&slack.command(
+            &command.channel,
+            &command.user,
+            &command.text,
+            &command.trigger,
+        ))),
         Ok(EnvelopeBody::Inputs(inputs)) => {
             for input in inputs {
                 slack.enqueue(input);

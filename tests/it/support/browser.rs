@@ -153,12 +153,20 @@ impl Browser {
 
     /// The page's visible text.
     pub fn text(&self) -> String {
+        self.script("return document.body.innerText")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// What `script` (a function body) returns, run in the page.
+    pub fn script(&self, script: &str) -> Value {
         let answer = self.session_call(
             reqwest::Method::POST,
             "/execute/sync",
-            json!({ "script": "return document.body.innerText", "args": [] }),
+            json!({ "script": script, "args": [] }),
         );
-        answer["value"].as_str().unwrap_or_default().to_owned()
+        answer["value"].clone()
     }
 
     /// Waits up to 10 s until the page text contains `needle`.

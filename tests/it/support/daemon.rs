@@ -43,6 +43,11 @@ id = "dave"
 name = "Dave"
 "#;
 
+/// A console message's model, as the console's API serves it.
+fn message(console_message: &serde_json::Value) -> rollbot::chat::Message {
+    serde_json::from_value(console_message["message"].clone()).expect("a console message")
+}
+
 /// A config for `image` (host/repo) as alias `app`, state in `db`.
 pub fn config(registry_host: &str, db: &Path, extra: &str) -> String {
     config_through(registry_host, None, db, extra)
@@ -160,25 +165,22 @@ impl TestDaemon {
         value["messages"].as_array().cloned().unwrap_or_default()
     }
 
-    /// The fallback text of every message everyone in the channel sees.
+    /// The fallback text of every message everyone in the channel sees (in the canonical form:
+    /// mentions as `<@id>`).
     pub fn public_lines(&self) -> Vec<String> {
         self.channel("bob")
             .iter()
             .filter(|m| m["only_for"].is_null())
-            .map(|m| {
-                m["message"]["fallback"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
+            .map(|m| message(m).fallback.to_string())
             .collect()
     }
 
-    /// All text of the channel as `user` sees it (blocks flattened).
+    /// All text of the channel as `user` sees it, each message in the canonical form
+    /// ([`rollbot::chat::Message::to_text`]: mentions as `<@id>`, buttons as `[Label](action)`).
     pub fn channel_text(&self, user: &str) -> String {
         self.channel(user)
             .iter()
-            .map(|m| m["message"].to_string())
+            .map(|m| message(m).to_text())
             .collect::<Vec<_>>()
             .join("\n")
     }
