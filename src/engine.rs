@@ -166,6 +166,8 @@ pub enum EventKind {
     /// that could not be delivered). Not a state change.
     Notice {
         text: String,
+        /// A URL rollbot made (a Discussion's), shown after the text as a link.
+        link: Option<String>,
     },
 }
 
@@ -219,8 +221,20 @@ impl EngineHandle {
     }
 
     /// Posts `text` in the thread of rollback `id` (or in `channel` when there is none).
-    pub async fn notice(&self, id: Option<RollbackId>, channel: Option<String>, text: String) {
-        let _ = self.tx.send(Msg::Notice { id, channel, text }).await;
+    pub async fn notice(
+        &self,
+        id: Option<RollbackId>,
+        channel: Option<String>,
+        text: String,
+        link: Option<String>,
+    ) {
+        let message = Msg::Notice {
+            id,
+            channel,
+            text,
+            link,
+        };
+        let _ = self.tx.send(message).await;
     }
 
     /// The active rollbacks right now.
@@ -267,6 +281,7 @@ enum Msg {
         id: Option<RollbackId>,
         channel: Option<String>,
         text: String,
+        link: Option<String>,
     },
     Shutdown {
         grace: Duration,
@@ -624,7 +639,12 @@ impl Engine {
                 records.sort_by_key(|r| r.id);
                 let _ = reply.send(records);
             }
-            Msg::Notice { id, channel, text } => {
+            Msg::Notice {
+                id,
+                channel,
+                text,
+                link,
+            } => {
                 let record = match id {
                     Some(id) => match self.active.get(&id) {
                         Some(record) => Some(record.clone()),
@@ -635,7 +655,7 @@ impl Engine {
                 let channel = record.as_ref().map(|r| r.channel.clone()).or(channel);
                 if let Some(channel) = channel {
                     self.emit(Event {
-                        kind: EventKind::Notice { text },
+                        kind: EventKind::Notice { text, link },
                         rollback: record,
                         channel,
                     });
@@ -1698,7 +1718,10 @@ impl Engine {
             return;
         }
         self.emit(Event {
-            kind: EventKind::Notice { text: detail },
+            kind: EventKind::Notice {
+                text: detail,
+                link: None,
+            },
             channel: record.channel.clone(),
             rollback: Some(record),
         });

@@ -358,7 +358,10 @@ pub fn thread_reply(
             "{} expired without approval; nothing changed.",
             r.id
         )),
-        (EventKind::Notice { text }, _) => Text::from(text),
+        (EventKind::Notice { text, link }, _) => match link {
+            Some(url) => Text::from(text.as_str()).link(url),
+            None => Text::from(text.as_str()),
+        },
         (EventKind::Interrupted, Some(r)) => to(r).plain(format!(
             "{} was INTERRUPTED by a restart: {}",
             r.id,

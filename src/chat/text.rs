@@ -25,6 +25,19 @@ pub enum Span {
     Mention(String),
     /// A channel, by the platform's channel id (from rollbot's config).
     Channel(String),
+    /// A link rollbot itself made (a GitHub Discussion's URL). A platform shows a URL that is
+    /// not a plain `http(s)://` address as words.
+    Link(String),
+}
+
+/// A URL a platform may show as a link: `http://` or `https://`, and nothing that could end
+/// or extend a link's markup (whitespace, `<`, `>`, `|`, quotes, control characters).
+pub fn is_plain_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() <= 2000
+        && !url.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '|' | '"' | '\'')
+        })
 }
 
 /// Text made of [`Span`]s. Built with the chainable methods; a plain `&str` or `String` converts
@@ -65,6 +78,10 @@ impl Text {
 
     pub fn channel(self, channel_id: impl Into<String>) -> Text {
         self.push(Span::Channel(channel_id.into()))
+    }
+
+    pub fn link(self, url: impl Into<String>) -> Text {
+        self.push(Span::Link(url.into()))
     }
 
     /// Appends one span (a plain one joins the plain span before it).
@@ -116,6 +133,7 @@ impl fmt::Display for Text {
                 Span::Code(words) => write!(f, "`{words}`")?,
                 Span::Mention(id) => write!(f, "<@{id}>")?,
                 Span::Channel(id) => write!(f, "<#{id}>")?,
+                Span::Link(url) => f.write_str(url)?,
             }
         }
         Ok(())

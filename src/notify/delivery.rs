@@ -172,6 +172,7 @@ impl Notifier {
                 delivery.rollback,
                 None,
                 format!("rollbot could not {what}: {error}. The rollback itself is unaffected."),
+                None,
             )
             .await;
     }
@@ -256,7 +257,8 @@ impl Notifier {
             .notice(
                 Some(rollback),
                 None,
-                format!("GitHub Discussion: {}", discussion.url),
+                "GitHub Discussion: ".to_owned(),
+                Some(discussion.url.clone()),
             )
             .await;
         Attempt::Done

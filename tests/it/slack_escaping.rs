@@ -168,6 +168,7 @@ fn messages(record: &RollbackRecord, text: &str, templates: &[Templates]) -> Vec
         EventKind::Failed,
         EventKind::Notice {
             text: text.to_owned(),
+            link: None,
         },
         EventKind::Resumed {
             detail: text.to_owned(),

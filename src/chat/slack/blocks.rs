@@ -1,7 +1,8 @@
 //! The platform-neutral [`Message`] as Slack Block Kit JSON, within Block Kit's limits
 //! (header 150 characters, section text 3000, 10 fields per section, field text 2000). Every
-//! mrkdwn text comes from [`mrkdwn::render`]; headers and button labels are `plain_text`, which
-//! Slack does not parse for mentions or links.
+//! mrkdwn text comes from [`mrkdwn::render`] and is `verbatim` (Slack otherwise turns bare
+//! `@here`, `@channel`, `#channel` names and URLs typed by people into broadcasts and links);
+//! headers and button labels are `plain_text`, which Slack does not parse for mentions or links.
 
 use serde_json::{json, Value};
 
@@ -37,7 +38,7 @@ pub fn blocks(message: &Message) -> Vec<Value> {
             })),
             Block::Text { text } => out.push(json!({
                 "type": "section",
-                "text": { "type": "mrkdwn", "text": truncate(&mrkdwn::render(text), 3000) }
+                "text": { "type": "mrkdwn", "text": truncate(&mrkdwn::render(text), 3000), "verbatim": true }
             })),
             Block::Fields { fields } => {
                 for chunk in fields.chunks(10) {
@@ -46,6 +47,7 @@ pub fn blocks(message: &Message) -> Vec<Value> {
                         .map(|(label, value)| {
                             json!({
                                 "type": "mrkdwn",
+                                "verbatim": true,
                                 "text": truncate(&mrkdwn::render(&Text::new().bold(label).plain("\n").append(value.clone())), 2000)
                             })
                         })
@@ -55,7 +57,7 @@ pub fn blocks(message: &Message) -> Vec<Value> {
             }
             Block::Context { text } => out.push(json!({
                 "type": "context",
-                "elements": [{ "type": "mrkdwn", "text": truncate(&mrkdwn::render(text), 3000) }]
+                "elements": [{ "type": "mrkdwn", "text": truncate(&mrkdwn::render(text), 3000), "verbatim": true }]
             })),
             Block::Actions { buttons } => {
                 let elements: Vec<Value> = buttons

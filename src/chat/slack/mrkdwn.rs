@@ -9,6 +9,7 @@
 //! [`Span::Mention`] or [`Span::Channel`] whose id is a Slack id, and those spans only come from
 //! rollbot's code. An id that is not one is shown as words.
 
+use crate::chat::text::is_plain_url;
 use crate::chat::{Span, Text};
 
 /// Slack's escaping of words: `&`, `<`, `>` as entities, everything else as it is.
@@ -64,6 +65,12 @@ pub fn render(text: &Text) -> String {
                 out.push('#');
                 out.push_str(&escape(id));
             }
+            Span::Link(url) if is_plain_url(url) => {
+                out.push('<');
+                out.push_str(url);
+                out.push('>');
+            }
+            Span::Link(url) => out.push_str(&escape(url)),
         }
     }
     out
@@ -112,6 +119,15 @@ mod tests {
                 "@U1&gt; &lt;!channel #C1|x&gt; &lt;!here <#C0RELEASES>",
             ),
             (Text::from("&amp; already"), "&amp;amp; already"),
+            (
+                Text::from("Discussion: ")
+                    .link("https://github.com/acme/app/discussions/7")
+                    .plain(" ")
+                    .link("https://x|<!channel>")
+                    .plain(" ")
+                    .link("javascript:alert(1)"),
+                "Discussion: <https://github.com/acme/app/discussions/7> https://x|&lt;!channel&gt; javascript:alert(1)",
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(render(&text), expected, "{text:?}");
@@ -125,6 +141,8 @@ mod tests {
             any::<String>().prop_map(Span::Code),
             any::<String>().prop_map(Span::Mention),
             any::<String>().prop_map(Span::Channel),
+            any::<String>().prop_map(Span::Link),
+            "https?://[<>@!#&|^a-zA-Z0-9:/ .]{0,24}".prop_map(Span::Link),
             "[<>@!#&|^a-zA-Z0-9:/ ]{0,24}".prop_map(Span::Plain),
             "[<>@!#&|^a-zA-Z0-9:/ ]{0,24}".prop_map(Span::Mention),
         ]
@@ -147,6 +165,7 @@ mod tests {
                 .filter_map(|span| match span {
                     Span::Mention(id) if is_slack_id(id) => Some(format!("<@{id}>")),
                     Span::Channel(id) if is_slack_id(id) => Some(format!("<#{id}>")),
+                    Span::Link(url) if is_plain_url(url) => Some(format!("<{url}>")),
                     _ => None,
                 })
                 .collect();
