@@ -15,9 +15,9 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use serde::Serialize;
 
 use crate::domain::model::{Digest, ImageRef};
+use crate::domain::record::CheckReport;
 use crate::secret::Secret;
 
 /// The most of a check's own output a report carries (a few hundred bytes say what went wrong;
@@ -91,32 +91,6 @@ impl CheckSpec {
             CheckKind::Command { .. } => "command",
             CheckKind::Http { .. } => "http",
         }
-    }
-}
-
-/// What one check did.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct CheckReport {
-    pub name: String,
-    pub kind: String,
-    pub passed: bool,
-    pub attempts: u32,
-    pub duration_ms: u64,
-    /// Why it failed, or a short note on what passed. Includes [`CheckReport::output`].
-    pub detail: String,
-    /// What a failed command printed (its last non-empty line, secrets redacted, at most
-    /// [`MAX_OUTPUT_BYTES`]), as it appears at the end of `detail`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-}
-
-impl CheckReport {
-    /// `detail` without what the check printed, for places that must not publish it; `None`
-    /// when there is no output to leave out.
-    pub fn withheld_detail(&self) -> Option<String> {
-        let output = self.output.as_deref()?;
-        let summary = self.detail.strip_suffix(output)?.strip_suffix(": ")?;
-        Some(format!("{summary} (its output is not published here)"))
     }
 }
 

@@ -28,15 +28,15 @@ use crate::domain::model::{ImageRef, Reference, RegistryHost, Tag, TagNow};
 use crate::domain::policy::{
     self, ApprovalRule, Approver, Decision, Pending, RecordedVote, Verdict,
 };
+use crate::domain::record::{AuditEntry, RollbackRecord, StepReport};
 use crate::domain::rollback::{Actor, RollbackId, State, Timestamp};
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::pipeline::{
-    self, HoldOptions, Outcome, Plan, Progress, Report, RollbackRequest, RunOptions, StepReport,
-    TagStatus, TargetReport,
+    self, HoldOptions, Outcome, Plan, Progress, Report, RollbackRequest, RunOptions, TagStatus,
 };
 use crate::registry::{RegistryClient, RegistryError};
-use crate::store::{AuditEntry, RollbackRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 // ---- time --------------------------------------------------------------------------------
 
@@ -1250,7 +1250,7 @@ impl Engine {
             reason: request.reason.clone(),
             requested_target: request.requested_target.clone(),
             target_source: planned.target_source,
-            target: TargetReport::of(&plan),
+            target: plan.target_report(),
             tags: plan.tags.clone(),
             state: State::Requested,
             created_at: now,

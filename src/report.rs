@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::domain::model::Digest;
-use crate::pipeline::{Outcome, Plan, Progress, Report, StepReport, TagStatus};
+use crate::domain::record::StepReport;
+use crate::pipeline::{Outcome, Plan, Progress, Report, TagStatus};
 
 /// A duration for people: `840 ms` under ten seconds, else `12.3 s`.
 pub fn duration_text(ms: u64) -> String {

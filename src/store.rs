@@ -14,78 +14,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 
-use crate::checks::CheckReport;
-use crate::domain::model::{ImageRef, Tag, TagNow};
-use crate::domain::policy::RecordedVote;
-use crate::domain::rollback::{Actor, RollbackId, State, Timestamp};
-use crate::pipeline::{PlannedTag, StepReport, TargetReport};
-
-/// Everything the daemon knows about one rollback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RollbackRecord {
-    pub id: RollbackId,
-    pub image: ImageRef,
-    /// The allowlist alias it was requested by.
-    pub alias: String,
-    /// Where it was requested: `console:releases`, `slack:C0123`, …
-    pub channel: String,
-    pub requester: Actor,
-    pub reason: Option<String>,
-    /// The target as asked for (`previous build`, a tag, a digest).
-    pub requested_target: String,
-    /// How the target was chosen when it was not named.
-    pub target_source: Option<String>,
-    pub target: TargetReport,
-    /// The approved state: each floating tag and the digest it pointed at when planned.
-    pub tags: Vec<PlannedTag>,
-    pub state: State,
-    pub created_at: Timestamp,
-    pub expires_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub approved_at: Option<Timestamp>,
-    pub finished_at: Option<Timestamp>,
-    pub votes: Vec<RecordedVote>,
-    pub steps: Vec<StepReport>,
-    pub checks: Vec<CheckReport>,
-    /// Per tag, where it points after the run (or as found on reconcile).
-    pub tags_now: Vec<(Tag, TagNow)>,
-    /// Why it failed, was interrupted, rejected or cancelled.
-    pub error: Option<String>,
-    /// The chat platform's id of the status message, once posted.
-    pub status_ref: Option<String>,
-}
-
-/// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// Assigned by the store.
-    pub seq: i64,
-    pub at: Timestamp,
-    pub rollback: Option<RollbackId>,
-    pub actor: Option<Actor>,
-    /// `command`, `vote`, `state`, `step`, `refused`, `reconcile`, …
-    pub kind: String,
-    pub detail: serde_json::Value,
-}
-
-impl AuditEntry {
-    pub fn new(
-        at: Timestamp,
-        rollback: Option<RollbackId>,
-        actor: Option<&Actor>,
-        kind: &str,
-        detail: serde_json::Value,
-    ) -> AuditEntry {
-        AuditEntry {
-            seq: 0,
-            at,
-            rollback,
-            actor: actor.cloned(),
-            kind: kind.to_owned(),
-            detail,
-        }
-    }
-}
+use crate::domain::model::ImageRef;
+use crate::domain::record::{AuditEntry, RollbackRecord};
+use crate::domain::rollback::{RollbackId, State, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

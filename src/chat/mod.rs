@@ -24,12 +24,12 @@ pub use self::text::{Span, Text};
 
 use crate::domain::model::TagNow;
 use crate::domain::policy::Decision;
+use crate::domain::record::RollbackRecord;
 use crate::domain::rollback::{RollbackId, State, Timestamp};
 use crate::engine::{Clock, EngineHandle, Event, EventKind};
 use crate::metrics::Metrics;
 use crate::notify::templates::Templates;
 use crate::report::{duration_text, rto_share_text};
-use crate::store::RollbackRecord;
 
 /// A message as a list of blocks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,11 +11,11 @@
 use std::time::Duration;
 
 use super::text::{Span, Text};
+use crate::domain::record::RollbackRecord;
 use crate::domain::rollback::Timestamp;
 use crate::notify::templates::{
     Context, Links, PersonContext, StepContext, TemplateName, Templates,
 };
-use crate::store::RollbackRecord;
 
 /// Opens a value in the rendered template.
 const OPEN: char = '\u{E000}';

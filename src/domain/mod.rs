@@ -8,4 +8,5 @@
 pub mod command;
 pub mod model;
 pub mod policy;
+pub mod record;
 pub mod rollback;

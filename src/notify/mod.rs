@@ -31,10 +31,11 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::{AnnounceOn, Settings};
+use crate::domain::record::RollbackRecord;
 use crate::domain::rollback::{RollbackId, State};
 use crate::engine::{Clock, EngineHandle, Event, EventKind};
 use crate::metrics::Metrics;
-use crate::store::{RollbackRecord, Store};
+use crate::store::Store;
 use delivery::Lane;
 use dockerhub::{without_banner, DockerHub, HubError};
 use github::GitHub;

@@ -19,11 +19,10 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::markup::Output;
-use crate::checks::CheckReport;
 use crate::domain::model::TagNow;
 use crate::domain::policy::Decision;
+use crate::domain::record::{CheckReport, RollbackRecord};
 use crate::domain::rollback::Timestamp;
-use crate::store::RollbackRecord;
 
 /// The templates, by name (the keys of `[templates]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

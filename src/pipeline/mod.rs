@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::checks::{self, millis, CheckSpec};
 use crate::domain::model::{Digest, ImageRef, Tag};
+use crate::domain::record::StepReport;
 use crate::manifest;
 use crate::registry::oci;
 use crate::registry::RegistryClient;
@@ -27,10 +28,8 @@ mod retag;
 mod target;
 mod verify;
 
-pub use outcome::{
-    Outcome, Progress, RegistryUsage, Report, StepReport, TagReport, TagStatus, TargetReport,
-};
-pub use plan::{missing_references, plan, Plan, PlanError, PlannedTag, RollbackRequest};
+pub use outcome::{Outcome, Progress, RegistryUsage, Report, TagReport, TagStatus};
+pub use plan::{missing_references, plan, Plan, PlanError, RollbackRequest};
 pub use retag::{retag, IntentRecord, RetagError, RetagFailure, TagOutcome, SETTLE};
 pub use target::{default_target, DefaultTarget, TargetRefusal};
 pub use verify::{read_tags, verify, Verification, VerifyProblem};

@@ -7,9 +7,9 @@ use serde::Serialize;
 use super::plan::Plan;
 use super::retag::TagOutcome;
 use super::verify::VerifyProblem;
-use crate::checks::{millis, CheckReport};
+use crate::checks::millis;
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
-use crate::registry::oci::MediaType;
+use crate::domain::record::{CheckReport, StepReport, TargetReport};
 use crate::registry::{RegistryClient, RequestCounts};
 
 /// How a run ended. Each has one exit code (see `cli::exit_code`).
@@ -37,39 +37,6 @@ pub enum Outcome {
     RetagFailed,
     /// Tags moved, but verification or a health check failed.
     VerifyFailed,
-}
-
-/// One timed step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct StepReport {
-    pub name: String,
-    pub ok: bool,
-    pub duration_ms: u64,
-    pub detail: String,
-}
-
-/// The target as planned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct TargetReport {
-    pub digest: Digest,
-    pub media_type: MediaType,
-    pub kind: String,
-    /// Platforms of an index; empty for a single manifest.
-    pub platforms: Vec<String>,
-    /// How many referenced manifests or blobs were checked present.
-    pub references_checked: usize,
-}
-
-impl TargetReport {
-    pub fn of(plan: &Plan) -> TargetReport {
-        TargetReport {
-            digest: plan.target.digest.clone(),
-            media_type: plan.target.media_type,
-            kind: plan.target.media_type.describe().to_owned(),
-            platforms: plan.platforms(),
-            references_checked: plan.references.len(),
-        }
-    }
 }
 
 /// Per tag: where it was, where it should go, where it is.
@@ -208,7 +175,7 @@ impl Report {
 
     /// Fills target and tags from a plan (the engine uses this for approved plans too).
     pub fn record_plan(&mut self, plan: &Plan) {
-        self.target = Some(TargetReport::of(plan));
+        self.target = Some(plan.target_report());
         self.tags = plan
             .tags
             .iter()

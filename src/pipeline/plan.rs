@@ -2,9 +2,9 @@
 //! and the completeness pre-check. Nothing is written.
 
 use futures_util::future::join_all;
-use serde::Serialize;
 
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
+use crate::domain::record::{PlannedTag, TargetReport};
 use crate::registry::oci::{self, RawManifest};
 use crate::registry::{RegistryClient, RegistryError};
 /// What to roll back: which tags of which image, to what.
@@ -23,15 +23,6 @@ pub struct RollbackRequest {
     /// The target's manifest when it was already read (while choosing it from the history);
     /// used instead of a second GET if its digest is the target.
     pub prefetched: Option<RawManifest>,
-}
-
-/// One floating tag as found when planning.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct PlannedTag {
-    pub tag: Tag,
-    /// Its digest when the plan was made: the compare-and-swap value.
-    pub from: Digest,
-    pub already_at_target: bool,
 }
 
 /// A checked plan: the target's bytes, and the state every write will be compared against.
@@ -53,6 +44,17 @@ impl Plan {
 
     pub fn platforms(&self) -> Vec<String> {
         self.target.platforms()
+    }
+
+    /// The target as a rollback record keeps it.
+    pub fn target_report(&self) -> TargetReport {
+        TargetReport {
+            digest: self.target.digest.clone(),
+            media_type: self.target.media_type,
+            kind: self.target.media_type.describe().to_owned(),
+            platforms: self.platforms(),
+            references_checked: self.references.len(),
+        }
     }
 }
 

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use super::plan::{head_tag, Plan, PlannedTag};
+use super::plan::{head_tag, Plan};
 use crate::domain::model::{Digest, Reference, Tag, TagNow};
+use crate::domain::record::PlannedTag;
 use crate::manifest::{self, ArtifactError, Hold};
 use crate::registry::{RegistryClient, RegistryError};
 

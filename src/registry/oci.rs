@@ -11,19 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::model::Digest;
-
-/// The manifest media types rollbot copies. Schema 1 and unknown types are refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MediaType {
-    #[serde(rename = "application/vnd.oci.image.index.v1+json")]
-    OciIndex,
-    #[serde(rename = "application/vnd.docker.distribution.manifest.list.v2+json")]
-    DockerList,
-    #[serde(rename = "application/vnd.oci.image.manifest.v1+json")]
-    OciManifest,
-    #[serde(rename = "application/vnd.docker.distribution.manifest.v2+json")]
-    DockerManifest,
-}
+pub use crate::domain::model::MediaType;
 
 /// The `Accept` header for every manifest request: all four types, so the registry never
 /// converts a manifest on the fly (to schema 1, or to one platform of an index).
@@ -31,51 +19,6 @@ pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json";
-
-impl MediaType {
-    pub const ALL: [MediaType; 4] = [
-        MediaType::OciIndex,
-        MediaType::DockerList,
-        MediaType::OciManifest,
-        MediaType::DockerManifest,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MediaType::OciIndex => "application/vnd.oci.image.index.v1+json",
-            MediaType::DockerList => "application/vnd.docker.distribution.manifest.list.v2+json",
-            MediaType::OciManifest => "application/vnd.oci.image.manifest.v1+json",
-            MediaType::DockerManifest => "application/vnd.docker.distribution.manifest.v2+json",
-        }
-    }
-
-    /// Parses a media type, ignoring parameters (`; charset=…`) as the spec says clients should.
-    pub fn parse(text: &str) -> Option<MediaType> {
-        let bare = text.split(';').next().unwrap_or("").trim();
-        MediaType::ALL.into_iter().find(|m| m.as_str() == bare)
-    }
-
-    /// An index or manifest list: references platform manifests rather than layers.
-    pub fn is_index(self) -> bool {
-        matches!(self, MediaType::OciIndex | MediaType::DockerList)
-    }
-
-    /// Short human name for reports.
-    pub fn describe(self) -> &'static str {
-        match self {
-            MediaType::OciIndex => "OCI image index",
-            MediaType::DockerList => "Docker manifest list",
-            MediaType::OciManifest => "OCI image manifest",
-            MediaType::DockerManifest => "Docker schema 2 manifest",
-        }
-    }
-}
-
-impl fmt::Display for MediaType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Why the bytes a registry sent cannot be used as a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

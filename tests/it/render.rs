@@ -8,10 +8,10 @@ use std::time::Duration;
 use rollbot::chat::{status_message, thread_reply};
 use rollbot::domain::model::{Tag, TagNow};
 use rollbot::domain::policy::{Decision, RecordedVote};
+use rollbot::domain::record::RollbackRecord;
+use rollbot::domain::record::StepReport;
 use rollbot::domain::rollback::{State, Timestamp};
 use rollbot::engine::{Event, EventKind};
-use rollbot::pipeline::StepReport;
-use rollbot::store::RollbackRecord;
 
 use crate::support::records::{actor, digest, sample};
 

@@ -12,14 +12,14 @@ use serde_json::Value;
 
 use rollbot::chat::slack::{ack, ephemeral_request, post_request, update_request};
 use rollbot::chat::{status_message, thread_reply, Message, Text};
-use rollbot::checks::CheckReport;
 use rollbot::domain::model::{ImageRef, TagNow};
 use rollbot::domain::policy::{Decision, RecordedVote};
+use rollbot::domain::record::CheckReport;
+use rollbot::domain::record::RollbackRecord;
+use rollbot::domain::record::StepReport;
 use rollbot::domain::rollback::{State, Timestamp};
 use rollbot::engine::{Event, EventKind};
 use rollbot::notify::templates::{TemplateName, Templates};
-use rollbot::pipeline::StepReport;
-use rollbot::store::RollbackRecord;
 
 use crate::slack::{form, now, post_signed, world, ALICE, BOB, CHANNEL, SIGNING_SECRET};
 use crate::support::records::{actor, digest, sample};

@@ -1,7 +1,8 @@
 //! The SQLite store on its own: the rules the database itself enforces.
 
+use rollbot::domain::record::{AuditEntry, RollbackRecord};
 use rollbot::domain::rollback::{RollbackId, State, Timestamp};
-use rollbot::store::{AuditEntry, RollbackRecord, Store, StoreError};
+use rollbot::store::{Store, StoreError};
 
 use crate::support::block_on;
 use crate::support::records::sample;

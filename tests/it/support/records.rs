@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use rollbot::domain::model::{Digest, ImageRef, Tag};
+use rollbot::domain::record::RollbackRecord;
+use rollbot::domain::record::{PlannedTag, TargetReport};
 use rollbot::domain::rollback::{Actor, RollbackId, State, Timestamp};
-use rollbot::pipeline::{PlannedTag, TargetReport};
 use rollbot::registry::oci::MediaType;
-use rollbot::store::RollbackRecord;
 
 /// `sha256:cccc…`
 pub fn digest(c: char) -> Digest {
