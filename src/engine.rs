@@ -1143,6 +1143,7 @@ impl Engine {
         self.tasks.spawn(async move {
             let answer = match manifest::read_hold(&registry, &entry.image).await {
                 Ok(Some(hold)) if hold.is_active() => {
+                    let warning = hold.release_warning();
                     let released = hold.released(actor.name.clone(), now.rfc3339(), reason.clone());
                     match manifest::write_hold(&registry, &released).await {
                         Ok(()) => {
@@ -1165,8 +1166,9 @@ impl Engine {
                                 channel,
                             })));
                             Reply::ok(format!(
-                                "Hold on {} released; CI may move its tags again.",
-                                entry.alias
+                                "Hold on {} released; CI may move its tags again.{}",
+                                entry.alias,
+                                warning.map(|w| format!(" Note: {w}.")).unwrap_or_default()
                             ))
                         }
                         Err(error) => {
@@ -1360,7 +1362,13 @@ impl Engine {
             .iter()
             .map(|t| {
                 let now = match (&t.now, t.status) {
-                    (_, TagStatus::Unknown) => TagNow::Unknown {
+                    (Some(seen), TagStatus::Unknown) => TagNow::Unknown {
+                        unknown: format!(
+                            "its write got no clear answer and may still land (it read back at {})",
+                            seen.short()
+                        ),
+                    },
+                    (None, TagStatus::Unknown) => TagNow::Unknown {
                         unknown: "could not be read back after the failed write".to_owned(),
                     },
                     (now, _) => TagNow::from(now.clone()),
@@ -1396,7 +1404,21 @@ impl Engine {
             }
             record.error = Some(error);
         }
-        record.tags_now = rechecked.unwrap_or(reported);
+        // The re-check is the registry's word, except that a write that may still land stays
+        // unknown until a read shows it landed.
+        record.tags_now = match rechecked {
+            None => reported,
+            Some(rechecked) => rechecked
+                .into_iter()
+                .zip(&reported)
+                .map(|((tag, now), (_, was))| match (was, &now) {
+                    (TagNow::Unknown { .. }, now) if !now.is(&record.target.digest) => {
+                        (tag, was.clone())
+                    }
+                    _ => (tag, now),
+                })
+                .collect(),
+        };
         let audit = AuditEntry::new(
             self.now(),
             Some(id),
@@ -1956,7 +1978,7 @@ async fn run_pipeline(
         registry,
         &record.image,
         &record.target.digest,
-        &tags,
+        &record.tags,
         options.hold.as_ref(),
         &mut report,
         &mut progress,
@@ -2026,6 +2048,11 @@ async fn reconcile(
     now: Timestamp,
     expiry: Duration,
 ) -> Reconciliation {
+    // A write in flight when the previous process died may still land.
+    let retagging = record.state == State::Retagging;
+    if retagging {
+        tokio::time::sleep(pipeline::SETTLE).await;
+    }
     let tags_now = read_tags_now(registry, record).await;
     if let Some((tag, TagNow::Unknown { unknown })) =
         tags_now.iter().find(|(_, now)| now.is_unknown())
@@ -2056,11 +2083,23 @@ async fn reconcile(
         Reconciliation::Verify
     } else if untouched && approval_fresh {
         Reconciliation::Resume
-    } else if untouched {
+    } else if untouched && !retagging {
         Reconciliation::Interrupted {
             detail: format!(
                 "rollbot restarted before any tag moved, but the approval is too old to act on; nothing changed ({}); request it again",
                 describe_tags(&tags_now)
+            ),
+            tags_now,
+        }
+    } else if untouched {
+        Reconciliation::Interrupted {
+            detail: format!(
+                "rollbot restarted during the retag, before any tag was seen to move, and the approval is too old to act on ({}); a write in flight when it stopped may still land, and the hold records the rollback as in progress (CI's gate stays closed): check with `rollbot verify {} --expect {}`, then finish with: {} (or release the hold with `rollbot hold release {}` if the rollback is no longer wanted)",
+                describe_tags(&tags_now),
+                record.image,
+                record.target.digest,
+                finish_command(registry, record),
+                record.image
             ),
             tags_now,
         }

@@ -301,6 +301,7 @@ pub(super) async fn hold_release(args: HoldReleaseArgs, settings: &Settings, ins
         }
         Err(error) => return fail(false, artifact_outcome(&error), &error.to_string()),
     };
+    let hold_warning = hold.release_warning();
     let released = hold.released(
         manifest::actor(args.by.as_deref()),
         manifest::now_rfc3339(),
@@ -310,6 +311,9 @@ pub(super) async fn hold_release(args: HoldReleaseArgs, settings: &Settings, ins
         return fail(false, artifact_outcome(&error), &error.to_string());
     }
     println!("hold released: {}", released.describe());
+    if let Some(warning) = hold_warning {
+        println!("note: {warning}");
+    }
     let repository = target.entry.and_then(|entry| entry.dockerhub.clone());
     if let Some(repository) = repository {
         match crate::notify::remove_banner_now(settings, &repository).await {

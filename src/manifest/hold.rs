@@ -117,18 +117,15 @@ impl Hold {
     /// nobody named. Only holds a rollback wrote (they record where the tags were) count; a hold
     /// set by hand is a freeze, not a record of a rollback.
     pub fn reading(&self, live: &[(Tag, Digest)]) -> HoldReading {
-        if !self.is_active() || self.from.is_empty() || live.is_empty() {
+        let from = self.from_digests();
+        if !self.is_active() || from.is_empty() || live.is_empty() {
             return HoldReading::Nothing;
         }
         if live.iter().all(|(_, digest)| *digest == self.digest) {
             return HoldReading::Done;
         }
         let untouched_or_moved = live.iter().all(|(tag, digest)| {
-            *digest == self.digest
-                || self
-                    .from
-                    .iter()
-                    .any(|f| f.tag == *tag && f.digest == *digest)
+            *digest == self.digest || from.iter().any(|f| f.tag == *tag && f.digest == *digest)
         });
         if untouched_or_moved {
             HoldReading::Unfinished
@@ -138,16 +135,48 @@ impl Hold {
         }
     }
 
+    /// Where the tags were before the rollback that set the hold: `from`, or, in a hold an
+    /// older rollbot wrote when its rollback finished, the `from` of each tag in its report.
+    /// Empty for a hold set by hand.
+    pub fn from_digests(&self) -> Vec<HeldFrom> {
+        if !self.from.is_empty() {
+            return self.from.clone();
+        }
+        let Some(tags) = self.report.as_ref().and_then(|r| r["tags"].as_array()) else {
+            return Vec::new();
+        };
+        tags.iter()
+            .filter_map(|t| {
+                Some(HeldFrom {
+                    tag: Tag::parse(t["tag"].as_str()?).ok()?,
+                    digest: Digest::parse(t["from"].as_str()?).ok()?,
+                })
+            })
+            .collect()
+    }
+
     /// This hold, released by `by` at `at` (RFC 3339): what `write_hold` stores to let CI push
-    /// again.
+    /// again. It keeps no `from`, which only an unreleased hold needs (and which a `rollbot gate`
+    /// older than that field could not read).
     pub fn released(self, by: String, at: String, reason: Option<String>) -> Hold {
         Hold {
             state: HoldState::Released,
             released_by: Some(by),
             released_at: Some(at),
             release_reason: reason,
+            from: Vec::new(),
             ..self
         }
+    }
+
+    /// What releasing this hold gives up, when it records a rollback that had not finished.
+    pub fn release_warning(&self) -> Option<String> {
+        (self.state == HoldState::InProgress).then(|| {
+            format!(
+                "it recorded a rollback to {} that had not finished; with it released, a rollback without a named target refuses to guess while the floating tags disagree",
+                self.digest.short()
+            )
+        })
     }
 
     /// One line for people: who held what, when and why.
@@ -299,6 +328,19 @@ mod tests {
             );
         }
         assert!(in_progress.is_active() && active.is_active() && !released.is_active());
+        assert!(released.from.is_empty(), "a released hold keeps no from");
+
+        // A hold an older rollbot wrote when its rollback finished: no `from`, but a report.
+        let older = Hold {
+            from: Vec::new(),
+            report: Some(serde_json::json!({ "tags": [
+                { "tag": "latest", "from": digest('c').to_string() },
+                { "tag": "stable", "from": digest('c').to_string() },
+            ]})),
+            ..active.clone()
+        };
+        assert_eq!(older.reading(&live('b', 'b')), HoldReading::Done);
+        assert_eq!(older.reading(&live('b', 'c')), HoldReading::Unfinished);
         assert!(in_progress
             .describe()
             .contains("rollback in progress (not every tag may have moved yet)"));

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::checks::{self, millis, CheckSpec};
 use crate::domain::model::{Digest, ImageRef, Tag};
-use crate::domain::record::StepReport;
+use crate::domain::record::{PlannedTag, StepReport};
 use crate::manifest;
 use crate::registry::oci;
 use crate::registry::RegistryClient;
@@ -130,12 +130,11 @@ pub async fn run(
     }
 
     execute(registry, &plan, options, &mut report, progress).await;
-    let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
     hold_moved_tags(
         registry,
         &plan.image,
         &plan.target.digest,
-        &tags,
+        &plan.tags,
         options.hold.as_ref(),
         &mut report,
         progress,
@@ -155,7 +154,7 @@ pub async fn hold_moved_tags(
     registry: &RegistryClient,
     image: &ImageRef,
     digest: &Digest,
-    tags: &[Tag],
+    tags: &[PlannedTag],
     hold: Option<&HoldOptions>,
     report: &mut Report,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
@@ -173,20 +172,17 @@ pub async fn hold_moved_tags(
     let started = Instant::now();
     let record = manifest::Hold {
         report: serde_json::to_value(&*report).ok(),
-        from: report
-            .tags
+        from: tags
             .iter()
-            .filter_map(|t| {
-                t.from.clone().map(|digest| manifest::HeldFrom {
-                    tag: t.tag.clone(),
-                    digest,
-                })
+            .map(|t| manifest::HeldFrom {
+                tag: t.tag.clone(),
+                digest: t.from.clone(),
             })
             .collect(),
         ..manifest::Hold::active(
             image.clone(),
             digest.clone(),
-            tags.to_vec(),
+            tags.iter().map(|t| t.tag.clone()).collect(),
             hold.reason.clone(),
             hold.by.clone(),
         )

@@ -59,8 +59,8 @@ pub enum TagStatus {
     AlreadyAtTarget,
     Moved,
     NotMoved,
-    /// It could not be read back after a failed write: it may have moved; `rollbot verify`
-    /// tells.
+    /// It may have moved: it could not be read back after a failed write, or its write got no
+    /// clear answer and may still land; `rollbot verify` tells.
     Unknown,
     /// `rollbot verify`: the tag points at the expected digest.
     AtTarget,
@@ -200,7 +200,7 @@ impl Report {
                 TagStatus::Moved
             } else if report.status == TagStatus::AlreadyAtTarget {
                 TagStatus::AlreadyAtTarget
-            } else if outcome.now.is_unknown() {
+            } else if outcome.now.is_unknown() || outcome.unanswered {
                 TagStatus::Unknown
             } else {
                 TagStatus::NotMoved

@@ -25,6 +25,8 @@ pub struct TagOutcome {
     pub now: TagNow,
     /// This run moved it to the target.
     pub moved: bool,
+    /// Its write got no clear answer and it did not read back as moved: it may still move.
+    pub unanswered: bool,
 }
 
 /// Why the retag stopped.
@@ -143,18 +145,24 @@ pub async fn retag(
     }
     if let Some(hold) = stop.intent {
         if let Err(error) = manifest::write_hold(registry, hold).await {
-            let settle = match &error {
+            let landed = match &error {
                 ArtifactError::Registry(error) => error.write_may_have_landed(),
                 _ => false,
             };
-            return Err(stop.after(RetagError::Intent { error }, settle).await);
+            let error = RetagError::Intent { error };
+            if !landed {
+                // Refused: nothing was written, nothing to put back.
+                return Err(stop.nothing_written(error).await);
+            }
+            return Err(stop.after(error, true).await);
         }
     }
 
     for (index, planned) in to_move.iter().enumerate() {
         let started = Instant::now();
-        if index > 0 {
-            // Re-check right before this write: earlier writes took time.
+        if index > 0 || stop.intent.is_some() {
+            // Re-check right before this write: earlier writes (of tags, or of the hold) took
+            // time, and a tag that moved meanwhile must not be overwritten.
             match head_tag(registry, repository, &planned.tag).await {
                 Ok(Some(head)) if head.digest == planned.from => {}
                 Ok(found) => {
@@ -197,6 +205,7 @@ pub async fn retag(
             from: planned.from.clone(),
             now: TagNow::At(plan.target.digest.clone()),
             moved: !planned.already_at_target,
+            unanswered: false,
         })
         .collect())
 }
@@ -231,7 +240,12 @@ impl Stop<'_> {
         if uncertain {
             tokio::time::sleep(SETTLE).await;
         }
-        let tags = read_back(self.registry, self.plan).await;
+        let mut tags = read_back(self.registry, self.plan).await;
+        if let RetagError::Write { tag, .. } = &error {
+            for outcome in tags.iter_mut().filter(|t| t.tag == *tag && !t.moved) {
+                outcome.unanswered = uncertain;
+            }
+        }
         let changed = uncertain || tags.iter().any(|t| t.moved || t.now.is_unknown());
         let intent = match self.intent {
             None => IntentRecord::None,
@@ -291,6 +305,7 @@ async fn read_back(registry: &RegistryClient, plan: &Plan) -> Vec<TagOutcome> {
             from: planned.from.clone(),
             moved: !planned.already_at_target && now.is(&plan.target.digest),
             now,
+            unanswered: false,
         })
         .collect()
 }

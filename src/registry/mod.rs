@@ -103,6 +103,13 @@ pub enum RegistryError {
         registry: RegistryHost,
         detail: String,
     },
+    /// A write failed for good after an earlier attempt got a server error: that attempt may
+    /// still have been applied (a gateway's 504 says nothing about the registry behind it).
+    #[error("{error} (an earlier attempt was answered {status} and may still have been applied)")]
+    AfterUnclearAttempt {
+        status: u16,
+        error: Box<RegistryError>,
+    },
 }
 
 impl RegistryError {
@@ -125,7 +132,8 @@ impl RegistryError {
         match self {
             RegistryError::Unreachable { .. }
             | RegistryError::Timeout { .. }
-            | RegistryError::InvalidResponse { .. } => true,
+            | RegistryError::InvalidResponse { .. }
+            | RegistryError::AfterUnclearAttempt { .. } => true,
             RegistryError::Status { status, .. } => *status >= 500,
             _ => false,
         }
@@ -739,7 +747,38 @@ impl RegistryClient {
 
     // ---- the request loop -------------------------------------------------------------
 
+    /// Sends `op`, retrying 429 and 502-504 answers. A write that fails for good after an
+    /// attempt got a server error fails as [`RegistryError::AfterUnclearAttempt`], whatever the
+    /// last answer was: callers must not take it for a clean refusal.
     async fn send(&self, op: &Op<'_>) -> Result<reqwest::Response, RegistryError> {
+        let mut unclear = None;
+        let result = self.send_attempts(op, &mut unclear).await;
+        let writes = !matches!(op.method, Method::GET | Method::HEAD);
+        match (result, unclear) {
+            (Err(error), Some(status)) if writes && !error.write_may_have_landed() => {
+                Err(RegistryError::AfterUnclearAttempt {
+                    status,
+                    error: Box::new(error),
+                })
+            }
+            (Ok(response), Some(status)) if writes && !response.status().is_success() => {
+                let error = self.status_error(op, response).await;
+                Err(RegistryError::AfterUnclearAttempt {
+                    status,
+                    error: Box::new(error),
+                })
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// The attempts of [`RegistryClient::send`]; `unclear` is set to the status of an attempt
+    /// that got a server error before another was made.
+    async fn send_attempts(
+        &self,
+        op: &Op<'_>,
+        unclear: &mut Option<u16>,
+    ) -> Result<reqwest::Response, RegistryError> {
         let url = format!("{}{}", self.base, op.path);
         let mut answered_challenge = false;
         let mut attempt = 0;
@@ -806,6 +845,9 @@ impl RegistryClient {
             };
             match retry_in {
                 Some(wait) if attempt < MAX_ATTEMPTS => {
+                    if status.is_server_error() {
+                        *unclear = Some(status.as_u16());
+                    }
                     tracing::warn!(registry = %self.host, request = %op.describe(), status = status.as_u16(), wait_ms = wait.as_millis() as u64, "Registry asked to retry.");
                     tokio::time::sleep(wait).await;
                 }

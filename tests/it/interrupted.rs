@@ -2,6 +2,8 @@
 //! report says where every tag really is and how to finish; running the same command again
 //! finishes the same rollback and never moves a tag further back; chat does the same.
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::manifests::Ci;
@@ -96,7 +98,9 @@ fn a_rerun_after_a_partial_retag_finishes_the_same_target_and_never_goes_two_bui
     let report = run.json();
     assert_eq!(report["target"]["digest"], v2.digest.as_str());
     assert_eq!(report["tags"][0]["status"], "moved");
-    assert_eq!(report["tags"][1]["status"], "not_moved");
+    // A 500 is no proof the write was not stored.
+    assert_eq!(report["tags"][1]["status"], "unknown");
+    assert_eq!(report["tags"][1]["now"], v3.digest.as_str());
     let finish = format!(
         "rollbot rollback {} --to {} --tag latest --tag stable --insecure",
         ci.image(),
@@ -345,4 +349,293 @@ fn the_daemon_records_a_timed_out_write_where_the_registry_says_and_rereads_late
             && text.contains(&format!("latest at {}", &v2.digest[..19]))
     });
     assert!(daemon.stop());
+}
+
+/// A 504 from a gateway whose backend stores the write later, then 429 on the client's retry:
+/// the earlier attempt may still land, so the run is not "nothing changed" (exit 4), the hold
+/// stays in progress, and the same command again does not go two builds back.
+#[test]
+fn a_gateway_timeout_retried_into_a_rate_limit_is_still_an_uncertain_write() {
+    let (ci, [v1, v2, v3]) = published();
+    let proxy = Proxy::start(
+        &ci.registry.host,
+        vec![Rule::GatewayTimeoutThenRateLimited {
+            tag: "latest".into(),
+            lands_after: Duration::from_millis(1500),
+            seen: Arc::new(AtomicUsize::new(0)),
+        }],
+    );
+    let run = through(&ci, &proxy, "").run(&[
+        "rollback",
+        &ci.image(),
+        "--tag",
+        "latest",
+        "--yes",
+        "--json",
+        "--reason",
+        "v3 crashes",
+    ]);
+    let first_code = run.code;
+    let first_report = run.json();
+    let hold_after_run = hold(&ci)["state"].clone();
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while digest_of(&ci, "latest").as_deref() != Some(v2.digest.as_str()) {
+        assert!(Instant::now() < deadline, "the delayed write never landed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let gate = ci.cli.run(&["gate", &ci.image()]).code;
+
+    // The operator was told nothing changed; they run the same command again.
+    let again = ci.cli.run(&[
+        "rollback",
+        &ci.image(),
+        "--tag",
+        "latest",
+        "--yes",
+        "--json",
+    ]);
+    let facts = format!(
+        "first run: exit {first_code}, outcome {}, latest status {}, error {}\nhold after the run: {hold_after_run}\ngate after the write landed: exit {gate}\nre-run: exit {}, target {} (v1 = {}, v2 = {}, v3 = {})\nlatest now: {:?}",
+        first_report["outcome"],
+        first_report["tags"][0]["status"],
+        first_report["error"],
+        again.code,
+        again.json()["target"]["digest"],
+        v1.digest,
+        v2.digest,
+        v3.digest,
+        digest_of(&ci, "latest"),
+    );
+    assert_eq!(
+        first_code, 4,
+        "an uncertain write is never 'nothing changed'\n{facts}"
+    );
+    assert_eq!(hold_after_run, "in_progress", "{facts}");
+    assert_eq!(gate, 1, "{facts}");
+    assert_ne!(
+        digest_of(&ci, "latest").as_deref(),
+        Some(v1.digest.as_str()),
+        "two builds back\n{facts}"
+    );
+}
+
+/// kill -9 after the retag, before verification: the restart verifies and writes the `active`
+/// hold with the rollback's from-digests, so `/rollback app` (and the CLI) again refuses to go
+/// further back.
+#[test]
+fn a_rollback_finished_by_restart_reconciliation_still_refuses_to_go_further_back() {
+    let (ci, [v1, v2, _v3]) = published();
+    let db = ci.cli.home.path().join("state/rollbot.db");
+    let slow = "[[images.app.checks]]\nname = \"slow\"\ncommand = [\"sleep\", \"30\"]\ntimeout = \"60s\"\n";
+    let first = TestDaemon::start(
+        &config(&ci.registry.host, &db, "").replace("[store]", &format!("{slow}\n[store]")),
+        &db,
+    );
+    assert!(first.say("alice", "/rollback app").0);
+    assert!(first.click("bob", "approve:rb-1").0);
+    first.wait_for("the slow check", |text| text.contains("✓ verify"));
+    first.crash();
+    assert_eq!(
+        digest_of(&ci, "latest").as_deref(),
+        Some(v2.digest.as_str())
+    );
+    assert_eq!(
+        hold(&ci)["from"][0]["tag"],
+        "latest",
+        "the in_progress hold records it"
+    );
+
+    let second = TestDaemon::start(&config(&ci.registry.host, &db, ""), &db);
+    second.wait_for("reconciled success", |text| text.contains("rb-1 done."));
+    let recorded = hold(&ci);
+
+    let (ok, reply) = second.say("alice", "/rollback app");
+    let cli = ci
+        .cli
+        .run(&["rollback", &ci.image(), "--dry-run", "--json"]);
+    let facts = format!(
+        "hold after the restart: state {} from {}\nchat: ok={ok} {reply}\nCLI dry run: exit {} target {} (v1 = {})",
+        recorded["state"],
+        recorded["from"],
+        cli.code,
+        cli.json()["target"]["digest"],
+        v1.digest
+    );
+    assert_eq!(recorded["state"], "active", "{facts}");
+    assert!(!ok && reply.contains("already points at"), "{facts}");
+    assert_eq!(cli.code, 3, "{facts}");
+}
+
+/// The compare-and-swap read of the first tag now happens before the `in_progress` hold is
+/// written (HEAD + two blob uploads + a manifest PUT): the first tag write is re-checked after
+/// it, so a push that lands meanwhile stops the retag instead of being overwritten.
+#[test]
+fn a_push_during_the_intent_hold_write_stops_the_retag() {
+    let (ci, [v1, _v2, _v3]) = published();
+    let proxy = Proxy::start(
+        &ci.registry.host,
+        vec![Rule::DelayPutTag {
+            tag: "rollbot-hold".into(),
+            before: Duration::from_millis(1500),
+            after: Duration::ZERO,
+        }],
+    );
+    let cli = through(&ci, &proxy, "");
+    let image = ci.image();
+    let runner = std::thread::spawn(move || {
+        let run = cli.run(&[
+            "rollback", &image, "--to", "v2", "--tag", "latest", "--yes", "--json",
+        ]);
+        (run.code, run.json())
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy
+        .seen()
+        .iter()
+        .any(|r| r.starts_with("PUT ") && r.ends_with("/manifests/rollbot-hold"))
+    {
+        assert!(Instant::now() < deadline, "the hold write never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // CI (or another operator) moves latest while rollbot writes its hold.
+    block_on(ci.seeder.tag(REPO, &v1, "latest"));
+    let (code, report) = runner.join().expect("run");
+    assert_eq!(
+        digest_of(&ci, "latest").as_deref(),
+        Some(v1.digest.as_str()),
+        "a tag that moved since the compare-and-swap read was overwritten; run exit {code}, report {report}"
+    );
+}
+
+/// A write that timed out and had not landed 1 s later is `unknown` in the report's tag list
+/// (`--json` and the human report), never `not_moved`: it may land any moment.
+#[test]
+fn a_write_without_an_answer_is_not_reported_as_not_moved() {
+    let (ci, _) = published();
+    let proxy = Proxy::start(
+        &ci.registry.host,
+        vec![Rule::DelayPutTag {
+            tag: "latest".into(),
+            before: Duration::from_secs(3),
+            after: Duration::ZERO,
+        }],
+    );
+    let cli = Cli::new().config(&format!(
+        "[registries.\"{}\"]\ninsecure = true\nendpoint = \"{}\"\n[rollback]\nregistry_timeout = \"500ms\"\n",
+        ci.registry.host, proxy.host
+    ));
+    let json = cli.run(&["rollback", &ci.image(), "--to", "v2", "--yes", "--json"]);
+    assert_eq!(json.code, 4, "{}", json.stderr);
+    assert_ne!(
+        json.json()["tags"][0]["status"],
+        "not_moved",
+        "{}\n{}",
+        json.json()["tags"][0],
+        json.stderr
+    );
+}
+
+/// kill -9 while the first tag write is in flight; the restart comes after the approval expired.
+/// Reconciliation never says "nothing changed" then: the write may still land (it does) and the
+/// `in_progress` hold the run wrote keeps CI stopped.
+#[test]
+fn a_restart_after_expiry_does_not_say_nothing_changed_while_a_write_may_land() {
+    let (ci, [_v1, v2, _v3]) = published();
+    let proxy = Proxy::start(
+        &ci.registry.host,
+        vec![Rule::DelayPutTag {
+            tag: "latest".into(),
+            before: Duration::from_secs(3),
+            after: Duration::ZERO,
+        }],
+    );
+    let db = ci.cli.home.path().join("state/rollbot.db");
+    let toml =
+        crate::support::daemon::config_through(&ci.registry.host, Some(&proxy.host), &db, "");
+    let first = TestDaemon::start(&toml, &db);
+    assert!(first.say("alice", "/rollback app:v2").0);
+    assert!(first.click("bob", "approve:rb-1").0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy
+        .seen()
+        .iter()
+        .any(|r| r.starts_with("PUT ") && r.ends_with("/manifests/latest"))
+    {
+        assert!(Instant::now() < deadline, "the write never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.crash();
+
+    let later = rollbot::engine::Clock::now(&rollbot::engine::SystemClock)
+        .plus(Duration::from_secs(15 * 60));
+    let second = TestDaemon::start_with_clock(
+        &toml,
+        &db,
+        Arc::new(rollbot::engine::ManualClock::new(later)),
+    );
+    second.wait_for("reconciled", |text| text.contains("INTERRUPTED"));
+    let text = second.channel_text("bob");
+    let hold_state = hold(&ci)["state"].clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while digest_of(&ci, "latest").as_deref() != Some(v2.digest.as_str()) {
+        assert!(Instant::now() < deadline, "the delayed write never landed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !text.contains("nothing changed"),
+        "hold: {hold_state}; latest is now v2; channel:\n{text}"
+    );
+}
+
+/// After a partial retag of latest+stable, `--tag` subsets never go past the target.
+#[test]
+fn tag_subsets_after_a_partial_retag_stay_on_the_recorded_target() {
+    let (ci, [_v1, v2, v3]) = published();
+    block_on(ci.seeder.tag(REPO, &v3, "stable"));
+    let proxy = Proxy::start(
+        &ci.registry.host,
+        vec![Rule::FailPutTag {
+            tag: "stable".into(),
+            status: 500,
+        }],
+    );
+    let run = through(&ci, &proxy, "").run(&[
+        "rollback",
+        &ci.image(),
+        "--tag",
+        "latest",
+        "--tag",
+        "stable",
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    let latest_only = ci.cli.run(&[
+        "rollback",
+        &ci.image(),
+        "--tag",
+        "latest",
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(latest_only.code, 3, "{}", latest_only.stderr);
+    let stable_only = ci.cli.run(&[
+        "rollback",
+        &ci.image(),
+        "--tag",
+        "stable",
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(stable_only.code, 0, "{}", stable_only.stderr);
+    assert_eq!(stable_only.json()["target"]["digest"], v2.digest.as_str());
+    assert_eq!(
+        digest_of(&ci, "latest").as_deref(),
+        Some(v2.digest.as_str())
+    );
+    assert_eq!(
+        digest_of(&ci, "stable").as_deref(),
+        Some(v2.digest.as_str())
+    );
 }

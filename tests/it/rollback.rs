@@ -345,7 +345,9 @@ fn a_write_failing_half_way_reports_where_every_tag_is() {
     assert_eq!(report["tags"][0]["status"], "moved");
     assert_eq!(report["tags"][0]["now"], world.v2.digest.as_str());
     assert_eq!(report["tags"][1]["tag"], "stable");
-    assert_eq!(report["tags"][1]["status"], "not_moved");
+    // Still where it was when read back, but a registry that answered 500 may have stored the
+    // write: "unknown" (with `rollbot verify` in the error), never "not moved" on faith.
+    assert_eq!(report["tags"][1]["status"], "unknown");
     assert_eq!(report["tags"][1]["now"], world.v3.digest.as_str());
     assert!(
         run.stderr.contains("writing tag 'stable' failed"),

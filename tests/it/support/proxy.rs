@@ -26,6 +26,14 @@ pub enum Rule {
         before: std::time::Duration,
         after: std::time::Duration,
     },
+    /// (review) A gateway in front of a slow registry: the first `PUT .../manifests/<tag>` is
+    /// answered 504 at once while the registry stores it `lands_after` later; every later PUT
+    /// of that tag is answered 429 with `Retry-After: 120` (write rate limit).
+    GatewayTimeoutThenRateLimited {
+        tag: String,
+        lands_after: std::time::Duration,
+        seen: Arc<std::sync::atomic::AtomicUsize>,
+    },
 }
 
 #[derive(Debug)]
@@ -130,6 +138,43 @@ async fn serve(
         });
         if hang {
             std::future::pending::<()>().await;
+        }
+        let gateway = rules.iter().find_map(|rule| match rule {
+            Rule::GatewayTimeoutThenRateLimited {
+                tag,
+                lands_after,
+                seen,
+            } if method == "PUT" && path.ends_with(&format!("/manifests/{tag}")) => Some((
+                *lands_after,
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            )),
+            _ => None,
+        });
+        if let Some((lands_after, n)) = gateway {
+            let head = if n == 0 {
+                let (http, url, headers, body) = (
+                    http.clone(),
+                    format!("{upstream}{path}"),
+                    headers.clone(),
+                    body.clone(),
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(lands_after).await;
+                    let mut request = http.put(url);
+                    for (name, value) in &headers {
+                        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+                            request = request.header(name.as_str(), value.as_str());
+                        }
+                    }
+                    let _ = request.body(body).send().await;
+                });
+                "HTTP/1.1 504 X\r\ncontent-length: 0\r\n\r\n".to_owned()
+            } else {
+                "HTTP/1.1 429 X\r\nretry-after: 120\r\ncontent-length: 0\r\n\r\n".to_owned()
+            };
+            stream.write_all(head.as_bytes()).await?;
+            stream.flush().await?;
+            continue;
         }
         let delay = rules.iter().find_map(|rule| match rule {
             Rule::DelayPutTag { tag, before, after }
