@@ -138,7 +138,10 @@ id = "bob"
                     .expect("json");
                 version = state["version"].as_u64().unwrap_or(version);
                 let done = state["messages"].as_array().is_some_and(|messages| {
-                    messages.iter().any(|m| m["message"]["fallback"] == header.as_str())
+                    messages.iter().any(|m| {
+                        serde_json::from_value::<rollbot::chat::Message>(m["message"].clone())
+                            .is_ok_and(|message| message.fallback.to_string() == header)
+                    })
                 });
                 if done {
                     break;
