@@ -475,3 +475,41 @@ pub async fn run_sink<P: ChatPort>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// A button's action (from any platform, so untrusted) is an approval or a rejection of
+        /// a rollback, which reads back the same from the action rollbot writes, or nothing.
+        #[test]
+        fn any_action_is_a_vote_or_nothing(action in any::<String>()) {
+            if let Some((decision, id)) = parse_action(&action) {
+                let verb = match decision {
+                    Decision::Approve => "approve",
+                    Decision::Reject => "reject",
+                };
+                prop_assert_eq!(parse_action(&format!("{verb}:{id}")), Some((decision, id)));
+            }
+        }
+    }
+
+    #[test]
+    fn actions_rollbot_writes_parse_and_others_do_not() {
+        for (action, expected) in [
+            ("approve:rb-17", Some((Decision::Approve, RollbackId(17)))),
+            ("reject:rb-3", Some((Decision::Reject, RollbackId(3)))),
+            ("approve:", None),
+            ("release:rb-1", None),
+            ("approve:rb-x", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_action(action), expected, "{action}");
+        }
+    }
+}
