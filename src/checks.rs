@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
+use crate::config::{CheckKind, CheckSpec, Placeholders};
 use crate::domain::model::{Digest, ImageRef};
 use crate::domain::record::CheckReport;
+use crate::error_chain;
 use crate::secret::Secret;
 
 /// The most of a check's own output a report carries (a few hundred bytes say what went wrong;
@@ -26,73 +28,6 @@ pub const MAX_OUTPUT_BYTES: usize = 300;
 
 /// What replaces a secret's value in a check's report.
 pub const REDACTED: &str = "[redacted]";
-
-/// One configured check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckSpec {
-    pub name: String,
-    pub kind: CheckKind,
-    /// Per attempt.
-    pub timeout: Duration,
-    /// Tries before the check counts as failed (a deployment may need a moment to pick up the
-    /// rolled-back image).
-    pub attempts: u32,
-    /// Pause between attempts.
-    pub interval: Duration,
-    /// Environment variables a command must not see: those the config reads secrets from.
-    /// (Every `ROLLBOT_…` variable is withheld too, except the three set for the check.)
-    pub hidden_env: Vec<String>,
-    /// The values of rollbot's secrets: replaced by `[redacted]` wherever a report would show
-    /// them (a check may print a token it read from a file rollbot also reads).
-    pub redact: Vec<Secret>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckKind {
-    /// Runs `argv[0]` with the rest as arguments; passes on exit status 0.
-    Command { argv: Vec<String> },
-    /// `GET url`; passes when the answer has `expect_status`.
-    Http { url: String, expect_status: u16 },
-}
-
-impl CheckSpec {
-    /// Checks placeholders and, for HTTP checks, that the URL is an absolute http(s) URL.
-    ///
-    /// # Errors
-    /// A message naming the unknown placeholder or the bad URL.
-    pub fn validate(&self) -> Result<(), String> {
-        let sample = Placeholders {
-            image: "registry.example.com/acme/app".into(),
-            digest: format!("sha256:{}", "0".repeat(64)),
-            reference: format!("registry.example.com/acme/app@sha256:{}", "0".repeat(64)),
-        };
-        match &self.kind {
-            CheckKind::Command { argv } => {
-                for arg in argv {
-                    sample.expand(arg)?;
-                }
-            }
-            CheckKind::Http { url, .. } => {
-                let expanded = sample.expand(url)?;
-                let parsed = reqwest::Url::parse(&expanded)
-                    .map_err(|error| format!("http = '{url}' is not a URL: {error}"))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(format!(
-                        "http = '{url}' must start with http:// or https://"
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn kind_name(&self) -> &'static str {
-        match self.kind {
-            CheckKind::Command { .. } => "command",
-            CheckKind::Http { .. } => "http",
-        }
-    }
-}
 
 /// Why an attempt failed: rollbot's own words, and what the check printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,52 +88,6 @@ fn cap(text: &str) -> String {
         end -= 1;
     }
     format!("{}… (cut, {} bytes in all)", &text[..end], text.len())
-}
-
-struct Placeholders {
-    image: String,
-    digest: String,
-    reference: String,
-}
-
-impl Placeholders {
-    fn expand(&self, template: &str) -> Result<String, String> {
-        let mut out = String::with_capacity(template.len());
-        let mut rest = template;
-        while let Some(index) = rest.find(['{', '}']) {
-            out.push_str(&rest[..index]);
-            let tail = &rest[index..];
-            if tail.starts_with("{{") || tail.starts_with("}}") {
-                out.push_str(&tail[..1]);
-                rest = &tail[2..];
-                continue;
-            }
-            if tail.starts_with('}') {
-                return Err(format!(
-                    "unmatched '}}' in '{template}' (write '}}}}' for a literal brace)"
-                ));
-            }
-            let Some(end) = tail.find('}') else {
-                return Err(format!(
-                    "unmatched '{{' in '{template}' (write '{{{{' for a literal brace)"
-                ));
-            };
-            let value = match &tail[1..end] {
-                "image" => &self.image,
-                "digest" => &self.digest,
-                "ref" => &self.reference,
-                other => {
-                    return Err(format!(
-                        "unknown placeholder {{{other}}} in '{template}' (known: {{image}}, {{digest}}, {{ref}})"
-                    ))
-                }
-            };
-            out.push_str(value);
-            rest = &tail[end + 1..];
-        }
-        out.push_str(rest);
-        Ok(out)
-    }
 }
 
 /// Runs every check against `image@digest`, concurrently, and reports each.
@@ -397,21 +286,6 @@ async fn run_http(
             "GET {url} answered {status}, expected {expect_status}"
         ))
     }
-}
-
-/// `reqwest` hides the useful part ("Connection refused") in its source chain.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 pub(crate) fn millis(duration: Duration) -> u64 {

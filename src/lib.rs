@@ -140,6 +140,22 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// An error with its sources, for people: `reqwest` hides the useful part ("Connection
+/// refused") in its source chain.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Installs rustls' ring provider for the process (slack-morphism's TLS client asks for the
 /// process default). Safe to call more than once.
 pub fn install_crypto_provider() {

@@ -5,9 +5,8 @@ use serde::Serialize;
 
 use super::{read_manifest, read_mark, ArtifactError, BadMark, RollbackManifest};
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
-use crate::pipeline::missing_references;
 use crate::registry::oci::RawManifest;
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::{missing_references, RegistryClient, RegistryError};
 
 /// One build in the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

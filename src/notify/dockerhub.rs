@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::checks::error_chain;
 use crate::config::DockerHubSettings;
 use crate::domain::rollback::RollbackId;
+use crate::error_chain;
 
 /// Docker Hub's limit on `full_description`, in bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 25_000;

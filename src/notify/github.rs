@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::checks::error_chain;
 use crate::config::GitHubSettings;
+use crate::error_chain;
 
 /// Every GraphQL document rollbot sends (tests validate each against GitHub's public schema).
 pub const REPOSITORY_QUERY: &str = "query RollbotRepository($owner: String!, $name: String!) {

@@ -15,7 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::checks::{self, millis, CheckSpec};
+use crate::checks::{self, millis};
+use crate::config::CheckSpec;
 use crate::domain::model::{Digest, ImageRef, Tag};
 use crate::domain::record::{PlannedTag, StepReport};
 use crate::manifest;
@@ -29,7 +30,7 @@ mod target;
 mod verify;
 
 pub use outcome::{Outcome, Progress, RegistryUsage, Report, TagReport, TagStatus};
-pub use plan::{missing_references, plan, Plan, PlanError, RollbackRequest};
+pub use plan::{plan, Plan, PlanError, RollbackRequest};
 pub use retag::{retag, IntentRecord, RetagError, RetagFailure, TagOutcome, SETTLE};
 pub use target::{default_target, DefaultTarget, TargetRefusal};
 pub use verify::{read_tags, verify, Verification, VerifyProblem};

@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
 use crate::domain::record::{PlannedTag, TargetReport};
 use crate::registry::oci::{self, RawManifest};
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::{missing_references, RegistryClient, RegistryError};
 /// What to roll back: which tags of which image, to what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollbackRequest {
@@ -189,36 +189,4 @@ pub(super) async fn head_tag(
     registry
         .head_manifest(repository, &Reference::Tag(tag.clone()))
         .await
-}
-
-/// The references that do not answer a HEAD, checked concurrently.
-///
-/// # Errors
-/// The first registry error (other than "not found").
-pub async fn missing_references(
-    registry: &RegistryClient,
-    image: &ImageRef,
-    references: &[oci::Reference],
-) -> Result<Vec<oci::Reference>, RegistryError> {
-    let repository = &image.repository;
-    let answers = join_all(references.iter().map(|reference| async move {
-        let present = if reference.is_manifest {
-            registry
-                .head_manifest(repository, &Reference::Digest(reference.digest.clone()))
-                .await?
-                .is_some()
-        } else {
-            registry.blob_exists(repository, &reference.digest).await?
-        };
-        Ok::<_, RegistryError>((reference, present))
-    }))
-    .await;
-    let mut missing = Vec::new();
-    for answer in answers {
-        let (reference, present) = answer?;
-        if !present {
-            missing.push(reference.clone());
-        }
-    }
-    Ok(missing)
 }

@@ -3,8 +3,9 @@
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use super::plan::{head_tag, missing_references};
+use super::plan::head_tag;
 use crate::domain::model::{Digest, ImageRef, Tag, TagNow};
+use crate::registry::missing_references;
 use crate::registry::oci;
 use crate::registry::{RegistryClient, RegistryError};
 

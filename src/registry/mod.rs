@@ -11,6 +11,9 @@
 
 pub mod auth;
 pub mod oci;
+mod presence;
+
+pub use presence::missing_references;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,9 +26,9 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHEN
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 
-use crate::checks::error_chain;
 use crate::config::{RegistrySettings, Settings};
 use crate::domain::model::{Digest, ImageRef, Reference, RegistryHost, Repository, Tag};
+use crate::error_chain;
 use crate::lock;
 use auth::{Challenge, Credentials, Token, TokenAnswer};
 use oci::{ManifestError, RawManifest, ACCEPT_MANIFESTS};

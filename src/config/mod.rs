@@ -12,15 +12,18 @@ use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 
-use crate::checks::{CheckKind, CheckSpec};
 use crate::domain::command::RESERVED;
 use crate::domain::model::{ImageRef, RegistryHost, Tag};
 use crate::domain::policy::{ApprovalRule, Approver};
 use crate::domain::rollback::Actor;
 use crate::secret::Secret;
 
+mod checks;
+
+pub use checks::{CheckKind, CheckSpec, Placeholders};
+
 /// The documented defaults, compiled in so the binary works without any file on disk.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Everything rollbot reads from configuration, validated.
 #[derive(Debug, Clone)]
