@@ -12,7 +12,7 @@ use std::future::Future;
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{ImageSettings, Settings};
 use crate::domain::command::{Command, ImageName, USAGE};
-use crate::domain::model::{ImageRef, Reference, RegistryHost, Tag, TagNow};
+use crate::domain::model::{ImageRef, Reference, Tag, TagNow};
 use crate::domain::policy::{
     self, ApprovalRule, Approver, Decision, Pending, RecordedVote, Verdict,
 };
@@ -35,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{
     self, HoldOptions, Outcome, Plan, Progress, Report, RollbackRequest, RunOptions, TagStatus,
 };
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::{Registries, RegistryClient};
 use crate::store::{Store, StoreError};
 
 // ---- time --------------------------------------------------------------------------------
@@ -357,52 +357,6 @@ impl Default for EngineOptions {
         EngineOptions {
             tick: Duration::from_secs(1),
         }
-    }
-}
-
-/// Registry clients by host, shared with the HTTP server (readiness, metrics).
-#[derive(Debug)]
-pub struct Registries {
-    settings: Arc<Settings>,
-    clients: Mutex<HashMap<RegistryHost, Arc<RegistryClient>>>,
-}
-
-impl Registries {
-    pub fn new(settings: Arc<Settings>) -> Registries {
-        Registries {
-            settings,
-            clients: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The client for `host`, built on first use.
-    ///
-    /// # Errors
-    /// Credentials that cannot be loaded, a client that cannot be built.
-    pub fn get(&self, host: &RegistryHost) -> Result<Arc<RegistryClient>, RegistryError> {
-        let mut clients = crate::lock(&self.clients);
-        if let Some(client) = clients.get(host) {
-            return Ok(Arc::clone(client));
-        }
-        let client = Arc::new(RegistryClient::for_host(host, &self.settings, false)?);
-        clients.insert(host.clone(), Arc::clone(&client));
-        Ok(client)
-    }
-
-    /// (host, status, count) for every client, for `/metrics`.
-    pub fn statuses(&self) -> Vec<(String, u16, u64)> {
-        let clients = crate::lock(&self.clients);
-        let mut out: Vec<(String, u16, u64)> = clients
-            .iter()
-            .flat_map(|(host, client)| {
-                client
-                    .statuses()
-                    .into_iter()
-                    .map(move |(status, n)| (host.to_string(), status, n))
-            })
-            .collect();
-        out.sort();
-        out
     }
 }
 

@@ -13,8 +13,9 @@ use serde::Deserialize;
 
 use crate::chat::console::{Console, PAGE};
 use crate::config::Settings;
-use crate::engine::{EngineHandle, Registries};
+use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
+use crate::registry::Registries;
 use crate::store::Store;
 
 /// What the handlers share.

@@ -11,8 +11,10 @@
 
 pub mod auth;
 pub mod oci;
+mod pool;
 mod presence;
 
+pub use pool::Registries;
 pub use presence::missing_references;
 
 use std::collections::HashMap;
