@@ -11,7 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::config::{ImageSettings, Settings};
+pub use crate::domain::clock::{Clock, ManualClock, SystemClock};
 use crate::domain::command::{Command, ImageName, USAGE};
 use crate::domain::model::{ImageRef, Reference, Tag, TagNow};
 use crate::domain::policy::{
@@ -37,45 +37,6 @@ use crate::pipeline::{
 };
 use crate::registry::{Registries, RegistryClient};
 use crate::store::{Store, StoreError};
-
-// ---- time --------------------------------------------------------------------------------
-
-/// Where the engine reads the time (expiry, records). Tests use [`ManualClock`].
-pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
-    fn now(&self) -> Timestamp;
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_system(std::time::SystemTime::now())
-    }
-}
-
-/// A clock that only moves when told to.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(start: Timestamp) -> ManualClock {
-        ManualClock(AtomicI64::new(start.0))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(
-            i64::try_from(by.as_millis()).unwrap_or(i64::MAX),
-            Ordering::SeqCst,
-        );
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
-    }
-}
 
 // ---- the interface adapters see ----------------------------------------------------------
 

@@ -5,6 +5,7 @@
 //! - `command`: chat text → `Command` (the `/rollback` grammar).
 //! - `policy`: the two-person rule, one pure function.
 
+pub mod clock;
 pub mod command;
 pub mod model;
 pub mod policy;
