@@ -28,6 +28,7 @@ use crate::domain::model::{ImageRef, Reference, Tag, TagNow};
 use crate::domain::policy::{
     self, ApprovalRule, Approver, Decision, Pending, RecordedVote, Verdict,
 };
+use crate::domain::reconcile::{self, Interruption, Reconcile};
 use crate::domain::record::{AuditEntry, RollbackRecord, StepReport};
 use crate::domain::rollback::{Actor, RollbackId, State, Timestamp};
 use crate::manifest;
@@ -1956,77 +1957,52 @@ async fn catch_panic<T>(body: impl Future<Output = T>) -> Result<T, String> {
         })
 }
 
-/// Decides what to do with a rollback the previous process left running.
+/// Decides what to do with a rollback the previous process left running
+/// ([`domain::reconcile`](crate::domain::reconcile)), from its tags read after a write that
+/// may have been in flight had time to land.
 async fn reconcile(
     registry: &RegistryClient,
     record: &RollbackRecord,
     now: Timestamp,
     expiry: Duration,
 ) -> Reconciliation {
-    // A write in flight when the previous process died may still land.
-    let retagging = record.state == State::Retagging;
-    if retagging {
+    if record.state == State::Retagging {
         tokio::time::sleep(pipeline::SETTLE).await;
     }
     let tags_now = read_tags_now(registry, record).await;
-    if let Some((tag, TagNow::Unknown { unknown })) =
-        tags_now.iter().find(|(_, now)| now.is_unknown())
-    {
-        return Reconciliation::Interrupted {
-            detail: format!(
-                "rollbot restarted mid-rollback and could not read tag {tag} ({unknown}); check the tags with `rollbot verify {} --expect {}`, and finish with: {}",
-                record.image,
-                record.target.digest,
-                finish_command(registry, record)
-            ),
-            tags_now,
-        };
-    }
-    let target = &record.target.digest;
-    let all_at_target = tags_now.iter().all(|(_, now)| now.is(target));
-    let untouched = record
-        .tags
-        .iter()
-        .zip(&tags_now)
-        .all(|(planned, (_, now))| {
-            now.is(&planned.from) || (planned.already_at_target && now.is(target))
-        });
-    let approval_fresh = record
-        .approved_at
-        .is_some_and(|at| now.since(at) <= u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX));
-    if all_at_target {
-        Reconciliation::Verify
-    } else if untouched && approval_fresh {
-        Reconciliation::Resume
-    } else if untouched && !retagging {
-        Reconciliation::Interrupted {
-            detail: format!(
-                "rollbot restarted before any tag moved, but the approval is too old to act on; nothing changed ({}); request it again",
-                describe_tags(&tags_now)
-            ),
-            tags_now,
-        }
-    } else if untouched {
-        Reconciliation::Interrupted {
-            detail: format!(
-                "rollbot restarted during the retag, before any tag was seen to move, and the approval is too old to act on ({}); a write in flight when it stopped may still land, and the hold records the rollback as in progress (CI's gate stays closed): check with `rollbot verify {} --expect {}`, then finish with: {} (or release the hold with `rollbot hold release {}` if the rollback is no longer wanted)",
-                describe_tags(&tags_now),
-                record.image,
-                record.target.digest,
-                finish_command(registry, record),
-                record.image
-            ),
-            tags_now,
-        }
-    } else {
-        Reconciliation::Interrupted {
-            detail: format!(
-                "rollbot restarted mid-rollback and the tags are neither all moved nor untouched: {}; finish it with: {}",
-                describe_tags(&tags_now),
-                finish_command(registry, record)
-            ),
-            tags_now,
-        }
+    let detail = match reconcile::reconcile(record, &tags_now, now, expiry) {
+        Reconcile::Verify => return Reconciliation::Verify,
+        Reconcile::Resume => return Reconciliation::Resume,
+        Reconcile::Interrupted(why) => interruption_text(&why, registry, record, &tags_now),
+    };
+    Reconciliation::Interrupted { tags_now, detail }
+}
+
+/// What a person is told (and the record keeps) about a rollback interrupted by a restart.
+fn interruption_text(
+    why: &Interruption,
+    registry: &RegistryClient,
+    record: &RollbackRecord,
+    tags_now: &[(Tag, TagNow)],
+) -> String {
+    let finish = finish_command(registry, record);
+    let (image, target) = (&record.image, &record.target.digest);
+    match why {
+        Interruption::Unreadable { tag, why } => format!(
+            "rollbot restarted mid-rollback and could not read tag {tag} ({why}); check the tags with `rollbot verify {image} --expect {target}`, and finish with: {finish}"
+        ),
+        Interruption::StaleBeforeRetag => format!(
+            "rollbot restarted before any tag moved, but the approval is too old to act on; nothing changed ({}); request it again",
+            describe_tags(tags_now)
+        ),
+        Interruption::StaleDuringRetag => format!(
+            "rollbot restarted during the retag, before any tag was seen to move, and the approval is too old to act on ({}); a write in flight when it stopped may still land, and the hold records the rollback as in progress (CI's gate stays closed): check with `rollbot verify {image} --expect {target}`, then finish with: {finish} (or release the hold with `rollbot hold release {image}` if the rollback is no longer wanted)",
+            describe_tags(tags_now)
+        ),
+        Interruption::Mixed => format!(
+            "rollbot restarted mid-rollback and the tags are neither all moved nor untouched: {}; finish it with: {finish}",
+            describe_tags(tags_now)
+        ),
     }
 }
 

@@ -9,5 +9,6 @@ pub mod clock;
 pub mod command;
 pub mod model;
 pub mod policy;
+pub mod reconcile;
 pub mod record;
 pub mod rollback;
