@@ -28,11 +28,16 @@
 //!   `RegistryHost`, `ImageRef`, `Reference`, each parsed once at the edge;
 //!   [`domain::rollback`] `RollbackId`, `Actor`, `Timestamp` and the `State` machine;
 //!   [`domain::command`] the `/rollback` grammar (chat text → `Command`); [`domain::policy`] the
-//!   two-person rule as one pure function.
+//!   two-person rule as one pure function; [`domain::record`] the records everyone shares
+//!   (rollback, audit entry, planned tag, step, target and check reports);
+//!   [`domain::reconcile`] what a restart does with a rollback left running; [`domain::clock`].
 //! - [`engine`]: the single owner of rollback state (one task). `Inbound` commands in, `Event`s
-//!   out; planning, pipelines, history and hold releases run in tracked tasks that report back.
-//!   Persists every transition before announcing it; reconciles interrupted rollbacks on start;
-//!   rate limits (governor); `Clock` so tests control expiry.
+//!   out. `engine/mod.rs` is the handle, the messages and the loop, which only dispatches:
+//!   `engine/commands/` has one file per command (request, vote, cancel, status, history,
+//!   release); `transitions.rs` persists every state change before announcing it; `run.rs` runs
+//!   approved rollbacks in tracked tasks that report back; `restart.rs` reconciles what a previous
+//!   process left running (the decision is `domain::reconcile`); `refuse.rs` rate limits
+//!   (governor) and audits every refusal. The `Clock` is `domain::clock`.
 //! - [`chat`]: the platform-neutral message model (blocks, buttons, and [`chat::text::Text`]:
 //!   typed spans, so a mention is a span rollbot adds and never a pattern in words), the
 //!   rendering of status messages and thread replies (`chat/summary.rs` reads the chat summary

@@ -1,0 +1,79 @@
+//! `/rollback release IMAGE [reason]`: an approver lets CI move the tags again (the hold is
+//! released, in a task).
+
+use super::super::*;
+
+impl Engine {
+    pub(in crate::engine) async fn release(
+        &mut self,
+        actor: Actor,
+        channel: String,
+        name: ImageName,
+        reason: Option<String>,
+        reply: oneshot::Sender<Reply>,
+    ) -> Option<(oneshot::Sender<Reply>, Reply)> {
+        let found = self.allowlisted(&name).cloned().and_then(|entry| {
+            if !self.settings.approval_rule(&entry).may_approve(&actor) {
+                return Err(format!(
+                    "only approvers of {} can release its hold (it lets CI move the tags again)",
+                    entry.alias
+                ));
+            }
+            self.with_registry(entry)
+        });
+        let (entry, registry) = match found {
+            Ok(found) => found,
+            Err(why) => return Some((reply, self.refuse(&actor, None, "release", why).await)),
+        };
+        let internal = self.internal_tx.clone();
+        let store = self.store.clone();
+        let now = self.now();
+        self.tasks.spawn(async move {
+            let answer = match manifest::read_hold(&registry, &entry.image).await {
+                Ok(Some(hold)) if hold.is_active() => {
+                    let warning = hold.release_warning();
+                    let released = hold.released(actor.name.clone(), now.rfc3339(), reason.clone());
+                    match manifest::write_hold(&registry, &released).await {
+                        Ok(()) => {
+                            let _ = store
+                                .audit(&AuditEntry::new(
+                                    now,
+                                    None,
+                                    Some(&actor),
+                                    "hold_released",
+                                    json!({ "image": entry.image.to_string(), "reason": reason }),
+                                ))
+                                .await;
+                            let _ = internal.send(Internal::Emit(Box::new(Event {
+                                kind: EventKind::HoldReleased {
+                                    image: entry.image.clone(),
+                                    by: actor.clone(),
+                                    reason,
+                                },
+                                rollback: None,
+                                channel,
+                            })));
+                            Reply::ok(format!(
+                                "Hold on {} released; CI may move its tags again.{}",
+                                entry.alias,
+                                warning.map(|w| format!(" Note: {w}.")).unwrap_or_default()
+                            ))
+                        }
+                        Err(error) => {
+                            Reply::refused(format!("the hold could not be released: {error}"))
+                        }
+                    }
+                }
+                Ok(_) => Reply::ok(format!(
+                    "{} has no active hold; nothing to release.",
+                    entry.alias
+                )),
+                Err(error) => {
+                    Reply::refused(format!("cannot read the hold of {}: {error}", entry.alias))
+                }
+            };
+            let _ = reply.send(answer);
+        });
+        None
+    }
+}

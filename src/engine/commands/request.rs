@@ -1,0 +1,248 @@
+//! `/rollback IMAGE[@DIGEST|:TAG] [reason]`: the allowlist, one rollback per image, a rule that
+//! someone could satisfy, then planning in a task; the plan becomes a record waiting for approval.
+
+use super::super::*;
+
+impl Engine {
+    /// The registry client of an allowlisted image, with the entry.
+    pub(in crate::engine) fn with_registry(
+        &self,
+        entry: ImageSettings,
+    ) -> Result<(ImageSettings, Arc<RegistryClient>), String> {
+        self.registries
+            .get(&entry.image.registry)
+            .map(|registry| (entry, registry))
+            .map_err(|error| error.to_string())
+    }
+
+    /// The allowlist entry for an image as typed.
+    pub(in crate::engine) fn allowlisted(
+        &self,
+        name: &ImageName,
+    ) -> Result<&ImageSettings, String> {
+        let entry = match name {
+            ImageName::Alias(alias) => self.settings.images.get(alias),
+            ImageName::Full(image) => self.settings.image_entry(image),
+        };
+        entry.ok_or_else(|| {
+            let known: Vec<&str> = self.settings.images.keys().map(String::as_str).collect();
+            format!(
+                "{name} is not on rollbot's allowlist of images{}",
+                if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", known.join(", "))
+                }
+            )
+        })
+    }
+
+    pub(in crate::engine) async fn request(
+        &mut self,
+        actor: Actor,
+        channel: String,
+        name: ImageName,
+        target: Option<Reference>,
+        reason: Option<String>,
+        reply: oneshot::Sender<Reply>,
+    ) -> Option<(oneshot::Sender<Reply>, Reply)> {
+        let refusal = match self.allowlisted(&name) {
+            Err(message) => Err(message),
+            Ok(entry) => {
+                let rule = self.settings.approval_rule(entry);
+                match (
+                    self.active.values().find(|r| r.image == entry.image),
+                    rule.unapprovable(Some(&actor)),
+                ) {
+                    (Some(active), _) => Err(format!(
+                        "{} already has a rollback in progress: {} ({}, requested by {}); one at a time",
+                        entry.alias, active.id, active.state, active.requester.name
+                    )),
+                    _ if self.planning.contains(&entry.image) => Err(format!(
+                        "{} already has a rollback request being planned; one at a time",
+                        entry.alias
+                    )),
+                    (None, Some(why)) => Err(format!(
+                        "a rollback of {} requested by you could never be approved: {why}; ask whoever runs rollbot to fix the approvers in its config",
+                        entry.alias
+                    )),
+                    (None, None) => self.with_registry(entry.clone()),
+                }
+            }
+        };
+        let (entry, registry) = match refusal {
+            Ok(found) => found,
+            Err(why) => return Some((reply, self.refuse(&actor, None, "request", why).await)),
+        };
+        self.planning.insert(entry.image.clone());
+        let tags = self.settings.floating_tags(Some(&entry), &[]);
+        let request = PendingRequest {
+            actor,
+            channel,
+            image: entry.image.clone(),
+            alias: entry.alias.clone(),
+            reason,
+            requested_target: target.as_ref().map_or_else(
+                || "the previous good build".to_owned(),
+                Reference::to_string,
+            ),
+        };
+        let internal = self.internal_tx.clone();
+        self.tasks.spawn(async move {
+            let result = catch_panic(plan_request(&registry, &request.image, tags, target))
+                .await
+                .unwrap_or_else(|panic| Err(format!("internal error while planning: {panic}")));
+            let _ = internal.send(Internal::Planned {
+                request: Box::new(request),
+                result: Box::new(result),
+                reply,
+            });
+        });
+        None
+    }
+
+    pub(in crate::engine) async fn planned(
+        &mut self,
+        request: PendingRequest,
+        result: Result<Planned, String>,
+    ) -> Reply {
+        let now = self.now();
+        let planned = match result {
+            Ok(planned) => planned,
+            Err(error) => {
+                self.audit(AuditEntry::new(
+                    now,
+                    None,
+                    Some(&request.actor),
+                    "request_refused",
+                    json!({ "image": request.image.to_string(), "why": error }),
+                ))
+                .await;
+                return Reply::refused(format!("Cannot roll back {}: {error}", request.alias));
+            }
+        };
+        let plan = planned.plan;
+        if plan.is_noop() {
+            return Reply::ok(format!(
+                "{}: every tag already points at {}; nothing to do.",
+                request.alias,
+                plan.target.digest.short()
+            ));
+        }
+        let Some(entry) = self.settings.images.get(&request.alias).cloned() else {
+            let why = format!("{} left the allowlist", request.alias);
+            return self.refuse(&request.actor, None, "request", why).await;
+        };
+        let rule = self.settings.approval_rule(&entry);
+        let mut record = RollbackRecord {
+            id: RollbackId(0),
+            image: request.image.clone(),
+            alias: request.alias.clone(),
+            channel: request.channel.clone(),
+            requester: request.actor.clone(),
+            reason: request.reason.clone(),
+            requested_target: request.requested_target.clone(),
+            target_source: planned.target_source,
+            target: plan.target_report(),
+            tags: plan.tags.clone(),
+            state: State::Requested,
+            created_at: now,
+            expires_at: now.plus(rule.expiry),
+            updated_at: now,
+            approved_at: None,
+            finished_at: None,
+            votes: Vec::new(),
+            steps: Vec::new(),
+            checks: Vec::new(),
+            tags_now: Vec::new(),
+            error: None,
+            status_ref: None,
+        };
+        let audit = AuditEntry::new(
+            now,
+            None,
+            Some(&request.actor),
+            "requested",
+            json!({
+                "image": request.image.to_string(),
+                "target": plan.target.digest.to_string(),
+                "tags": plan.tags,
+                "reason": request.reason,
+            }),
+        );
+        match self.store.create(&mut record, audit).await {
+            Ok(()) => {}
+            Err(StoreError::ActiveExists { image }) => {
+                let why = format!("{image} already has a rollback in progress");
+                return self.refuse(&request.actor, None, "request", why).await;
+            }
+            Err(error) => {
+                return Reply::refused(format!("the request could not be saved: {error}"))
+            }
+        }
+        tracing::info!(rollback_id = %record.id, image = %record.image, target = %record.target.digest, requester = %record.requester.id, "Rollback requested.");
+        self.active.insert(record.id, record.clone());
+        self.update_gauges();
+        let approvers = describe_approvers(&rule);
+        let reply = Reply::ok(format!(
+            "{} requested: roll back {} ({}) to {}. Waiting for {} approval{} from {approvers}; expires at {}.",
+            record.id,
+            record.alias,
+            record.tags.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>().join(", "),
+            record.target.digest.short(),
+            rule.required,
+            if rule.required == 1 { "" } else { "s" },
+            record.expires_at.rfc3339()
+        ));
+        self.emit(Event {
+            kind: EventKind::Requested,
+            channel: record.channel.clone(),
+            rollback: Some(record),
+        });
+        reply
+    }
+}
+
+/// Plans a request: chooses the target from the rollback manifests when none was named.
+pub(in crate::engine) async fn plan_request(
+    registry: &RegistryClient,
+    image: &ImageRef,
+    tags: Vec<Tag>,
+    target: Option<Reference>,
+) -> Result<Planned, String> {
+    let (target, expect_from, target_source, prefetched) = match target {
+        Some(target) => (target, Vec::new(), None, None),
+        None => match pipeline::default_target(registry, image, &tags).await {
+            Ok(chosen) => (
+                Reference::Digest(chosen.digest),
+                chosen.expect_from,
+                Some(chosen.source),
+                chosen.prefetched,
+            ),
+            Err(refusal) => {
+                return Err(match refusal.suggestion {
+                    Some(suggestion) => format!(
+                        "{}; the newest complete build before it is {suggestion} (name it: /rollback {image}@{suggestion})",
+                        refusal.reason
+                    ),
+                    None => refusal.reason,
+                })
+            }
+        },
+    };
+    let request = RollbackRequest {
+        image: image.clone(),
+        target,
+        tags,
+        expect_from,
+        target_source: target_source.clone(),
+        prefetched,
+    };
+    let plan = pipeline::plan(registry, &request)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Planned {
+        plan,
+        target_source,
+    })
+}

@@ -1,0 +1,697 @@
+//! The engine: the single owner of rollback state. Commands in (from any chat adapter),
+//! events out (to chat and notification sinks). One task; everything else sends it messages.
+//!
+//! Work that waits on the registry (planning, the pipeline, history, releasing a hold) runs in
+//! tracked tasks that report back by message, so the engine never blocks and a command is
+//! acknowledged as soon as it is decided. Every state change is persisted (with its audit
+//! entry) before it is announced. On start, rollbacks the previous process left mid-pipeline
+//! are reconciled from the registry: resumed, finished, or marked Interrupted, and announced.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use governor::clock::DefaultClock;
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::config::{ImageSettings, Settings};
+pub use crate::domain::clock::{Clock, ManualClock, SystemClock};
+use crate::domain::command::{Command, ImageName, USAGE};
+use crate::domain::model::{ImageRef, Reference, Tag, TagNow};
+use crate::domain::policy::{
+    self, ApprovalRule, Approver, Decision, Pending, RecordedVote, Verdict,
+};
+use crate::domain::reconcile::{self, Interruption, Reconcile};
+use crate::domain::record::{AuditEntry, RollbackRecord, StepReport};
+use crate::domain::rollback::{Actor, RollbackId, State, Timestamp};
+use crate::manifest;
+use crate::metrics::Metrics;
+use crate::pipeline::{
+    self, HoldOptions, Outcome, Plan, Progress, Report, RollbackRequest, RunOptions, TagStatus,
+};
+use crate::registry::{Registries, RegistryClient};
+use crate::store::{Store, StoreError};
+
+mod commands;
+mod refuse;
+mod restart;
+mod run;
+mod transitions;
+
+pub use commands::{describe, describe_approvers};
+use refuse::retry_in;
+use run::{catch_panic, describe_tags, finish_command, read_tags_now};
+
+// ---- the interface adapters see ----------------------------------------------------------
+
+/// A command from a chat platform, already parsed and attributed.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub actor: Actor,
+    /// Where it came from and where answers go: `console:releases`, `slack:C0123`.
+    pub channel: String,
+    pub command: Command,
+    /// The platform's delivery id (Slack event id, interaction id): a retry with the same key
+    /// is ignored.
+    pub idempotency_key: Option<String>,
+}
+
+/// The answer to the person who sent a command (shown only to them where the platform can).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    /// False when the command was refused or failed.
+    pub ok: bool,
+    /// A redelivery that was ignored: nothing to tell anyone.
+    pub silent: bool,
+}
+
+impl Reply {
+    pub fn ok(text: impl Into<String>) -> Reply {
+        Reply {
+            text: text.into(),
+            ok: true,
+            silent: false,
+        }
+    }
+
+    pub fn refused(text: impl Into<String>) -> Reply {
+        Reply {
+            text: text.into(),
+            ok: false,
+            silent: false,
+        }
+    }
+}
+
+/// What happened, for chat and notification sinks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// The rollback after the change (absent for image-level events like a hold release).
+    pub rollback: Option<RollbackRecord>,
+    /// Where to tell it.
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    Requested,
+    /// An approval counted, more needed.
+    ApprovalRecorded {
+        by: Actor,
+    },
+    Approved {
+        by: Actor,
+    },
+    Rejected {
+        by: Actor,
+    },
+    Cancelled {
+        by: Actor,
+    },
+    Expired,
+    /// A pipeline step finished.
+    Step {
+        step: StepReport,
+    },
+    Succeeded,
+    Failed,
+    Interrupted,
+    /// The daemon restarted and picked the rollback up again.
+    Resumed {
+        detail: String,
+    },
+    HoldReleased {
+        image: ImageRef,
+        by: Actor,
+        reason: Option<String>,
+    },
+    /// Something for the rollback's thread from elsewhere (a Discussion's URL, a notification
+    /// that could not be delivered). Not a state change.
+    Notice {
+        text: String,
+        /// A URL rollbot made (a Discussion's), shown after the text as a link.
+        link: Option<String>,
+    },
+}
+
+/// A handle to the engine task; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl EngineHandle {
+    /// Submits a command and waits for the decision (planning a request waits for the plan).
+    pub async fn submit(&self, inbound: Inbound) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Msg::Inbound { inbound, reply }).await.is_err() {
+            return Reply::refused("rollbot is shutting down; try again in a moment");
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Reply::refused("rollbot stopped before answering; try again"))
+    }
+
+    /// Text that did not parse as a command (`error` says why): counted against the sender's
+    /// rate limit and audited like any command, answered with the usage.
+    pub async fn malformed(
+        &self,
+        actor: Actor,
+        channel: String,
+        text: &str,
+        error: String,
+    ) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        let text: String = text.chars().take(200).collect();
+        let message = Msg::Malformed {
+            actor,
+            channel,
+            text,
+            error,
+            reply,
+        };
+        if self.tx.send(message).await.is_err() {
+            return Reply::refused("rollbot is shutting down; try again in a moment");
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Reply::refused("rollbot stopped before answering; try again"))
+    }
+
+    /// The chat platform posted the status message of `id` as `status_ref`.
+    pub async fn status_posted(&self, id: RollbackId, status_ref: String) {
+        let _ = self.tx.send(Msg::StatusPosted { id, status_ref }).await;
+    }
+
+    /// Posts `text` in the thread of rollback `id` (or in `channel` when there is none).
+    pub async fn notice(
+        &self,
+        id: Option<RollbackId>,
+        channel: Option<String>,
+        text: String,
+        link: Option<String>,
+    ) {
+        let message = Msg::Notice {
+            id,
+            channel,
+            text,
+            link,
+        };
+        let _ = self.tx.send(message).await;
+    }
+
+    /// The active rollbacks right now.
+    pub async fn active(&self) -> Vec<RollbackRecord> {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Msg::Active { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// Stops taking commands, lets running rollbacks finish within `grace`, and stops the
+    /// engine. Returns true when nothing was left running.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        let (done, finished) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown { grace, done }).await.is_err() {
+            return true;
+        }
+        finished.await.unwrap_or(false)
+    }
+}
+
+enum Msg {
+    Inbound {
+        inbound: Inbound,
+        reply: oneshot::Sender<Reply>,
+    },
+    Malformed {
+        actor: Actor,
+        channel: String,
+        /// The start of what was typed.
+        text: String,
+        error: String,
+        reply: oneshot::Sender<Reply>,
+    },
+    StatusPosted {
+        id: RollbackId,
+        status_ref: String,
+    },
+    Active {
+        reply: oneshot::Sender<Vec<RollbackRecord>>,
+    },
+    Notice {
+        id: Option<RollbackId>,
+        channel: Option<String>,
+        text: String,
+        link: Option<String>,
+    },
+    Shutdown {
+        grace: Duration,
+        done: oneshot::Sender<bool>,
+    },
+}
+
+/// Messages from the engine's own tasks.
+enum Internal {
+    Planned {
+        request: Box<PendingRequest>,
+        result: Box<Result<Planned, String>>,
+        reply: oneshot::Sender<Reply>,
+    },
+    Progress {
+        id: RollbackId,
+        step: StepReport,
+    },
+    Finished {
+        id: RollbackId,
+        report: Box<Report>,
+        /// For a run that did not succeed: every tag read again right before finishing, so the
+        /// record says what the registry says (a write without an answer may land late).
+        tags_now: Option<Vec<(Tag, TagNow)>>,
+    },
+    Reconciled {
+        id: RollbackId,
+        outcome: Reconciliation,
+    },
+    /// A finished (failed or interrupted) rollback's tags, read again after a restart.
+    Reread {
+        record: Box<RollbackRecord>,
+        tags_now: Vec<(Tag, TagNow)>,
+    },
+    Emit(Box<Event>),
+}
+
+/// A request being planned (the image is reserved meanwhile).
+struct PendingRequest {
+    actor: Actor,
+    channel: String,
+    image: ImageRef,
+    alias: String,
+    reason: Option<String>,
+    requested_target: String,
+}
+
+struct Planned {
+    plan: Plan,
+    target_source: Option<String>,
+}
+
+enum Reconciliation {
+    /// Nothing was written and the approval is recent: run the pipeline again.
+    Resume,
+    /// Every tag is at the target: run verification and checks.
+    Verify,
+    Interrupted {
+        tags_now: Vec<(Tag, TagNow)>,
+        detail: String,
+    },
+}
+
+/// Engine tuning that is not configuration.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How often expiry is checked.
+    pub tick: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Starts the engine task. Rollbacks left running by a previous process are reconciled first
+/// thing. `sinks` receive every event (a full sink loses events rather than slow the engine).
+///
+/// # Errors
+/// The store cannot be read.
+pub async fn start(
+    settings: Arc<Settings>,
+    store: Store,
+    registries: Arc<Registries>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    sinks: Vec<mpsc::Sender<Event>>,
+    options: EngineOptions,
+) -> Result<(EngineHandle, tokio::task::JoinHandle<()>), StoreError> {
+    let active: HashMap<RollbackId, RollbackRecord> = store
+        .active()
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    // How far back a restart re-reads the tags of failed rollbacks.
+    const REREAD_FAILED: Duration = Duration::from_secs(24 * 3600);
+    let recently_failed = store
+        .recently_failed(clock.now().minus(REREAD_FAILED))
+        .await?;
+    let (tx, inbox) = mpsc::channel(256);
+    let (internal_tx, internal) = mpsc::unbounded_channel();
+    let limits = &settings.daemon.limits;
+    let per_minute = NonZeroU32::new(limits.commands_per_minute).unwrap_or(NonZeroU32::MIN);
+    let per_hour = NonZeroU32::new(limits.rollbacks_per_hour).unwrap_or(NonZeroU32::MIN);
+    let mut engine = Engine {
+        per_user: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        rollbacks: RateLimiter::direct(Quota::per_hour(per_hour)),
+        settings,
+        store,
+        registries,
+        clock,
+        metrics,
+        sinks,
+        active,
+        planning: HashSet::new(),
+        running: HashSet::new(),
+        tasks: JoinSet::new(),
+        internal_tx,
+        seen_keys: HashMap::new(),
+        draining: None,
+    };
+    engine.update_gauges();
+    let task = tokio::spawn(async move {
+        engine.reconcile_on_start();
+        engine.reread_failed(recently_failed);
+        engine.run(inbox, internal, options).await;
+    });
+    Ok((EngineHandle { tx }, task))
+}
+
+struct Engine {
+    settings: Arc<Settings>,
+    store: Store,
+    registries: Arc<Registries>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    sinks: Vec<mpsc::Sender<Event>>,
+    /// Every non-terminal rollback; the engine's state.
+    active: HashMap<RollbackId, RollbackRecord>,
+    /// Images with a request being planned.
+    planning: HashSet<ImageRef>,
+    /// Rollbacks whose pipeline task is running.
+    running: HashSet<RollbackId>,
+    tasks: JoinSet<()>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    /// Idempotency keys seen recently, with when.
+    seen_keys: HashMap<String, Timestamp>,
+    per_user: DefaultKeyedRateLimiter<String>,
+    rollbacks: DefaultDirectRateLimiter,
+    /// Set once shutdown began: the deadline and who to tell.
+    draining: Option<(Instant, oneshot::Sender<bool>)>,
+}
+
+impl Engine {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Msg>,
+        mut internal: mpsc::UnboundedReceiver<Internal>,
+        options: EngineOptions,
+    ) {
+        let mut ticker = tokio::time::interval(options.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.draining.as_ref().map(|(deadline, _)| *deadline);
+            // A finished task's report may still be queued: wait until it is processed too.
+            if deadline.is_some() && self.tasks.is_empty() && self.running.is_empty() {
+                break;
+            }
+            let sleep = tokio::time::sleep_until(deadline.map_or_else(
+                || tokio::time::Instant::now() + Duration::from_secs(3600),
+                tokio::time::Instant::from_std,
+            ));
+            tokio::select! {
+                Some(message) = inbox.recv() => self.external(message).await,
+                Some(message) = internal.recv() => self.internal(message).await,
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                _ = ticker.tick() => self.tick().await,
+                () = sleep, if deadline.is_some() => break,
+            }
+        }
+        let clean = self.running.is_empty();
+        if clean {
+            tracing::info!("Engine stopped cleanly.");
+        } else {
+            tracing::warn!(running = self.running.len(), "Engine stopped with rollbacks still running; they will be reconciled on the next start.");
+        }
+        self.tasks.abort_all();
+        if let Some((_, done)) = self.draining.take() {
+            let _ = done.send(clean);
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn emit(&self, event: Event) {
+        for sink in &self.sinks {
+            if sink.try_send(event.clone()).is_err() {
+                self.metrics.sink_failure("engine-queue");
+                tracing::warn!(kind = ?event.kind, "A sink is not keeping up; event dropped for it.");
+            }
+        }
+    }
+
+    fn update_gauges(&self) {
+        let pending = self
+            .active
+            .values()
+            .filter(|r| r.state == State::Requested)
+            .count();
+        self.metrics
+            .set_pending_approvals(u64::try_from(pending).unwrap_or(0));
+        self.metrics
+            .set_running(u64::try_from(self.running.len()).unwrap_or(0));
+    }
+
+    async fn audit(&self, entry: AuditEntry) {
+        if let Err(error) = self.store.audit(&entry).await {
+            tracing::error!(%error, kind = %entry.kind, "Audit entry could not be written.");
+        }
+    }
+
+    // ---- external messages ---------------------------------------------------------------
+
+    async fn external(&mut self, message: Msg) {
+        match message {
+            Msg::Inbound { inbound, reply } => {
+                let answer = self.inbound(inbound, reply).await;
+                if let Some((reply, answer)) = answer {
+                    let _ = reply.send(answer);
+                }
+            }
+            Msg::Malformed {
+                actor,
+                channel,
+                text,
+                error,
+                reply,
+            } => {
+                self.metrics.command("malformed");
+                let answer = match self.rate_limited(&actor, "malformed").await {
+                    Some(refused) => refused,
+                    None if self.draining.is_some() => {
+                        Reply::refused("rollbot is shutting down; try again in a moment")
+                    }
+                    None => {
+                        self.audit(AuditEntry::new(
+                            self.now(),
+                            None,
+                            Some(&actor),
+                            "refused",
+                            json!({ "command": "malformed", "why": error, "text": text, "channel": channel }),
+                        ))
+                        .await;
+                        Reply::refused(format!("{error}\n{USAGE}"))
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            Msg::StatusPosted { id, status_ref } => {
+                if let Some(record) = self.active.get_mut(&id) {
+                    record.status_ref = Some(status_ref);
+                    let record = record.clone();
+                    if let Err(error) = self.store.save(&record, &[]).await {
+                        tracing::warn!(rollback_id = %id, %error, "Status message reference not saved.");
+                    }
+                }
+            }
+            Msg::Active { reply } => {
+                let mut records: Vec<RollbackRecord> = self.active.values().cloned().collect();
+                records.sort_by_key(|r| r.id);
+                let _ = reply.send(records);
+            }
+            Msg::Notice {
+                id,
+                channel,
+                text,
+                link,
+            } => {
+                let record = match id {
+                    Some(id) => match self.active.get(&id) {
+                        Some(record) => Some(record.clone()),
+                        None => self.store.get(id).await.ok().flatten(),
+                    },
+                    None => None,
+                };
+                let channel = record.as_ref().map(|r| r.channel.clone()).or(channel);
+                if let Some(channel) = channel {
+                    self.emit(Event {
+                        kind: EventKind::Notice { text, link },
+                        rollback: record,
+                        channel,
+                    });
+                }
+            }
+            Msg::Shutdown { grace, done } => {
+                tracing::info!(
+                    grace_ms = grace.as_millis() as u64,
+                    running = self.running.len(),
+                    "Shutting down: no new commands; waiting for running rollbacks."
+                );
+                self.draining = Some((Instant::now() + grace, done));
+            }
+        }
+    }
+
+    /// Decides a command. Returns the reply to send now, or `None` when a task answers later.
+    async fn inbound(
+        &mut self,
+        inbound: Inbound,
+        reply: oneshot::Sender<Reply>,
+    ) -> Option<(oneshot::Sender<Reply>, Reply)> {
+        let now = self.now();
+        let command_name = command_name(&inbound.command);
+        self.metrics.command(command_name);
+        if self.draining.is_some() {
+            let why = "rollbot is shutting down; try again in a moment".to_owned();
+            let refused = self
+                .refuse(
+                    &inbound.actor,
+                    command_id(&inbound.command),
+                    command_name,
+                    why,
+                )
+                .await;
+            return Some((reply, refused));
+        }
+        if let Some(key) = &inbound.idempotency_key {
+            self.seen_keys
+                .retain(|_, at| now.since(*at) < 15 * 60 * 1000);
+            if self.seen_keys.insert(key.clone(), now).is_some() {
+                tracing::info!(key = %key, "Duplicate delivery ignored.");
+                return Some((
+                    reply,
+                    Reply {
+                        text: "(duplicate delivery ignored)".to_owned(),
+                        ok: true,
+                        silent: true,
+                    },
+                ));
+            }
+        }
+        if let Some(refused) = self.rate_limited(&inbound.actor, command_name).await {
+            return Some((reply, refused));
+        }
+        self.audit(AuditEntry::new(
+            now,
+            command_id(&inbound.command),
+            Some(&inbound.actor),
+            "command",
+            json!({ "command": command_name, "channel": inbound.channel, "text": inbound.command.to_text() }),
+        ))
+        .await;
+        let Inbound {
+            actor,
+            channel,
+            command,
+            ..
+        } = inbound;
+        match command {
+            Command::Help => Some((reply, Reply::ok(USAGE))),
+            Command::Request {
+                image,
+                target,
+                reason,
+            } => {
+                self.request(actor, channel, image, target, reason, reply)
+                    .await
+            }
+            Command::Approve { id } => {
+                Some((reply, self.vote(&actor, id, Decision::Approve, None).await))
+            }
+            Command::Reject { id, reason } => {
+                Some((reply, self.vote(&actor, id, Decision::Reject, reason).await))
+            }
+            Command::Cancel { id } => Some((reply, self.cancel(&actor, id).await)),
+            Command::Status { id } => Some((reply, self.status(&actor, id).await)),
+            Command::History { image } => self.history(&actor, image, reply).await,
+            Command::Release { image, reason } => {
+                self.release(actor, channel, image, reason, reply).await
+            }
+        }
+    }
+
+    // ---- internal messages ---------------------------------------------------------------
+
+    async fn internal(&mut self, message: Internal) {
+        match message {
+            Internal::Planned {
+                request,
+                result,
+                reply,
+            } => {
+                self.planning.remove(&request.image);
+                let answer = self.planned(*request, *result).await;
+                let _ = reply.send(answer);
+            }
+            Internal::Progress { id, step } => self.progress(id, step).await,
+            Internal::Finished {
+                id,
+                report,
+                tags_now,
+            } => self.finished(id, *report, tags_now).await,
+            Internal::Reconciled { id, outcome } => self.reconciled(id, outcome).await,
+            Internal::Reread { record, tags_now } => self.reread(*record, tags_now).await,
+            Internal::Emit(event) => self.emit(*event),
+        }
+    }
+
+    // ---- state changes -------------------------------------------------------------------
+
+    // ---- the pipeline --------------------------------------------------------------------
+
+    // ---- restart -------------------------------------------------------------------------
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Request { .. } => "request",
+        Command::Approve { .. } => "approve",
+        Command::Reject { .. } => "reject",
+        Command::Cancel { .. } => "cancel",
+        Command::Status { .. } => "status",
+        Command::History { .. } => "history",
+        Command::Release { .. } => "release",
+        Command::Help => "help",
+    }
+}
+
+fn command_id(command: &Command) -> Option<RollbackId> {
+    match command {
+        Command::Approve { id } | Command::Reject { id, .. } | Command::Cancel { id } => Some(*id),
+        Command::Status { id } => *id,
+        _ => None,
+    }
+}

@@ -1,0 +1,442 @@
+//! Running an approved rollback: the pipeline in a tracked task, its steps and outcome reported
+//! back as messages, the record re-checked against the registry before a failure is stored.
+
+use super::*;
+
+impl Engine {
+    pub(in crate::engine) async fn progress(&mut self, id: RollbackId, step: StepReport) {
+        let Some(mut record) = self.active.get(&id).cloned() else {
+            return;
+        };
+        self.metrics
+            .step(&step.name, step.duration_ms as f64 / 1000.0);
+        record.steps.push(step.clone());
+        let audit = AuditEntry::new(self.now(), Some(id), None, "step", json!(step));
+        let result = if step.name == "retag" && step.ok && record.state == State::Retagging {
+            self.transition(
+                &mut record,
+                State::Verifying,
+                vec![audit],
+                EventKind::Step { step },
+            )
+            .await
+        } else {
+            record.updated_at = self.now();
+            match self.persist(&record, &[audit]).await {
+                Ok(()) => {
+                    self.emit(Event {
+                        kind: EventKind::Step { step },
+                        channel: record.channel.clone(),
+                        rollback: Some(record),
+                    });
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(rollback_id = %id, %error, "Step could not be persisted.");
+        }
+    }
+
+    pub(in crate::engine) async fn finished(
+        &mut self,
+        id: RollbackId,
+        report: Report,
+        rechecked: Option<Vec<(Tag, TagNow)>>,
+    ) {
+        self.running.remove(&id);
+        let Some(mut record) = self.active.get(&id).cloned() else {
+            return;
+        };
+        record.checks = report.checks.clone();
+        let reported: Vec<(Tag, TagNow)> = report
+            .tags
+            .iter()
+            .map(|t| {
+                let now = match (&t.now, t.status) {
+                    (Some(seen), TagStatus::Unknown) => TagNow::Unknown {
+                        unknown: format!(
+                            "its write got no clear answer and may still land (it read back at {})",
+                            seen.short()
+                        ),
+                    },
+                    (None, TagStatus::Unknown) => TagNow::Unknown {
+                        unknown: "could not be read back after the failed write".to_owned(),
+                    },
+                    (now, _) => TagNow::from(now.clone()),
+                };
+                (t.tag.clone(), now)
+            })
+            .collect();
+        let succeeded = report.outcome == Outcome::Succeeded;
+        if !succeeded {
+            let mut error = report
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("{:?}", report.outcome));
+            // A write reported as failed that landed after all: the registry is the truth.
+            let landed: Vec<&str> = rechecked
+                .iter()
+                .flatten()
+                .filter(|(tag, now)| {
+                    now.is(&record.target.digest)
+                        && reported
+                            .iter()
+                            .any(|(t, was)| t == tag && !was.is(&record.target.digest))
+                })
+                .map(|(tag, _)| tag.as_str())
+                .collect();
+            if !landed.is_empty() {
+                tracing::warn!(rollback_id = %id, tags = ?landed, "A write reported as failed landed after all.");
+                error.push_str(&format!(
+                    "; re-checked before finishing: {} point{} at the target after all (a write without an answer landed)",
+                    landed.join(", "),
+                    if landed.len() == 1 { "s" } else { "" }
+                ));
+            }
+            record.error = Some(error);
+        }
+        // The re-check is the registry's word, except that a write that may still land stays
+        // unknown until a read shows it landed.
+        record.tags_now = match rechecked {
+            None => reported,
+            Some(rechecked) => rechecked
+                .into_iter()
+                .zip(&reported)
+                .map(|((tag, now), (_, was))| match (was, &now) {
+                    (TagNow::Unknown { .. }, now) if !now.is(&record.target.digest) => {
+                        (tag, was.clone())
+                    }
+                    _ => (tag, now),
+                })
+                .collect(),
+        };
+        let audit = AuditEntry::new(
+            self.now(),
+            Some(id),
+            None,
+            "finished",
+            json!({ "outcome": report.outcome, "error": report.error, "total_ms": report.total_ms }),
+        );
+        let (state, kind) = if succeeded {
+            (State::Succeeded, EventKind::Succeeded)
+        } else {
+            (State::Failed, EventKind::Failed)
+        };
+        tracing::info!(rollback_id = %id, outcome = ?report.outcome, total_ms = report.total_ms, "Rollback finished.");
+        if let Err(error) = self.transition(&mut record, state, vec![audit], kind).await {
+            tracing::error!(rollback_id = %id, %error, "Final state could not be persisted.");
+        }
+        self.update_gauges();
+    }
+
+    /// Runs the approved rollback: Approved → Retagging, then the pipeline task (re-planned
+    /// against the approved state, so a tag that moved since the request aborts it).
+    pub(in crate::engine) async fn start_pipeline(
+        &mut self,
+        mut record: RollbackRecord,
+        verify_only: bool,
+    ) {
+        let id = record.id;
+        if record.state == State::Approved {
+            let audit = AuditEntry::new(
+                self.now(),
+                Some(id),
+                None,
+                "pipeline",
+                json!({ "started": true }),
+            );
+            let step = StepReport {
+                name: "approve".to_owned(),
+                ok: true,
+                duration_ms: record
+                    .approved_at
+                    .map_or(0, |at| at.since(record.created_at)),
+                detail: "approved".to_owned(),
+            };
+            if let Err(error) = self
+                .transition(
+                    &mut record,
+                    State::Retagging,
+                    vec![audit],
+                    EventKind::Step { step },
+                )
+                .await
+            {
+                tracing::error!(rollback_id = %id, %error, "Could not start the pipeline.");
+                return;
+            }
+        }
+        let entry = self.settings.images.get(&record.alias).cloned();
+        let registry = match self.registries.get(&record.image.registry) {
+            Ok(registry) => registry,
+            Err(error) => {
+                let mut report = Report::new(
+                    "rollback",
+                    &record.image,
+                    &Reference::Digest(record.target.digest.clone()),
+                    &[],
+                );
+                report.outcome = Outcome::PrecheckFailed;
+                report.error = Some(error.to_string());
+                let _ = self.internal_tx.send(Internal::Finished {
+                    id,
+                    report: Box::new(report),
+                    tags_now: None,
+                });
+                return;
+            }
+        };
+        let approvers: Vec<String> = record
+            .votes
+            .iter()
+            .filter(|v| v.decision == Decision::Approve)
+            .map(|v| v.actor.name.clone())
+            .collect();
+        let options = RunOptions {
+            dry_run: false,
+            rto: self.settings.rollback.rto,
+            checks: entry.map(|e| e.checks).unwrap_or_default(),
+            hold: Some(HoldOptions {
+                reason: record
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("rolled back by rollbot ({id})")),
+                by: format!(
+                    "{} (requested), {} (approved) via rollbot {id}",
+                    record.requester.name,
+                    approvers.join(", ")
+                ),
+            }),
+        };
+        self.running.insert(id);
+        self.update_gauges();
+        let internal = self.internal_tx.clone();
+        let started = Instant::now();
+        tracing::info!(rollback_id = %id, verify_only, "Pipeline started.");
+        self.tasks.spawn(async move {
+            let run = run_pipeline(
+                &registry,
+                &record,
+                &options,
+                verify_only,
+                started,
+                &internal,
+            );
+            match catch_panic(run).await {
+                Ok(report) => {
+                    let tags_now = if report.outcome == Outcome::Succeeded {
+                        None
+                    } else {
+                        Some(read_tags_now(&registry, &record).await)
+                    };
+                    let _ = internal.send(Internal::Finished {
+                        id,
+                        report: Box::new(report),
+                        tags_now,
+                    });
+                }
+                // A bug must not leave the image locked until the next restart: read where
+                // the tags are and end the rollback as interrupted, for a human to look at.
+                Err(panic) => {
+                    tracing::error!(rollback_id = %id, %panic, "The pipeline task panicked.");
+                    let tags_now = read_tags_now(&registry, &record).await;
+                    let _ = internal.send(Internal::Reconciled {
+                        id,
+                        outcome: Reconciliation::Interrupted {
+                            detail: format!(
+                                "internal error: the rollback stopped unexpectedly ({panic}); tags now: {}; finish it with: {}",
+                                describe_tags(&tags_now),
+                                finish_command(&registry, &record)
+                            ),
+                            tags_now,
+                        },
+                    });
+                }
+            }
+        });
+    }
+}
+
+/// The pipeline for an approved record: re-plan against the approved state, then retag,
+/// verify, check, hold. With `verify_only` (after a restart found every tag moved): verify,
+/// check, hold.
+pub(in crate::engine) async fn run_pipeline(
+    registry: &RegistryClient,
+    record: &RollbackRecord,
+    options: &RunOptions,
+    verify_only: bool,
+    started: Instant,
+    internal: &mpsc::UnboundedSender<Internal>,
+) -> Report {
+    let tags: Vec<Tag> = record.tags.iter().map(|t| t.tag.clone()).collect();
+    let target = Reference::Digest(record.target.digest.clone());
+    let mut report = Report::new("rollback", &record.image, &target, &tags);
+    let id = record.id;
+    let mut progress = |event: Progress<'_>| {
+        if let Progress::Step(step) | Progress::Planned(_, step) = event {
+            let _ = internal.send(Internal::Progress {
+                id,
+                step: step.clone(),
+            });
+        }
+    };
+    if verify_only {
+        let references = match registry
+            .get_manifest(&record.image.repository, &target)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|m| m.references().map_err(|e| e.to_string()))
+        {
+            Ok(references) => references,
+            Err(error) => {
+                let error = format!("cannot read the target to verify it: {error}");
+                return report.finish(
+                    Outcome::VerifyFailed,
+                    Some(error),
+                    started,
+                    options.rto,
+                    Some(registry),
+                );
+            }
+        };
+        pipeline::verify_and_check(
+            registry,
+            &record.image,
+            &tags,
+            &record.target.digest,
+            &references,
+            &options.checks,
+            &mut report,
+            &mut progress,
+        )
+        .await;
+        for tag in &mut report.tags {
+            tag.status = pipeline::TagStatus::Moved;
+        }
+        if report.outcome == Outcome::Verified {
+            report.outcome = Outcome::Succeeded;
+        }
+    } else {
+        let request = RollbackRequest {
+            image: record.image.clone(),
+            target,
+            tags: tags.clone(),
+            expect_from: record
+                .tags
+                .iter()
+                .map(|t| (t.tag.clone(), t.from.clone()))
+                .collect(),
+            target_source: record.target_source.clone(),
+            prefetched: None,
+        };
+        let plan = match pipeline::plan(registry, &request).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                report.record_step("plan", false, started, error.to_string(), &mut progress);
+                return report.finish(
+                    Outcome::PrecheckFailed,
+                    Some(format!("aborted before any change: {error}")),
+                    started,
+                    options.rto,
+                    Some(registry),
+                );
+            }
+        };
+        report.record_plan(&plan);
+        pipeline::execute(registry, &plan, options, &mut report, &mut progress).await;
+    }
+    pipeline::hold_moved_tags(
+        registry,
+        &record.image,
+        &record.target.digest,
+        &record.tags,
+        options.hold.as_ref(),
+        &mut report,
+        &mut progress,
+    )
+    .await;
+    let outcome = report.outcome;
+    let error = report.error.take();
+    report.finish(outcome, error, started, options.rto, Some(registry))
+}
+
+/// "latest at sha256:abcd…, stable at (missing)".
+pub(in crate::engine) fn describe_tags(tags_now: &[(Tag, TagNow)]) -> String {
+    if tags_now.is_empty() {
+        return "unknown".to_owned();
+    }
+    tags_now
+        .iter()
+        .map(|(tag, now)| format!("{tag} at {}", now.short()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where each of the rollback's tags points now ([`pipeline::read_tags`]).
+pub(in crate::engine) async fn read_tags_now(
+    registry: &RegistryClient,
+    record: &RollbackRecord,
+) -> Vec<(Tag, TagNow)> {
+    let tags: Vec<Tag> = record.tags.iter().map(|t| t.tag.clone()).collect();
+    let now = pipeline::read_tags(registry, &record.image, &tags).await;
+    tags.into_iter().zip(now).collect()
+}
+
+/// `rollbot rollback IMAGE --to DIGEST --tag …`: what finishes the rollback `record` names.
+pub(in crate::engine) fn finish_command(
+    registry: &RegistryClient,
+    record: &RollbackRecord,
+) -> String {
+    let tags: Vec<&Tag> = record.tags.iter().map(|t| &t.tag).collect();
+    manifest::rollback_command(
+        &record.image,
+        &record.target.digest,
+        &tags,
+        registry.is_insecure(),
+    )
+}
+
+/// Runs a task's body and turns a panic into `Err(message)`, so the engine can release what
+/// the task held (a reserved image, a running rollback) instead of waiting for a restart.
+pub(in crate::engine) async fn catch_panic<T>(body: impl Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(body)
+        .catch_unwind()
+        .await
+        .map_err(|payload| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_task_body_becomes_an_error_with_its_message() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let ok = runtime.block_on(catch_panic(async { 7 }));
+        assert_eq!(ok, Ok(7));
+        let formatted = runtime.block_on(catch_panic(async {
+            let index = 3;
+            if index > 2 {
+                panic!("index {index} out of range");
+            }
+        }));
+        assert_eq!(formatted, Err("index 3 out of range".to_owned()));
+        let literal = runtime.block_on(catch_panic(async {
+            if true {
+                panic!("plain");
+            }
+        }));
+        assert_eq!(literal, Err("plain".to_owned()));
+        assert_eq!(describe_tags(&[]), "unknown");
+    }
+}
