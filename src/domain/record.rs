@@ -84,10 +84,42 @@ pub struct PlannedTag {
     pub already_at_target: bool,
 }
 
+/// A step of a rollback, as reports and records name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepName {
+    /// The request was approved (its duration: request to approval).
+    Approve,
+    Plan,
+    Retag,
+    Verify,
+    Checks,
+    Hold,
+}
+
+impl StepName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::Approve => "approve",
+            StepName::Plan => "plan",
+            StepName::Retag => "retag",
+            StepName::Verify => "verify",
+            StepName::Checks => "checks",
+            StepName::Hold => "hold",
+        }
+    }
+}
+
+impl std::fmt::Display for StepName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One timed step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StepReport {
-    pub name: String,
+    pub name: StepName,
     pub ok: bool,
     pub duration_ms: u64,
     pub detail: String,

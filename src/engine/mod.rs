@@ -29,7 +29,7 @@ use crate::domain::policy::{
     self, ApprovalRule, Approver, Decision, Pending, RecordedVote, Verdict,
 };
 use crate::domain::reconcile::{self, Interruption, Reconcile};
-use crate::domain::record::{AuditEntry, RollbackRecord, StepReport};
+use crate::domain::record::{AuditEntry, RollbackRecord, StepName, StepReport};
 use crate::domain::rollback::{Actor, RollbackId, State, Timestamp};
 use crate::manifest;
 use crate::metrics::Metrics;

@@ -9,10 +9,11 @@ impl Engine {
             return;
         };
         self.metrics
-            .step(&step.name, step.duration_ms as f64 / 1000.0);
+            .step(step.name.as_str(), step.duration_ms as f64 / 1000.0);
         record.steps.push(step.clone());
         let audit = AuditEntry::new(self.now(), Some(id), None, "step", json!(step));
-        let result = if step.name == "retag" && step.ok && record.state == State::Retagging {
+        let result = if step.name == StepName::Retag && step.ok && record.state == State::Retagging
+        {
             self.transition(
                 &mut record,
                 State::Verifying,
@@ -148,7 +149,7 @@ impl Engine {
                 json!({ "started": true }),
             );
             let step = StepReport {
-                name: "approve".to_owned(),
+                name: StepName::Approve,
                 ok: true,
                 duration_ms: record
                     .approved_at
@@ -334,7 +335,13 @@ pub(in crate::engine) async fn run_pipeline(
         let plan = match pipeline::plan(registry, &request).await {
             Ok(plan) => plan,
             Err(error) => {
-                report.record_step("plan", false, started, error.to_string(), &mut progress);
+                report.record_step(
+                    StepName::Plan,
+                    false,
+                    started,
+                    error.to_string(),
+                    &mut progress,
+                );
                 return report.finish(
                     Outcome::PrecheckFailed,
                     Some(format!("aborted before any change: {error}")),

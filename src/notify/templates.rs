@@ -221,7 +221,7 @@ impl Context {
                 .steps
                 .iter()
                 .map(|s| StepContext {
-                    name: s.name.clone(),
+                    name: s.name.to_string(),
                     ok: s.ok,
                     duration_ms: s.duration_ms,
                     detail: s.detail.clone(),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::checks::{self, millis};
 use crate::config::CheckSpec;
 use crate::domain::model::{Digest, ImageRef, Tag};
-use crate::domain::record::{PlannedTag, StepReport};
+use crate::domain::record::{PlannedTag, StepName, StepReport};
 use crate::manifest;
 use crate::registry::oci;
 use crate::registry::RegistryClient;
@@ -85,7 +85,13 @@ pub async fn run(
     let plan = match plan(registry, request).await {
         Ok(plan) => plan,
         Err(error) => {
-            report.record_step("plan", false, step_started, error.to_string(), progress);
+            report.record_step(
+                StepName::Plan,
+                false,
+                step_started,
+                error.to_string(),
+                progress,
+            );
             let outcome = if error.is_bad_input() {
                 Outcome::BadInput
             } else {
@@ -96,7 +102,7 @@ pub async fn run(
     };
     report.record_plan(&plan);
     let step = StepReport {
-        name: "plan".to_owned(),
+        name: StepName::Plan,
         ok: true,
         duration_ms: millis(step_started.elapsed()),
         detail: format!(
@@ -196,7 +202,7 @@ pub async fn hold_moved_tags(
         ),
         Err(error) => format!("could not set the hold: {error}"),
     };
-    report.record_step("hold", written.is_ok(), started, detail, progress);
+    report.record_step(StepName::Hold, written.is_ok(), started, detail, progress);
     if let Err(error) = written {
         report.outcome = Outcome::VerifyFailed;
         let message = format!(
@@ -254,12 +260,12 @@ pub async fn execute(
                 .map(|o| o.tag.to_string())
                 .collect();
             let detail = format!("moved {}", moved.join(", "));
-            report.record_step("retag", true, step_started, detail, progress);
+            report.record_step(StepName::Retag, true, step_started, detail, progress);
         }
         Err(failure) => {
             report.record_tags(&failure.tags);
             let detail = failure.error.to_string();
-            report.record_step("retag", false, step_started, detail, progress);
+            report.record_step(StepName::Retag, false, step_started, detail, progress);
             let tags: Vec<&Tag> = plan.tags.iter().map(|t| &t.tag).collect();
             let finish = manifest::rollback_command(
                 &plan.image,
@@ -409,7 +415,7 @@ pub async fn verify_and_check(
         ),
         Err(error) => (false, format!("could not verify: {error}")),
     };
-    report.record_step("verify", ok, step_started, detail.clone(), progress);
+    report.record_step(StepName::Verify, ok, step_started, detail.clone(), progress);
     if let Ok(verification) = verified {
         report.problems = verification.problems;
     }
@@ -435,7 +441,13 @@ pub async fn verify_and_check(
         } else {
             failed.join("; ")
         };
-        report.record_step("checks", failed.is_empty(), step_started, detail, progress);
+        report.record_step(
+            StepName::Checks,
+            failed.is_empty(),
+            step_started,
+            detail,
+            progress,
+        );
         report.checks = results;
         if !failed.is_empty() {
             report.outcome = Outcome::VerifyFailed;

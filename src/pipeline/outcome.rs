@@ -9,7 +9,7 @@ use super::retag::TagOutcome;
 use super::verify::VerifyProblem;
 use crate::checks::millis;
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
-use crate::domain::record::{CheckReport, StepReport, TargetReport};
+use crate::domain::record::{CheckReport, StepName, StepReport, TargetReport};
 use crate::registry::{RegistryClient, RequestCounts};
 
 /// How a run ended. Each has one exit code (see `cli::exit_code`).
@@ -157,14 +157,14 @@ impl Report {
     /// Records a finished step, timed from `started`, and tells `progress` about it.
     pub fn record_step(
         &mut self,
-        name: &str,
+        name: StepName,
         ok: bool,
         started: Instant,
         detail: String,
         progress: &mut (dyn FnMut(Progress<'_>) + Send),
     ) {
         let step = StepReport {
-            name: name.to_owned(),
+            name,
             ok,
             duration_ms: millis(started.elapsed()),
             detail,

@@ -9,7 +9,7 @@ use rollbot::chat::{status_message, thread_reply};
 use rollbot::domain::model::{Tag, TagNow};
 use rollbot::domain::policy::{Decision, RecordedVote};
 use rollbot::domain::record::RollbackRecord;
-use rollbot::domain::record::StepReport;
+use rollbot::domain::record::{StepName, StepReport};
 use rollbot::domain::rollback::{State, Timestamp};
 use rollbot::engine::{Event, EventKind};
 
@@ -71,19 +71,19 @@ fn status_message_succeeded() {
     done.finished_at = Some(Timestamp(1_795_000_030_412));
     done.steps = vec![
         StepReport {
-            name: "retag".into(),
+            name: StepName::Retag,
             ok: true,
             duration_ms: 6,
             detail: "moved latest, stable".into(),
         },
         StepReport {
-            name: "verify".into(),
+            name: StepName::Verify,
             ok: true,
             duration_ms: 4,
             detail: "latest, stable at sha256:bbbbbbbbbbbb, 2 references present".into(),
         },
         StepReport {
-            name: "hold".into(),
+            name: StepName::Hold,
             ok: true,
             duration_ms: 12,
             detail: "registry.example.com/acme/app:rollbot-hold set".into(),
@@ -101,7 +101,7 @@ fn status_message_failed_part_way() {
     let mut failed = approved_by_bob(record(State::Failed));
     failed.finished_at = Some(Timestamp(1_795_000_031_000));
     failed.steps = vec![StepReport {
-        name: "retag".into(),
+        name: StepName::Retag,
         ok: false,
         duration_ms: 9,
         detail: "writing tag 'stable' failed: registry registry.example.com answered 500".into(),
@@ -153,7 +153,7 @@ fn thread_replies_mention_the_requester() {
     let step = Event {
         kind: EventKind::Step {
             step: StepReport {
-                name: "retag".into(),
+                name: StepName::Retag,
                 ok: true,
                 duration_ms: 1,
                 detail: String::new(),

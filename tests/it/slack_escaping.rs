@@ -16,7 +16,7 @@ use rollbot::domain::model::{ImageRef, TagNow};
 use rollbot::domain::policy::{Decision, RecordedVote};
 use rollbot::domain::record::CheckReport;
 use rollbot::domain::record::RollbackRecord;
-use rollbot::domain::record::StepReport;
+use rollbot::domain::record::{StepName, StepReport};
 use rollbot::domain::rollback::{State, Timestamp};
 use rollbot::engine::{Event, EventKind};
 use rollbot::notify::templates::{TemplateName, Templates};
@@ -125,7 +125,7 @@ fn record_with(text: &str) -> RollbackRecord {
         reason: Some(text.to_owned()),
     });
     record.steps = vec![StepReport {
-        name: "retag".into(),
+        name: StepName::Retag,
         ok: false,
         duration_ms: 3,
         detail: text.to_owned(),
