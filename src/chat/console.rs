@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use super::reply::{reply, Reply};
 use super::{ChatError, ChatPort, Message};
 use crate::domain::command;
 use crate::domain::rollback::Actor;
-use crate::engine::{Clock, EngineHandle, Inbound, Reply};
+use crate::engine::{Clock, EngineHandle, Inbound};
 
 /// The page, served at `/console`.
 pub const PAGE: &str = include_str!("console.html");
@@ -140,7 +141,7 @@ impl Console {
     pub async fn say(&self, engine: &EngineHandle, user: &Actor, text: &str) -> Reply {
         let text: String = text.chars().take(2000).collect();
         self.push(&user.name, None, None, Message::text(text.as_str()));
-        let reply = match command::parse(&text) {
+        let answer = match command::parse(&text) {
             Ok(command) => {
                 engine
                     .submit(Inbound {
@@ -157,6 +158,7 @@ impl Console {
                     .await
             }
         };
+        let reply = reply(&answer);
         self.push(
             "rollbot",
             None,
@@ -169,16 +171,16 @@ impl Console {
     /// Handles a button click by `user`.
     pub async fn click(&self, engine: &EngineHandle, user: &Actor, action: &str) -> Reply {
         let reply = match super::parse_action(action) {
-            Some((decision, id)) => {
-                engine
+            Some((decision, id)) => reply(
+                &engine
                     .submit(Inbound {
                         actor: user.clone(),
                         channel: self.channel_ref(),
                         command: command::Command::vote(decision, id),
                         idempotency_key: None,
                     })
-                    .await
-            }
+                    .await,
+            ),
             None => Reply::refused(format!("unknown action '{action}'")),
         };
         self.push(

@@ -8,6 +8,7 @@
 //! notifies nobody.
 
 pub mod console;
+pub mod reply;
 pub mod slack;
 mod summary;
 pub mod text;

@@ -23,11 +23,9 @@ use tokio::task::JoinSet;
 
 use crate::config::{ImageSettings, Settings};
 pub use crate::domain::clock::{Clock, ManualClock, SystemClock};
-use crate::domain::command::{Command, ImageName, USAGE};
+use crate::domain::command::{Command, ImageName};
 use crate::domain::model::{ImageRef, Reference, Tag, TagNow};
-use crate::domain::policy::{
-    self, ApprovalRule, Approver, Decision, Pending, RecordedVote, Verdict,
-};
+use crate::domain::policy::{self, Decision, Pending, RecordedVote, Verdict};
 use crate::domain::reconcile::{self, Interruption, Reconcile};
 use crate::domain::record::{AuditEntry, RollbackRecord, StepName, StepReport};
 use crate::domain::rollback::{Actor, RollbackId, State, Timestamp};
@@ -39,13 +37,14 @@ use crate::pipeline::{
 use crate::registry::{Registries, RegistryClient};
 use crate::store::{Store, StoreError};
 
+mod answer;
 mod commands;
 mod refuse;
 mod restart;
 mod run;
 mod transitions;
 
-pub use commands::{describe, describe_approvers};
+pub use answer::{Answer, Refusal};
 use refuse::retry_in;
 use run::{catch_panic, describe_tags, finish_command, read_tags_now};
 
@@ -61,34 +60,6 @@ pub struct Inbound {
     /// The platform's delivery id (Slack event id, interaction id): a retry with the same key
     /// is ignored.
     pub idempotency_key: Option<String>,
-}
-
-/// The answer to the person who sent a command (shown only to them where the platform can).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub text: String,
-    /// False when the command was refused or failed.
-    pub ok: bool,
-    /// A redelivery that was ignored: nothing to tell anyone.
-    pub silent: bool,
-}
-
-impl Reply {
-    pub fn ok(text: impl Into<String>) -> Reply {
-        Reply {
-            text: text.into(),
-            ok: true,
-            silent: false,
-        }
-    }
-
-    pub fn refused(text: impl Into<String>) -> Reply {
-        Reply {
-            text: text.into(),
-            ok: false,
-            silent: false,
-        }
-    }
 }
 
 /// What happened, for chat and notification sinks.
@@ -151,14 +122,12 @@ pub struct EngineHandle {
 
 impl EngineHandle {
     /// Submits a command and waits for the decision (planning a request waits for the plan).
-    pub async fn submit(&self, inbound: Inbound) -> Reply {
+    pub async fn submit(&self, inbound: Inbound) -> Answer {
         let (reply, answer) = oneshot::channel();
         if self.tx.send(Msg::Inbound { inbound, reply }).await.is_err() {
-            return Reply::refused("rollbot is shutting down; try again in a moment");
+            return Refusal::ShuttingDown.into();
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Reply::refused("rollbot stopped before answering; try again"))
+        answer.await.unwrap_or(Answer::Refused(Refusal::NoAnswer))
     }
 
     /// Text that did not parse as a command (`error` says why): counted against the sender's
@@ -169,7 +138,7 @@ impl EngineHandle {
         channel: String,
         text: &str,
         error: String,
-    ) -> Reply {
+    ) -> Answer {
         let (reply, answer) = oneshot::channel();
         let text: String = text.chars().take(200).collect();
         let message = Msg::Malformed {
@@ -180,11 +149,9 @@ impl EngineHandle {
             reply,
         };
         if self.tx.send(message).await.is_err() {
-            return Reply::refused("rollbot is shutting down; try again in a moment");
+            return Refusal::ShuttingDown.into();
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Reply::refused("rollbot stopped before answering; try again"))
+        answer.await.unwrap_or(Answer::Refused(Refusal::NoAnswer))
     }
 
     /// The chat platform posted the status message of `id` as `status_ref`.
@@ -232,7 +199,7 @@ impl EngineHandle {
 enum Msg {
     Inbound {
         inbound: Inbound,
-        reply: oneshot::Sender<Reply>,
+        reply: oneshot::Sender<Answer>,
     },
     Malformed {
         actor: Actor,
@@ -240,7 +207,7 @@ enum Msg {
         /// The start of what was typed.
         text: String,
         error: String,
-        reply: oneshot::Sender<Reply>,
+        reply: oneshot::Sender<Answer>,
     },
     StatusPosted {
         id: RollbackId,
@@ -266,7 +233,7 @@ enum Internal {
     Planned {
         request: Box<PendingRequest>,
         result: Box<Result<Planned, String>>,
-        reply: oneshot::Sender<Reply>,
+        reply: oneshot::Sender<Answer>,
     },
     Progress {
         id: RollbackId,
@@ -501,19 +468,17 @@ impl Engine {
                 self.metrics.command("malformed");
                 let answer = match self.rate_limited(&actor, "malformed").await {
                     Some(refused) => refused,
-                    None if self.draining.is_some() => {
-                        Reply::refused("rollbot is shutting down; try again in a moment")
-                    }
+                    None if self.draining.is_some() => Refusal::ShuttingDown.into(),
                     None => {
                         self.audit(AuditEntry::new(
                             self.now(),
                             None,
                             Some(&actor),
                             "refused",
-                            json!({ "command": "malformed", "why": error, "text": text, "channel": channel }),
+                            json!({ "command": "malformed", "why": &error, "text": text, "channel": channel }),
                         ))
                         .await;
-                        Reply::refused(format!("{error}\n{USAGE}"))
+                        Refusal::Malformed { error }.into()
                     }
                 };
                 let _ = reply.send(answer);
@@ -569,20 +534,15 @@ impl Engine {
     async fn inbound(
         &mut self,
         inbound: Inbound,
-        reply: oneshot::Sender<Reply>,
-    ) -> Option<(oneshot::Sender<Reply>, Reply)> {
+        reply: oneshot::Sender<Answer>,
+    ) -> Option<(oneshot::Sender<Answer>, Answer)> {
         let now = self.now();
         let command_name = command_name(&inbound.command);
         self.metrics.command(command_name);
         if self.draining.is_some() {
-            let why = "rollbot is shutting down; try again in a moment".to_owned();
+            let id = command_id(&inbound.command);
             let refused = self
-                .refuse(
-                    &inbound.actor,
-                    command_id(&inbound.command),
-                    command_name,
-                    why,
-                )
+                .refuse(&inbound.actor, id, command_name, Refusal::ShuttingDown)
                 .await;
             return Some((reply, refused));
         }
@@ -591,14 +551,7 @@ impl Engine {
                 .retain(|_, at| now.since(*at) < 15 * 60 * 1000);
             if self.seen_keys.insert(key.clone(), now).is_some() {
                 tracing::info!(key = %key, "Duplicate delivery ignored.");
-                return Some((
-                    reply,
-                    Reply {
-                        text: "(duplicate delivery ignored)".to_owned(),
-                        ok: true,
-                        silent: true,
-                    },
-                ));
+                return Some((reply, Answer::Duplicate));
             }
         }
         if let Some(refused) = self.rate_limited(&inbound.actor, command_name).await {
@@ -619,7 +572,7 @@ impl Engine {
             ..
         } = inbound;
         match command {
-            Command::Help => Some((reply, Reply::ok(USAGE))),
+            Command::Help => Some((reply, Answer::Usage)),
             Command::Request {
                 image,
                 target,

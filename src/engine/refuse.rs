@@ -8,7 +8,7 @@ impl Engine {
         &self,
         actor: &Actor,
         command_name: &str,
-    ) -> Option<Reply> {
+    ) -> Option<Answer> {
         let not_until = self.per_user.check_key(&actor.id).err()?;
         let wait = retry_in(&not_until);
         self.metrics.rate_limited();
@@ -20,24 +20,26 @@ impl Engine {
             json!({ "command": command_name }),
         ))
         .await;
-        Some(Reply::refused(format!(
-            "You are sending commands too fast (limit {} per minute); try again in {} s.",
-            self.settings.daemon.limits.commands_per_minute,
-            wait.as_secs().max(1)
-        )))
+        Some(
+            Refusal::TooFast {
+                limit: self.settings.daemon.limits.commands_per_minute,
+                retry_in: wait,
+            }
+            .into(),
+        )
     }
 
-    /// Refuses a command: the refusal and its reason go to the audit log, the text to the
+    /// Refuses a command: the refusal and its reason go to the audit log, the refusal to the
     /// person.
     pub(in crate::engine) async fn refuse(
         &self,
         actor: &Actor,
         rollback: Option<RollbackId>,
         command: &'static str,
-        why: String,
-    ) -> Reply {
+        why: Refusal,
+    ) -> Answer {
         audit_refusal(&self.store, self.now(), actor, rollback, command, &why).await;
-        Reply::refused(why)
+        Answer::Refused(why)
     }
 }
 
@@ -48,14 +50,14 @@ pub(in crate::engine) async fn audit_refusal(
     actor: &Actor,
     rollback: Option<RollbackId>,
     command: &str,
-    why: &str,
+    why: &Refusal,
 ) {
     let entry = AuditEntry::new(
         at,
         rollback,
         Some(actor),
         "refused",
-        json!({ "command": command, "why": why }),
+        json!({ "command": command, "why": why.to_string() }),
     );
     if let Err(error) = store.audit(&entry).await {
         tracing::error!(%error, "Audit entry could not be written.");

@@ -308,10 +308,10 @@ impl Slack {
             } => {
                 // The usage went out with the acknowledgement; this counts and audits it.
                 let actor = self.actor(&user, &user).await;
-                let reply = engine
+                let answer = engine
                     .malformed(actor, format!("slack:{channel}"), &text, error)
                     .await;
-                tracing::debug!(user = %user, reply = %reply.text, "Malformed Slack command counted.");
+                tracing::debug!(user = %user, answer = ?answer, "Malformed Slack command counted.");
             }
             SlackInput::Action {
                 channel,
@@ -382,14 +382,16 @@ impl Slack {
         key: String,
     ) {
         let user = actor.id.clone();
-        let reply = engine
-            .submit(Inbound {
-                actor,
-                channel: format!("slack:{channel}"),
-                command,
-                idempotency_key: Some(key),
-            })
-            .await;
+        let reply = crate::chat::reply::reply(
+            &engine
+                .submit(Inbound {
+                    actor,
+                    channel: format!("slack:{channel}"),
+                    command,
+                    idempotency_key: Some(key),
+                })
+                .await,
+        );
         if !reply.silent {
             // The engine's answers quote what people typed: plain text.
             self.ephemeral(channel, &user, &Text::from(&reply.text))

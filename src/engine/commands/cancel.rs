@@ -3,40 +3,38 @@
 use super::super::*;
 
 impl Engine {
-    pub(in crate::engine) async fn cancel(&mut self, actor: &Actor, id: RollbackId) -> Reply {
+    pub(in crate::engine) async fn cancel(&mut self, actor: &Actor, id: RollbackId) -> Answer {
         let refusal = match self.active.get(&id) {
-            None => Some(format!("{id} is not active")),
-            Some(record) if record.requester.id != actor.id => Some(format!(
-                "only {} (who requested {id}) can cancel it; approvers can reject it",
-                record.requester.name
-            )),
-            Some(record) if record.state != State::Requested => Some(format!(
-                "{id} is already {}; it cannot be cancelled",
-                record.state
-            )),
+            None => Some(Refusal::NotActive { id }),
+            Some(record) if record.requester.id != actor.id => Some(Refusal::NotRequester {
+                id,
+                requester: record.requester.name.clone(),
+            }),
+            Some(record) if record.state != State::Requested => Some(Refusal::NotCancellable {
+                id,
+                state: record.state,
+            }),
             Some(_) => None,
         };
         if let Some(why) = refusal {
             return self.refuse(actor, Some(id), "cancel", why).await;
         }
-        let Some(record) = self.active.get(&id).cloned() else {
-            return Reply::refused(format!("{id} is not active"));
+        let Some(mut record) = self.active.get(&id).cloned() else {
+            return Refusal::NotActive { id }.into();
         };
-        let now = self.now();
-        let mut record = record;
         record.error = Some(format!("cancelled by {}", actor.name));
-        let audit = AuditEntry::new(now, Some(id), Some(actor), "cancel", json!({}));
+        let audit = AuditEntry::new(self.now(), Some(id), Some(actor), "cancel", json!({}));
+        let cancelled = EventKind::Cancelled { by: actor.clone() };
         match self
-            .transition(
-                &mut record,
-                State::Cancelled,
-                vec![audit],
-                EventKind::Cancelled { by: actor.clone() },
-            )
+            .transition(&mut record, State::Cancelled, vec![audit], cancelled)
             .await
         {
-            Ok(()) => Reply::ok(format!("{id} cancelled.")),
-            Err(error) => Reply::refused(format!("cancel could not be saved: {error}")),
+            Ok(()) => Answer::Cancelled { id },
+            Err(error) => Refusal::NotSaved {
+                what: "the cancellation",
+                error: error.to_string(),
+            }
+            .into(),
         }
     }
 }

@@ -7,8 +7,8 @@ impl Engine {
         &mut self,
         actor: &Actor,
         name: ImageName,
-        reply: oneshot::Sender<Reply>,
-    ) -> Option<(oneshot::Sender<Reply>, Reply)> {
+        reply: oneshot::Sender<Answer>,
+    ) -> Option<(oneshot::Sender<Answer>, Answer)> {
         let found = self
             .allowlisted(&name)
             .cloned()
@@ -27,14 +27,18 @@ impl Engine {
                     let history =
                         manifest::walk(&registry, &entry.image, &head.digest, 10, true, |_| false)
                             .await;
-                    Reply::ok(format!(
-                        "History of {} from {tag}:\n{}",
-                        entry.alias,
-                        crate::report::history(&history)
-                    ))
+                    Answer::History {
+                        alias: entry.alias.clone(),
+                        tag,
+                        history,
+                    }
                 }
-                Ok(None) => Reply::refused(format!("{} has no tag {tag}", entry.image)),
-                Err(error) => Reply::refused(error.to_string()),
+                Ok(None) => Refusal::NoTag {
+                    image: entry.image.clone(),
+                    tag,
+                }
+                .into(),
+                Err(error) => Refusal::HistoryUnreadable(error.to_string()).into(),
             };
             let _ = reply.send(answer);
         });

@@ -6,5 +6,3 @@ mod release;
 mod request;
 mod status;
 mod vote;
-
-pub use status::{describe, describe_approvers};

@@ -10,14 +10,11 @@ impl Engine {
         channel: String,
         name: ImageName,
         reason: Option<String>,
-        reply: oneshot::Sender<Reply>,
-    ) -> Option<(oneshot::Sender<Reply>, Reply)> {
+        reply: oneshot::Sender<Answer>,
+    ) -> Option<(oneshot::Sender<Answer>, Answer)> {
         let found = self.allowlisted(&name).cloned().and_then(|entry| {
             if !self.settings.approval_rule(&entry).may_approve(&actor) {
-                return Err(format!(
-                    "only approvers of {} can release its hold (it lets CI move the tags again)",
-                    entry.alias
-                ));
+                return Err(Refusal::NotApprover { alias: entry.alias });
             }
             self.with_registry(entry)
         });
@@ -53,24 +50,22 @@ impl Engine {
                                 rollback: None,
                                 channel,
                             })));
-                            Reply::ok(format!(
-                                "Hold on {} released; CI may move its tags again.{}",
-                                entry.alias,
-                                warning.map(|w| format!(" Note: {w}.")).unwrap_or_default()
-                            ))
+                            Answer::HoldReleased {
+                                alias: entry.alias.clone(),
+                                warning,
+                            }
                         }
-                        Err(error) => {
-                            Reply::refused(format!("the hold could not be released: {error}"))
-                        }
+                        Err(error) => Refusal::HoldNotReleased(error.to_string()).into(),
                     }
                 }
-                Ok(_) => Reply::ok(format!(
-                    "{} has no active hold; nothing to release.",
-                    entry.alias
-                )),
-                Err(error) => {
-                    Reply::refused(format!("cannot read the hold of {}: {error}", entry.alias))
+                Ok(_) => Answer::NoActiveHold {
+                    alias: entry.alias.clone(),
+                },
+                Err(error) => Refusal::HoldUnreadable {
+                    alias: entry.alias.clone(),
+                    error: error.to_string(),
                 }
+                .into(),
             };
             let _ = reply.send(answer);
         });

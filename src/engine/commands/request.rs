@@ -8,32 +8,25 @@ impl Engine {
     pub(in crate::engine) fn with_registry(
         &self,
         entry: ImageSettings,
-    ) -> Result<(ImageSettings, Arc<RegistryClient>), String> {
+    ) -> Result<(ImageSettings, Arc<RegistryClient>), Refusal> {
         self.registries
             .get(&entry.image.registry)
             .map(|registry| (entry, registry))
-            .map_err(|error| error.to_string())
+            .map_err(|error| Refusal::Registry(error.to_string()))
     }
 
     /// The allowlist entry for an image as typed.
     pub(in crate::engine) fn allowlisted(
         &self,
         name: &ImageName,
-    ) -> Result<&ImageSettings, String> {
+    ) -> Result<&ImageSettings, Refusal> {
         let entry = match name {
             ImageName::Alias(alias) => self.settings.images.get(alias),
             ImageName::Full(image) => self.settings.image_entry(image),
         };
-        entry.ok_or_else(|| {
-            let known: Vec<&str> = self.settings.images.keys().map(String::as_str).collect();
-            format!(
-                "{name} is not on rollbot's allowlist of images{}",
-                if known.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", known.join(", "))
-                }
-            )
+        entry.ok_or_else(|| Refusal::NotAllowlisted {
+            name: name.to_string(),
+            known: self.settings.images.keys().cloned().collect(),
         })
     }
 
@@ -44,8 +37,8 @@ impl Engine {
         name: ImageName,
         target: Option<Reference>,
         reason: Option<String>,
-        reply: oneshot::Sender<Reply>,
-    ) -> Option<(oneshot::Sender<Reply>, Reply)> {
+        reply: oneshot::Sender<Answer>,
+    ) -> Option<(oneshot::Sender<Answer>, Answer)> {
         let refusal = match self.allowlisted(&name) {
             Err(message) => Err(message),
             Ok(entry) => {
@@ -54,18 +47,19 @@ impl Engine {
                     self.active.values().find(|r| r.image == entry.image),
                     rule.unapprovable(Some(&actor)),
                 ) {
-                    (Some(active), _) => Err(format!(
-                        "{} already has a rollback in progress: {} ({}, requested by {}); one at a time",
-                        entry.alias, active.id, active.state, active.requester.name
-                    )),
-                    _ if self.planning.contains(&entry.image) => Err(format!(
-                        "{} already has a rollback request being planned; one at a time",
-                        entry.alias
-                    )),
-                    (None, Some(why)) => Err(format!(
-                        "a rollback of {} requested by you could never be approved: {why}; ask whoever runs rollbot to fix the approvers in its config",
-                        entry.alias
-                    )),
+                    (Some(active), _) => Err(Refusal::InProgress {
+                        alias: entry.alias.clone(),
+                        id: active.id,
+                        state: active.state,
+                        requester: active.requester.name.clone(),
+                    }),
+                    _ if self.planning.contains(&entry.image) => Err(Refusal::BeingPlanned {
+                        alias: entry.alias.clone(),
+                    }),
+                    (None, Some(why)) => Err(Refusal::Unapprovable {
+                        alias: entry.alias.clone(),
+                        why,
+                    }),
                     (None, None) => self.with_registry(entry.clone()),
                 }
             }
@@ -105,7 +99,7 @@ impl Engine {
         &mut self,
         request: PendingRequest,
         result: Result<Planned, String>,
-    ) -> Reply {
+    ) -> Answer {
         let now = self.now();
         let planned = match result {
             Ok(planned) => planned,
@@ -118,19 +112,24 @@ impl Engine {
                     json!({ "image": request.image.to_string(), "why": error }),
                 ))
                 .await;
-                return Reply::refused(format!("Cannot roll back {}: {error}", request.alias));
+                return Refusal::CannotPlan {
+                    alias: request.alias,
+                    error,
+                }
+                .into();
             }
         };
         let plan = planned.plan;
         if plan.is_noop() {
-            return Reply::ok(format!(
-                "{}: every tag already points at {}; nothing to do.",
-                request.alias,
-                plan.target.digest.short()
-            ));
+            return Answer::NothingToDo {
+                alias: request.alias,
+                target: plan.target.digest,
+            };
         }
         let Some(entry) = self.settings.images.get(&request.alias).cloned() else {
-            let why = format!("{} left the allowlist", request.alias);
+            let why = Refusal::LeftAllowlist {
+                alias: request.alias.clone(),
+            };
             return self.refuse(&request.actor, None, "request", why).await;
         };
         let rule = self.settings.approval_rule(&entry);
@@ -173,33 +172,35 @@ impl Engine {
         match self.store.create(&mut record, audit).await {
             Ok(()) => {}
             Err(StoreError::ActiveExists { image }) => {
-                let why = format!("{image} already has a rollback in progress");
+                let why = Refusal::InProgressStored { image };
                 return self.refuse(&request.actor, None, "request", why).await;
             }
             Err(error) => {
-                return Reply::refused(format!("the request could not be saved: {error}"))
+                return Refusal::NotSaved {
+                    what: "the request",
+                    error: error.to_string(),
+                }
+                .into()
             }
         }
         tracing::info!(rollback_id = %record.id, image = %record.image, target = %record.target.digest, requester = %record.requester.id, "Rollback requested.");
         self.active.insert(record.id, record.clone());
         self.update_gauges();
-        let approvers = describe_approvers(&rule);
-        let reply = Reply::ok(format!(
-            "{} requested: roll back {} ({}) to {}. Waiting for {} approval{} from {approvers}; expires at {}.",
-            record.id,
-            record.alias,
-            record.tags.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>().join(", "),
-            record.target.digest.short(),
-            rule.required,
-            if rule.required == 1 { "" } else { "s" },
-            record.expires_at.rfc3339()
-        ));
+        let answer = Answer::Requested {
+            id: record.id,
+            alias: record.alias.clone(),
+            tags: record.tags.iter().map(|t| t.tag.clone()).collect(),
+            target: record.target.digest.clone(),
+            required: rule.required,
+            approvers: rule.approvers,
+            expires_at: record.expires_at,
+        };
         self.emit(Event {
             kind: EventKind::Requested,
             channel: record.channel.clone(),
             rollback: Some(record),
         });
-        reply
+        answer
     }
 }
 

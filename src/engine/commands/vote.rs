@@ -10,163 +10,153 @@ impl Engine {
         id: RollbackId,
         decision: Decision,
         reason: Option<String>,
-    ) -> Reply {
+    ) -> Answer {
         let now = self.now();
         let verb = match decision {
             Decision::Approve => "approve",
             Decision::Reject => "reject",
         };
-        let Some(record) = self.active.get(&id).cloned() else {
+        let Some(mut record) = self.active.get(&id).cloned() else {
             let why = match self.store.get(id).await {
-                Ok(Some(record)) => format!(
-                    "{id} is no longer waiting for approval (it is {})",
-                    record.state
-                ),
-                Ok(None) => format!("there is no rollback {id}"),
-                Err(error) => format!("cannot read {id}: {error}"),
+                Ok(Some(record)) => Refusal::NotWaiting {
+                    id,
+                    state: record.state,
+                },
+                Ok(None) => Refusal::NoSuchRollback { id },
+                Err(error) => Refusal::Unreadable {
+                    id,
+                    error: error.to_string(),
+                },
             };
             return self.refuse(actor, Some(id), verb, why).await;
         };
         let Some(entry) = self.settings.images.get(&record.alias).cloned() else {
-            let why = format!(
-                "{} is no longer on the allowlist; {id} cannot be approved",
-                record.alias
-            );
+            let why = Refusal::NoLongerAllowlisted {
+                alias: record.alias.clone(),
+                id,
+            };
             return self.refuse(actor, Some(id), verb, why).await;
         };
         let rule = self.settings.approval_rule(&entry);
-        let verdict = policy::decide(
-            &rule,
-            Pending {
-                state: record.state,
-                requester: &record.requester,
-                expires_at: record.expires_at,
-                votes: &record.votes,
-            },
-            actor,
-            decision,
-            now,
-        );
-        let recorded = RecordedVote {
+        let pending = Pending {
+            state: record.state,
+            requester: &record.requester,
+            expires_at: record.expires_at,
+            votes: &record.votes,
+        };
+        let verdict = policy::decide(&rule, pending, actor, decision, now);
+        if let Verdict::Refused(why) = verdict {
+            let detail = json!({ "decision": verb, "why": why.explain() });
+            self.audit(AuditEntry::new(
+                now,
+                Some(id),
+                Some(actor),
+                "vote_refused",
+                detail,
+            ))
+            .await;
+            if why == policy::Refusal::Expired {
+                self.expire(id).await;
+            }
+            return Refusal::Vote { verb, id, why }.into();
+        }
+        if verdict == Verdict::Approved {
+            if let Some(refused) = self.rollbacks_per_hour(actor, id).await {
+                return refused;
+            }
+        }
+
+        record.votes.push(RecordedVote {
             actor: actor.clone(),
             decision,
             at: now,
             reason: reason.clone(),
+        });
+        let detail = match verdict {
+            Verdict::Counted {
+                approvals,
+                required,
+            } => json!({ "decision": verb, "approvals": approvals, "required": required }),
+            Verdict::Rejected => json!({ "decision": verb, "reason": reason }),
+            _ => json!({ "decision": verb, "approved": true }),
         };
-        match verdict {
-            Verdict::Refused(refusal) => {
-                self.audit(AuditEntry::new(
-                    now,
-                    Some(id),
-                    Some(actor),
-                    "vote_refused",
-                    json!({ "decision": verb, "why": refusal.explain() }),
-                ))
-                .await;
-                if refusal == policy::Refusal::Expired {
-                    self.expire(id).await;
-                }
-                Reply::refused(format!("You cannot {verb} {id}: {}.", refusal.explain()))
-            }
+        let audit = vec![AuditEntry::new(now, Some(id), Some(actor), "vote", detail)];
+        let by = actor.clone();
+        let (saved, answer) = match verdict {
             Verdict::Counted {
                 approvals,
                 required,
             } => {
-                let mut record = record;
-                record.votes.push(recorded);
                 record.updated_at = now;
-                let audit = AuditEntry::new(
-                    now,
-                    Some(id),
-                    Some(actor),
-                    "vote",
-                    json!({ "decision": verb, "approvals": approvals, "required": required }),
-                );
-                if let Err(error) = self.persist(&record, &[audit]).await {
-                    return Reply::refused(format!("your approval could not be saved: {error}"));
+                let saved = self.persist(&record, &audit).await;
+                if saved.is_ok() {
+                    self.emit(Event {
+                        kind: EventKind::ApprovalRecorded { by },
+                        channel: record.channel.clone(),
+                        rollback: Some(record.clone()),
+                    });
                 }
-                self.emit(Event {
-                    kind: EventKind::ApprovalRecorded { by: actor.clone() },
-                    channel: record.channel.clone(),
-                    rollback: Some(record),
-                });
-                Reply::ok(format!(
-                    "Approval recorded for {id} ({approvals} of {required})."
-                ))
+                let answer = Answer::ApprovalRecorded {
+                    id,
+                    approvals,
+                    required,
+                };
+                (saved, answer)
             }
             Verdict::Rejected => {
-                let mut record = record;
-                record.votes.push(recorded);
-                record.error = Some(format!(
-                    "rejected by {}{}",
-                    actor.name,
-                    reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                ));
-                let audit = AuditEntry::new(
-                    now,
-                    Some(id),
-                    Some(actor),
-                    "vote",
-                    json!({ "decision": "reject", "reason": reason }),
-                );
-                if let Err(error) = self
-                    .transition(
-                        &mut record,
-                        State::Rejected,
-                        vec![audit],
-                        EventKind::Rejected { by: actor.clone() },
-                    )
-                    .await
-                {
-                    return Reply::refused(format!("your rejection could not be saved: {error}"));
-                }
-                Reply::ok(format!("{id} rejected; nothing will change."))
-            }
-            Verdict::Approved => {
-                if let Err(not_until) = self.rollbacks.check() {
-                    let wait = retry_in(&not_until);
-                    self.metrics.rate_limited();
-                    self.audit(AuditEntry::new(
-                        now,
-                        Some(id),
-                        Some(actor),
-                        "rate_limited",
-                        json!({ "limit": "rollbacks_per_hour" }),
-                    ))
+                let why = reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                record.error = Some(format!("rejected by {}{why}", actor.name));
+                let kind = EventKind::Rejected { by };
+                let saved = self
+                    .transition(&mut record, State::Rejected, audit, kind)
                     .await;
-                    return Reply::refused(format!(
-                        "The limit of {} rollbacks per hour is reached; your approval was not recorded. Try again in {} min.",
-                        self.settings.daemon.limits.rollbacks_per_hour,
-                        wait.as_secs().div_ceil(60).max(1)
-                    ));
-                }
-                let mut record = record;
-                record.votes.push(recorded);
-                record.approved_at = Some(now);
-                let audit = AuditEntry::new(
-                    now,
-                    Some(id),
-                    Some(actor),
-                    "vote",
-                    json!({ "decision": "approve", "approved": true }),
-                );
-                if let Err(error) = self
-                    .transition(
-                        &mut record,
-                        State::Approved,
-                        vec![audit],
-                        EventKind::Approved { by: actor.clone() },
-                    )
-                    .await
-                {
-                    return Reply::refused(format!("your approval could not be saved: {error}"));
-                }
-                self.start_pipeline(record, false).await;
-                Reply::ok(format!("{id} approved; rolling back now."))
+                (saved, Answer::Rejected { id })
             }
+            _ => {
+                record.approved_at = Some(now);
+                let kind = EventKind::Approved { by };
+                let saved = self
+                    .transition(&mut record, State::Approved, audit, kind)
+                    .await;
+                (saved, Answer::Approved { id })
+            }
+        };
+        if let Err(error) = saved {
+            let error = error.to_string();
+            return Refusal::NotSaved {
+                what: "your vote",
+                error,
+            }
+            .into();
         }
+        if verdict == Verdict::Approved {
+            self.start_pipeline(record, false).await;
+        }
+        answer
+    }
+
+    /// The limit on rollbacks started per hour: `Some(refusal)` (audited) when it is reached.
+    async fn rollbacks_per_hour(&self, actor: &Actor, id: RollbackId) -> Option<Answer> {
+        let not_until = self.rollbacks.check().err()?;
+        self.metrics.rate_limited();
+        let detail = json!({ "limit": "rollbacks_per_hour" });
+        self.audit(AuditEntry::new(
+            self.now(),
+            Some(id),
+            Some(actor),
+            "rate_limited",
+            detail,
+        ))
+        .await;
+        Some(
+            Refusal::RollbacksPerHour {
+                limit: self.settings.daemon.limits.rollbacks_per_hour,
+                retry_in: retry_in(&not_until),
+            }
+            .into(),
+        )
     }
 }
