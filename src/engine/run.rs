@@ -260,9 +260,9 @@ impl Engine {
     }
 }
 
-/// The pipeline for an approved record: re-plan against the approved state, then retag,
-/// verify, check, hold. With `verify_only` (after a restart found every tag moved): verify,
-/// check, hold.
+/// The pipeline for an approved record, through the one [`pipeline::run`]: re-planned against
+/// the approved state (a tag that moved since aborts it), then retag, verify, check, hold. With
+/// `verify_only` (after a restart found every tag moved): [`pipeline::run_verification`].
 pub(in crate::engine) async fn run_pipeline(
     registry: &RegistryClient,
     record: &RollbackRecord,
@@ -271,12 +271,10 @@ pub(in crate::engine) async fn run_pipeline(
     started: Instant,
     internal: &mpsc::UnboundedSender<Internal>,
 ) -> Report {
-    let tags: Vec<Tag> = record.tags.iter().map(|t| t.tag.clone()).collect();
-    let target = Reference::Digest(record.target.digest.clone());
-    let mut report = Report::new("rollback", &record.image, &target, &tags);
     let id = record.id;
+    // Steps go to the record as they finish (the plan is already on it).
     let mut progress = |event: Progress<'_>| {
-        if let Progress::Step(step) | Progress::Planned(_, step) = event {
+        if let Progress::Step(step) = event {
             let _ = internal.send(Internal::Progress {
                 id,
                 step: step.clone(),
@@ -284,89 +282,47 @@ pub(in crate::engine) async fn run_pipeline(
         }
     };
     if verify_only {
-        let references = match registry
-            .get_manifest(&record.image.repository, &target)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|m| m.references().map_err(|e| e.to_string()))
-        {
-            Ok(references) => references,
-            Err(error) => {
-                let error = format!("cannot read the target to verify it: {error}");
-                return report.finish(
-                    Outcome::VerifyFailed,
-                    Some(error),
-                    started,
-                    options.rto,
-                    Some(registry),
-                );
-            }
-        };
-        pipeline::verify_and_check(
+        return pipeline::run_verification(
             registry,
             &record.image,
-            &tags,
             &record.target.digest,
-            &references,
-            &options.checks,
-            &mut report,
+            &record.tags,
+            options,
+            started,
             &mut progress,
         )
         .await;
-        for tag in &mut report.tags {
-            tag.status = pipeline::TagStatus::Moved;
-        }
-        if report.outcome == Outcome::Verified {
-            report.outcome = Outcome::Succeeded;
-        }
-    } else {
-        let request = RollbackRequest {
-            image: record.image.clone(),
-            target,
-            tags: tags.clone(),
-            expect_from: record
-                .tags
-                .iter()
-                .map(|t| (t.tag.clone(), t.from.clone()))
-                .collect(),
-            target_source: record.target_source.clone(),
-            prefetched: None,
-        };
-        let plan = match pipeline::plan(registry, &request).await {
-            Ok(plan) => plan,
-            Err(error) => {
-                report.record_step(
-                    StepName::Plan,
-                    false,
-                    started,
-                    error.to_string(),
-                    &mut progress,
-                );
-                return report.finish(
-                    Outcome::PrecheckFailed,
-                    Some(format!("aborted before any change: {error}")),
-                    started,
-                    options.rto,
-                    Some(registry),
-                );
-            }
-        };
-        report.record_plan(&plan);
-        pipeline::execute(registry, &plan, options, &mut report, &mut progress).await;
     }
-    pipeline::hold_moved_tags(
+    let request = RollbackRequest {
+        image: record.image.clone(),
+        target: Reference::Digest(record.target.digest.clone()),
+        tags: record.tags.iter().map(|t| t.tag.clone()).collect(),
+        expect_from: record
+            .tags
+            .iter()
+            .map(|t| (t.tag.clone(), t.from.clone()))
+            .collect(),
+        target_source: record.target_source.clone(),
+        prefetched: None,
+    };
+    let approved = |_: &Plan| pipeline::Confirmation::Proceed;
+    let mut report = pipeline::run(
         registry,
-        &record.image,
-        &record.target.digest,
-        &record.tags,
-        options.hold.as_ref(),
-        &mut report,
+        &request,
+        options,
+        started,
+        approved,
         &mut progress,
     )
     .await;
-    let outcome = report.outcome;
-    let error = report.error.take();
-    report.finish(outcome, error, started, options.rto, Some(registry))
+    if matches!(report.outcome, Outcome::BadInput | Outcome::PrecheckFailed) {
+        report.outcome = Outcome::PrecheckFailed;
+        report.error = report
+            .error
+            .take()
+            .map(|error| format!("aborted before any change: {error}"));
+    }
+    report
 }
 
 /// "latest at sha256:abcd…, stable at (missing)".

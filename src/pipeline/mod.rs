@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::checks::{self, millis};
 use crate::config::CheckSpec;
-use crate::domain::model::{Digest, ImageRef, Tag};
+use crate::domain::model::{Digest, ImageRef, Reference, Tag};
 use crate::domain::record::{PlannedTag, StepName, StepReport};
 use crate::manifest;
 use crate::registry::oci;
@@ -142,6 +142,72 @@ pub async fn run(
         &plan.image,
         &plan.target.digest,
         &plan.tags,
+        options.hold.as_ref(),
+        &mut report,
+        progress,
+    )
+    .await;
+    let outcome = report.outcome;
+    let error = report.error.take();
+    finish(report, outcome, error)
+}
+
+/// The end of [`run`] for a rollback whose tags all moved already (a restart found them at the
+/// target): verify, check and hold `tags` (as they were planned) at `target`.
+pub async fn run_verification(
+    registry: &RegistryClient,
+    image: &ImageRef,
+    target: &Digest,
+    tags: &[PlannedTag],
+    options: &RunOptions,
+    started: Instant,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Report {
+    let names: Vec<Tag> = tags.iter().map(|t| t.tag.clone()).collect();
+    let mut report = Report::new(
+        "rollback",
+        image,
+        &Reference::Digest(target.clone()),
+        &names,
+    );
+    let finish = |report: Report, outcome, error| {
+        report.finish(outcome, error, started, options.rto, Some(registry))
+    };
+    // The one manifest GET: the target, to learn what it references.
+    let references = match registry
+        .get_manifest(&image.repository, &Reference::Digest(target.clone()))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|m| m.references().map_err(|e| e.to_string()))
+    {
+        Ok(references) => references,
+        Err(error) => {
+            let error = format!("cannot read the target to verify it: {error}");
+            return finish(report, Outcome::VerifyFailed, Some(error));
+        }
+    };
+    verify_and_check(
+        registry,
+        image,
+        &names,
+        target,
+        &references,
+        &options.checks,
+        &mut report,
+        progress,
+    )
+    .await;
+    for tag in &mut report.tags {
+        tag.status = TagStatus::Moved;
+    }
+    if report.outcome == Outcome::Verified {
+        report.outcome = Outcome::Succeeded;
+    }
+    hold_moved_tags(
+        registry,
+        image,
+        target,
+        tags,
         options.hold.as_ref(),
         &mut report,
         progress,
