@@ -44,6 +44,8 @@ mod restart;
 mod run;
 mod transitions;
 
+pub use transitions::TransitionError;
+
 pub use answer::{Answer, Refusal};
 use refuse::retry_in;
 use run::{catch_panic, describe_tags, finish_command, read_tags_now};
@@ -232,7 +234,7 @@ enum Msg {
 enum Internal {
     Planned {
         request: Box<PendingRequest>,
-        result: Box<Result<Planned, String>>,
+        result: Box<Result<Planned, commands::PlanFailure>>,
         reply: oneshot::Sender<Answer>,
     },
     Progress {

@@ -32,7 +32,7 @@ impl Engine {
                     });
                     Ok(())
                 }
-                Err(error) => Err(error),
+                Err(error) => Err(error.into()),
             }
         };
         if let Err(error) = result {

@@ -2,6 +2,20 @@
 
 use super::*;
 
+/// Why a state change did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    /// The state machine does not allow it (a bug, or a message about an old state).
+    #[error("{id} cannot go from {from} to {to}")]
+    Illegal {
+        id: RollbackId,
+        from: State,
+        to: State,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl Engine {
     pub(in crate::engine) async fn persist(
         &mut self,
@@ -21,13 +35,14 @@ impl Engine {
         next: State,
         mut audit: Vec<AuditEntry>,
         kind: EventKind,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), TransitionError> {
         if !record.state.can_become(next) {
             tracing::error!(rollback_id = %record.id, from = %record.state, to = %next, "Refused an invalid state transition.");
-            return Err(StoreError::Database(format!(
-                "{} cannot go from {} to {next}",
-                record.id, record.state
-            )));
+            return Err(TransitionError::Illegal {
+                id: record.id,
+                from: record.state,
+                to: next,
+            });
         }
         let now = self.now();
         audit.push(AuditEntry::new(

@@ -6,3 +6,5 @@ mod release;
 mod request;
 mod status;
 mod vote;
+
+pub(in crate::engine) use request::PlanFailure;

@@ -85,7 +85,7 @@ impl Engine {
         self.tasks.spawn(async move {
             let result = catch_panic(plan_request(&registry, &request.image, tags, target))
                 .await
-                .unwrap_or_else(|panic| Err(format!("internal error while planning: {panic}")));
+                .unwrap_or_else(|panic| Err(PlanFailure::Panic(panic)));
             let _ = internal.send(Internal::Planned {
                 request: Box::new(request),
                 result: Box::new(result),
@@ -98,7 +98,7 @@ impl Engine {
     pub(in crate::engine) async fn planned(
         &mut self,
         request: PendingRequest,
-        result: Result<Planned, String>,
+        result: Result<Planned, PlanFailure>,
     ) -> Answer {
         let now = self.now();
         let planned = match result {
@@ -109,12 +109,12 @@ impl Engine {
                     None,
                     Some(&request.actor),
                     "request_refused",
-                    json!({ "image": request.image.to_string(), "why": error }),
+                    json!({ "image": request.image.to_string(), "why": error.to_string() }),
                 ))
                 .await;
                 return Refusal::CannotPlan {
                     alias: request.alias,
-                    error,
+                    error: error.to_string(),
                 }
                 .into();
             }
@@ -204,13 +204,28 @@ impl Engine {
     }
 }
 
+/// Why a request could not be planned. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub(in crate::engine) enum PlanFailure {
+    /// No target was named and none can be chosen safely.
+    #[error("{}{}", refusal.reason, refusal.suggestion.as_ref().map(|s| format!("; the newest complete build before it is {s} (name it: /rollback {image}@{s})")).unwrap_or_default())]
+    Target {
+        image: ImageRef,
+        refusal: Box<pipeline::TargetRefusal>,
+    },
+    #[error(transparent)]
+    Plan(pipeline::PlanError),
+    #[error("internal error while planning: {0}")]
+    Panic(String),
+}
+
 /// Plans a request: chooses the target from the rollback manifests when none was named.
 pub(in crate::engine) async fn plan_request(
     registry: &RegistryClient,
     image: &ImageRef,
     tags: Vec<Tag>,
     target: Option<Reference>,
-) -> Result<Planned, String> {
+) -> Result<Planned, PlanFailure> {
     let (target, expect_from, target_source, prefetched) = match target {
         Some(target) => (target, Vec::new(), None, None),
         None => match pipeline::default_target(registry, image, &tags).await {
@@ -221,12 +236,9 @@ pub(in crate::engine) async fn plan_request(
                 chosen.prefetched,
             ),
             Err(refusal) => {
-                return Err(match refusal.suggestion {
-                    Some(suggestion) => format!(
-                        "{}; the newest complete build before it is {suggestion} (name it: /rollback {image}@{suggestion})",
-                        refusal.reason
-                    ),
-                    None => refusal.reason,
+                return Err(PlanFailure::Target {
+                    image: image.clone(),
+                    refusal: Box::new(refusal),
                 })
             }
         },
@@ -241,7 +253,7 @@ pub(in crate::engine) async fn plan_request(
     };
     let plan = pipeline::plan(registry, &request)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(PlanFailure::Plan)?;
     Ok(Planned {
         plan,
         target_source,

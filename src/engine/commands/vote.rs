@@ -88,7 +88,7 @@ impl Engine {
                 required,
             } => {
                 record.updated_at = now;
-                let saved = self.persist(&record, &audit).await;
+                let saved = self.persist(&record, &audit).await.map_err(Into::into);
                 if saved.is_ok() {
                     self.emit(Event {
                         kind: EventKind::ApprovalRecorded { by },
