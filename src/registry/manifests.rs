@@ -14,6 +14,9 @@ use crate::domain::model::{Digest, ImageRef, Reference, Repository, Tag};
 
 /// Manifests larger than this are refused (the spec asks registries to accept at least 4 MiB).
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// Tag lists larger than this are refused: far more than a page of tags (at most 128
+/// characters each), and a registry that ignores `n` cannot make rollbot read without end.
+const MAX_TAG_LIST_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a manifest HEAD says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +187,8 @@ impl RegistryClient {
     /// Up to `n` tags of a repository (`GET /v2/<name>/tags/list`; not a pull).
     ///
     /// # Errors
-    /// `RepositoryUnknown`, transport, auth and server errors, or an answer that is not a tag list.
+    /// `RepositoryUnknown`, transport, auth and server errors, or an answer that is not a tag
+    /// list or is larger than 4 MiB.
     pub async fn list_tags(
         &self,
         repository: &Repository,
@@ -200,10 +204,11 @@ impl RegistryClient {
             format!("/v2/{repository}/tags/list?n={n}"),
         );
         let response = self.call(&op).await?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&op, &e))?;
+        let body = self
+            .body_within(&op, response, MAX_TAG_LIST_BYTES, || {
+                "the tag list is larger than 4 MiB".to_owned()
+            })
+            .await?;
         let list: TagList = serde_json::from_slice(&body)
             .map_err(|e| self.invalid(&op, format!("not a tag list: {e}")))?;
         Ok(list.tags.unwrap_or_default())
