@@ -235,7 +235,10 @@ impl RegistryClient {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::registry::testing::{basic, client, repository};
 
     #[test]
     fn error_bodies_become_one_line() {
@@ -246,5 +249,179 @@ mod tests {
         assert_eq!(body.text, "MANIFEST_INVALID: manifest invalid");
         let html = ErrorBody::parse(b"<html>\n  <body>502 Bad Gateway</body>\n</html>");
         assert_eq!(html.text, "<html> <body>502 Bad Gateway</body> </html>");
+        let two = ErrorBody::parse(br#"{"errors":[{"code":"DENIED"},{"message":"no"}]}"#);
+        assert_eq!(two.text, "DENIED; no");
+        assert_eq!(
+            ErrorBody::parse(b"").detail(StatusCode::BAD_GATEWAY),
+            "Bad Gateway"
+        );
+    }
+
+    /// Every unsuccessful answer, as the error a caller branches on, in the words people read.
+    #[test]
+    fn answers_map_to_errors() {
+        const DIGEST: &str =
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+        let repository = repository();
+        let manifest_get = |reference: &str| {
+            Op::get(
+                Kind::ManifestGet,
+                &repository,
+                format!("/v2/acme/app/manifests/{reference}"),
+            )
+        };
+        let manifest_put = Op::put(
+            Kind::ManifestPut,
+            &repository,
+            "/v2/acme/app/manifests/latest".to_owned(),
+            Bytes::new(),
+            "application/vnd.oci.image.index.v1+json",
+        );
+        let blob_get = Op::get(
+            Kind::BlobGet,
+            &repository,
+            format!("/v2/acme/app/blobs/{DIGEST}"),
+        );
+        let name_unknown = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#;
+        let manifest_unknown =
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+        let denied = br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+        let anonymous = client(Credentials::Anonymous);
+        let with_password = client(basic());
+
+        // (client, request, status, body, the error's text)
+        let tag_get = manifest_get("latest");
+        let digest_get = manifest_get(DIGEST);
+        let cases: [(&RegistryClient, &Op<'_>, u16, &[u8], String); 9] = [
+            (
+                &anonymous,
+                &tag_get,
+                404,
+                name_unknown,
+                "repository registry.test/acme/app does not exist".to_owned(),
+            ),
+            (
+                &anonymous,
+                &blob_get,
+                404,
+                name_unknown,
+                "repository registry.test/acme/app does not exist".to_owned(),
+            ),
+            (
+                &anonymous,
+                &tag_get,
+                404,
+                manifest_unknown,
+                "registry.test/acme/app has no tag 'latest'".to_owned(),
+            ),
+            (
+                &anonymous,
+                &digest_get,
+                404,
+                b"",
+                format!("registry.test/acme/app has no manifest {DIGEST}"),
+            ),
+            (
+                &anonymous,
+                &blob_get,
+                404,
+                b"",
+                format!("registry registry.test answered 404 to GET /v2/acme/app/blobs/{DIGEST}: Not Found"),
+            ),
+            (
+                &anonymous,
+                &tag_get,
+                403,
+                b"",
+                "registry registry.test denied pull on acme/app for no credentials".to_owned(),
+            ),
+            (
+                &with_password,
+                &manifest_put,
+                403,
+                denied,
+                "registry registry.test denied push on acme/app for user 'bot' (from a test): DENIED: requested access to the resource is denied".to_owned(),
+            ),
+            (
+                &with_password,
+                &manifest_put,
+                400,
+                br#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}"#,
+                "registry registry.test answered 400 to PUT /v2/acme/app/manifests/latest: MANIFEST_INVALID: manifest invalid".to_owned(),
+            ),
+            (
+                &anonymous,
+                &tag_get,
+                500,
+                b"",
+                "registry registry.test answered 500 to GET /v2/acme/app/manifests/latest: Internal Server Error".to_owned(),
+            ),
+        ];
+        for (client, op, status, body, expected) in cases {
+            let status = StatusCode::from_u16(status).expect("status");
+            let error = client.answer_error(op, status, ErrorBody::parse(body));
+            assert_eq!(error.to_string(), expected, "{status} to {}", op.describe());
+        }
+        assert!(matches!(
+            anonymous.answer_error(&tag_get, StatusCode::NOT_FOUND, ErrorBody::default()),
+            RegistryError::ManifestUnknown { ref hint, .. } if hint.is_empty()
+        ));
+        assert!(matches!(
+            anonymous.answer_error(&manifest_put, StatusCode::BAD_GATEWAY, ErrorBody::default()),
+            RegistryError::Status { status: 502, .. }
+        ));
+    }
+
+    #[test]
+    fn a_401_after_the_challenge_names_what_is_missing() {
+        let repository = repository();
+        let pull = Op::head(
+            Kind::ManifestHead,
+            &repository,
+            "/v2/acme/app/manifests/latest".to_owned(),
+        );
+        let push = Op::put(
+            Kind::ManifestPut,
+            &repository,
+            "/v2/acme/app/manifests/latest".to_owned(),
+            Bytes::new(),
+            "application/vnd.oci.image.index.v1+json",
+        );
+        let bearer = Challenge::Bearer {
+            realm: "https://auth.test/token".to_owned(),
+            service: None,
+        };
+        // (credentials, challenge answered, request, the error's text)
+        let cases = [
+            (Credentials::Anonymous, None, &pull, "registry registry.test requires credentials for acme/app; configure [registries.\"registry.test\"] or run docker login registry.test"),
+            (Credentials::Anonymous, Some(bearer.clone()), &push, "registry registry.test requires credentials for acme/app; configure [registries.\"registry.test\"] or run docker login registry.test"),
+            (basic(), Some(bearer.clone()), &push, "registry registry.test denied push on acme/app for user 'bot' (from a test); the account needs write access to the repository"),
+            (basic(), Some(bearer), &pull, "registry registry.test rejected the credentials of user 'bot' (from a test)"),
+            (basic(), Some(Challenge::Basic), &push, "registry registry.test rejected the credentials of user 'bot' (from a test)"),
+            (basic(), None, &push, "registry registry.test rejected the credentials of user 'bot' (from a test)"),
+        ];
+        for (credentials, challenge, op, expected) in cases {
+            let client = client(credentials);
+            lock(&client.auth).challenge = challenge;
+            assert_eq!(client.unauthorized(op).to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn a_digest_header_must_be_a_digest() {
+        let repository = repository();
+        let op = Op::head(
+            Kind::BlobHead,
+            &repository,
+            "/v2/acme/app/blobs/x".to_owned(),
+        );
+        let client = client(Credentials::Anonymous);
+        let mut headers = HeaderMap::new();
+        assert_eq!(client.digest_header(&op, &headers), Ok(None));
+        headers.insert("docker-content-digest", "md5:abc".parse().expect("value"));
+        assert!(matches!(
+            client.digest_header(&op, &headers),
+            Err(RegistryError::InvalidResponse { .. })
+        ));
     }
 }

@@ -162,3 +162,47 @@ impl RegistryClient {
         Ok(token)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::testing::{basic, client, repository};
+
+    #[test]
+    fn a_basic_challenge_needs_credentials_and_a_new_challenge_drops_tokens() {
+        let repository = repository();
+        let op = Op::head(
+            Kind::ManifestHead,
+            &repository,
+            "/v2/acme/app/manifests/latest".to_owned(),
+        );
+        let anonymous = client(Credentials::Anonymous);
+        assert!(matches!(
+            anonymous.answer_challenge(&op, Challenge::Basic),
+            Err(RegistryError::AuthRequired { .. })
+        ));
+        assert_eq!(lock(&anonymous.auth).challenge, None);
+        assert_eq!(anonymous.basic_header(), None);
+
+        let with_password = client(basic());
+        lock(&with_password.auth).tokens.insert(
+            "repository:acme/app:pull".to_owned(),
+            Token {
+                value: crate::secret::Secret::new("t"),
+                expires: Instant::now() + std::time::Duration::from_secs(60),
+            },
+        );
+        with_password
+            .answer_challenge(&op, Challenge::Basic)
+            .expect("answered");
+        let state = lock(&with_password.auth);
+        assert_eq!(state.challenge, Some(Challenge::Basic));
+        assert!(state.tokens.is_empty());
+        drop(state);
+        // base64("bot:s3cret")
+        assert_eq!(
+            with_password.basic_header().as_deref(),
+            Some("Basic Ym90OnMzY3JldA==")
+        );
+    }
+}

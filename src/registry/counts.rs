@@ -68,3 +68,43 @@ impl Counters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_counts_in_its_own_field() {
+        let kinds = [
+            Kind::ManifestGet,
+            Kind::ManifestHead,
+            Kind::ManifestPut,
+            Kind::BlobHead,
+            Kind::BlobUpload,
+            Kind::Token,
+            Kind::TagsList,
+            Kind::BlobGet,
+        ];
+        let counters = Counters::default();
+        for (times, kind) in kinds.into_iter().enumerate() {
+            for _ in 0..=times {
+                counters.add(kind);
+            }
+        }
+        let counts = counters.snapshot();
+        assert_eq!(
+            counts,
+            RequestCounts {
+                manifest_get: 1,
+                manifest_head: 2,
+                manifest_put: 3,
+                blob_head: 4,
+                blob_upload: 5,
+                token: 6,
+                tags_list: 7,
+                blob_get: 8,
+            }
+        );
+        assert_eq!(counts.total(), 36);
+    }
+}

@@ -105,3 +105,106 @@ impl RegistryError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_and_maybe_landed_by_kind() {
+        let registry = RegistryHost::parse("registry.test").expect("host");
+        let repository = Repository::parse("acme/app").expect("repository");
+        let status = |status: u16| RegistryError::Status {
+            registry: registry.clone(),
+            request: "PUT /v2/acme/app/manifests/latest".to_owned(),
+            status,
+            detail: String::new(),
+        };
+        // (error, is_retryable, write_may_have_landed)
+        let cases = [
+            (
+                RegistryError::Unreachable {
+                    registry: registry.clone(),
+                    detail: String::new(),
+                },
+                true,
+                true,
+            ),
+            (
+                RegistryError::Timeout {
+                    registry: registry.clone(),
+                    timeout: "30s".to_owned(),
+                },
+                true,
+                true,
+            ),
+            (
+                RegistryError::RateLimited {
+                    registry: registry.clone(),
+                    retry_after: Some(60),
+                },
+                true,
+                false,
+            ),
+            (status(500), true, true),
+            (status(503), true, true),
+            (status(400), false, false),
+            (status(404), false, false),
+            (
+                RegistryError::InvalidResponse {
+                    registry: registry.clone(),
+                    request: String::new(),
+                    detail: String::new(),
+                },
+                false,
+                true,
+            ),
+            (
+                RegistryError::AfterUnclearAttempt {
+                    status: 504,
+                    error: Box::new(status(400)),
+                },
+                false,
+                true,
+            ),
+            (
+                RegistryError::AuthRequired {
+                    registry: registry.clone(),
+                    repository: repository.clone(),
+                },
+                false,
+                false,
+            ),
+            (
+                RegistryError::Denied {
+                    registry: registry.clone(),
+                    repository,
+                    action: "push",
+                    who: "no credentials".to_owned(),
+                    detail: String::new(),
+                },
+                false,
+                false,
+            ),
+        ];
+        for (error, retryable, landed) in cases {
+            assert_eq!(error.is_retryable(), retryable, "{error:?}");
+            assert_eq!(error.write_may_have_landed(), landed, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_after_an_unclear_attempt_says_so() {
+        let error = RegistryError::AfterUnclearAttempt {
+            status: 504,
+            error: Box::new(RegistryError::RateLimited {
+                registry: RegistryHost::parse("registry.test").expect("host"),
+                retry_after: None,
+            }),
+        };
+        assert_eq!(
+            error.to_string(),
+            "registry registry.test is rate limiting requests (an earlier attempt was answered 504 and may still have been applied)"
+        );
+    }
+}

@@ -214,3 +214,41 @@ impl RegistryClient {
         Ok(list.tags.unwrap_or_default())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::testing::{answer, repository, scripted};
+
+    #[tokio::test]
+    async fn a_tag_list_is_read_up_to_4_mib() {
+        let (client, seen) = scripted(vec![
+            answer("200 OK", br#"{"tags":["latest","v1"]}"#),
+            // Refused by its Content-Length, before reading.
+            answer("200 OK\r\nContent-Length: 4194305", b""),
+            // Refused by what arrived.
+            answer("200 OK", &vec![b' '; MAX_TAG_LIST_BYTES + 1]),
+        ])
+        .await;
+        let repository = repository();
+        assert_eq!(
+            client.list_tags(&repository, 100).await,
+            Ok(vec!["latest".to_owned(), "v1".to_owned()])
+        );
+        for _ in 0..2 {
+            let error = client
+                .list_tags(&repository, 100)
+                .await
+                .expect_err("too large");
+            assert_eq!(
+                error.to_string(),
+                "registry registry.test sent an unusable answer to GET /v2/acme/app/tags/list?n=100: the tag list is larger than 4 MiB"
+            );
+        }
+        assert_eq!(client.requests().tags_list, 3);
+        assert_eq!(
+            crate::lock(&seen).first().map(String::as_str),
+            Some("GET /v2/acme/app/tags/list?n=100 HTTP/1.1")
+        );
+    }
+}

@@ -31,6 +31,8 @@ mod pool;
 mod presence;
 mod request;
 mod send;
+#[cfg(test)]
+mod testing;
 
 pub use client::RegistryClient;
 pub use counts::RequestCounts;

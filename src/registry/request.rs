@@ -184,3 +184,35 @@ impl RegistryClient {
         Ok(bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_say_what_they_need_and_what_succeeds() {
+        let repository = Repository::parse("acme/app").expect("repository");
+        let path = || "/v2/acme/app/blobs/uploads/".to_owned();
+
+        let head = Op::head(Kind::BlobHead, &repository, path());
+        assert!(!head.push && !head.writes() && head.body.is_none() && head.accept.is_none());
+        assert!(head.succeeded(StatusCode::OK) && head.succeeded(StatusCode::NO_CONTENT));
+        assert!(!head.succeeded(StatusCode::NOT_FOUND));
+
+        let get = Op::get(Kind::ManifestGet, &repository, path()).accepting("a/b");
+        assert_eq!((get.method.clone(), get.accept), (Method::GET, Some("a/b")));
+        assert!(!get.push && !get.writes());
+
+        let put = Op::put(Kind::ManifestPut, &repository, path(), Bytes::new(), "c/d");
+        assert!(put.push && put.writes());
+        assert_eq!(put.body.as_ref().map(|(_, t)| *t), Some("c/d"));
+        assert!(put.succeeded(StatusCode::CREATED));
+
+        let post = Op::post(Kind::BlobUpload, &repository, path(), Bytes::new(), "e/f")
+            .expecting(StatusCode::ACCEPTED);
+        assert!(post.push && post.writes());
+        assert!(post.succeeded(StatusCode::ACCEPTED));
+        assert!(!post.succeeded(StatusCode::CREATED) && !post.succeeded(StatusCode::OK));
+        assert_eq!(post.describe(), "POST /v2/acme/app/blobs/uploads/");
+    }
+}

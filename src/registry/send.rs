@@ -167,3 +167,165 @@ impl RegistryClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::registry::counts::Kind;
+    use crate::registry::testing::{answer, repository, scripted};
+
+    fn headers(retry_after: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = retry_after {
+            headers.insert("retry-after", value.parse().expect("header value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn retry_decisions_by_status_retry_after_and_attempt() {
+        let ms = Duration::from_millis;
+        // (status, Retry-After, attempt, decision)
+        let cases = [
+            (200, None, 1, Next::Answer),
+            (201, None, 1, Next::Answer),
+            (404, None, 1, Next::Answer),
+            (500, None, 1, Next::Answer),
+            (501, None, 1, Next::Answer),
+            (505, None, 1, Next::Answer),
+            (502, None, 1, Next::Retry(ms(250))),
+            (503, None, 2, Next::Retry(ms(500))),
+            (504, None, 1, Next::Retry(ms(250))),
+            (504, None, 3, Next::Answer),
+            (429, None, 1, Next::Retry(ms(500))),
+            (429, None, 2, Next::Retry(ms(1000))),
+            (429, None, 3, Next::RateLimited(None)),
+            (429, Some("2"), 1, Next::Retry(ms(2000))),
+            (429, Some("30"), 2, Next::Retry(ms(30_000))),
+            (429, Some("2"), 3, Next::RateLimited(Some(2))),
+            // Longer than rollbot waits inside one request: fail at once, with the time.
+            (429, Some("31"), 1, Next::RateLimited(Some(31))),
+            (429, Some("3600"), 3, Next::RateLimited(Some(3600))),
+            // An HTTP date is "soon".
+            (
+                429,
+                Some("Wed, 21 Oct 2015 07:28:00 GMT"),
+                1,
+                Next::Retry(ms(1000)),
+            ),
+            // A 503's Retry-After is not read (backoff only).
+            (503, Some("20"), 1, Next::Retry(ms(250))),
+        ];
+        for (status, retry_after, attempt, expected) in cases {
+            let status = StatusCode::from_u16(status).expect("status");
+            assert_eq!(
+                next_step(status, &headers(retry_after), attempt),
+                expected,
+                "{status} with Retry-After {retry_after:?} after attempt {attempt}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_takes_dates_as_soon() {
+        assert_eq!(retry_after(&headers(None)), None);
+        assert_eq!(
+            retry_after(&headers(Some(" 7 "))),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after(&headers(Some("soon"))),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    const MANIFEST_INVALID: &[u8] =
+        br#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}"#;
+
+    fn put(repository: &crate::domain::model::Repository) -> Op<'_> {
+        Op::put(
+            Kind::ManifestPut,
+            repository,
+            "/v2/acme/app/manifests/latest".to_owned(),
+            Bytes::from_static(b"{}"),
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_after_a_server_error_may_still_have_landed() {
+        let repository = repository();
+        // Refused for good after a 504: the 504's attempt may still be applied.
+        let (client, _) = scripted(vec![
+            answer("504 Gateway Timeout", b""),
+            answer("400 Bad Request", MANIFEST_INVALID),
+        ])
+        .await;
+        let error = client.call(&put(&repository)).await.expect_err("refused");
+        assert!(
+            matches!(&error, RegistryError::AfterUnclearAttempt { status: 504, error } if matches!(**error, RegistryError::Status { status: 400, .. })),
+            "{error:?}"
+        );
+        assert!(error.write_may_have_landed());
+        assert_eq!(client.requests().manifest_put, 2);
+
+        // Rate limited for longer than rollbot waits after a 502: the same.
+        let (client, _) = scripted(vec![
+            answer("502 Bad Gateway", b""),
+            answer("429 Too Many Requests\r\nRetry-After: 60", b""),
+        ])
+        .await;
+        let error = client.call(&put(&repository)).await.expect_err("refused");
+        assert!(
+            matches!(&error, RegistryError::AfterUnclearAttempt { status: 502, error } if matches!(**error, RegistryError::RateLimited { retry_after: Some(60), .. })),
+            "{error:?}"
+        );
+
+        // A write that succeeds on the retry succeeded.
+        let (client, _) = scripted(vec![
+            answer("503 Service Unavailable", b""),
+            answer("201 Created", b""),
+        ])
+        .await;
+        assert!(client.call(&put(&repository)).await.is_ok());
+        assert_eq!(client.requests().manifest_put, 2);
+
+        // Without a server error first, a refusal is only a refusal.
+        let (client, _) = scripted(vec![
+            answer("429 Too Many Requests\r\nRetry-After: 0", b""),
+            answer("400 Bad Request", MANIFEST_INVALID),
+        ])
+        .await;
+        let error = client.call(&put(&repository)).await.expect_err("refused");
+        assert!(
+            matches!(error, RegistryError::Status { status: 400, .. }),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_is_retried_and_its_last_answer_is_the_answer() {
+        let repository = repository();
+        let (client, seen) = scripted(vec![
+            answer("503 Service Unavailable", b""),
+            answer("503 Service Unavailable", b""),
+            answer("503 Service Unavailable", b"down for maintenance"),
+        ])
+        .await;
+        let op = Op::get(
+            Kind::TagsList,
+            &repository,
+            "/v2/acme/app/tags/list?n=1".to_owned(),
+        );
+        let error = client.call(&op).await.expect_err("unavailable");
+        assert_eq!(
+            error.to_string(),
+            "registry registry.test answered 503 to GET /v2/acme/app/tags/list?n=1: down for maintenance"
+        );
+        assert_eq!(client.requests().tags_list, MAX_ATTEMPTS);
+        assert_eq!(crate::lock(&seen).len(), 3);
+        assert_eq!(client.statuses(), vec![(503, 3)]);
+    }
+}
