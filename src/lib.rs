@@ -74,10 +74,18 @@
 //!   chain), bad-digest marks (`sha256-<hex>.bad`), and the hold (`rollbot-hold`,
 //!   `manifest/hold.rs`) that `gate` checks in CI. `manifest/history.rs` walks the chain and
 //!   `select_target` picks the default rollback target from it.
-//! - [`registry`]: the registry port, a small distribution-spec client over `reqwest`:
-//!   manifest HEAD/GET/PUT, blob HEAD/GET/upload, tag lists, Basic and Bearer auth ([`registry::auth`], which
-//!   also reads the Docker credentials file), retries, request counts.
-//!   [`registry::oci`] keeps manifests as exact bytes and lists what they reference.
+//! - [`registry`]: the registry port, a small distribution-spec client over `reqwest`. Every
+//!   request takes one path: `registry/manifests.rs` (manifest HEAD/GET/PUT, tag lists) and
+//!   `registry/blobs.rs` (blob HEAD/GET/upload) describe it as an `Op` and call it
+//!   (`registry/request.rs`: status check, size-limited body reads); `registry/send.rs` sends
+//!   it with auth (`registry/authorize.rs`: Basic, Bearer tokens cached per scope) and retries
+//!   (429 after `Retry-After`, 502–504); `registry/answers.rs` turns answers into a
+//!   [`registry::RegistryError`] (`registry/error.rs`: retryable, or a write that may have
+//!   landed). `registry/client.rs` builds a client from config, `registry/counts.rs` counts
+//!   requests by kind, `registry/pool.rs` shares one client per host, `registry/presence.rs`
+//!   finds what a manifest references that is gone. [`registry::auth`] resolves credentials
+//!   (also from the Docker credentials file) and parses challenges; [`registry::oci`] keeps
+//!   manifests as exact bytes and lists what they reference.
 //! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes; what a
 //!   command printed is capped and has rollbot's secret values redacted before it leaves.
 //! - [`store`]: SQLite (sqlx): rollback records, votes and steps, and an append-only audit log
