@@ -194,3 +194,117 @@ fn serve_refuses_images_nobody_could_approve() {
         .serve_problems()
         .is_empty());
 }
+
+#[test]
+fn a_registry_password_follows_the_one_secret_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pw");
+    std::fs::write(&file, " pass word \r\n\n").expect("write");
+    let registry = |keys: &str| format!("[registries.\"r.example\"]\nusername = \"u\"\n{keys}");
+    let password = |settings: &Settings| match settings
+        .registry(&RegistryHost::parse("r.example").expect("host"))
+        .auth
+    {
+        AuthSettings::Basic {
+            password, source, ..
+        } => (password.expose().to_owned(), source),
+        other => panic!("expected basic auth, got {other:?}"),
+    };
+
+    // Trailing line breaks go, from a file and from a variable; spaces stay.
+    let settings = load_str(
+        &registry(&format!("password_file = \"{}\"\n", file.display())),
+        &[],
+    )
+    .expect("file");
+    assert_eq!(
+        password(&settings),
+        (" pass word ".to_owned(), format!("file {}", file.display()))
+    );
+    let settings =
+        load_str(&registry("password_env = \"PW\"\n"), &[("PW", " env pw\n")]).expect("variable");
+    assert_eq!(
+        password(&settings),
+        (" env pw".to_owned(), "environment variable PW".to_owned())
+    );
+    assert_eq!(
+        settings.secrets().len(),
+        1,
+        "the password is redacted from checks"
+    );
+
+    // Both, neither, empty: errors naming the key, never the value.
+    for (keys, env, expected) in [
+        (
+            format!("password_env = \"PW\"\npassword_file = \"{}\"\n", file.display()),
+            &[("PW", "x")][..],
+            "registries.\"r.example\".password_file: set either password_env or password_file, not both",
+        ),
+        (
+            String::new(),
+            &[][..],
+            "registries.\"r.example\".password_env: set password_env (the name of an environment variable) or password_file (a file)",
+        ),
+        (
+            "password_env = \"PW\"\n".to_owned(),
+            &[("PW", "\n")][..],
+            "registries.\"r.example\".password_env: environment variable PW is not set or empty",
+        ),
+    ] {
+        let text = load_str(&registry(&keys), env).expect_err(expected).to_string();
+        assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+        assert!(!text.contains("pass word"), "{text}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_found_at_every_depth_with_their_origin() {
+    let error = load_str(
+        "[registries.\"r.example\"]\ninsecur = true\n\n[images.app]\nimage = \"r.example/a/b\"\n\n[[images.app.checks]]\nname = \"x\"\ncommand = [\"true\"]\ntimout = \"5s\"\n",
+        &[("ROLLBOT__LOG__LEVLE", "debug")],
+    )
+    .expect_err("unknown keys");
+    let text = error.to_string();
+    for expected in [
+        "registries.\"r.example\".insecur: unknown key (did you mean 'insecure'?) (set in ",
+        "images.app.checks[0].timout: unknown key (did you mean 'timeout'?) (set in ",
+        "log.levle: unknown key (did you mean 'level'?) (set in the environment)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert_eq!(error.problems.len(), 3, "{text}");
+}
+
+#[test]
+fn the_core_alone_leaves_the_adapters_sections_to_their_owners() {
+    // `load::<Settings>` (library use) cannot know the adapters' sections, so it neither reads
+    // nor refuses them; `daemon::ServeSettings`, which the binary loads, does both.
+    let settings = load_str("[slack]\nenabled = true\n\n[slakc]\nx = 1\n", &[]).expect("core");
+    assert!(settings.secrets().is_empty());
+}
+
+#[test]
+fn values_from_the_environment_are_strings_read_as_their_type() {
+    let settings = load_str(
+        "[images.app]\nimage = \"r.example/a/b\"\n",
+        &[
+            ("ROLLBOT__ROLLBACK__TAGS", "latest, stable"),
+            ("ROLLBOT__APPROVALS__REQUIRED", "2"),
+            ("ROLLBOT__APPROVALS__APPROVERS", "bob,group:sre"),
+            ("ROLLBOT__SERVER__ALLOW_NON_LOOPBACK", "true"),
+            ("ROLLBOT__IMAGES__APP__DOCKERHUB", "false"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(settings.rollback.tags.len(), 2);
+    assert_eq!(settings.daemon.approvals.required, 2);
+    assert_eq!(settings.daemon.approvals.approvers.len(), 2);
+    assert!(settings.daemon.allow_non_loopback);
+    let error = load_str("", &[("ROLLBOT__APPROVALS__REQUIRED", "two")]).expect_err("two");
+    assert!(
+        error
+            .to_string()
+            .contains("approvals.required: expected a whole number (set in the environment)"),
+        "{error}"
+    );
+}
