@@ -95,16 +95,9 @@ pub(super) fn join(path: &str, key: &str) -> String {
 }
 
 /// Why a value could not be read. Its text is the problem's message.
-#[derive(Debug)]
-pub struct Error(String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct Error(String);
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(message: T) -> Error {
@@ -430,5 +423,110 @@ impl<'de> de::MapAccess<'de> for CheckedAccess<'_> {
                     .ok_or_else(|| Error("read twice".to_owned()))?,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use config::{Config, File, FileFormat};
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::config::read::{Checked, Problems};
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Section {
+        name: Checked<String>,
+        count: Checked<i64>,
+        on: Checked<bool>,
+        words: Checked<Vec<String>>,
+        nested: Option<Nested>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Nested {
+        depth: Checked<i64>,
+    }
+
+    fn tree(toml: &str) -> Value {
+        let config = Config::builder()
+            .add_source(File::from_str(toml, FileFormat::Toml))
+            .build()
+            .expect("toml");
+        config.cache
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_and_the_known_ones_are_still_read() {
+        let value = tree("name = \"a\"\nnmae = \"b\"\ncolour = 1\n[nested]\ndepht = 2\n");
+        let mut problems = Vec::new();
+        let section: Section = read("s", Some(&value), &mut problems).expect("read");
+        let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "s.colour: unknown key (known keys here: name, count, on, words, nested)",
+                "s.nmae: unknown key (did you mean 'name'?)",
+                "s.nested.depht: unknown key (did you mean 'depth'?)",
+            ]
+        );
+        assert_eq!(section.name.value().map(String::as_str), Some("a"));
+        assert!(!section.nested.expect("nested").depth.is_set());
+    }
+
+    #[test]
+    fn a_bad_value_is_kept_with_its_path_and_the_next_one_is_still_read() {
+        let value = tree("name = 5\ncount = \"many\"\non = \"yes\"\nwords = \"a, b,,c\"\n");
+        let mut problems = Vec::new();
+        let section: Section = read("s", Some(&value), &mut problems).expect("read");
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut checked = Problems::default();
+        assert_eq!(checked.required(&section.name), None);
+        assert_eq!(checked.required(&section.count), None);
+        assert_eq!(checked.required(&section.on), None);
+        assert_eq!(
+            checked.required(&section.words),
+            Some(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()])
+        );
+        let problems = checked.finish(None::<()>).expect_err("problems");
+        let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "s.name: expected a string",
+                "s.count: expected a whole number",
+                "s.on: expected true or false",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_absent_field_is_unset_and_missing_only_where_it_is_required() {
+        let value = tree("on = \"true\"\ncount = \"7\"\n");
+        let mut problems = Vec::new();
+        let section: Section = read("s", Some(&value), &mut problems).expect("read");
+        assert!(section.nested.is_none());
+        assert!(!section.name.is_set());
+        let mut checked = Problems::default();
+        assert_eq!(checked.optional(&section.words), None);
+        assert_eq!(checked.required(&section.on), Some(true));
+        assert_eq!(checked.required(&section.count), Some(7));
+        assert_eq!(checked.required(&section.name), None);
+        let problems = checked.finish(None::<()>).expect_err("missing");
+        assert_eq!(problems[0].to_string(), "s.name: missing");
+    }
+
+    #[test]
+    fn a_section_that_is_not_a_table_is_one_problem() {
+        let value = tree("s = 5\n");
+        let ValueKind::Table(root) = &value.kind else {
+            panic!("a table")
+        };
+        let mut problems = Vec::new();
+        assert!(read::<Section>("s", root.get("s"), &mut problems).is_none());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].to_string(), "s: expected a table");
     }
 }
