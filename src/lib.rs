@@ -22,8 +22,17 @@
 //!   selection, the confirmation prompt) and to the artifacts (`cli/artifacts.rs`).
 //!   `cli::exit_code` is the one place outcomes become exit codes.
 //! - [`config`]: layered config (`config/default.toml` compiled in → `--config FILE` →
-//!   `ROLLBOT__SECTION__KEY`), validated once into [`config::Settings`], every problem reported
-//!   at once with its key path.
+//!   `ROLLBOT__SECTION__KEY`, [`config::Layers`]) and its reader: each section is read with
+//!   serde (`deny_unknown_fields`) into its own `…Section` type through `config/de.rs`, which
+//!   reports every unknown key with "did you mean", and whose [`config::Checked`] fields keep a
+//!   bad value's problem (with key path and origin) instead of ending the read; the section's
+//!   `validate` returns every problem ([`config::Problems`], the shared typed readers, the one
+//!   secret rule in [`config::Secrets`]). It owns the core sections, read into
+//!   [`config::Settings`] (`rollback`, `log`, `registries`, `images` with their checks, `store`,
+//!   `server`, `approvals`, `limits`) and knows no adapter: each adapter reads its own section
+//!   beside itself (`chat/console/config.rs`, `chat/slack/config.rs`, `notify/config.rs`,
+//!   `notify/github/config.rs`, `notify/dockerhub/config.rs`), and
+//!   [`daemon::ServeSettings`] composes them all, with unknown sections, into one report.
 //! - [`domain`]: the vocabulary, no I/O: [`domain::model`] has `Digest`, `Tag`, `Repository`,
 //!   `RegistryHost`, `ImageRef`, `Reference`, each parsed once at the edge;
 //!   [`domain::rollback`] `RollbackId`, `Actor`, `Timestamp` and the `State` machine;
@@ -58,7 +67,9 @@
 //!   checked at startup; [`notify::markup`] makes untrusted values safe for each output
 //!   before they reach a template.
 //! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's HTTP mode.
-//! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM.
+//! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM; `daemon/config.rs`
+//!   composes the whole configuration ([`daemon::ServeSettings`]) that the binary loads for
+//!   every command.
 //! - [`vitals`]: the tasks the daemon cannot run without; when one ends unexpectedly
 //!   `/healthz` fails and `serve` exits non-zero (crash-only: restart reconciliation recovers).
 //! - [`metrics`]: Prometheus text exposition from atomics.

@@ -4,11 +4,14 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use rollbot::cli::{self, Cli};
+use rollbot::daemon::ServeSettings;
 
 fn main() -> ExitCode {
     rollbot::install_crypto_provider();
     let cli = Cli::parse();
-    let settings = match rollbot::config::load_from_process_env(cli.config.as_deref()) {
+    let settings = match rollbot::config::load_from_process_env::<ServeSettings>(
+        cli.config.as_deref(),
+    ) {
         Ok(settings) => settings,
         Err(error) => {
             if matches!(cli.command, cli::Command::Serve(_)) && error.json_logs {
@@ -26,12 +29,12 @@ fn main() -> ExitCode {
     let serving = matches!(cli.command, cli::Command::Serve(_));
     let level = match cli.verbose {
         // A daemon's default log is its events; the CLI's default is quiet.
-        0 if serving && settings.log.level == "warn" => "info".to_owned(),
-        0 => settings.log.level.clone(),
+        0 if serving && settings.core.log.level == "warn" => "info".to_owned(),
+        0 => settings.core.log.level.clone(),
         1 => "info".to_owned(),
         _ => "debug".to_owned(),
     };
-    rollbot::init_logging(&level, settings.log.json);
+    rollbot::init_logging(&level, settings.core.log.json);
     // One thread: a CLI run is a short chain of requests, and a current-thread runtime avoids
     // cross-thread wake-ups (measured in registry-notes.md).
     let runtime = match tokio::runtime::Builder::new_current_thread()

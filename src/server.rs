@@ -36,7 +36,7 @@ pub fn router(state: AppState) -> Router {
     let slack_http = state
         .slack
         .as_ref()
-        .filter(|slack| slack.settings.mode == crate::config::SlackMode::Http)
+        .filter(|slack| slack.settings.mode == crate::chat::slack::config::SlackMode::Http)
         .map(|slack| crate::chat::slack::http::routes(Arc::clone(slack)));
     let mut router = Router::new()
         .route("/healthz", get(healthz))

@@ -6,6 +6,7 @@ use super::{
     HistoryArgs, HoldReleaseArgs, HoldSetArgs, HoldStatusArgs, PushArgs, ShowArgs, Target,
 };
 use crate::config::Settings;
+use crate::daemon::ServeSettings;
 use crate::domain::model::{Digest, Tag};
 use crate::manifest::{self, GenerateRequest, Hold, RollbackManifest, Stored};
 use crate::pipeline::Outcome;
@@ -288,7 +289,8 @@ pub(super) async fn hold_set(args: HoldSetArgs, settings: &Settings, insecure: b
     }
 }
 
-pub(super) async fn hold_release(args: HoldReleaseArgs, settings: &Settings, insecure: bool) -> u8 {
+pub(super) async fn hold_release(args: HoldReleaseArgs, all: &ServeSettings, insecure: bool) -> u8 {
+    let settings = &all.core;
     let target = match resolve(settings, &args.image, &[], insecure, false) {
         Ok(target) => target,
         Err(code) => return code,
@@ -316,7 +318,7 @@ pub(super) async fn hold_release(args: HoldReleaseArgs, settings: &Settings, ins
     }
     let repository = target.entry.and_then(|entry| entry.dockerhub.clone());
     if let Some(repository) = repository {
-        match crate::notify::remove_banner_now(settings, &repository).await {
+        match crate::notify::remove_banner_now(all.notify.dockerhub.as_ref(), &repository).await {
             Ok(true) => println!(
                 "removed the rollback banner from the Docker Hub description of {repository}"
             ),

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{ImageSettings, Settings};
+use crate::daemon::ServeSettings;
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
 use crate::manifest::ArtifactError;
 use crate::pipeline::Outcome;
@@ -365,8 +366,9 @@ fn artifact_outcome(error: &ArtifactError) -> Outcome {
 }
 
 /// Runs a parsed command with loaded settings; prints; returns the exit code.
-pub async fn run(cli: Cli, settings: &Settings) -> u8 {
+pub async fn run(cli: Cli, all: &ServeSettings) -> u8 {
     let insecure = cli.insecure;
+    let settings = &all.core;
     match cli.command {
         Command::Rollback(args) => rollback::rollback(args, settings, insecure).await,
         Command::Verify(args) => rollback::verify(args, settings, insecure).await,
@@ -387,33 +389,33 @@ pub async fn run(cli: Cli, settings: &Settings) -> u8 {
             artifacts::hold_set(args, settings, insecure).await
         }
         Command::Hold(HoldCommand::Release(args)) => {
-            artifacts::hold_release(args, settings, insecure).await
+            artifacts::hold_release(args, all, insecure).await
         }
         Command::Gate(args) => artifacts::gate(args, settings, insecure).await,
-        Command::Serve(args) => serve(args, settings).await,
+        Command::Serve(args) => serve(args, all).await,
         Command::Audit(args) => audit(args, settings).await,
     }
 }
 
-async fn serve(args: ServeArgs, settings: &Settings) -> u8 {
-    let problems = settings.serve_problems();
+async fn serve(args: ServeArgs, settings: &ServeSettings) -> u8 {
+    let json_logs = settings.core.log.json;
+    let problems = settings.core.serve_problems();
     if !problems.is_empty() {
         let error = crate::config::ConfigError {
             problems,
-            json_logs: settings.log.json,
+            json_logs,
         };
-        return serve_failed(settings.log.json, &error.to_string(), 2);
+        return serve_failed(json_logs, &error.to_string(), 2);
     }
     let mut settings = settings.clone();
     if let Some(listen) = args.listen {
         if let Some(refusal) =
-            crate::config::listen_refusal(listen, settings.daemon.allow_non_loopback)
+            crate::config::listen_refusal(listen, settings.core.daemon.allow_non_loopback)
         {
-            return serve_failed(settings.log.json, &refusal, exit_code(Outcome::BadInput));
+            return serve_failed(json_logs, &refusal, exit_code(Outcome::BadInput));
         }
-        settings.daemon.listen = listen;
+        settings.core.daemon.listen = listen;
     }
-    let json_logs = settings.log.json;
     let daemon = match crate::daemon::start(settings, crate::daemon::DaemonOptions::default()).await
     {
         Ok(daemon) => daemon,

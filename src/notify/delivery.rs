@@ -124,7 +124,7 @@ impl Notifier {
                         .await
                 }
                 Attempt::Retry(error, after)
-                    if delivery.attempts + 1 < self.settings.daemon.notify.max_attempts =>
+                    if delivery.attempts + 1 < self.retries.max_attempts =>
                 {
                     let wait = after.unwrap_or_else(|| self.backoff(delivery.attempts));
                     tracing::warn!(key = %delivery.key, attempt = delivery.attempts + 1, wait_ms = wait.as_millis() as u64, %error, "Notification failed; retrying.");
@@ -145,7 +145,7 @@ impl Notifier {
 
     /// `retry_base` doubling per attempt, at most `retry_max`, ±20% jitter.
     fn backoff(&self, attempts: u32) -> Duration {
-        let notify = &self.settings.daemon.notify;
+        let notify = &self.retries;
         let doubled = notify
             .retry_base
             .saturating_mul(1u32.checked_shl(attempts.min(20)).unwrap_or(u32::MAX));

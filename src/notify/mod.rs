@@ -16,6 +16,7 @@
 //! templates, which escape it for each output ([`markup`]); failed health checks' output stays
 //! out of public places unless `github.publish_check_output` says otherwise.
 
+pub mod config;
 mod delivery;
 pub mod dockerhub;
 pub mod github;
@@ -30,15 +31,16 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::config::{AnnounceOn, Settings};
+use self::config::{NotifySettings, RetrySettings};
+use crate::config::Settings;
 use crate::domain::record::RollbackRecord;
 use crate::domain::rollback::{RollbackId, State};
 use crate::engine::{Clock, EngineHandle, Event, EventKind};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use delivery::Lane;
-use dockerhub::{without_banner, DockerHub, HubError};
-use github::GitHub;
+use dockerhub::{without_banner, DockerHub, DockerHubSettings, HubError};
+use github::{AnnounceOn, GitHub};
 use templates::{Context, Links, Templates};
 
 /// The notification sinks.
@@ -49,6 +51,8 @@ pub struct Notifier {
     templates: Arc<Templates>,
     github: Option<GitHub>,
     dockerhub: Option<DockerHub>,
+    /// How deliveries retry (`[notify]`).
+    retries: RetrySettings,
     engine: EngineHandle,
     metrics: Arc<Metrics>,
     github_pace: DefaultDirectRateLimiter,
@@ -78,18 +82,18 @@ impl Notifier {
     /// An HTTP client cannot be built.
     pub fn new(
         settings: Arc<Settings>,
+        sinks: &NotifySettings,
         store: Store,
         clock: Arc<dyn Clock>,
         templates: Arc<Templates>,
         engine: EngineHandle,
         metrics: Arc<Metrics>,
     ) -> Result<Option<Arc<Notifier>>, String> {
-        let daemon = &settings.daemon;
-        if daemon.github.is_none() && daemon.dockerhub.is_none() {
+        if sinks.github.is_none() && sinks.dockerhub.is_none() {
             return Ok(None);
         }
-        let github = daemon.github.clone().map(GitHub::new).transpose()?;
-        let dockerhub = daemon.dockerhub.clone().map(DockerHub::new).transpose()?;
+        let github = sinks.github.clone().map(GitHub::new).transpose()?;
+        let dockerhub = sinks.dockerhub.clone().map(DockerHub::new).transpose()?;
         let mut readiness = BTreeMap::new();
         if github.is_some() {
             readiness.insert(
@@ -111,6 +115,7 @@ impl Notifier {
             templates,
             github,
             dockerhub,
+            retries: sinks.retries.clone(),
             engine,
             metrics,
             github_pace: RateLimiter::direct(per_minute(80)),
@@ -151,14 +156,13 @@ impl Notifier {
             Ok(())
         };
         let dockerhub = async {
-            let (Some(hub), Some(settings)) = (&self.dockerhub, &self.settings.daemon.dockerhub)
-            else {
+            let Some(hub) = &self.dockerhub else {
                 return Ok(());
             };
             match hub.login().await {
                 Ok(_) => {
                     self.answered("dockerhub", None);
-                    tracing::info!(user = %settings.username, "Docker Hub credentials work.");
+                    tracing::info!(user = %hub.settings().username, "Docker Hub credentials work.");
                 }
                 Err(error @ HubError::Unauthorized(_)) => {
                     self.answered("dockerhub", Some(format!("dockerhub: {error}")));
@@ -212,7 +216,7 @@ impl Notifier {
     async fn enqueue(&self, event: &Event) -> Result<(), String> {
         let now = self.clock.now();
         let rto = self.settings.rollback.rto;
-        let github = self.settings.daemon.github.as_ref();
+        let github = self.github.as_ref().map(GitHub::settings);
         let announce_on = github.map(|g| g.announce_on);
         // What failed health checks printed stays out of public places: out of the Discussion
         // unless `github.publish_check_output`, always out of the Docker Hub banner.
@@ -379,8 +383,11 @@ impl Outgoing {
 ///
 /// # Errors
 /// A message saying what failed.
-pub async fn remove_banner_now(settings: &Settings, repository: &str) -> Result<bool, String> {
-    let Some(hub) = &settings.daemon.dockerhub else {
+pub async fn remove_banner_now(
+    hub: Option<&DockerHubSettings>,
+    repository: &str,
+) -> Result<bool, String> {
+    let Some(hub) = hub else {
         return Ok(false);
     };
     DockerHub::new(hub.clone())?

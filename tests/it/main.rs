@@ -2,6 +2,7 @@
 //! `docker-registry`) on 127.0.0.1 and pushes its own images; see `support/`.
 
 mod browser;
+mod config;
 mod daemon;
 mod interrupted;
 mod manifests;

@@ -9,6 +9,7 @@
 //! errors reported with the channel and the fix.
 
 pub mod blocks;
+pub mod config;
 pub mod http;
 pub mod inbound;
 pub mod mrkdwn;
@@ -25,8 +26,9 @@ use slack_morphism::prelude::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use self::config::{SlackMode, SlackSettings};
 use crate::chat::{ChatError, ChatPort, Message, Text};
-use crate::config::{Settings, SlackSettings};
+use crate::config::Settings;
 use crate::domain::command::{self, Command};
 use crate::domain::policy::{Approver, Decision};
 use crate::domain::rollback::Actor;
@@ -139,7 +141,7 @@ impl Slack {
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Slack>, mpsc::Receiver<SlackInput>), String> {
         let client = client(&slack.api_url)?;
-        let socket_mode = slack.mode == crate::config::SlackMode::Socket;
+        let socket_mode = slack.mode == SlackMode::Socket;
         let token = SlackApiToken::new(slack.bot_token.expose().to_owned().into());
         let mut approver_groups: Vec<String> = settings
             .daemon

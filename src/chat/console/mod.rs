@@ -3,6 +3,8 @@
 //! `console.history` of them; the web page in `console.html` polls them, a page at a time. It
 //! goes through the same engine and rendering as every platform.
 
+pub mod config;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 

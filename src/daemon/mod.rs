@@ -1,6 +1,8 @@
 //! `rollbot serve`: wiring (store, engine, chat sinks, HTTP server), task tracking, and
 //! graceful shutdown: stop intake, let running rollbacks finish within a deadline, say whether
-//! the drain was clean.
+//! the drain was clean. [`config`] composes the whole configuration it starts from.
+
+pub mod config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,11 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 
+pub use self::config::ServeSettings;
+use crate::chat::console::config::ConsoleMode;
 use crate::chat::console::Console;
 use crate::chat::run_sink;
+use crate::chat::slack::config::SlackMode;
 use crate::chat::slack::socket::SocketMode;
 use crate::chat::slack::Slack;
-use crate::config::{ConsoleMode, Settings};
+use crate::config::Settings;
 use crate::engine::{self, Clock, EngineHandle, EngineOptions};
 use crate::metrics::Metrics;
 use crate::registry::Registries;
@@ -66,17 +71,23 @@ pub struct Daemon {
 ///
 /// # Errors
 /// A store that cannot be opened, an address that cannot be bound, a console without users.
-pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result<Daemon> {
+pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::Result<Daemon> {
     let started_at = Instant::now();
     crate::install_crypto_provider();
-    let settings = Arc::new(settings);
+    let ServeSettings {
+        core,
+        console: console_settings,
+        slack: slack_settings,
+        notify: notify_settings,
+    } = settings;
+    let settings = Arc::new(core);
     let daemon_settings = &settings.daemon;
-    let console_on = match daemon_settings.console.mode {
-        ConsoleMode::Auto => daemon_settings.slack.is_none(),
+    let console_on = match console_settings.mode {
+        ConsoleMode::Auto => slack_settings.is_none(),
         ConsoleMode::On => true,
         ConsoleMode::Off => false,
     };
-    if console_on && daemon_settings.console.users.is_empty() {
+    if console_on && console_settings.users.is_empty() {
         anyhow::bail!(
             "the console is on but console.users is empty: add [[console.users]] entries (id, name, groups) or set console.enabled = \"off\""
         );
@@ -98,7 +109,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
     }
     let templates = Arc::new(
         crate::notify::templates::Templates::load(
-            &daemon_settings
+            &notify_settings
                 .templates
                 .iter()
                 .map(|(name, path)| (*name, path.as_path()))
@@ -115,13 +126,13 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
 
     let console = console_on.then(|| {
         Arc::new(Console::new(
-            daemon_settings.console.channel.clone(),
-            daemon_settings.console.users.clone(),
-            daemon_settings.console.history,
+            console_settings.channel.clone(),
+            console_settings.users.clone(),
+            console_settings.history,
             Arc::clone(&clock),
         ))
     });
-    let slack = match &daemon_settings.slack {
+    let slack = match &slack_settings {
         Some(slack_settings) => {
             let (slack, queue) =
                 Slack::new(&settings, slack_settings.clone(), Arc::clone(&metrics))
@@ -143,7 +154,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
         sink_senders.push(tx);
         slack_events = Some(rx);
     }
-    let notify_on = daemon_settings.github.is_some() || daemon_settings.dockerhub.is_some();
+    let notify_on = notify_settings.github.is_some() || notify_settings.dockerhub.is_some();
     let mut notify_events = None;
     if notify_on {
         let (tx, rx) = mpsc::channel(4096);
@@ -200,7 +211,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
             {
                 tracing::error!("The Slack self-check did not finish within 15 s.");
             }
-            if slack.settings.mode == crate::config::SlackMode::Socket {
+            if slack.settings.mode == SlackMode::Socket {
                 socket_mode = Some(
                     SocketMode::start(Arc::clone(&slack))
                         .await
@@ -219,6 +230,7 @@ pub async fn start(settings: Settings, options: DaemonOptions) -> anyhow::Result
             // hand; deliveries must still come due).
             let notifier = crate::notify::Notifier::new(
                 Arc::clone(&settings),
+                &notify_settings,
                 store.clone(),
                 Arc::new(engine::SystemClock),
                 Arc::clone(&templates),

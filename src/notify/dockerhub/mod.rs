@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::config::DockerHubSettings;
 use crate::domain::rollback::RollbackId;
 use crate::error_chain;
+
+pub mod config;
+
+pub use self::config::DockerHubSettings;
 
 /// Docker Hub's limit on `full_description`, in bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 25_000;
@@ -203,6 +206,10 @@ impl DockerHub {
             http,
             token: Mutex::new(None),
         })
+    }
+
+    pub fn settings(&self) -> &DockerHubSettings {
+        &self.settings
     }
 
     fn cached_token(&self) -> Option<String> {

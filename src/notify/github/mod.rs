@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::GitHubSettings;
 use crate::error_chain;
+
+pub mod config;
+
+pub use self::config::{AnnounceOn, GitHubSettings};
 
 /// Every GraphQL document rollbot sends (tests validate each against GitHub's public schema).
 pub const REPOSITORY_QUERY: &str = "query RollbotRepository($owner: String!, $name: String!) {
@@ -105,6 +108,10 @@ impl GitHub {
             http,
             ids: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn settings(&self) -> &GitHubSettings {
+        &self.settings
     }
 
     pub fn repository(&self) -> String {
