@@ -108,6 +108,26 @@
 //! `docker-registry` on 127.0.0.1 per test, pushes its own images, and drives the library and
 //! the built binary.
 //!
+//! # Layers
+//!
+//! Imports only go down this list (a module may also use one on its own line); a tidy test
+//! (`tests/it/tidy.rs`) derives the module graph from the code and fails on an import against
+//! this order or on any circle. `main.rs` is above them all.
+//!
+//! ```text
+//! cli
+//! daemon
+//! server
+//! chat notify
+//! engine
+//! report
+//! pipeline
+//! checks manifest store
+//! registry
+//! config
+//! domain metrics secret vitals
+//! ```
+//!
 //! # Architecture invariants
 //!
 //! - A retag never re-serialises a manifest: the bytes written are the bytes read, and their
