@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinHandle};
+use tokio_util::task::TaskTracker;
 
 /// What the daemon's vital tasks say.
 #[derive(Debug, Default)]
@@ -94,18 +95,19 @@ impl Vitals {
         self.record(cause, failure);
     }
 
-    /// Watches `task`: when it ends while the daemon is not stopping, the daemon has failed.
-    /// The returned handle ends when `task` does.
+    /// Watches `task` (on `tracker`, so the drain waits for it): when it ends while the daemon
+    /// is not stopping, the daemon has failed.
     pub fn watch(
         self: &std::sync::Arc<Self>,
+        tracker: &TaskTracker,
         name: &'static str,
         task: JoinHandle<()>,
-    ) -> JoinHandle<()> {
+    ) {
         let vitals = std::sync::Arc::clone(self);
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             let result = task.await;
             vitals.ended(name, result);
-        })
+        });
     }
 }
 
@@ -126,10 +128,10 @@ mod tests {
                     panic!("formatting a time past 9999");
                 }
             });
-            vitals
-                .watch("the engine", panicking)
-                .await
-                .expect("watcher");
+            let tracker = TaskTracker::new();
+            vitals.watch(&tracker, "the engine", panicking);
+            tracker.close();
+            tracker.wait().await;
             assert_eq!(
                 vitals.failed().await,
                 "the engine panicked (formatting a time past 9999) unexpectedly"
@@ -138,7 +140,10 @@ mod tests {
             let stopping = std::sync::Arc::new(Vitals::default());
             stopping.stopping();
             let done = tokio::spawn(async {});
-            stopping.watch("the engine", done).await.expect("watcher");
+            let tracker = TaskTracker::new();
+            stopping.watch(&tracker, "the engine", done);
+            tracker.close();
+            tracker.wait().await;
             assert_eq!(stopping.failure(), None);
         });
     }

@@ -1,6 +1,12 @@
 //! `rollbot serve`: wiring (store, engine, chat sinks, HTTP server), task tracking, and
 //! graceful shutdown: stop intake, let running rollbacks finish within a deadline, say whether
 //! the drain was clean. [`config`] composes the whole configuration it starts from.
+//!
+//! Shutdown is one mechanism: every task watches one cancellation token and is tracked by one
+//! task tracker. Cancelling stops intake everywhere (HTTP, Slack, the engine's commands); the
+//! engine lets running rollbacks finish within `server.shutdown_grace`; the sinks deliver what
+//! the engine sent; the whole drain is bounded by `server.shutdown_grace` + [`DRAIN_MARGIN`],
+//! and whatever is still running then (a sink stuck on a chat API) is left behind.
 
 pub mod config;
 
@@ -9,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use self::config::ServeSettings;
 use crate::chat::console::config::ConsoleMode;
@@ -25,6 +33,10 @@ use crate::registry::Registries;
 use crate::server::{router, AppState};
 use crate::store::Store;
 use crate::vitals::Vitals;
+
+/// How long the drain may go on after `server.shutdown_grace` (sinks delivering the last
+/// events, the HTTP server finishing its answers).
+pub const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 
 /// How the daemon is started; tests replace the clock and speed up the tick.
 #[derive(Debug, Clone)]
@@ -51,18 +63,13 @@ pub struct Daemon {
     pub console: Option<Arc<Console>>,
     pub slack: Option<Arc<Slack>>,
     pub started_at: Instant,
-    socket_mode: Option<SocketMode>,
-    slack_worker: Option<tokio::task::JoinHandle<()>>,
-    notifier: Option<Arc<crate::notify::Notifier>>,
-    notifier_tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// GitHub's and Docker Hub's startup checks, in the background: see [`Daemon::failed`].
-    notifier_check: Option<tokio::task::JoinHandle<()>>,
     settings: Arc<Settings>,
-    stop_http: Option<oneshot::Sender<()>>,
-    http: tokio::task::JoinHandle<()>,
-    engine_task: tokio::task::JoinHandle<()>,
+    store: Store,
+    /// Cancelled at shutdown: every task stops taking work.
+    shutdown: CancellationToken,
+    /// Every task the daemon started.
+    tracker: TaskTracker,
     engine_abort: tokio::task::AbortHandle,
-    sinks: Vec<tokio::task::JoinHandle<()>>,
     /// The tasks the daemon cannot run without; `/healthz` fails when one ends unexpectedly.
     pub vitals: Arc<Vitals>,
 }
@@ -132,11 +139,19 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
             Arc::clone(&clock),
         ))
     });
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let vitals = Arc::new(Vitals::default());
+    let (engine, inbox) = engine::channel();
     let slack = match &slack_settings {
         Some(slack_settings) => {
-            let (slack, queue) =
-                Slack::new(&settings, slack_settings.clone(), Arc::clone(&metrics))
-                    .map_err(|e| anyhow::anyhow!("setting up Slack: {e}"))?;
+            let (slack, queue) = Slack::new(
+                &settings,
+                slack_settings.clone(),
+                engine.clone(),
+                Arc::clone(&metrics),
+            )
+            .map_err(|e| anyhow::anyhow!("setting up Slack: {e}"))?;
             Some((slack, queue))
         }
         None => None,
@@ -161,21 +176,19 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         sink_senders.push(tx);
         notify_events = Some(rx);
     }
-    let vitals = Arc::new(Vitals::default());
-    let (engine, engine_task) = engine::start(
-        Arc::clone(&settings),
-        store.clone(),
-        Arc::clone(&registries),
-        Arc::clone(&clock),
-        Arc::clone(&metrics),
-        sink_senders,
-        options.engine.clone(),
-    )
-    .await
-    .context("starting the engine")?;
+    let parts = engine::Parts {
+        settings: Arc::clone(&settings),
+        store: store.clone(),
+        registries: Arc::clone(&registries),
+        clock: Arc::clone(&clock),
+        metrics: Arc::clone(&metrics),
+        sinks: sink_senders,
+    };
+    let engine_task = engine::start(parts, inbox, options.engine.clone(), shutdown.clone())
+        .await
+        .context("starting the engine")?;
     let engine_abort = engine_task.abort_handle();
-    let engine_task = vitals.watch("the engine", engine_task);
-    let mut sinks = Vec::new();
+    vitals.watch(&tracker, "the engine", engine_task);
     if let (Some(console), Some(events)) = (&console, console_events) {
         let sink = tokio::spawn(run_sink(
             Arc::clone(console),
@@ -186,13 +199,10 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
             Arc::clone(&metrics),
             Arc::clone(&templates),
         ));
-        sinks.push(vitals.watch("the console sink", sink));
+        vitals.watch(&tracker, "the console sink", sink);
     }
-    let mut slack_worker = None;
-    let mut socket_mode = None;
     let slack = match (slack, slack_events) {
         (Some((slack, queue)), Some(events)) => {
-            slack.set_engine(engine.clone());
             let sink = tokio::spawn(run_sink(
                 Arc::clone(&slack),
                 engine.clone(),
@@ -202,9 +212,9 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
                 Arc::clone(&metrics),
                 Arc::clone(&templates),
             ));
-            sinks.push(vitals.watch("the Slack sink", sink));
-            let worker = tokio::spawn(Arc::clone(&slack).run_inputs(queue));
-            slack_worker = Some(vitals.watch("the Slack input worker", worker));
+            vitals.watch(&tracker, "the Slack sink", sink);
+            let worker = tokio::spawn(Arc::clone(&slack).run_inputs(queue, shutdown.clone()));
+            vitals.watch(&tracker, "the Slack input worker", worker);
             if tokio::time::timeout(Duration::from_secs(15), slack.self_check())
                 .await
                 .is_err()
@@ -212,18 +222,15 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
                 tracing::error!("The Slack self-check did not finish within 15 s.");
             }
             if slack.settings.mode == SlackMode::Socket {
-                socket_mode = Some(
-                    SocketMode::start(Arc::clone(&slack))
-                        .await
-                        .map_err(|e| anyhow::anyhow!(e))?,
-                );
+                let link = SocketMode::start(Arc::clone(&slack), shutdown.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                vitals.watch(&tracker, "the Slack Socket Mode link", link);
             }
             Some(slack)
         }
         _ => None,
     };
-    let mut notifier_tasks = Vec::new();
-    let mut notifier_check = None;
     let notifier = match notify_events {
         Some(events) => {
             // Retries are operational time, not the engine's (tests move the engine's clock by
@@ -239,18 +246,30 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
             )
             .map_err(|e| anyhow::anyhow!(e))?;
             if let Some(notifier) = &notifier {
+                // The intake ends when the engine is gone (what it sent is in the outbox).
                 let intake = tokio::spawn(Arc::clone(notifier).run_intake(events));
-                notifier_tasks.push(vitals.watch("the notification intake", intake));
+                vitals.watch(&tracker, "the notification intake", intake);
                 let delivery = tokio::spawn(Arc::clone(notifier).run_delivery());
-                notifier_tasks.push(vitals.watch("the notification delivery", delivery));
+                vitals.watch(&tracker, "the notification delivery", delivery);
+                let (stopping, notifier_to_stop) = (shutdown.clone(), Arc::clone(notifier));
+                tracker.spawn(async move {
+                    stopping.cancelled().await;
+                    // What is not delivered stays in the outbox; the next start sends it.
+                    notifier_to_stop.stop();
+                });
                 // Checked while the port is already open; a fatal answer ends the daemon.
                 let check = Arc::clone(notifier).check_services();
-                let vitals = Arc::clone(&vitals);
-                notifier_check = Some(tokio::spawn(async move {
-                    if let Err(message) = check.await {
-                        vitals.fail(message);
+                let (vitals, stopping) = (Arc::clone(&vitals), shutdown.clone());
+                tracker.spawn(async move {
+                    tokio::select! {
+                        result = check => {
+                            if let Err(message) = result {
+                                vitals.fail(message);
+                            }
+                        }
+                        () = stopping.cancelled() => {}
                     }
-                }));
+                });
             }
             notifier
         }
@@ -266,29 +285,24 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
     let app = router(AppState {
         settings: Arc::clone(&settings),
         engine: engine.clone(),
-        store,
+        store: store.clone(),
         registries,
         metrics,
         console: console.clone(),
         slack: slack.clone(),
-        notifier: notifier.clone(),
+        notifier,
         vitals: Arc::clone(&vitals),
     });
-    let (stop_http, stopped) = oneshot::channel::<()>();
-    let http = vitals.watch(
-        "the HTTP server",
-        tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(%error, "HTTP server failed.");
-            }
-        }),
-    );
+    let stopping = shutdown.clone();
+    let http = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopping.cancelled_owned())
+            .await
+        {
+            tracing::error!(%error, "HTTP server failed.");
+        }
+    });
+    vitals.watch(&tracker, "the HTTP server", http);
     tracing::info!(
         %addr,
         console = console.is_some(),
@@ -301,66 +315,48 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         console,
         slack,
         started_at,
-        socket_mode,
-        slack_worker,
-        notifier,
-        notifier_tasks,
-        notifier_check,
         settings,
-        stop_http: Some(stop_http),
-        http,
-        engine_task,
+        store,
+        shutdown,
+        tracker,
         engine_abort,
-        sinks,
         vitals,
     })
 }
 
 impl Daemon {
-    /// Stops intake (HTTP), lets running rollbacks finish within `server.shutdown_grace`, stops
-    /// the engine and the sinks. Returns true when the drain was clean.
-    pub async fn shutdown(mut self) -> bool {
-        let grace = self.settings.daemon.shutdown_grace;
-        self.shutdown_within(grace).await
-    }
-
-    /// [`Daemon::shutdown`] with an explicit grace period.
-    pub async fn shutdown_within(&mut self, grace: Duration) -> bool {
+    /// Stops intake, lets running rollbacks finish within `server.shutdown_grace` and the
+    /// sinks deliver what is left, all within `server.shutdown_grace` + [`DRAIN_MARGIN`]. Returns
+    /// true when the drain was clean: every task ended in time and no rollback was left running.
+    pub async fn shutdown(self) -> bool {
         self.vitals.stopping();
-        if let Some(stop) = self.stop_http.take() {
-            let _ = stop.send(());
+        self.shutdown.cancel();
+        self.tracker.close();
+        let bound = self.settings.daemon.shutdown_grace + DRAIN_MARGIN;
+        let drained = tokio::time::timeout(bound, self.tracker.wait())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!(
+                bound_ms = bound.as_millis() as u64,
+                left = self.tracker.len(),
+                "The drain did not finish in time; leaving what still runs (a sink stuck on a chat API, say)."
+            );
         }
-        if let Some(socket_mode) = self.socket_mode.take() {
-            socket_mode.shutdown().await;
-        }
-        if let Some(slack) = &self.slack {
-            slack.stop_inputs();
-        }
-        if let Some(worker) = self.slack_worker.take() {
-            let _ = tokio::time::timeout(grace, worker).await;
-        }
-        let clean = self.engine.shutdown(grace).await;
-        let _ = (&mut self.engine_task).await;
-        // The sinks end when the engine (the only sender) is gone; give them a moment to
-        // deliver what is queued.
-        for sink in self.sinks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(5), sink).await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.http).await;
-        if let Some(check) = self.notifier_check.take() {
-            check.abort();
-        }
-        // The outbox keeps what was not delivered; the next start sends it.
-        if let Some(notifier) = &self.notifier {
-            notifier.stop();
-        }
-        for task in self.notifier_tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
-        }
+        let left_running = match self.store.active().await {
+            Ok(active) => active.iter().filter(|r| r.state.is_running()).count(),
+            Err(error) => {
+                tracing::error!(%error, "Cannot read the state database after the drain.");
+                usize::MAX
+            }
+        };
+        let clean = drained && left_running == 0;
         if clean {
             tracing::info!("rollbot stopped cleanly.");
-        } else {
+        } else if left_running > 0 {
             tracing::warn!("rollbot stopped with rollbacks still running; they are reconciled on the next start.");
+        } else {
+            tracing::warn!("rollbot stopped, but not every task ended in time.");
         }
         clean
     }

@@ -20,6 +20,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{ImageSettings, Settings};
 pub use crate::domain::clock::{Clock, ManualClock, SystemClock};
@@ -186,16 +187,17 @@ impl EngineHandle {
         }
         answer.await.unwrap_or_default()
     }
+}
 
-    /// Stops taking commands, lets running rollbacks finish within `grace`, and stops the
-    /// engine. Returns true when nothing was left running.
-    pub async fn shutdown(&self, grace: Duration) -> bool {
-        let (done, finished) = oneshot::channel();
-        if self.tx.send(Msg::Shutdown { grace, done }).await.is_err() {
-            return true;
-        }
-        finished.await.unwrap_or(false)
-    }
+/// The engine's end of the handle's channel: what [`start`] runs on. Made before the engine
+/// starts, so adapters get their handle when they are built and nothing they send is lost.
+#[derive(Debug)]
+pub struct Inbox(mpsc::Receiver<Msg>);
+
+/// A handle and the inbox it sends to.
+pub fn channel() -> (EngineHandle, Inbox) {
+    let (tx, inbox) = mpsc::channel(256);
+    (EngineHandle { tx }, Inbox(inbox))
 }
 
 enum Msg {
@@ -223,10 +225,6 @@ enum Msg {
         channel: Option<String>,
         text: String,
         link: Option<String>,
-    },
-    Shutdown {
-        grace: Duration,
-        done: oneshot::Sender<bool>,
     },
 }
 
@@ -301,20 +299,38 @@ impl Default for EngineOptions {
     }
 }
 
-/// Starts the engine task. Rollbacks left running by a previous process are reconciled first
-/// thing. `sinks` receive every event (a full sink loses events rather than slow the engine).
+/// What the engine works with.
+#[derive(Debug)]
+pub struct Parts {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub registries: Arc<Registries>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    /// Every event goes to each (a full sink loses events rather than slow the engine).
+    pub sinks: Vec<mpsc::Sender<Event>>,
+}
+
+/// Starts the engine task on `inbox`. Rollbacks left running by a previous process are
+/// reconciled first thing. When `shutdown` is cancelled the engine takes no more commands, lets
+/// running rollbacks finish within `server.shutdown_grace`, and ends.
 ///
 /// # Errors
 /// The store cannot be read.
 pub async fn start(
-    settings: Arc<Settings>,
-    store: Store,
-    registries: Arc<Registries>,
-    clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-    sinks: Vec<mpsc::Sender<Event>>,
+    parts: Parts,
+    inbox: Inbox,
     options: EngineOptions,
-) -> Result<(EngineHandle, tokio::task::JoinHandle<()>), StoreError> {
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+    let Parts {
+        settings,
+        store,
+        registries,
+        clock,
+        metrics,
+        sinks,
+    } = parts;
     let active: HashMap<RollbackId, RollbackRecord> = store
         .active()
         .await?
@@ -326,7 +342,6 @@ pub async fn start(
     let recently_failed = store
         .recently_failed(clock.now().minus(REREAD_FAILED))
         .await?;
-    let (tx, inbox) = mpsc::channel(256);
     let (internal_tx, internal) = mpsc::unbounded_channel();
     let limits = &settings.daemon.limits;
     let per_minute = NonZeroU32::new(limits.commands_per_minute).unwrap_or(NonZeroU32::MIN);
@@ -352,9 +367,9 @@ pub async fn start(
     let task = tokio::spawn(async move {
         engine.reconcile_on_start();
         engine.reread_failed(recently_failed);
-        engine.run(inbox, internal, options).await;
+        engine.run(inbox.0, internal, options, shutdown).await;
     });
-    Ok((EngineHandle { tx }, task))
+    Ok(task)
 }
 
 struct Engine {
@@ -377,7 +392,7 @@ struct Engine {
     per_user: DefaultKeyedRateLimiter<String>,
     rollbacks: DefaultDirectRateLimiter,
     /// Set once shutdown began: the deadline and who to tell.
-    draining: Option<(Instant, oneshot::Sender<bool>)>,
+    draining: Option<Instant>,
 }
 
 impl Engine {
@@ -386,11 +401,12 @@ impl Engine {
         mut inbox: mpsc::Receiver<Msg>,
         mut internal: mpsc::UnboundedReceiver<Internal>,
         options: EngineOptions,
+        shutdown: CancellationToken,
     ) {
         let mut ticker = tokio::time::interval(options.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let deadline = self.draining.as_ref().map(|(deadline, _)| *deadline);
+            let deadline = self.draining;
             // A finished task's report may still be queued: wait until it is processed too.
             if deadline.is_some() && self.tasks.is_empty() && self.running.is_empty() {
                 break;
@@ -404,6 +420,7 @@ impl Engine {
                 Some(message) = internal.recv() => self.internal(message).await,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
                 _ = ticker.tick() => self.tick().await,
+                () = shutdown.cancelled(), if deadline.is_none() => self.drain(),
                 () = sleep, if deadline.is_some() => break,
             }
         }
@@ -414,9 +431,17 @@ impl Engine {
             tracing::warn!(running = self.running.len(), "Engine stopped with rollbacks still running; they will be reconciled on the next start.");
         }
         self.tasks.abort_all();
-        if let Some((_, done)) = self.draining.take() {
-            let _ = done.send(clean);
-        }
+    }
+
+    /// Shutdown: no new commands; running rollbacks get `server.shutdown_grace` to finish.
+    fn drain(&mut self) {
+        let grace = self.settings.daemon.shutdown_grace;
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            running = self.running.len(),
+            "Shutting down: no new commands; waiting for running rollbacks."
+        );
+        self.draining = Some(Instant::now() + grace);
     }
 
     fn now(&self) -> Timestamp {
@@ -520,14 +545,6 @@ impl Engine {
                         channel,
                     });
                 }
-            }
-            Msg::Shutdown { grace, done } => {
-                tracing::info!(
-                    grace_ms = grace.as_millis() as u64,
-                    running = self.running.len(),
-                    "Shutting down: no new commands; waiting for running rollbacks."
-                );
-                self.draining = Some((Instant::now() + grace, done));
             }
         }
     }

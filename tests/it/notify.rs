@@ -642,3 +642,28 @@ fn rollbot_hold_release_from_the_cli_removes_the_banner_too() {
     );
     assert_eq!(world.hub.description("acme/app"), OWNER_TEXT);
 }
+
+#[test]
+fn a_drain_with_a_stuck_delivery_ends_within_the_documented_bound() {
+    let world = World::new(OWNER_TEXT, 4);
+    let toml = world.toml.replace(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nshutdown_grace = \"1s\"\n",
+    );
+    // GitHub takes the Discussion and never answers: the delivery lane is stuck on it.
+    let hold = world.github.hold_next("RollbotAnnounce");
+    let daemon = TestDaemon::start(&toml, &world.db);
+    world.roll_back(&daemon, "rb-1");
+    hold.wait_until_arrived("the Discussion being created");
+
+    let started = std::time::Instant::now();
+    let clean = daemon.stop();
+    let took = started.elapsed();
+    let bound = Duration::from_secs(1) + rollbot::daemon::DRAIN_MARGIN;
+    assert!(!clean, "a delivery still running is not a clean drain");
+    // The bound is the property under test; the slack only absorbs a slow machine.
+    assert!(
+        took < bound + Duration::from_secs(5),
+        "the drain took {took:?}; the documented bound is {bound:?}"
+    );
+}

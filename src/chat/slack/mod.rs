@@ -19,7 +19,9 @@ pub mod socket;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
+
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
@@ -76,7 +78,7 @@ pub struct Slack {
     pub settings: SlackSettings,
     client: Arc<SlackHyperClient>,
     token: SlackApiToken,
-    engine: OnceLock<EngineHandle>,
+    engine: EngineHandle,
     bot_user: OnceLock<String>,
     /// User-group ids named in approvers (`group:S0123…`).
     approver_groups: Vec<String>,
@@ -87,7 +89,6 @@ pub struct Slack {
     socket_down: Mutex<Option<String>>,
     inputs: mpsc::Sender<SlackInput>,
     /// Tells the input worker to stop taking inputs and drain.
-    stop: tokio::sync::Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -138,6 +139,7 @@ impl Slack {
     pub fn new(
         settings: &Settings,
         slack: SlackSettings,
+        engine: EngineHandle,
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Slack>, mpsc::Receiver<SlackInput>), String> {
         let client = client(&slack.api_url)?;
@@ -167,22 +169,17 @@ impl Slack {
                 settings: slack,
                 client,
                 token,
-                engine: OnceLock::new(),
+                engine,
                 bot_user: OnceLock::new(),
                 approver_groups,
                 groups: tokio::sync::Mutex::new(HashMap::new()),
                 problems: Mutex::new(Vec::new()),
                 socket_down: Mutex::new(socket_mode.then(|| "not started yet".to_owned())),
                 inputs,
-                stop: tokio::sync::Notify::new(),
                 metrics,
             }),
             queue,
         ))
-    }
-
-    pub fn set_engine(&self, engine: EngineHandle) {
-        let _ = self.engine.set(engine);
     }
 
     /// Problems found by the self-check, and in Socket Mode a connection that has not said
@@ -255,9 +252,13 @@ impl Slack {
         }
     }
 
-    /// The worker: runs each queued input as a tracked task; after [`Slack::stop_inputs`],
+    /// The worker: runs each queued input as a tracked task; once `shutdown` is cancelled,
     /// takes no more and waits for the tasks in flight.
-    pub async fn run_inputs(self: Arc<Self>, mut queue: mpsc::Receiver<SlackInput>) {
+    pub async fn run_inputs(
+        self: Arc<Self>,
+        mut queue: mpsc::Receiver<SlackInput>,
+        shutdown: CancellationToken,
+    ) {
         let mut tasks = JoinSet::new();
         loop {
             tokio::select! {
@@ -269,22 +270,15 @@ impl Slack {
                     None => break,
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                () = self.stop.notified() => break,
+                () = shutdown.cancelled() => break,
             }
         }
         queue.close();
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Stops taking Slack inputs (shutdown); the worker drains what is in flight.
-    pub fn stop_inputs(&self) {
-        self.stop.notify_one();
-    }
-
     async fn handle(&self, input: SlackInput) {
-        let Some(engine) = self.engine.get() else {
-            return;
-        };
+        let engine = &self.engine;
         match input {
             SlackInput::Command {
                 channel,

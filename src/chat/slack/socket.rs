@@ -13,17 +13,18 @@
 //! lost connection to its caller, so it looks connected while nothing arrives.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 use super::inbound::{self, Envelope, EnvelopeBody, Frame};
 use super::Slack;
@@ -309,14 +310,14 @@ impl Supervisor {
         mut self,
         mut first_url: Option<String>,
         mut delay: Duration,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) {
         let mut wanted = true;
         loop {
             if wanted {
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    _ = stop.changed() => break,
+                    () = stop.cancelled() => break,
                 }
                 let attempt = async {
                     let url = match first_url.take() {
@@ -327,7 +328,7 @@ impl Supervisor {
                 };
                 let attempt = tokio::select! {
                     attempt = attempt => attempt,
-                    _ = stop.changed() => break,
+                    () = stop.cancelled() => break,
                 };
                 match attempt {
                     Ok(socket) => {
@@ -357,7 +358,7 @@ impl Supervisor {
                 }
             }
             tokio::select! {
-                _ = stop.changed() => break,
+                () = stop.cancelled() => break,
                 Some((id, event)) = self.events.recv() => {
                     if self.on_event(id, event) {
                         wanted = true;
@@ -437,27 +438,23 @@ impl Supervisor {
     }
 }
 
-/// The running Socket Mode link.
-pub struct SocketMode {
-    stop: watch::Sender<bool>,
-    task: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl std::fmt::Debug for SocketMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SocketMode")
-    }
-}
+/// Slack's Socket Mode, kept connected in the background.
+#[derive(Debug)]
+pub struct SocketMode;
 
 impl SocketMode {
-    /// Asks Slack for a connection URL once, then keeps a connection open in the background.
-    /// Until Slack says `hello`, `/readyz` reports the link as not connected, with the reason.
+    /// Asks Slack for a connection URL once, then keeps a connection open in a task (returned)
+    /// until `shutdown` is cancelled. Until Slack says `hello`, `/readyz` reports the link as not
+    /// connected, with the reason.
     ///
     /// # Errors
     /// No app-level token, or Slack refused it (`invalid_auth`, `not_allowed_token_type`,
     /// `missing_scope`, …): a config error, with the fix. A network or Slack failure is not an
     /// error here: it is retried with backoff and shown on `/readyz`.
-    pub async fn start(slack: Arc<Slack>) -> Result<SocketMode, String> {
+    pub async fn start(
+        slack: Arc<Slack>,
+        shutdown: CancellationToken,
+    ) -> Result<JoinHandle<()>, String> {
         let Some(app_token) = slack.settings.app_token.clone() else {
             return Err("Socket Mode needs the app-level token (slack.app_token_env)".to_owned());
         };
@@ -495,21 +492,7 @@ impl SocketMode {
             next_id: 0,
             failures,
         };
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervisor.run(first_url, delay, stopped));
-        Ok(SocketMode {
-            stop,
-            task: Mutex::new(Some(task)),
-        })
-    }
-
-    /// Closes the connections and stops reconnecting.
-    pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        let task = crate::lock(&self.task).take();
-        if let Some(task) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
+        Ok(tokio::spawn(supervisor.run(first_url, delay, shutdown)))
     }
 }
 
