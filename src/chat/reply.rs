@@ -51,6 +51,11 @@ pub fn reply(answer: &Answer) -> Reply {
             ok: true,
             silent: true,
         },
+        Answer::Ignored => Reply {
+            text: String::new(),
+            ok: true,
+            silent: true,
+        },
         Answer::Requested {
             id,
             alias,

@@ -46,6 +46,13 @@ pub enum Command {
         reason: Option<String>,
     },
     Help,
+    /// A vote by reaction on a message: the rollback is the one whose status message it is (in
+    /// the channel the reaction came from), resolved by the engine. Never typed: the chat
+    /// platform's reaction event carries the message reference.
+    VoteOnMessage {
+        decision: Decision,
+        message: String,
+    },
 }
 
 impl Command {
@@ -86,6 +93,13 @@ impl Command {
                 with_reason(format!("/rollback release {image}"), reason)
             }
             Command::Help => "/rollback help".to_owned(),
+            Command::VoteOnMessage { decision, message } => {
+                let verb = match decision {
+                    Decision::Approve => "approve",
+                    Decision::Reject => "reject",
+                };
+                format!("(reaction: {verb} the rollback of message {message})")
+            }
         }
     }
 }

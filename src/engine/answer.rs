@@ -18,6 +18,8 @@ pub enum Answer {
     Usage,
     /// A redelivery of a command already handled: nothing to tell anyone.
     Duplicate,
+    /// Nothing to do and nothing to say (a reaction on a message that is not a rollback's).
+    Ignored,
     /// A rollback was planned and waits for approval.
     Requested {
         id: RollbackId,

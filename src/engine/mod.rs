@@ -178,15 +178,6 @@ impl EngineHandle {
         };
         let _ = self.tx.send(message).await;
     }
-
-    /// The active rollbacks right now.
-    pub async fn active(&self) -> Vec<RollbackRecord> {
-        let (reply, answer) = oneshot::channel();
-        if self.tx.send(Msg::Active { reply }).await.is_err() {
-            return Vec::new();
-        }
-        answer.await.unwrap_or_default()
-    }
 }
 
 /// The engine's end of the handle's channel: what [`start`] runs on. Made before the engine
@@ -216,9 +207,6 @@ enum Msg {
     StatusPosted {
         id: RollbackId,
         status_ref: String,
-    },
-    Active {
-        reply: oneshot::Sender<Vec<RollbackRecord>>,
     },
     Notice {
         id: Option<RollbackId>,
@@ -519,11 +507,6 @@ impl Engine {
                     }
                 }
             }
-            Msg::Active { reply } => {
-                let mut records: Vec<RollbackRecord> = self.active.values().cloned().collect();
-                records.sort_by_key(|r| r.id);
-                let _ = reply.send(records);
-            }
             Msg::Notice {
                 id,
                 channel,
@@ -555,6 +538,20 @@ impl Engine {
         inbound: Inbound,
         reply: oneshot::Sender<Answer>,
     ) -> Option<(oneshot::Sender<Answer>, Answer)> {
+        // A reaction names a message: it is a vote on the rollback whose status message that is,
+        // and nothing at all (not even a command to count or audit) on any other message.
+        let mut inbound = inbound;
+        if let Command::VoteOnMessage { decision, message } = &inbound.command {
+            let id = self
+                .active
+                .values()
+                .find(|r| r.channel == inbound.channel && r.status_ref.as_deref() == Some(message))
+                .map(|r| r.id);
+            match id {
+                Some(id) => inbound.command = Command::vote(*decision, id),
+                None => return Some((reply, Answer::Ignored)),
+            }
+        }
         let now = self.now();
         let command_name = command_name(&inbound.command);
         self.metrics.command(command_name);
@@ -608,6 +605,8 @@ impl Engine {
             }
             Command::Cancel { id } => Some((reply, self.cancel(&actor, id).await)),
             Command::Status { id } => Some((reply, self.status(&actor, id).await)),
+            // Resolved into a vote above.
+            Command::VoteOnMessage { .. } => Some((reply, Answer::Ignored)),
             Command::History { image } => self.history(&actor, image, reply).await,
             Command::Release { image, reason } => {
                 self.release(actor, channel, image, reason, reply).await
@@ -657,6 +656,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::History { .. } => "history",
         Command::Release { .. } => "release",
         Command::Help => "help",
+        Command::VoteOnMessage { .. } => "reaction",
     }
 }
 

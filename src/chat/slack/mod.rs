@@ -349,18 +349,17 @@ impl Slack {
                 } else {
                     return;
                 };
-                let slack_channel = format!("slack:{channel}");
-                let Some(record) = engine.active().await.into_iter().find(|r| {
-                    r.channel == slack_channel && r.status_ref.as_deref() == Some(ts.as_str())
-                }) else {
-                    return; // a reaction on some other message
-                };
+                // The engine finds the rollback whose status message this is (if any).
                 let actor = self.actor(&user, &user).await;
+                let command = Command::VoteOnMessage {
+                    decision,
+                    message: ts,
+                };
                 self.submit(
                     engine,
                     &channel,
                     actor,
-                    Command::vote(decision, record.id),
+                    command,
                     format!("slack-event:{key}"),
                 )
                 .await;
