@@ -26,7 +26,7 @@ pub use self::text::{Span, Text};
 use crate::domain::model::TagNow;
 use crate::domain::policy::Decision;
 use crate::domain::record::RollbackRecord;
-use crate::domain::rollback::{RollbackId, State, Timestamp};
+use crate::domain::rollback::{Platform, RollbackId, State, Timestamp};
 use crate::engine::{Clock, EngineHandle, Event, EventKind};
 use crate::metrics::Metrics;
 use crate::notify::templates::Templates;
@@ -390,11 +390,11 @@ pub fn thread_reply(
 #[error("{0}")]
 pub struct ChatError(pub String);
 
-/// What a chat platform does for the sink. `channel` is the engine's channel string with the
-/// platform prefix removed; `status_ref` is whatever `post_status` returned.
+/// What a chat platform does for the sink. `channel` is the platform's own channel id (the
+/// [`ChannelRef`]'s `id`); `status_ref` is whatever `post_status` returned.
 pub trait ChatPort: Send + Sync + 'static {
-    /// The prefix of channels this platform serves (`console:`).
-    fn prefix(&self) -> &'static str;
+    /// The platform whose channels this port serves.
+    fn platform(&self) -> Platform;
     fn post_status(
         &self,
         channel: &str,
@@ -428,9 +428,10 @@ pub async fn run_sink<P: ChatPort>(
 ) {
     let mut refs: std::collections::HashMap<RollbackId, String> = std::collections::HashMap::new();
     while let Some(event) = events.recv().await {
-        let Some(channel) = event.channel.strip_prefix(port.prefix()) else {
+        if event.channel.platform != port.platform() {
             continue;
-        };
+        }
+        let channel = event.channel.id.as_str();
         let mut status_ref = None;
         let is_notice = matches!(event.kind, EventKind::Notice { .. });
         if let (true, Some(record)) = (is_notice, &event.rollback) {
@@ -462,7 +463,7 @@ pub async fn run_sink<P: ChatPort>(
             match result {
                 Ok(posted) => status_ref = Some(posted),
                 Err(error) => {
-                    metrics.sink_failure(port.prefix().trim_end_matches(':'));
+                    metrics.sink_failure(port.platform().as_str());
                     tracing::warn!(rollback_id = %record.id, channel, %error, "Status message not posted.");
                     status_ref = known;
                 }
@@ -470,7 +471,7 @@ pub async fn run_sink<P: ChatPort>(
         }
         if let Some(reply) = thread_reply(&event, &templates, rto, clock.now()) {
             if let Err(error) = port.reply(channel, status_ref.as_deref(), &reply).await {
-                metrics.sink_failure(port.prefix().trim_end_matches(':'));
+                metrics.sink_failure(port.platform().as_str());
                 tracing::warn!(channel, %error, "Thread reply not posted.");
             }
         }

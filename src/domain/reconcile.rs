@@ -73,7 +73,7 @@ mod tests {
     use super::*;
     use crate::domain::model::{Digest, ImageRef, MediaType};
     use crate::domain::record::{PlannedTag, TargetReport};
-    use crate::domain::rollback::{Actor, RollbackId};
+    use crate::domain::rollback::{Actor, ChannelRef, Platform, RollbackId};
 
     fn digest(c: char) -> Digest {
         Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("digest")
@@ -94,7 +94,7 @@ mod tests {
             id: RollbackId(1),
             image: ImageRef::parse("registry.example.com/acme/app").expect("image"),
             alias: "app".into(),
-            channel: "console:releases".into(),
+            channel: ChannelRef::new(Platform::Console, "releases"),
             requester: Actor {
                 id: "alice".into(),
                 name: "Alice".into(),

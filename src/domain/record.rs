@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{Digest, ImageRef, MediaType, Tag, TagNow};
 use super::policy::RecordedVote;
-use super::rollback::{Actor, RollbackId, State, Timestamp};
+use super::rollback::{Actor, ChannelRef, RollbackId, State, Timestamp};
 
 /// Everything the daemon knows about one rollback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,7 +16,7 @@ pub struct RollbackRecord {
     /// The allowlist alias it was requested by.
     pub alias: String,
     /// Where it was requested: `console:releases`, `slack:C0123`, …
-    pub channel: String,
+    pub channel: ChannelRef,
     pub requester: Actor,
     pub reason: Option<String>,
     /// The target as asked for (`previous build`, a tag, a digest).

@@ -54,6 +54,78 @@ impl Timestamp {
     }
 }
 
+/// A chat platform rollbot talks on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Platform {
+    /// The built-in local chat.
+    Console,
+    Slack,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Console => "console",
+            Platform::Slack => "slack",
+        }
+    }
+}
+
+/// Where a command came from and where its answers and events go: a platform and the
+/// platform's channel id. Written `slack:C0123` / `console:releases` in records and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChannelRef {
+    pub platform: Platform,
+    pub id: String,
+}
+
+impl ChannelRef {
+    pub fn new(platform: Platform, id: impl Into<String>) -> ChannelRef {
+        ChannelRef {
+            platform,
+            id: id.into(),
+        }
+    }
+
+    /// Parses `platform:id`.
+    ///
+    /// # Errors
+    /// An unknown platform, or no id.
+    pub fn parse(text: &str) -> Result<ChannelRef, String> {
+        let (platform, id) = text
+            .split_once(':')
+            .ok_or_else(|| format!("'{text}' is not platform:channel"))?;
+        let platform = match platform {
+            "console" => Platform::Console,
+            "slack" => Platform::Slack,
+            other => return Err(format!("'{other}' is not a chat platform rollbot knows")),
+        };
+        if id.is_empty() {
+            return Err(format!("'{text}' names no channel"));
+        }
+        Ok(ChannelRef::new(platform, id))
+    }
+}
+
+impl fmt::Display for ChannelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.platform.as_str(), self.id)
+    }
+}
+
+impl Serialize for ChannelRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ChannelRef::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A rollback's short id, as people type it: `rb-17` (also accepted: `17`, `#17`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -253,5 +325,18 @@ mod tests {
             Timestamp(1_795_000_000_000).rfc3339(),
             "2026-11-18T11:06:40Z"
         );
+    }
+
+    #[test]
+    fn channel_references_read_and_write_the_platform_prefixed_form_records_keep() {
+        let slack = ChannelRef::parse("slack:C0123").expect("slack");
+        assert_eq!(slack, ChannelRef::new(Platform::Slack, "C0123"));
+        assert_eq!(slack.to_string(), "slack:C0123");
+        let stored: ChannelRef = serde_json::from_str("\"console:releases\"").expect("stored");
+        assert_eq!(stored, ChannelRef::new(Platform::Console, "releases"));
+        assert_eq!(serde_json::to_string(&stored).expect("json"), "\"console:releases\"");
+        for bad in ["releases", "irc:general", "slack:"] {
+            assert!(ChannelRef::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -29,7 +29,7 @@ use crate::domain::model::{ImageRef, Reference, Tag, TagNow};
 use crate::domain::policy::{self, Decision, Pending, RecordedVote, Verdict};
 use crate::domain::reconcile::{self, Interruption, Reconcile};
 use crate::domain::record::{AuditEntry, RollbackRecord, StepName, StepReport};
-use crate::domain::rollback::{Actor, RollbackId, State, Timestamp};
+use crate::domain::rollback::{Actor, ChannelRef, RollbackId, State, Timestamp};
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::pipeline::{
@@ -57,8 +57,8 @@ use run::{catch_panic, describe_tags, finish_command, read_tags_now};
 #[derive(Debug, Clone)]
 pub struct Inbound {
     pub actor: Actor,
-    /// Where it came from and where answers go: `console:releases`, `slack:C0123`.
-    pub channel: String,
+    /// Where it came from and where answers go.
+    pub channel: ChannelRef,
     pub command: Command,
     /// The platform's delivery id (Slack event id, interaction id): a retry with the same key
     /// is ignored.
@@ -72,7 +72,7 @@ pub struct Event {
     /// The rollback after the change (absent for image-level events like a hold release).
     pub rollback: Option<RollbackRecord>,
     /// Where to tell it.
-    pub channel: String,
+    pub channel: ChannelRef,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,7 +138,7 @@ impl EngineHandle {
     pub async fn malformed(
         &self,
         actor: Actor,
-        channel: String,
+        channel: ChannelRef,
         text: &str,
         error: String,
     ) -> Answer {
@@ -166,7 +166,7 @@ impl EngineHandle {
     pub async fn notice(
         &self,
         id: Option<RollbackId>,
-        channel: Option<String>,
+        channel: Option<ChannelRef>,
         text: String,
         link: Option<String>,
     ) {
@@ -198,7 +198,7 @@ enum Msg {
     },
     Malformed {
         actor: Actor,
-        channel: String,
+        channel: ChannelRef,
         /// The start of what was typed.
         text: String,
         error: String,
@@ -210,7 +210,7 @@ enum Msg {
     },
     Notice {
         id: Option<RollbackId>,
-        channel: Option<String>,
+        channel: Option<ChannelRef>,
         text: String,
         link: Option<String>,
     },
@@ -249,7 +249,7 @@ enum Internal {
 /// A request being planned (the image is reserved meanwhile).
 struct PendingRequest {
     actor: Actor,
-    channel: String,
+    channel: ChannelRef,
     image: ImageRef,
     alias: String,
     reason: Option<String>,
@@ -578,7 +578,7 @@ impl Engine {
             command_id(&inbound.command),
             Some(&inbound.actor),
             "command",
-            json!({ "command": command_name, "channel": inbound.channel, "text": inbound.command.to_text() }),
+            json!({ "command": command_name, "channel": inbound.channel.to_string(), "text": inbound.command.to_text() }),
         ))
         .await;
         let Inbound {

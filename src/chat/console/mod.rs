@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::reply::{reply, Reply};
 use super::{ChatError, ChatPort, Message};
 use crate::domain::command;
-use crate::domain::rollback::Actor;
+use crate::domain::rollback::{Actor, ChannelRef, Platform};
 use crate::engine::{Clock, EngineHandle, Inbound};
 
 /// The page, served at `/console`.
@@ -79,9 +79,9 @@ impl Console {
         }
     }
 
-    /// The engine's channel string for the console.
-    pub fn channel_ref(&self) -> String {
-        format!("console:{}", self.channel)
+    /// The engine's reference to the console's channel.
+    pub fn channel_ref(&self) -> ChannelRef {
+        ChannelRef::new(Platform::Console, self.channel.as_str())
     }
 
     pub fn user(&self, id: &str) -> Option<&Actor> {
@@ -196,8 +196,8 @@ impl Console {
 }
 
 impl ChatPort for Console {
-    fn prefix(&self) -> &'static str {
-        "console:"
+    fn platform(&self) -> Platform {
+        Platform::Console
     }
 
     async fn post_status(&self, _channel: &str, message: &Message) -> Result<String, ChatError> {

@@ -33,7 +33,7 @@ use crate::chat::{ChatError, ChatPort, Message, Text};
 use crate::config::Settings;
 use crate::domain::command::{self, Command};
 use crate::domain::policy::{Approver, Decision};
-use crate::domain::rollback::Actor;
+use crate::domain::rollback::{Actor, ChannelRef, Platform};
 use crate::engine::{EngineHandle, Inbound};
 use crate::metrics::Metrics;
 
@@ -305,7 +305,12 @@ impl Slack {
                 // The usage went out with the acknowledgement; this counts and audits it.
                 let actor = self.actor(&user, &user).await;
                 let answer = engine
-                    .malformed(actor, format!("slack:{channel}"), &text, error)
+                    .malformed(
+                        actor,
+                        ChannelRef::new(Platform::Slack, channel.as_str()),
+                        &text,
+                        error,
+                    )
                     .await;
                 tracing::debug!(user = %user, answer = ?answer, "Malformed Slack command counted.");
             }
@@ -381,7 +386,7 @@ impl Slack {
             &engine
                 .submit(Inbound {
                     actor,
-                    channel: format!("slack:{channel}"),
+                    channel: ChannelRef::new(Platform::Slack, channel),
                     command,
                     idempotency_key: Some(key),
                 })
@@ -651,8 +656,8 @@ pub fn ack(text: &Text) -> serde_json::Value {
 }
 
 impl ChatPort for Slack {
-    fn prefix(&self) -> &'static str {
-        "slack:"
+    fn platform(&self) -> Platform {
+        Platform::Slack
     }
 
     async fn post_status(&self, channel: &str, message: &Message) -> Result<String, ChatError> {

@@ -7,7 +7,7 @@ impl Engine {
     pub(in crate::engine) async fn release(
         &mut self,
         actor: Actor,
-        channel: String,
+        channel: ChannelRef,
         name: ImageName,
         reason: Option<String>,
         reply: oneshot::Sender<Answer>,

@@ -33,7 +33,7 @@ impl Engine {
     pub(in crate::engine) async fn request(
         &mut self,
         actor: Actor,
-        channel: String,
+        channel: ChannelRef,
         name: ImageName,
         target: Option<Reference>,
         reason: Option<String>,

@@ -30,7 +30,7 @@ pub fn sample(image: &str, state: State) -> RollbackRecord {
         id: RollbackId(7),
         image: ImageRef::parse(image).expect("image"),
         alias: "app".into(),
-        channel: "console:releases".into(),
+        channel: rollbot::domain::rollback::ChannelRef::parse("console:releases").expect("channel"),
         requester: actor("U1ALICE", "Alice"),
         reason: Some("v1.2.3 crashes on start".into()),
         requested_target: "the previous good build".into(),
