@@ -12,7 +12,8 @@
 //!
 //! The startup checks of both services ([`Notifier::check_services`]) run in the background,
 //! so the HTTP port opens at once; `/readyz` says what is still pending ([`Notifier::problems`])
-//! and a fatal answer ends the daemon. Untrusted text reaches the services only through the
+//! and a fatal answer ends the daemon. What the two services' HTTP clients share (building,
+//! rate-limit headers, the service's own words from an error answer) is in `http.rs`. Untrusted text reaches the services only through the
 //! templates, which escape it for each output ([`markup`]); failed health checks' output stays
 //! out of public places unless `github.publish_check_output` says otherwise.
 
@@ -20,8 +21,11 @@ pub mod config;
 mod delivery;
 pub mod dockerhub;
 pub mod github;
+mod http;
 pub mod markup;
 pub mod templates;
+
+pub use self::http::ClientError;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -88,7 +92,7 @@ impl Notifier {
         templates: Arc<Templates>,
         engine: EngineHandle,
         metrics: Arc<Metrics>,
-    ) -> Result<Option<Arc<Notifier>>, String> {
+    ) -> Result<Option<Arc<Notifier>>, ClientError> {
         if sinks.github.is_none() && sinks.dockerhub.is_none() {
             return Ok(None);
         }
@@ -390,7 +394,8 @@ pub async fn remove_banner_now(
     let Some(hub) = hub else {
         return Ok(false);
     };
-    DockerHub::new(hub.clone())?
+    DockerHub::new(hub.clone())
+        .map_err(|e| e.to_string())?
         .edit_description(repository, |description| Ok(without_banner(description)))
         .await
         .map_err(|e| e.to_string())

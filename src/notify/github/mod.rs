@@ -5,10 +5,9 @@
 //! here. Rate limits (primary: `x-ratelimit-remaining: 0`; secondary: 403/429 with
 //! `retry-after`) come back as [`GitHubError::RateLimited`] with when to try again.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
+use super::http::{self, ClientError};
 use crate::error_chain;
 
 pub mod config;
@@ -97,12 +96,8 @@ pub struct GitHub {
 impl GitHub {
     /// # Errors
     /// The HTTP client cannot be built.
-    pub fn new(settings: GitHubSettings) -> Result<GitHub, String> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("rollbot/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|e| format!("cannot build the GitHub client: {}", error_chain(&e)))?;
+    pub fn new(settings: GitHubSettings) -> Result<GitHub, ClientError> {
+        let http = http::build("GitHub", http::builder())?;
         Ok(GitHub {
             settings,
             http,
@@ -128,29 +123,16 @@ impl GitHub {
             .await
             .map_err(|e| GitHubError::Unavailable(error_chain(&e)))?;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
-        let remaining = header("x-ratelimit-remaining");
-        let reset = header("x-ratelimit-reset").and_then(|v| v.trim().parse::<u64>().ok());
+        let headers = response.headers();
+        let retry_after = http::header_number(headers, "retry-after");
+        let exhausted = http::header(headers, "x-ratelimit-remaining") == Some("0");
+        let reset = http::header_number(headers, "x-ratelimit-reset");
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        let until_reset = || {
-            reset.map(|reset| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                reset.saturating_sub(now).max(1)
-            })
-        };
+        let until_reset = || reset.map(http::seconds_until);
         match status {
             200 => {}
             401 => return Err(GitHubError::Unauthorized),
-            403 | 429 if retry_after.is_some() || remaining.as_deref() == Some("0") => {
+            403 | 429 if retry_after.is_some() || exhausted => {
                 return Err(GitHubError::RateLimited(
                     retry_after.or_else(until_reset).unwrap_or(60),
                 ))
@@ -175,7 +157,7 @@ impl GitHub {
                 .collect::<Vec<_>>()
                 .join("; ");
             let kinds: Vec<&str> = errors.iter().filter_map(|e| e["type"].as_str()).collect();
-            if kinds.contains(&"RATE_LIMITED") || remaining.as_deref() == Some("0") {
+            if kinds.contains(&"RATE_LIMITED") || exhausted {
                 return Err(GitHubError::RateLimited(until_reset().unwrap_or(60)));
             }
             if kinds.contains(&"FORBIDDEN") || text.contains("Resource not accessible") {
@@ -320,16 +302,7 @@ fn discussion(value: &Value) -> Option<Discussion> {
     })
 }
 
+/// GitHub's words in a failed answer: REST-style `message`, or the first GraphQL error's.
 fn message_of(body: &Value) -> String {
-    body["message"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| {
-            body["errors"]
-                .as_array()
-                .and_then(|e| e.first())
-                .and_then(|e| e["message"].as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "no message".to_owned())
+    http::message_of(body, &["/message", "/errors/0/message"])
 }
