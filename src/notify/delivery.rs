@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::dockerhub::{banner_rollback, with_banner, without_banner, HubError};
+use super::failure::ServiceError as _;
 use super::github::GitHubError;
 use super::templates::{Context, TemplateName};
 use super::Notifier;
@@ -33,8 +34,8 @@ pub(super) enum Lane {
 }
 
 impl Lane {
-    /// The outbox's `sink` column.
-    fn sink(self) -> &'static str {
+    /// The outbox's `sink` column, and the service's name on `/readyz`.
+    pub(super) fn sink(self) -> &'static str {
         match self {
             Lane::GitHub => "github",
             Lane::DockerHub => "dockerhub",

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::failure::{ServiceError, StartupError};
 use super::http::{self, ClientError};
 use crate::domain::rollback::RollbackId;
 use crate::error_chain;
@@ -178,9 +179,16 @@ pub enum HubError {
     TooLong(String),
 }
 
-impl HubError {
-    pub fn is_retryable(&self) -> bool {
+impl ServiceError for HubError {
+    fn is_retryable(&self) -> bool {
         matches!(self, HubError::RateLimited(_) | HubError::Unavailable(_))
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HubError::RateLimited(seconds) => Some(Duration::from_secs(*seconds)),
+            _ => None,
+        }
     }
 }
 
@@ -258,6 +266,17 @@ impl DockerHub {
         *crate::lock(&self.token) =
             Some((token.clone(), Instant::now() + Duration::from_secs(9 * 60)));
         Ok(token)
+    }
+
+    /// Startup: the credentials work (a login).
+    ///
+    /// # Errors
+    /// Fatal when Docker Hub rejects the credentials (naming the settings to check); transient
+    /// when it is unreachable, in trouble or rate limiting.
+    pub async fn check(&self) -> Result<(), StartupError> {
+        self.login().await.map_err(|error| error.at_startup())?;
+        tracing::info!(user = %self.settings.username, "Docker Hub credentials work.");
+        Ok(())
     }
 
     fn forget_token(&self) {
@@ -339,7 +358,7 @@ impl DockerHub {
                 .send()
                 .await
                 .map_err(|e| HubError::Unavailable(error_chain(&e)))?;
-            match self.check(response, repository).await {
+            match self.answer(response, repository).await {
                 Err(HubError::Unauthorized(_)) if attempt == 0 => self.forget_token(),
                 answer => return answer,
             }
@@ -347,7 +366,8 @@ impl DockerHub {
         Err(HubError::Unauthorized(self.settings.username.clone()))
     }
 
-    async fn check(
+    /// Docker Hub's answer: its JSON body, or the error its status means.
+    async fn answer(
         &self,
         response: reqwest::Response,
         repository: &str,
