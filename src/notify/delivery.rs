@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::dockerhub::{banner_rollback, with_banner, without_banner, HubError};
-use super::github::GitHubError;
+use super::failure::ServiceError;
 use super::templates::{Context, TemplateName};
 use super::Notifier;
 use crate::domain::rollback::RollbackId;
 use crate::store::{Delivery, DiscussionRef};
 
 /// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Attempt {
     Done,
     /// Not yet possible (the Discussion to comment on is still being created): look again
@@ -25,6 +26,18 @@ enum Attempt {
     GiveUp(String),
 }
 
+impl Attempt {
+    /// A service's error, the same way for every service: retried when retrying can fix it
+    /// (after the time the service named, if it named one), else given up.
+    fn failed(error: &impl ServiceError) -> Attempt {
+        if error.is_retryable() {
+            Attempt::Retry(error.to_string(), error.retry_after())
+        } else {
+            Attempt::GiveUp(error.to_string())
+        }
+    }
+}
+
 /// One service's queue of deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lane {
@@ -33,8 +46,8 @@ pub(super) enum Lane {
 }
 
 impl Lane {
-    /// The outbox's `sink` column.
-    fn sink(self) -> &'static str {
+    /// The outbox's `sink` column, and the service's name on `/readyz`.
+    pub(super) fn sink(self) -> &'static str {
         match self {
             Lane::GitHub => "github",
             Lane::DockerHub => "dockerhub",
@@ -238,7 +251,7 @@ impl Notifier {
             Some(found) => found,
             None => match github.create(&title, &body).await {
                 Ok(created) => created,
-                Err(error) => return github_failure(error),
+                Err(error) => return Attempt::failed(&error),
             },
         };
         let reference = DiscussionRef {
@@ -328,7 +341,7 @@ impl Notifier {
         self.github_pace.until_ready().await;
         match github.comment(&discussion.node_id, &body).await {
             Ok(_) => Attempt::Done,
-            Err(error) => github_failure(error),
+            Err(error) => Attempt::failed(&error),
         }
     }
 
@@ -383,27 +396,88 @@ impl Notifier {
             .await;
         match edited {
             Ok(_) => Attempt::Done,
-            Err(error) => hub_failure(error),
+            Err(error) => Attempt::failed(&error),
         }
     }
 }
 
-fn github_failure(error: GitHubError) -> Attempt {
-    match error {
-        GitHubError::RateLimited(seconds) => {
-            Attempt::Retry(error.to_string(), Some(Duration::from_secs(seconds)))
-        }
-        ref retryable if retryable.is_retryable() => Attempt::Retry(error.to_string(), None),
-        other => Attempt::GiveUp(other.to_string()),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::github::GitHubError;
 
-fn hub_failure(error: HubError) -> Attempt {
-    match error {
-        HubError::RateLimited(seconds) => {
-            Attempt::Retry(error.to_string(), Some(Duration::from_secs(seconds)))
+    /// What the one mapper should make of an error.
+    #[derive(Debug, Clone, Copy)]
+    enum Expect {
+        /// With backoff.
+        Retry,
+        /// After the time the service named, in seconds.
+        RetryAfter(u64),
+        GiveUp,
+    }
+
+    fn assert_maps(error: &(impl ServiceError + std::fmt::Debug), expect: Expect) {
+        let text = error.to_string();
+        let expected = match expect {
+            Expect::Retry => Attempt::Retry(text, None),
+            Expect::RetryAfter(seconds) => Attempt::Retry(text, Some(Duration::from_secs(seconds))),
+            Expect::GiveUp => Attempt::GiveUp(text),
+        };
+        assert_eq!(Attempt::failed(error), expected, "{error:?}");
+    }
+
+    fn text(s: &str) -> String {
+        s.to_owned()
+    }
+
+    /// Every kind of error of both services through the one mapper: outages and GraphQL
+    /// errors are retried with backoff, rate limits after the time the service named, and
+    /// refusals retrying cannot fix are given up; the text is always the error's own.
+    #[test]
+    fn each_error_kind_is_retried_retried_after_its_time_or_given_up() {
+        use Expect::{GiveUp, Retry, RetryAfter};
+        let github = [
+            (GitHubError::RateLimited(42), RetryAfter(42)),
+            (GitHubError::Unavailable(text("connection refused")), Retry),
+            (GitHubError::Unavailable(text("HTTP 502")), Retry),
+            (GitHubError::Failed(text("HTTP 400: bad")), Retry),
+            (GitHubError::Unauthorized, GiveUp),
+            (
+                GitHubError::Forbidden(text("Resource not accessible")),
+                GiveUp,
+            ),
+        ];
+        for (error, expect) in &github {
+            assert_maps(error, *expect);
         }
-        ref retryable if retryable.is_retryable() => Attempt::Retry(error.to_string(), None),
-        other => Attempt::GiveUp(other.to_string()),
+        let hub = [
+            (HubError::RateLimited(7), RetryAfter(7)),
+            (HubError::Unavailable(text("HTTP 503")), Retry),
+            (HubError::Unauthorized(text("acmebot")), GiveUp),
+            (HubError::Forbidden(text("insufficient scope")), GiveUp),
+            (HubError::NotFound(text("acme/app")), GiveUp),
+            (HubError::Rejected(text("HTTP 400: bad")), GiveUp),
+            (HubError::TooLong(text("no banner fits")), GiveUp),
+        ];
+        for (error, expect) in &hub {
+            assert_maps(error, *expect);
+        }
+    }
+
+    #[test]
+    fn the_texts_are_the_services_own() {
+        assert_eq!(
+            Attempt::failed(&GitHubError::RateLimited(42)),
+            Attempt::Retry(
+                text("GitHub rate limit reached; retrying in 42 s"),
+                Some(Duration::from_secs(42))
+            )
+        );
+        assert_eq!(
+            Attempt::failed(&HubError::Unauthorized(text("acmebot"))),
+            Attempt::GiveUp(text(
+                "Docker Hub rejected the credentials of acmebot (401); check dockerhub.username and dockerhub.token_env"
+            ))
+        );
     }
 }

@@ -12,16 +12,25 @@
 //!
 //! The startup checks of both services ([`Notifier::check_services`]) run in the background,
 //! so the HTTP port opens at once; `/readyz` says what is still pending ([`Notifier::problems`])
-//! and a fatal answer ends the daemon. Untrusted text reaches the services only through the
-//! templates, which escape it for each output ([`markup`]); failed health checks' output stays
-//! out of public places unless `github.publish_check_output` says otherwise.
+//! and a fatal answer ends the daemon. Both services' errors are judged by one rule
+//! ([`failure`]): what retrying can fix is retried in delivery and transient at startup, the
+//! rest is given up in delivery and fatal at startup. What their HTTP clients share (building,
+//! rate-limit headers, the service's own words from an error answer) is in `http.rs`.
+//!
+//! Untrusted text reaches the services only through the templates, which escape it for each
+//! output ([`markup`]); failed health checks' output stays out of public places unless
+//! `github.publish_check_output` says otherwise.
 
 pub mod config;
 mod delivery;
 pub mod dockerhub;
+pub mod failure;
 pub mod github;
+mod http;
 pub mod markup;
 pub mod templates;
+
+pub use self::http::ClientError;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -39,7 +48,8 @@ use crate::engine::{Clock, EngineHandle, Event, EventKind};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use delivery::Lane;
-use dockerhub::{without_banner, DockerHub, DockerHubSettings, HubError};
+use dockerhub::{without_banner, DockerHub, DockerHubSettings};
+use failure::StartupError;
 use github::{AnnounceOn, GitHub};
 use templates::{Context, Links, Templates};
 
@@ -88,7 +98,7 @@ impl Notifier {
         templates: Arc<Templates>,
         engine: EngineHandle,
         metrics: Arc<Metrics>,
-    ) -> Result<Option<Arc<Notifier>>, String> {
+    ) -> Result<Option<Arc<Notifier>>, ClientError> {
         if sinks.github.is_none() && sinks.dockerhub.is_none() {
             return Ok(None);
         }
@@ -97,13 +107,13 @@ impl Notifier {
         let mut readiness = BTreeMap::new();
         if github.is_some() {
             readiness.insert(
-                "github",
+                Lane::GitHub.sink(),
                 "github: resolving the repository and its Discussion category…".to_owned(),
             );
         }
         if dockerhub.is_some() {
             readiness.insert(
-                "dockerhub",
+                Lane::DockerHub.sink(),
                 "dockerhub: checking the credentials…".to_owned(),
             );
         }
@@ -138,45 +148,37 @@ impl Notifier {
     /// Discussions turned off), naming the fix: rollbot cannot do its job as configured.
     pub async fn check_services(self: Arc<Self>) -> Result<(), String> {
         let github = async {
-            let Some(github) = &self.github else {
-                return Ok(());
-            };
-            match github.resolve().await {
-                Ok(()) => self.answered("github", None),
-                Err((true, message)) => {
-                    self.answered("github", Some(format!("github: {message}")));
-                    return Err(message);
-                }
-                // GitHub being down must not stop rollbot; deliveries resolve it later.
-                Err((false, message)) => {
-                    self.answered("github", None);
-                    tracing::warn!(%message, "GitHub is not reachable at startup; Discussions will retry.");
-                }
+            match &self.github {
+                Some(github) => self.checked(Lane::GitHub, github.resolve().await),
+                None => Ok(()),
             }
-            Ok(())
         };
         let dockerhub = async {
-            let Some(hub) = &self.dockerhub else {
-                return Ok(());
-            };
-            match hub.login().await {
-                Ok(_) => {
-                    self.answered("dockerhub", None);
-                    tracing::info!(user = %hub.settings().username, "Docker Hub credentials work.");
-                }
-                Err(error @ HubError::Unauthorized(_)) => {
-                    self.answered("dockerhub", Some(format!("dockerhub: {error}")));
-                    return Err(error.to_string());
-                }
-                // Docker Hub being briefly down must not stop rollbot; deliveries retry.
-                Err(error) => {
-                    self.answered("dockerhub", None);
-                    tracing::warn!(%error, "Docker Hub login failed at startup; banners will retry.");
-                }
+            match &self.dockerhub {
+                Some(hub) => self.checked(Lane::DockerHub, hub.check().await),
+                None => Ok(()),
             }
-            Ok(())
         };
         tokio::try_join!(github, dockerhub).map(|_| ())
+    }
+
+    /// Takes a service's startup answer: `/readyz` stops waiting for it, or names the fatal
+    /// problem, which is returned. A transient one does not stop rollbot: deliveries retry
+    /// (GitHub is resolved again before the first Discussion).
+    fn checked(&self, lane: Lane, answer: Result<(), StartupError>) -> Result<(), String> {
+        let service = lane.sink();
+        match answer {
+            Ok(()) => self.answered(service, None),
+            Err(StartupError::Fatal(message)) => {
+                self.answered(service, Some(format!("{service}: {message}")));
+                return Err(message);
+            }
+            Err(StartupError::Transient(message)) => {
+                self.answered(service, None);
+                tracing::warn!(service, %message, "A notification service did not answer its startup check; its deliveries will retry.");
+            }
+        }
+        Ok(())
     }
 
     fn answered(&self, service: &'static str, problem: Option<String>) {
@@ -390,7 +392,8 @@ pub async fn remove_banner_now(
     let Some(hub) = hub else {
         return Ok(false);
     };
-    DockerHub::new(hub.clone())?
+    DockerHub::new(hub.clone())
+        .map_err(|e| e.to_string())?
         .edit_description(repository, |description| Ok(without_banner(description)))
         .await
         .map_err(|e| e.to_string())

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::failure::{ServiceError, StartupError};
+use super::http::{self, ClientError};
 use crate::domain::rollback::RollbackId;
 use crate::error_chain;
 
@@ -177,9 +179,16 @@ pub enum HubError {
     TooLong(String),
 }
 
-impl HubError {
-    pub fn is_retryable(&self) -> bool {
+impl ServiceError for HubError {
+    fn is_retryable(&self) -> bool {
         matches!(self, HubError::RateLimited(_) | HubError::Unavailable(_))
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HubError::RateLimited(seconds) => Some(Duration::from_secs(*seconds)),
+            _ => None,
+        }
     }
 }
 
@@ -193,14 +202,12 @@ pub struct DockerHub {
 impl DockerHub {
     /// # Errors
     /// The HTTP client cannot be built.
-    pub fn new(settings: DockerHubSettings) -> Result<DockerHub, String> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("rollbot/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(15))
+    pub fn new(settings: DockerHubSettings) -> Result<DockerHub, ClientError> {
+        let http = http::build(
+            "Docker Hub",
             // A redirected PATCH must not silently become a GET that changes nothing.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the Docker Hub client: {}", error_chain(&e)))?;
+            http::builder().redirect(reqwest::redirect::Policy::none()),
+        )?;
         Ok(DockerHub {
             settings,
             http,
@@ -259,6 +266,17 @@ impl DockerHub {
         *crate::lock(&self.token) =
             Some((token.clone(), Instant::now() + Duration::from_secs(9 * 60)));
         Ok(token)
+    }
+
+    /// Startup: the credentials work (a login).
+    ///
+    /// # Errors
+    /// Fatal when Docker Hub rejects the credentials (naming the settings to check); transient
+    /// when it is unreachable, in trouble or rate limiting.
+    pub async fn check(&self) -> Result<(), StartupError> {
+        self.login().await.map_err(|error| error.at_startup())?;
+        tracing::info!(user = %self.settings.username, "Docker Hub credentials work.");
+        Ok(())
     }
 
     fn forget_token(&self) {
@@ -340,7 +358,7 @@ impl DockerHub {
                 .send()
                 .await
                 .map_err(|e| HubError::Unavailable(error_chain(&e)))?;
-            match self.check(response, repository).await {
+            match self.answer(response, repository).await {
                 Err(HubError::Unauthorized(_)) if attempt == 0 => self.forget_token(),
                 answer => return answer,
             }
@@ -348,7 +366,8 @@ impl DockerHub {
         Err(HubError::Unauthorized(self.settings.username.clone()))
     }
 
-    async fn check(
+    /// Docker Hub's answer: its JSON body, or the error its status means.
+    async fn answer(
         &self,
         response: reqwest::Response,
         repository: &str,
@@ -356,12 +375,7 @@ impl DockerHub {
         let status = response.status().as_u16();
         let retry = retry_after(response.headers());
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        let message = body["message"]
-            .as_str()
-            .or_else(|| body["detail"].as_str())
-            .or_else(|| body["error"].as_str())
-            .unwrap_or("no message")
-            .to_owned();
+        let message = http::message_of(&body, &["/message", "/detail", "/error"]);
         match status {
             200..=299 => Ok(body),
             401 => Err(HubError::Unauthorized(self.settings.username.clone())),
@@ -386,24 +400,15 @@ fn split(repository: &str) -> (&str, &str) {
 /// Seconds to wait: `X-Retry-After` (a Unix timestamp, Docker Hub's older docs) or
 /// `Retry-After` (seconds, the current docs).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    if let Some(at) = get("x-retry-after") {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+    if let Some(at) = http::header_number(headers, "x-retry-after") {
         // A small number is seconds, not a timestamp.
         return Some(if at > 1_000_000_000 {
-            at.saturating_sub(now).max(1)
+            http::seconds_until(at)
         } else {
             at
         });
     }
-    get("retry-after")
+    http::header_number(headers, "retry-after")
 }
 
 #[cfg(test)]

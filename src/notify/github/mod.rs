@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::failure::{ServiceError, StartupError};
+use super::http::{self, ClientError};
 use crate::error_chain;
 
 pub mod config;
@@ -69,12 +71,31 @@ pub enum GitHubError {
     Failed(String),
 }
 
-impl GitHubError {
-    pub fn is_retryable(&self) -> bool {
+impl ServiceError for GitHubError {
+    /// Everything but the token's own refusals: GraphQL errors too, which may be passing.
+    fn is_retryable(&self) -> bool {
         matches!(
             self,
             GitHubError::RateLimited(_) | GitHubError::Unavailable(_) | GitHubError::Failed(_)
         )
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GitHubError::RateLimited(seconds) => Some(Duration::from_secs(*seconds)),
+            _ => None,
+        }
+    }
+}
+
+/// Resolving failed when a Discussion was to be created: a fatal answer is a refusal, a
+/// transient one an outage (the delivery is retried, and resolving with it).
+impl From<StartupError> for GitHubError {
+    fn from(error: StartupError) -> GitHubError {
+        match error {
+            StartupError::Fatal(message) => GitHubError::Forbidden(message),
+            StartupError::Transient(message) => GitHubError::Unavailable(message),
+        }
     }
 }
 
@@ -97,12 +118,8 @@ pub struct GitHub {
 impl GitHub {
     /// # Errors
     /// The HTTP client cannot be built.
-    pub fn new(settings: GitHubSettings) -> Result<GitHub, String> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("rollbot/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|e| format!("cannot build the GitHub client: {}", error_chain(&e)))?;
+    pub fn new(settings: GitHubSettings) -> Result<GitHub, ClientError> {
+        let http = http::build("GitHub", http::builder())?;
         Ok(GitHub {
             settings,
             http,
@@ -128,29 +145,16 @@ impl GitHub {
             .await
             .map_err(|e| GitHubError::Unavailable(error_chain(&e)))?;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
-        let remaining = header("x-ratelimit-remaining");
-        let reset = header("x-ratelimit-reset").and_then(|v| v.trim().parse::<u64>().ok());
+        let headers = response.headers();
+        let retry_after = http::header_number(headers, "retry-after");
+        let exhausted = http::header(headers, "x-ratelimit-remaining") == Some("0");
+        let reset = http::header_number(headers, "x-ratelimit-reset");
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        let until_reset = || {
-            reset.map(|reset| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                reset.saturating_sub(now).max(1)
-            })
-        };
+        let until_reset = || reset.map(http::seconds_until);
         match status {
             200 => {}
             401 => return Err(GitHubError::Unauthorized),
-            403 | 429 if retry_after.is_some() || remaining.as_deref() == Some("0") => {
+            403 | 429 if retry_after.is_some() || exhausted => {
                 return Err(GitHubError::RateLimited(
                     retry_after.or_else(until_reset).unwrap_or(60),
                 ))
@@ -175,7 +179,7 @@ impl GitHub {
                 .collect::<Vec<_>>()
                 .join("; ");
             let kinds: Vec<&str> = errors.iter().filter_map(|e| e["type"].as_str()).collect();
-            if kinds.contains(&"RATE_LIMITED") || remaining.as_deref() == Some("0") {
+            if kinds.contains(&"RATE_LIMITED") || exhausted {
                 return Err(GitHubError::RateLimited(until_reset().unwrap_or(60)));
             }
             if kinds.contains(&"FORBIDDEN") || text.contains("Resource not accessible") {
@@ -187,12 +191,14 @@ impl GitHub {
     }
 
     /// Startup: the repository exists and the token sees it, Discussions are enabled, and the
-    /// category exists. The errors name the fix. `Err((false, _))` is a passing problem
-    /// (GitHub unavailable, rate limited): resolving is tried again before the first delivery.
+    /// category exists. Resolving is tried again before the first Discussion is created when
+    /// it has not succeeded yet.
     ///
     /// # Errors
-    /// `(fatal, message for the operator)`.
-    pub async fn resolve(&self) -> Result<(), (bool, String)> {
+    /// Fatal (the token is refused, the repository is not visible, Discussions are off, the
+    /// category is missing) or transient (GitHub unreachable, in trouble or rate limiting),
+    /// each naming the repository and, when fatal, the fix.
+    pub async fn resolve(&self) -> Result<(), StartupError> {
         if self.ids.get().is_some() {
             return Ok(());
         }
@@ -203,45 +209,8 @@ impl GitHub {
                 json!({ "owner": self.settings.owner, "name": self.settings.name }),
             )
             .await
-            .map_err(|e| {
-                let fatal = matches!(e, GitHubError::Unauthorized | GitHubError::Forbidden(_));
-                (fatal, format!("GitHub repository {repository}: {e}"))
-            })?;
-        let repo = &data["repository"];
-        if repo.is_null() {
-            return Err((true, format!(
-                "GitHub repository {repository} was not found, or the token cannot see it (github.repository, github.token_env)"
-            )));
-        }
-        if repo["hasDiscussionsEnabled"] != true {
-            return Err((true, format!(
-                "GitHub Discussions are not enabled on {repository}: Settings → General → Features → Discussions"
-            )));
-        }
-        let categories = repo["discussionCategories"]["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let wanted = self.settings.category.to_lowercase();
-        let category = categories.iter().find(|c| {
-            c["name"].as_str().map(str::to_lowercase).as_deref() == Some(wanted.as_str())
-                || c["slug"].as_str() == Some(wanted.as_str())
-        });
-        let Some(category) = category else {
-            let names: Vec<&str> = categories
-                .iter()
-                .filter_map(|c| c["name"].as_str())
-                .collect();
-            return Err((true, format!(
-                "{repository} has no Discussion category named '{}' (it has: {}); set github.category or create the category",
-                                self.settings.category,
-                names.join(", ")
-            )));
-        };
-        let ids = (
-            repo["id"].as_str().unwrap_or_default().to_owned(),
-            category["id"].as_str().unwrap_or_default().to_owned(),
-        );
+            .map_err(|error| startup_error(&repository, &error))?;
+        let ids = resolved_ids(&repository, &self.settings.category, &data)?;
         let _ = self.ids.set(ids);
         tracing::info!(repository, category = %self.settings.category, "GitHub Discussions ready.");
         Ok(())
@@ -252,13 +221,7 @@ impl GitHub {
     /// # Errors
     /// See [`GitHubError`].
     pub async fn create(&self, title: &str, body: &str) -> Result<Discussion, GitHubError> {
-        if let Err((fatal, message)) = self.resolve().await {
-            return Err(if fatal {
-                GitHubError::Forbidden(message)
-            } else {
-                GitHubError::Unavailable(message)
-            });
-        }
+        self.resolve().await?;
         let Some((repository_id, category_id)) = self.ids.get() else {
             return Err(GitHubError::Unavailable(
                 "the repository is not resolved yet".to_owned(),
@@ -312,6 +275,61 @@ impl GitHub {
     }
 }
 
+/// A failed repository query at startup, saying which repository: fatal when the token is
+/// refused, transient otherwise (see [`ServiceError::at_startup`]).
+fn startup_error(repository: &str, error: &GitHubError) -> StartupError {
+    error
+        .at_startup()
+        .map_message(|message| format!("GitHub repository {repository}: {message}"))
+}
+
+/// The repository's and the category's node ids from the answer to [`REPOSITORY_QUERY`]: the
+/// category matched by name (any case) or slug.
+///
+/// # Errors
+/// Fatal, naming the fix: the repository is not visible, Discussions are off, or there is no
+/// such category (the error lists the ones there are).
+fn resolved_ids(
+    repository: &str,
+    category: &str,
+    data: &Value,
+) -> Result<(String, String), StartupError> {
+    let repo = &data["repository"];
+    if repo.is_null() {
+        return Err(StartupError::Fatal(format!(
+            "GitHub repository {repository} was not found, or the token cannot see it (github.repository, github.token_env)"
+        )));
+    }
+    if repo["hasDiscussionsEnabled"] != true {
+        return Err(StartupError::Fatal(format!(
+            "GitHub Discussions are not enabled on {repository}: Settings → General → Features → Discussions"
+        )));
+    }
+    let categories = repo["discussionCategories"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let wanted = category.to_lowercase();
+    let found = categories.iter().find(|c| {
+        c["name"].as_str().map(str::to_lowercase).as_deref() == Some(wanted.as_str())
+            || c["slug"].as_str() == Some(wanted.as_str())
+    });
+    let Some(found) = found else {
+        let names: Vec<&str> = categories
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        return Err(StartupError::Fatal(format!(
+            "{repository} has no Discussion category named '{category}' (it has: {}); set github.category or create the category",
+            names.join(", ")
+        )));
+    };
+    Ok((
+        repo["id"].as_str().unwrap_or_default().to_owned(),
+        found["id"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
 fn discussion(value: &Value) -> Option<Discussion> {
     Some(Discussion {
         id: value["id"].as_str()?.to_owned(),
@@ -320,16 +338,125 @@ fn discussion(value: &Value) -> Option<Discussion> {
     })
 }
 
+/// GitHub's words in a failed answer: REST-style `message`, or the first GraphQL error's.
 fn message_of(body: &Value) -> String {
-    body["message"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| {
-            body["errors"]
-                .as_array()
-                .and_then(|e| e.first())
-                .and_then(|e| e["message"].as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "no message".to_owned())
+    http::message_of(body, &["/message", "/errors/0/message"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(repository: Value) -> Value {
+        json!({ "repository": repository })
+    }
+
+    fn fatal(message: &str) -> Result<(String, String), StartupError> {
+        Err(StartupError::Fatal(message.to_owned()))
+    }
+
+    /// What the repository query can answer, and what startup makes of it: a repository the
+    /// token cannot see, Discussions turned off and a missing category are fatal and name the
+    /// fix; a category is found by name in any case, or by slug.
+    #[test]
+    fn the_repository_answer_gives_the_ids_or_a_fatal_error_naming_the_fix() {
+        let categories = json!({ "nodes": [
+            { "id": "DIC_general", "name": "General", "slug": "general" },
+            { "id": "DIC_news", "name": "Release News", "slug": "release-news" },
+        ] });
+        let enabled = answer(json!({
+            "id": "R_app", "hasDiscussionsEnabled": true, "discussionCategories": categories,
+        }));
+        let ids = |category: &str| Ok(("R_app".to_owned(), category.to_owned()));
+        let cases = [
+            ("General", enabled.clone(), ids("DIC_general")),
+            ("general", enabled.clone(), ids("DIC_general")),
+            ("RELEASE NEWS", enabled.clone(), ids("DIC_news")),
+            ("release-news", enabled.clone(), ids("DIC_news")),
+            (
+                "Incidents",
+                enabled.clone(),
+                fatal("acme/app has no Discussion category named 'Incidents' (it has: General, Release News); set github.category or create the category"),
+            ),
+            (
+                "General",
+                answer(Value::Null),
+                fatal("GitHub repository acme/app was not found, or the token cannot see it (github.repository, github.token_env)"),
+            ),
+            (
+                "General",
+                Value::Null,
+                fatal("GitHub repository acme/app was not found, or the token cannot see it (github.repository, github.token_env)"),
+            ),
+            (
+                "General",
+                answer(json!({
+                    "id": "R_app", "hasDiscussionsEnabled": false, "discussionCategories": categories,
+                })),
+                fatal("GitHub Discussions are not enabled on acme/app: Settings → General → Features → Discussions"),
+            ),
+        ];
+        for (category, data, expected) in cases {
+            assert_eq!(
+                resolved_ids("acme/app", category, &data),
+                expected,
+                "{category} in {data}"
+            );
+        }
+    }
+
+    /// The repository query failing at startup: the token's refusals are fatal, GitHub's
+    /// trouble and rate limits transient; the text says which repository.
+    #[test]
+    fn a_refused_token_is_fatal_at_startup_and_an_outage_or_rate_limit_transient() {
+        let token = "GitHub repository acme/app: GitHub rejected the token (401); check github.token_env / github.token_file";
+        let scope = "GitHub repository acme/app: GitHub refused: Resource not accessible by integration; the token needs Discussions: read and write (fine-grained or GitHub App) or repo / public_repo (classic)";
+        let cases = [
+            (
+                GitHubError::Unauthorized,
+                StartupError::Fatal(token.to_owned()),
+            ),
+            (
+                GitHubError::Forbidden("Resource not accessible by integration".to_owned()),
+                StartupError::Fatal(scope.to_owned()),
+            ),
+            (
+                GitHubError::RateLimited(60),
+                StartupError::Transient(
+                    "GitHub repository acme/app: GitHub rate limit reached; retrying in 60 s"
+                        .to_owned(),
+                ),
+            ),
+            (
+                GitHubError::Unavailable("HTTP 502".to_owned()),
+                StartupError::Transient(
+                    "GitHub repository acme/app: GitHub is unavailable: HTTP 502".to_owned(),
+                ),
+            ),
+            (
+                GitHubError::Failed("Something went wrong".to_owned()),
+                StartupError::Transient(
+                    "GitHub repository acme/app: GitHub answered with errors: Something went wrong"
+                        .to_owned(),
+                ),
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(startup_error("acme/app", &error), expected, "{error:?}");
+        }
+    }
+
+    /// Resolving's failures become delivery errors when a Discussion is to be created: fatal
+    /// ones are refusals (given up), transient ones outages (retried), the text kept.
+    #[test]
+    fn a_failed_resolve_is_a_refusal_when_fatal_and_an_outage_when_transient() {
+        assert_eq!(
+            GitHubError::from(StartupError::Fatal("no category".to_owned())),
+            GitHubError::Forbidden("no category".to_owned())
+        );
+        assert_eq!(
+            GitHubError::from(StartupError::Transient("down".to_owned())),
+            GitHubError::Unavailable("down".to_owned())
+        );
+    }
 }
