@@ -31,6 +31,7 @@ use crate::engine::{Clock, EngineHandle, Event, EventKind};
 use crate::metrics::Metrics;
 use crate::notify::templates::Templates;
 use crate::report::{duration_text, rto_share_text};
+use tracing::Instrument as _;
 
 /// A message as a list of blocks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -415,8 +416,9 @@ pub trait ChatPort: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), ChatError>> + Send;
 }
 
-/// The chat sink task: keeps one status message per rollback up to date and posts thread
-/// replies. A failure is logged and counted; it never touches the rollback.
+/// The sink task for one chat platform: each event about this platform's channels becomes the
+/// rollback's status message (posted once, then edited in place) and, for key moments, a
+/// thread reply. A platform failing is counted and logged; it never reaches the engine.
 pub async fn run_sink<P: ChatPort>(
     port: Arc<P>,
     engine: EngineHandle,
@@ -426,23 +428,58 @@ pub async fn run_sink<P: ChatPort>(
     metrics: Arc<Metrics>,
     templates: Arc<Templates>,
 ) {
-    let mut refs: std::collections::HashMap<RollbackId, String> = std::collections::HashMap::new();
+    let mut sink = Sink {
+        port,
+        engine,
+        clock,
+        rto,
+        metrics,
+        templates,
+        refs: std::collections::HashMap::new(),
+    };
     while let Some(event) = events.recv().await {
-        if event.channel.platform != port.platform() {
+        if event.channel.platform != sink.port.platform() {
             continue;
         }
+        let span = event
+            .rollback
+            .as_ref()
+            .map_or_else(tracing::Span::none, |r| {
+                crate::engine::rollback_span(Some(r.id), Some(&r.image))
+            });
+        sink.deliver(&event).instrument(span).await;
+    }
+}
+
+/// What [`run_sink`] keeps between events.
+struct Sink<P> {
+    port: Arc<P>,
+    engine: EngineHandle,
+    clock: Arc<dyn Clock>,
+    rto: Duration,
+    metrics: Arc<Metrics>,
+    templates: Arc<Templates>,
+    /// Status messages posted by this sink, by rollback.
+    refs: std::collections::HashMap<RollbackId, String>,
+}
+
+impl<P: ChatPort> Sink<P> {
+    async fn deliver(&mut self, event: &Event) {
+        let (port, metrics, clock, rto) = (&self.port, &self.metrics, &self.clock, self.rto);
         let channel = event.channel.id.as_str();
         let mut status_ref = None;
         let is_notice = matches!(event.kind, EventKind::Notice { .. });
         if let (true, Some(record)) = (is_notice, &event.rollback) {
-            status_ref = refs
+            status_ref = self
+                .refs
                 .get(&record.id)
                 .cloned()
                 .or_else(|| record.status_ref.clone());
         }
         if let (false, Some(record)) = (is_notice, &event.rollback) {
             let message = status_message(record, clock.now(), rto);
-            let known = refs
+            let known = self
+                .refs
                 .get(&record.id)
                 .cloned()
                 .or_else(|| record.status_ref.clone());
@@ -453,8 +490,8 @@ pub async fn run_sink<P: ChatPort>(
                     .map(|()| existing.clone()),
                 None => match port.post_status(channel, &message).await {
                     Ok(posted) => {
-                        refs.insert(record.id, posted.clone());
-                        engine.status_posted(record.id, posted.clone()).await;
+                        self.refs.insert(record.id, posted.clone());
+                        self.engine.status_posted(record.id, posted.clone()).await;
                         Ok(posted)
                     }
                     Err(error) => Err(error),
@@ -469,7 +506,7 @@ pub async fn run_sink<P: ChatPort>(
                 }
             }
         }
-        if let Some(reply) = thread_reply(&event, &templates, rto, clock.now()) {
+        if let Some(reply) = thread_reply(event, &self.templates, rto, clock.now()) {
             if let Err(error) = port.reply(channel, status_ref.as_deref(), &reply).await {
                 metrics.sink_failure(port.platform().as_str());
                 tracing::warn!(channel, %error, "Thread reply not posted.");

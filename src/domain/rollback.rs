@@ -334,7 +334,10 @@ mod tests {
         assert_eq!(slack.to_string(), "slack:C0123");
         let stored: ChannelRef = serde_json::from_str("\"console:releases\"").expect("stored");
         assert_eq!(stored, ChannelRef::new(Platform::Console, "releases"));
-        assert_eq!(serde_json::to_string(&stored).expect("json"), "\"console:releases\"");
+        assert_eq!(
+            serde_json::to_string(&stored).expect("json"),
+            "\"console:releases\""
+        );
         for bad in ["releases", "irc:general", "slack:"] {
             assert!(ChannelRef::parse(bad).is_err(), "{bad}");
         }

@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::config::{ImageSettings, Settings};
 pub use crate::domain::clock::{Clock, ManualClock, SystemClock};
@@ -178,6 +179,17 @@ impl EngineHandle {
         };
         let _ = self.tx.send(message).await;
     }
+}
+
+/// The span every log line about one rollback is in, with its `rollback_id` and `image`, entered
+/// by the engine, the pipeline it runs, the chat sinks and the notifier: JSON logs can be
+/// filtered by rollback.
+pub fn rollback_span(id: Option<RollbackId>, image: Option<&ImageRef>) -> tracing::Span {
+    tracing::info_span!(
+        "rollback",
+        rollback_id = id.map(tracing::field::display),
+        image = image.map(tracing::field::display)
+    )
 }
 
 /// The engine's end of the handle's channel: what [`start`] runs on. Made before the engine
@@ -468,7 +480,9 @@ impl Engine {
     async fn external(&mut self, message: Msg) {
         match message {
             Msg::Inbound { inbound, reply } => {
-                let answer = self.inbound(inbound, reply).await;
+                let span = command_id(&inbound.command)
+                    .map_or_else(tracing::Span::none, |id| self.span_of(id));
+                let answer = self.inbound(inbound, reply).instrument(span).await;
                 if let Some((reply, answer)) = answer {
                     let _ = reply.send(answer);
                 }
@@ -617,6 +631,23 @@ impl Engine {
     // ---- internal messages ---------------------------------------------------------------
 
     async fn internal(&mut self, message: Internal) {
+        let span = match &message {
+            Internal::Progress { id, .. }
+            | Internal::Finished { id, .. }
+            | Internal::Reconciled { id, .. } => self.span_of(*id),
+            Internal::Reread { record, .. } => rollback_span(Some(record.id), Some(&record.image)),
+            Internal::Planned { request, .. } => rollback_span(None, Some(&request.image)),
+            Internal::Emit(_) => tracing::Span::none(),
+        };
+        self.handle_internal(message).instrument(span).await;
+    }
+
+    /// The span of rollback `id` (its image, when it is active).
+    fn span_of(&self, id: RollbackId) -> tracing::Span {
+        rollback_span(Some(id), self.active.get(&id).map(|r| &r.image))
+    }
+
+    async fn handle_internal(&mut self, message: Internal) {
         match message {
             Internal::Planned {
                 request,

@@ -18,7 +18,9 @@ impl Engine {
             let now = self.now();
             let expiry = self.settings.daemon.approvals.expiry;
             self.running.insert(record.id);
-            self.tasks.spawn(async move {
+            let span = rollback_span(Some(record.id), Some(&record.image));
+            self.tasks.spawn(
+                async move {
                 let outcome = match registry {
                     Ok(registry) => catch_panic(reconcile(&registry, &record, now, expiry))
                         .await
@@ -35,7 +37,9 @@ impl Engine {
                     id: record.id,
                     outcome,
                 });
-            });
+            }
+                .instrument(span),
+            );
         }
     }
 

@@ -216,6 +216,7 @@ impl Engine {
         let internal = self.internal_tx.clone();
         let started = Instant::now();
         tracing::info!(rollback_id = %id, verify_only, "Pipeline started.");
+        let span = rollback_span(Some(id), Some(&record.image));
         self.tasks.spawn(async move {
             let run = run_pipeline(
                 &registry,
@@ -256,7 +257,7 @@ impl Engine {
                     });
                 }
             }
-        });
+        }.instrument(span));
     }
 }
 

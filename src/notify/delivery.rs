@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use super::dockerhub::{banner_rollback, with_banner, without_banner, HubError};
 use super::failure::ServiceError;
@@ -124,7 +125,8 @@ impl Notifier {
             if *self.stop.borrow() {
                 return;
             }
-            let outcome = self.attempt(&delivery).await;
+            let span = crate::engine::rollback_span(delivery.rollback, None);
+            let outcome = self.attempt(&delivery).instrument(span).await;
             let now = self.clock.now();
             let result = match outcome {
                 Attempt::Done => {

@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Notify};
+use tracing::Instrument as _;
 
 use self::config::{NotifySettings, RetrySettings};
 use crate::config::Settings;
@@ -198,7 +199,13 @@ impl Notifier {
     /// Intake: engine events → outbox. Ends when the engine (the sender) is gone.
     pub async fn run_intake(self: Arc<Self>, mut events: mpsc::Receiver<Event>) {
         while let Some(event) = events.recv().await {
-            if let Err(error) = self.enqueue(&event).await {
+            let span = event
+                .rollback
+                .as_ref()
+                .map_or_else(tracing::Span::none, |r| {
+                    crate::engine::rollback_span(Some(r.id), Some(&r.image))
+                });
+            if let Err(error) = self.enqueue(&event).instrument(span).await {
                 tracing::error!(%error, "A notification could not be queued.");
                 self.metrics.sink_failure("outbox");
             }

@@ -246,3 +246,43 @@ fn serve_refuses_configs_that_could_never_work_with_exit_2_and_json_when_logs_ar
         );
     }
 }
+
+#[test]
+fn json_log_lines_about_a_rollback_carry_its_id_and_image() {
+    let ci = Ci::new();
+    for version in ["v1", "v2", "v3"] {
+        ci.build(version);
+    }
+    let path = ci.cli.home.path().join("serve.toml");
+    std::fs::write(&path, serve_config(&ci, "\n[log]\nformat = \"json\"\n")).expect("config");
+    let served = Served::start(&path, ci.cli.home.path());
+    let requested = served.post(
+        "/console/api/command",
+        serde_json::json!({ "user": "alice", "text": "/rollback app" }),
+    );
+    assert_eq!(requested["ok"], true, "{requested}");
+    let approved = served.post(
+        "/console/api/action",
+        serde_json::json!({ "user": "bob", "action": "approve:rb-1" }),
+    );
+    assert_eq!(approved["ok"], true, "{approved}");
+    served.wait_for("the rollback", "rb-1 done.");
+    let (code, stderr) = served.terminate();
+    assert_eq!(code, 0, "{stderr}");
+
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // The pipeline's line (in the engine's task) and the engine's own.
+    for message in ["Tag moved.", "Rollback finished."] {
+        let line = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line in:\n{stderr}"));
+        assert_eq!(line["span"]["name"], "rollback", "{line}");
+        assert_eq!(line["span"]["rollback_id"], "rb-1", "{line}");
+        assert_eq!(line["span"]["image"], ci.image().as_str(), "{line}");
+    }
+}
