@@ -10,13 +10,17 @@
 //! The CLI path: `cli` → `pipeline` → `registry`. The daemon (`rollbot serve`):
 //!
 //! ```text
-//! chat adapters ──Inbound{Actor, Command}──▶ engine ──Event──▶ chat sinks (status message,
-//! (chat::console, chat::slack)              │ policy, state        thread replies),
-//!                                           │ pipeline tasks       notify (outbox → GitHub
-//!                                           │                      Discussions, Docker Hub)
-//!                                           ▼
-//!                          store (SQLite) · registry · Clock
+//! chat adapters ──Inbound{Actor, ChannelRef, Command}──▶ engine ──Event──▶ chat sinks (status
+//! (chat::console, chat::slack)  ◀──Answer (worded by chat::reply)──│        message, thread
+//!                                               │ policy, state     replies), notify (outbox
+//!                                               │ pipeline tasks    → GitHub, Docker Hub)
+//!                                               ▼
+//!                              store (SQLite) · registry · Clock
 //! ```
+//!
+//! Adapters get the engine's handle when they are built (`engine::channel`); a reaction is a
+//! command naming the message, which the engine resolves. Every log line about a rollback is in
+//! its `rollback` span (`engine::rollback_span`: `rollback_id`, `image`).
 //! - [`cli`]: clap definitions (`rollback`, `verify`, `manifest`, `history`, `hold`, `gate`) and
 //!   the glue from arguments to the pipeline (`cli/rollback.rs`: alias resolution, target
 //!   selection, the confirmation prompt) and to the artifacts (`cli/artifacts.rs`).
@@ -41,7 +45,9 @@
 //!   (rollback, audit entry, planned tag, step, target and check reports);
 //!   [`domain::reconcile`] what a restart does with a rollback left running; [`domain::clock`].
 //! - [`engine`]: the single owner of rollback state (one task). `Inbound` commands in, `Event`s
-//!   out. `engine/mod.rs` is the handle, the messages and the loop, which only dispatches:
+//!   out; each command answers with a typed `Answer`, a refusal is a `Refusal` worded once
+//!   (`engine/answer.rs`). `engine/mod.rs` is the handle, the messages and the loop, which only
+//!   dispatches:
 //!   `engine/commands/` has one file per command (request, vote, cancel, status, history,
 //!   release); `transitions.rs` persists every state change before announcing it; `run.rs` runs
 //!   approved rollbacks in tracked tasks that report back; `restart.rs` reconciles what a previous
@@ -50,7 +56,8 @@
 //! - [`chat`]: the platform-neutral message model (blocks, buttons, and [`chat::text::Text`]:
 //!   typed spans, so a mention is a span rollbot adds and never a pattern in words), the
 //!   rendering of status messages and thread replies (`chat/summary.rs` reads the chat summary
-//!   template's markup while its values stay plain), and the sink task driving a `ChatPort`;
+//!   template's markup while its values stay plain), [`chat::reply`] (the words a person gets
+//!   back for each engine `Answer`), and the sink task driving a `ChatPort`;
 //!   [`chat::console`] is
 //!   the built-in local chat (web page + JSON API); [`chat::slack`] is Slack: Socket Mode
 //!   (`chat::slack::socket`, rollbot's own client of the documented protocol: `hello`, acks,
@@ -62,12 +69,16 @@
 //! - [`notify`]: GitHub Discussions ([`notify::github`], GraphQL) and the Docker Hub
 //!   description banner ([`notify::dockerhub`], between labelled marker comments) through a
 //!   persisted outbox with retries and backoff, delivered in one lane per service
-//!   (`notify/delivery.rs`); the services' startup checks run in the background.
+//!   (`notify/delivery.rs`, one failure mapper for both services); the services' startup
+//!   checks run in the background and answer fatal or transient (`notify/failure.rs`);
+//!   `notify/http.rs` is what both services' HTTP clients share.
 //!   [`notify::templates`] are the minijinja communication templates (`config/templates/`),
 //!   checked at startup; [`notify::markup`] makes untrusted values safe for each output
 //!   before they reach a template.
 //! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's HTTP mode.
-//! - [`daemon`]: wiring for `rollbot serve`, graceful shutdown on SIGTERM; `daemon/config.rs`
+//! - [`daemon`]: wiring for `rollbot serve`; one shutdown (a cancellation token every task
+//!   watches, a task tracker for every task, the drain bounded by `server.shutdown_grace` + 5 s);
+//!   `daemon/config.rs`
 //!   composes the whole configuration ([`daemon::ServeSettings`]) that the binary loads for
 //!   every command.
 //! - [`vitals`]: the tasks the daemon cannot run without; when one ends unexpectedly
