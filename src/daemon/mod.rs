@@ -249,14 +249,8 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
                 // The intake ends when the engine is gone (what it sent is in the outbox).
                 let intake = tokio::spawn(Arc::clone(notifier).run_intake(events));
                 vitals.watch(&tracker, "the notification intake", intake);
-                let delivery = tokio::spawn(Arc::clone(notifier).run_delivery());
+                let delivery = tokio::spawn(Arc::clone(notifier).run_delivery(shutdown.clone()));
                 vitals.watch(&tracker, "the notification delivery", delivery);
-                let (stopping, notifier_to_stop) = (shutdown.clone(), Arc::clone(notifier));
-                tracker.spawn(async move {
-                    stopping.cancelled().await;
-                    // What is not delivered stays in the outbox; the next start sends it.
-                    notifier_to_stop.stop();
-                });
                 // Checked while the port is already open; a fatal answer ends the daemon.
                 let check = Arc::clone(notifier).check_services();
                 let (vitals, stopping) = (Arc::clone(&vitals), shutdown.clone());

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::dockerhub::{banner_rollback, with_banner, without_banner, HubError};
@@ -69,14 +70,14 @@ enum BannerEdit {
 }
 
 impl Notifier {
-    /// Delivery: sends what is due, one lane per service, until [`Notifier::stop`].
-    pub async fn run_delivery(self: Arc<Self>) {
-        tokio::join!(self.run_lane(Lane::GitHub), self.run_lane(Lane::DockerHub));
-    }
-
-    /// Stops delivery after the deliveries in flight; what is pending stays in the outbox.
-    pub fn stop(&self) {
-        self.stop.send_replace(true);
+    /// Delivery: sends what is due, one lane per service, until `shutdown` is cancelled; then
+    /// each lane stops after the delivery in flight, and what is pending stays in the outbox for
+    /// the next start.
+    pub async fn run_delivery(self: Arc<Self>, shutdown: CancellationToken) {
+        tokio::join!(
+            self.run_lane(Lane::GitHub, &shutdown),
+            self.run_lane(Lane::DockerHub, &shutdown)
+        );
     }
 
     /// Tells `lane` something was queued.
@@ -87,14 +88,13 @@ impl Notifier {
         }
     }
 
-    async fn run_lane(&self, lane: Lane) {
-        let mut stop = self.stop.subscribe();
+    async fn run_lane(&self, lane: Lane, shutdown: &CancellationToken) {
         let wake = match lane {
             Lane::GitHub => &self.github_wake,
             Lane::DockerHub => &self.dockerhub_wake,
         };
         loop {
-            self.deliver_due(lane).await;
+            self.deliver_due(lane, shutdown).await;
             if let Ok((pending, _)) = self.store.pending(None).await {
                 self.metrics.set_pending_notifications(pending);
             }
@@ -107,12 +107,12 @@ impl Notifier {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = wake.notified() => {}
-                _ = stop.wait_for(|stopped| *stopped) => break,
+                () = shutdown.cancelled() => break,
             }
         }
     }
 
-    async fn deliver_due(&self, lane: Lane) {
+    async fn deliver_due(&self, lane: Lane, shutdown: &CancellationToken) {
         let now = self.clock.now();
         let due = match self.store.due(lane.sink(), now, 20).await {
             Ok(due) => due,
@@ -122,7 +122,7 @@ impl Notifier {
             }
         };
         for delivery in due {
-            if *self.stop.borrow() {
+            if shutdown.is_cancelled() {
                 return;
             }
             let span = crate::engine::rollback_span(delivery.rollback, None);

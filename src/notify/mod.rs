@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::json;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, Notify};
 use tracing::Instrument as _;
 
 use self::config::{NotifySettings, RetrySettings};
@@ -71,7 +71,6 @@ pub struct Notifier {
     /// Wakes the GitHub lane, and the Docker Hub lane, when something was queued.
     github_wake: Notify,
     dockerhub_wake: Notify,
-    stop: watch::Sender<bool>,
     /// Per service, what `/readyz` reports until its startup check answered well.
     readiness: Mutex<BTreeMap<&'static str, String>>,
 }
@@ -133,7 +132,6 @@ impl Notifier {
             dockerhub_pace: RateLimiter::direct(per_minute(30)),
             github_wake: Notify::new(),
             dockerhub_wake: Notify::new(),
-            stop: watch::Sender::new(false),
             readiness: Mutex::new(readiness),
         })))
     }
