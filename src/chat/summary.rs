@@ -13,9 +13,7 @@ use std::time::Duration;
 use super::text::{Span, Text};
 use crate::domain::record::RollbackRecord;
 use crate::domain::rollback::Timestamp;
-use crate::notify::templates::{
-    Context, Links, PersonContext, StepContext, TemplateName, Templates,
-};
+use crate::notify::templates::{Context, Links, TemplateName, Templates, Untrusted};
 
 /// Opens a value in the rendered template.
 const OPEN: char = '\u{E000}';
@@ -66,85 +64,15 @@ fn is_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-/// `context` with every untrusted value marked: the same values
-/// [`Context::escaped`](crate::notify::templates::Context::escaped) escapes for GitHub. The
+/// `context` with every untrusted value marked (the values
+/// [`Context::escaped`](crate::notify::templates::Context::escaped) escapes for GitHub). The
 /// requester's id stays as it is when it is an id (so `<@{{ requester.id }}>` mentions them),
-/// and is marked otherwise. Every field is named, so a new one cannot skip the decision.
+/// and is marked otherwise.
 fn marked(context: Context) -> Context {
-    let Context {
-        rollback_id,
-        image,
-        alias,
-        tags,
-        from,
-        now,
-        to_digest,
-        to_digest_short,
-        platforms,
-        reason,
-        requester,
-        approvers,
-        state,
-        event,
-        steps,
-        total_ms,
-        total,
-        rto,
-        rto_used,
-        rollback_command,
-        manual_command,
-        error,
-        created_at,
-        finished_at,
-        released_by,
-        release_reason,
-        links,
-        short,
-    } = context;
-    let marked = |value: &String| mark(value);
-    Context {
-        rollback_id,
-        image,
-        alias,
-        tags,
-        from,
-        now,
-        to_digest,
-        to_digest_short,
-        platforms: platforms.iter().map(marked).collect(),
-        reason: reason.as_ref().map(marked),
-        requester: PersonContext {
-            id: if is_id(&requester.id) {
-                requester.id
-            } else {
-                mark(&requester.id)
-            },
-            name: mark(&requester.name),
-        },
-        approvers: approvers.iter().map(marked).collect(),
-        state,
-        event,
-        steps: steps
-            .into_iter()
-            .map(|step| StepContext {
-                detail: mark(&step.detail),
-                ..step
-            })
-            .collect(),
-        total_ms,
-        total,
-        rto,
-        rto_used,
-        rollback_command,
-        manual_command,
-        error: error.as_ref().map(marked),
-        created_at,
-        finished_at,
-        released_by: released_by.as_ref().map(marked),
-        release_reason: release_reason.as_ref().map(marked),
-        links,
-        short,
-    }
+    context.map_untrusted(|kind, value| match kind {
+        Untrusted::RequesterId if is_id(value) => value.to_owned(),
+        _ => mark(value),
+    })
 }
 
 /// One character of the output, and whether the template wrote it (markup) or a value did.

@@ -114,6 +114,15 @@ pub struct Links {
     pub discussion: Option<String>,
 }
 
+/// What kind of untrusted value [`Context::map_untrusted`] hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Untrusted {
+    /// The requester's platform id (normally an id; chat mentions them with it).
+    RequesterId,
+    /// People's words and names, error texts, step details, platforms.
+    Words,
+}
+
 /// What every template can use. Field names are the documented template variables.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Context {
@@ -245,12 +254,18 @@ impl Context {
         }
     }
 
-    /// This context with every untrusted value made safe for `output`. Values rollbot made or
-    /// parsed at the edge (ids, image names, tags, digests, times, commands built from them,
-    /// the Discussion's URL from GitHub) are kept; people's words and names, error texts, step
-    /// details and platforms (from the image's manifest) are escaped. Every field is named here,
-    /// so a new one cannot skip the decision.
+    /// This context with every untrusted value made safe for `output` ([`Context::map_untrusted`]).
     pub fn escaped(&self, output: Output) -> Context {
+        self.clone().map_untrusted(|_, text| output.escape(text))
+    }
+
+    /// This context with `change` applied to every untrusted value. Values rollbot made or
+    /// parsed at the edge (ids, image names, tags, digests, times, commands built from them, the
+    /// Discussion's URL from GitHub) are kept; people's words and names, error texts, step
+    /// details and platforms (from the image's manifest) are untrusted. Every field is named
+    /// here, so a new one cannot skip the decision. The one untrusted value that is usually an
+    /// id, the requester's, comes as [`Untrusted::RequesterId`] (chat keeps it to mention them).
+    pub fn map_untrusted(self, change: impl Fn(Untrusted, &str) -> String) -> Context {
         let Context {
             rollback_id,
             image,
@@ -280,8 +295,8 @@ impl Context {
             release_reason,
             links,
             short,
-        } = self.clone();
-        let safe = |text: &String| output.escape(text);
+        } = self;
+        let words = |text: &String| change(Untrusted::Words, text);
         Context {
             rollback_id,
             image,
@@ -291,19 +306,19 @@ impl Context {
             now,
             to_digest,
             to_digest_short,
-            platforms: platforms.iter().map(safe).collect(),
-            reason: reason.as_ref().map(safe),
+            platforms: platforms.iter().map(words).collect(),
+            reason: reason.as_ref().map(words),
             requester: PersonContext {
-                id: safe(&requester.id),
-                name: safe(&requester.name),
+                id: change(Untrusted::RequesterId, &requester.id),
+                name: words(&requester.name),
             },
-            approvers: approvers.iter().map(safe).collect(),
+            approvers: approvers.iter().map(words).collect(),
             state,
             event,
             steps: steps
                 .into_iter()
                 .map(|step| StepContext {
-                    detail: safe(&step.detail),
+                    detail: words(&step.detail),
                     ..step
                 })
                 .collect(),
@@ -313,11 +328,11 @@ impl Context {
             rto_used,
             rollback_command,
             manual_command,
-            error: error.as_ref().map(safe),
+            error: error.as_ref().map(words),
             created_at,
             finished_at,
-            released_by: released_by.as_ref().map(safe),
-            release_reason: release_reason.as_ref().map(safe),
+            released_by: released_by.as_ref().map(words),
+            release_reason: release_reason.as_ref().map(words),
             links,
             short,
         }
