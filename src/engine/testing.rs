@@ -75,7 +75,8 @@ pub(in crate::engine) enum Reply {
 }
 
 impl Reply {
-    fn of(
+    /// What a command function returned, and the receiver of its later answer.
+    pub(in crate::engine) fn of(
         decided: Option<(oneshot::Sender<Answer>, Answer)>,
         later: oneshot::Receiver<Answer>,
     ) -> Reply {
