@@ -15,6 +15,8 @@
 use super::*;
 use crate::domain::model::Digest;
 
+mod dispatch;
+
 /// The clock's time when a harness is built.
 pub(in crate::engine) const START: Timestamp = Timestamp(1_700_000_000_000);
 
