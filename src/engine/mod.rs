@@ -44,6 +44,8 @@ mod commands;
 mod refuse;
 mod restart;
 mod run;
+#[cfg(test)]
+mod testing;
 mod transitions;
 
 pub use transitions::TransitionError;

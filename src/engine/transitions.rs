@@ -111,3 +111,142 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::TransitionError;
+    use crate::domain::policy::Decision;
+    use crate::domain::record::AuditEntry;
+    use crate::domain::rollback::State;
+    use crate::engine::testing::{actor, Harness, EXPIRY, START};
+    use crate::engine::EventKind;
+
+    #[tokio::test]
+    async fn an_illegal_transition_is_refused_and_changes_nothing() {
+        let mut h = Harness::new().await;
+        let waiting = h.requested("web", &actor("alice")).await;
+        let running = h.requested("app", &actor("alice")).await.id;
+        h.engine
+            .vote(&actor("bob"), running, Decision::Approve, None)
+            .await;
+        let running = h.engine.active[&running].clone();
+        let finished = h.requested("api", &actor("alice")).await.id;
+        h.engine.cancel(&actor("alice"), finished).await;
+        let finished = h.stored(finished).await;
+        h.events();
+        for from in [waiting, running, finished] {
+            for next in State::ALL {
+                if from.state.can_become(next) {
+                    continue;
+                }
+                let mut record = from.clone();
+                let log = h.audit_log().await;
+                let active = h.engine.active.clone();
+                let audit = AuditEntry::new(START, Some(record.id), None, "test", json!({}));
+
+                let result = h
+                    .engine
+                    .transition(&mut record, next, vec![audit], EventKind::Expired)
+                    .await;
+
+                let case = format!("{} to {next}", from.state);
+                match result {
+                    Err(TransitionError::Illegal { id, from: was, to }) => {
+                        assert_eq!((id, was, to), (from.id, from.state, next), "{case}");
+                    }
+                    other => panic!("{case}: expected an illegal transition, got {other:?}"),
+                }
+                assert_eq!(record, from, "{case}: the record is unchanged");
+                assert_eq!(h.stored(from.id).await, from, "{case}: nothing stored");
+                assert_eq!(h.audit_log().await, log, "{case}: nothing audited");
+                assert_eq!(h.engine.active, active, "{case}");
+                assert_eq!(h.event_kinds(), [], "{case}: nothing announced");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transition_is_persisted_with_its_audit_entries_then_announced() {
+        // (next state, whether it finishes the rollback)
+        let cases = [
+            (State::Approved, false),
+            (State::Expired, true),
+            (State::Cancelled, true),
+        ];
+        for (next, finishes) in cases {
+            let mut h = Harness::new().await;
+            let mut record = h.requested("app", &actor("alice")).await;
+            h.clock.advance(Duration::from_secs(5));
+            let later = START.plus(Duration::from_secs(5));
+            let audit = AuditEntry::new(later, Some(record.id), None, "test", json!({}));
+
+            h.engine
+                .transition(&mut record, next, vec![audit], EventKind::Expired)
+                .await
+                .expect("a legal transition");
+
+            assert_eq!(record.state, next);
+            assert_eq!(record.updated_at, later);
+            assert_eq!(record.finished_at, finishes.then_some(later), "{next}");
+            assert_eq!(h.stored(record.id).await, record, "{next}: stored");
+            let log = h.audit_log().await;
+            let kinds: Vec<&str> = log.iter().map(|e| e.kind.as_str()).collect();
+            assert_eq!(kinds, ["requested", "test", "state"], "{next}");
+            assert_eq!(
+                log[2].detail,
+                json!({ "from": "requested", "to": next.as_str() })
+            );
+            assert_eq!(
+                h.engine.active.get(&record.id),
+                (!finishes).then_some(&record),
+                "{next}: active until finished"
+            );
+            let events = h.events();
+            assert_eq!(events.len(), 1, "{next}");
+            assert_eq!(events[0].rollback.as_ref(), Some(&record), "{next}");
+            let finished_line = format!("rollbot_rollbacks_total{{outcome=\"{next}\"}} 1");
+            assert_eq!(
+                h.metrics.render(&[]).contains(&finished_line),
+                finishes,
+                "{next}: counted when finished"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tick_expires_requests_at_their_expiry_and_not_before() {
+        let mut h = Harness::new().await;
+        let app = h.requested("app", &actor("alice")).await.id;
+        let web = h.requested("web", &actor("alice")).await.id;
+        let running = h.requested("api", &actor("alice")).await.id;
+        h.engine
+            .vote(&actor("bob"), running, Decision::Approve, None)
+            .await;
+        h.events();
+
+        h.clock.advance(EXPIRY - Duration::from_millis(1));
+        h.engine.tick().await;
+        assert_eq!(h.event_kinds(), [], "not yet");
+        assert_eq!(h.stored(app).await.state, State::Requested);
+
+        h.clock.advance(Duration::from_millis(1));
+        h.engine.tick().await;
+        assert_eq!(h.event_kinds(), [EventKind::Expired, EventKind::Expired]);
+        for id in [app, web] {
+            let stored = h.stored(id).await;
+            assert_eq!(stored.state, State::Expired);
+            assert_eq!(stored.error.as_deref(), Some("not approved in time"));
+            assert!(!h.engine.active.contains_key(&id));
+        }
+        assert_eq!(h.audited("expired").await.len(), 2);
+        assert_eq!(
+            h.stored(running).await.state,
+            State::Retagging,
+            "a running rollback does not expire"
+        );
+    }
+}

@@ -45,3 +45,48 @@ impl Engine {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::command::ImageName;
+    use crate::engine::testing::{actor, Harness, Reply};
+    use crate::engine::{Answer, Refusal};
+
+    async fn history(h: &mut Harness, name: &str) -> Reply {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let decided = h
+            .engine
+            .history(&actor("bob"), ImageName::Alias(name.to_owned()), reply)
+            .await;
+        Reply::of(decided, answer)
+    }
+
+    #[tokio::test]
+    async fn history_of_an_image_not_on_the_allowlist_is_refused_and_audited() {
+        let mut h = Harness::new().await;
+
+        let answer = history(&mut h, "nope").await.now();
+
+        let Answer::Refused(refusal @ Refusal::NotAllowlisted { .. }) = answer else {
+            panic!("expected not allowlisted, got {answer:?}");
+        };
+        assert_eq!(
+            h.refusals().await,
+            [("history".to_owned(), refusal.to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn history_from_a_registry_that_does_not_answer_is_unreadable() {
+        let mut h = Harness::new().await;
+
+        let answer = history(&mut h, "app").await.later().await;
+
+        assert!(
+            matches!(answer, Answer::Refused(Refusal::HistoryUnreadable(_))),
+            "{answer:?}"
+        );
+        assert!(h.engine.active.is_empty());
+        assert_eq!(h.event_kinds(), []);
+    }
+}

@@ -259,3 +259,331 @@ pub(in crate::engine) async fn plan_request(
         target_source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::PlanFailure;
+    use crate::domain::policy::{Approver, Decision};
+    use crate::domain::record::AuditEntry;
+    use crate::domain::rollback::State;
+    use crate::engine::testing::{actor, pending, planned, Harness, EXPIRY, START};
+    use crate::engine::{Answer, EventKind, Refusal};
+
+    const KNOWN: [&str; 6] = ["api", "app", "locked", "nobody", "solo", "web"];
+
+    #[tokio::test]
+    async fn images_not_on_the_allowlist_are_refused_naming_the_known_aliases() {
+        let mut h = Harness::new().await;
+        let other = format!("{}/acme/other", h.host);
+        // Unknown aliases and full names that no entry has.
+        for name in ["nope", other.as_str(), "docker.io/acme/app"] {
+            let answer = h.request(&actor("alice"), name).await.now();
+
+            let refusal = Refusal::NotAllowlisted {
+                name: name.to_owned(),
+                known: KNOWN.map(str::to_owned).to_vec(),
+            };
+            assert_eq!(answer, refusal.clone().into(), "{name}");
+            let why = refusal.to_string();
+            assert!(
+                why.ends_with("(api, app, locked, nobody, solo, web)"),
+                "{why}"
+            );
+            assert_eq!(
+                h.refusals().await.last(),
+                Some(&("request".to_owned(), why))
+            );
+        }
+        assert!(h.engine.planning.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_allowlisted_image_is_found_by_alias_or_by_full_name() {
+        for by_full_name in [false, true] {
+            let mut h = Harness::new().await;
+            let name = if by_full_name {
+                format!("{}/acme/app", h.host)
+            } else {
+                "app".to_owned()
+            };
+
+            let reply = h.request(&actor("alice"), &name).await;
+
+            assert!(reply.is_later(), "{name}: planning started");
+            assert!(h
+                .engine
+                .planning
+                .contains(&h.engine.settings.images["app"].image));
+            assert!(h.refusals().await.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn one_rollback_per_image_at_a_time() {
+        let mut h = Harness::new().await;
+        let waiting = h.requested("app", &actor("alice")).await.id;
+        let running = h.requested("api", &actor("alice")).await.id;
+        h.engine
+            .vote(&actor("bob"), running, Decision::Approve, None)
+            .await;
+        let app_by_name = format!("{}/acme/app", h.host);
+        // (image as typed, the rollback in progress, its state)
+        let cases = [
+            ("app", "app", waiting, State::Requested),
+            (app_by_name.as_str(), "app", waiting, State::Requested),
+            ("api", "api", running, State::Retagging),
+        ];
+        for (name, alias, id, state) in cases {
+            let answer = h.request(&actor("carol"), name).await.now();
+
+            let refusal = Refusal::InProgress {
+                alias: alias.to_owned(),
+                id,
+                state,
+                requester: "Alice".to_owned(),
+            };
+            assert_eq!(answer, refusal.clone().into(), "{name}");
+            assert_eq!(
+                h.refusals().await.last(),
+                Some(&("request".to_owned(), refusal.to_string()))
+            );
+        }
+        assert!(h.engine.planning.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_being_planned_holds_its_image() {
+        let mut h = Harness::new().await;
+        assert!(h.request(&actor("alice"), "app").await.is_later());
+
+        let answer = h.request(&actor("carol"), "app").await.now();
+
+        let refusal = Refusal::BeingPlanned {
+            alias: "app".to_owned(),
+        };
+        assert_eq!(answer, refusal.clone().into());
+        assert_eq!(
+            h.refusals().await,
+            [("request".to_owned(), refusal.to_string())]
+        );
+        assert!(
+            h.request(&actor("carol"), "api").await.is_later(),
+            "another image is not held"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_nobody_could_approve_is_refused() {
+        // (image, requester, why)
+        let cases = [
+            (
+                "nobody",
+                "alice",
+                "no approvers are configured, so nobody can approve it",
+            ),
+            (
+                "solo",
+                "alice",
+                "1 approvals are required but only 0 people could ever approve (the requester cannot approve their own request)",
+            ),
+        ];
+        for (alias, requester, why) in cases {
+            let mut h = Harness::new().await;
+
+            let answer = h.request(&actor(requester), alias).await.now();
+
+            let refusal = Refusal::Unapprovable {
+                alias: alias.to_owned(),
+                why: why.to_owned(),
+            };
+            assert_eq!(answer, refusal.clone().into(), "{alias}");
+            assert_eq!(
+                h.refusals().await,
+                [("request".to_owned(), refusal.to_string())]
+            );
+            assert!(h.engine.planning.is_empty());
+        }
+        // Someone else's request of solo can be approved (by alice).
+        let mut h = Harness::new().await;
+        assert!(h.request(&actor("bob"), "solo").await.is_later());
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_registry_client_cannot_be_built_is_refused() {
+        let mut h = Harness::new().await;
+
+        let answer = h.request(&actor("alice"), "locked").await.now();
+
+        let Answer::Refused(Refusal::Registry(error)) = &answer else {
+            panic!("expected a registry refusal, got {answer:?}");
+        };
+        assert!(
+            error.contains("docker credentials file /nonexistent/rollbot-test/docker-config.json does not exist"),
+            "{error}"
+        );
+        assert_eq!(h.refusals().await, [("request".to_owned(), error.clone())]);
+        assert!(h.engine.planning.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_plan_fails_is_refused_audited_and_frees_its_image() {
+        let mut h = Harness::new().await;
+        let reply = h.request(&actor("alice"), "app").await;
+
+        // Planning asks the registry, which does not answer.
+        let report = h.next_internal().await;
+        assert!(matches!(report, crate::engine::Internal::Planned { .. }));
+        h.engine.internal(report).await;
+
+        let answer = reply.later().await;
+        let Answer::Refused(Refusal::CannotPlan { alias, error }) = &answer else {
+            panic!("expected a planning failure, got {answer:?}");
+        };
+        assert_eq!(alias, "app");
+        let refused = h.audited("request_refused").await;
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].actor, Some(actor("alice")));
+        assert_eq!(
+            refused[0].detail,
+            json!({ "image": format!("{}/acme/app", h.host), "why": error })
+        );
+        assert!(h.engine.planning.is_empty());
+        assert!(h.engine.active.is_empty());
+        assert_eq!(h.event_kinds(), []);
+        assert!(
+            h.request(&actor("alice"), "app").await.is_later(),
+            "the image is free again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_planned_request_is_stored_announced_and_waits_for_approval() {
+        let mut h = Harness::new().await;
+        let image = h.engine.settings.images["app"].image.clone();
+        let plan = planned(&image, false);
+        let target = plan.plan.target.digest.clone();
+
+        let answer = h
+            .engine
+            .planned(pending("app", &image, &actor("alice")), Ok(plan))
+            .await;
+
+        let Answer::Requested { id, .. } = answer else {
+            panic!("expected a request, got {answer:?}");
+        };
+        assert_eq!(
+            answer,
+            Answer::Requested {
+                id,
+                alias: "app".to_owned(),
+                tags: vec![crate::domain::model::Tag::parse("latest").expect("tag")],
+                target: target.clone(),
+                required: 1,
+                approvers: ["alice", "bob", "carol", "group:sre"]
+                    .map(|a| Approver::parse(a).expect("approver"))
+                    .to_vec(),
+                expires_at: START.plus(EXPIRY),
+            }
+        );
+        let stored = h.stored(id).await;
+        assert_eq!(stored.state, State::Requested);
+        assert_eq!(stored.requester, actor("alice"));
+        assert_eq!(stored.reason.as_deref(), Some("bad deploy"));
+        assert_eq!(stored.target.digest, target);
+        assert_eq!(stored.expires_at, START.plus(EXPIRY));
+        assert_eq!(h.engine.active[&id], stored);
+        let events = h.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Requested);
+        assert_eq!(events[0].rollback.as_ref(), Some(&stored));
+        let requested = h.audited("requested").await;
+        assert_eq!(requested.len(), 1);
+        assert_eq!(requested[0].rollback, Some(id));
+    }
+
+    #[tokio::test]
+    async fn a_plan_with_every_tag_at_the_target_is_nothing_to_do() {
+        let mut h = Harness::new().await;
+        let image = h.engine.settings.images["app"].image.clone();
+        let plan = planned(&image, true);
+        let target = plan.plan.target.digest.clone();
+
+        let answer = h
+            .engine
+            .planned(pending("app", &image, &actor("alice")), Ok(plan))
+            .await;
+
+        assert_eq!(
+            answer,
+            Answer::NothingToDo {
+                alias: "app".to_owned(),
+                target
+            }
+        );
+        assert!(h.engine.active.is_empty());
+        assert_eq!(h.event_kinds(), []);
+        assert_eq!(h.audit_log().await, []);
+    }
+
+    #[tokio::test]
+    async fn a_planning_panic_is_refused_and_audited() {
+        let mut h = Harness::new().await;
+        let image = h.engine.settings.images["app"].image.clone();
+
+        let answer = h
+            .engine
+            .planned(
+                pending("app", &image, &actor("alice")),
+                Err(PlanFailure::Panic("index out of range".to_owned())),
+            )
+            .await;
+
+        let error = "internal error while planning: index out of range".to_owned();
+        assert_eq!(
+            answer,
+            Refusal::CannotPlan {
+                alias: "app".to_owned(),
+                error: error.clone()
+            }
+            .into()
+        );
+        let refused = h.audited("request_refused").await;
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].detail["why"], json!(error));
+        assert!(h.engine.active.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_plan_for_an_image_another_process_started_a_rollback_of_is_refused() {
+        let mut h = Harness::new().await;
+        // The store already has an active rollback of app that this engine does not know.
+        let mut theirs = h.requested("api", &actor("carol")).await;
+        let image = h.engine.settings.images["app"].image.clone();
+        theirs.image = image.clone();
+        theirs.alias = "app".to_owned();
+        let audit = AuditEntry::new(START, None, None, "requested", json!({}));
+        h.store.create(&mut theirs, audit).await.expect("created");
+
+        let answer = h
+            .engine
+            .planned(
+                pending("app", &image, &actor("alice")),
+                Ok(planned(&image, false)),
+            )
+            .await;
+
+        let refusal = Refusal::InProgressStored {
+            image: image.to_string(),
+        };
+        assert_eq!(answer, refusal.clone().into());
+        assert_eq!(
+            h.refusals().await,
+            [("request".to_owned(), refusal.to_string())]
+        );
+        assert!(!h.engine.active.contains_key(&theirs.id));
+        assert_eq!(h.engine.active.len(), 1, "only api");
+        assert_eq!(h.event_kinds(), []);
+    }
+}
