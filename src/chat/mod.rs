@@ -8,6 +8,7 @@
 //! notifies nobody.
 
 pub mod console;
+pub mod discord;
 pub mod reply;
 pub mod slack;
 mod summary;
