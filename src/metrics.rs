@@ -29,6 +29,8 @@ pub struct Metrics {
     rate_limited: AtomicU64,
     pending_notifications: AtomicU64,
     sink_failures: Mutex<BTreeMap<String, u64>>,
+    /// `(platform, code)`: errors a chat platform's API answered.
+    chat_api_errors: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
@@ -52,6 +54,13 @@ impl Metrics {
 
     pub fn sink_failure(&self, sink: &str) {
         bump(&self.sink_failures, sink);
+    }
+
+    /// A chat platform's API answered an error: `code` is its own (Discord's `50013`, say).
+    pub fn chat_api_error(&self, platform: &str, code: &str) {
+        let mut map = crate::lock(&self.chat_api_errors);
+        *map.entry((platform.to_owned(), code.to_owned()))
+            .or_default() += 1;
     }
 
     pub fn step(&self, name: &str, seconds: f64) {
@@ -163,6 +172,16 @@ impl Metrics {
             "Chat or notification deliveries that failed.",
         );
         by_label(&mut out, name, "sink", &self.sink_failures);
+        let name = "rollbot_chat_api_errors_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Errors a chat platform's API answered, by platform and the platform's error code.",
+        );
+        for ((platform, code), n) in crate::lock(&self.chat_api_errors).iter() {
+            let _ = writeln!(out, "{name}{{platform=\"{platform}\",code=\"{code}\"}} {n}");
+        }
         out
     }
 }

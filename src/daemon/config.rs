@@ -3,6 +3,7 @@
 //! problems of all sections, and every unknown section, are reported at once.
 
 use crate::chat::console::config::ConsoleSettings;
+use crate::chat::discord::config::DiscordSettings;
 use crate::chat::slack::config::SlackSettings;
 use crate::config::{ConfigProblem, Layers, Problems, Sections, Settings};
 use crate::notify::config::NotifySettings;
@@ -17,6 +18,8 @@ pub struct ServeSettings {
     pub console: ConsoleSettings,
     /// `[slack]`; `None` when Slack is not enabled.
     pub slack: Option<SlackSettings>,
+    /// `[discord]`; `None` when Discord is not enabled.
+    pub discord: Option<DiscordSettings>,
     /// `[github]`, `[dockerhub]`, `[notify]`, `[templates]`.
     pub notify: NotifySettings,
 }
@@ -27,6 +30,7 @@ impl Sections for ServeSettings {
         let core = problems.section(Settings::read(layers));
         let console = problems.section(ConsoleSettings::read(layers));
         let slack = problems.section(SlackSettings::read(layers));
+        let discord = problems.section(DiscordSettings::read(layers));
         let notify = problems.section(NotifySettings::read(layers));
         for unknown in layers.unknown_sections() {
             problems.push(unknown);
@@ -36,6 +40,7 @@ impl Sections for ServeSettings {
                 core: core?,
                 console: console?,
                 slack: slack?,
+                discord: discord?,
                 notify: notify?,
             })
         };

@@ -85,12 +85,13 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         core,
         console: console_settings,
         slack: slack_settings,
+        discord: discord_settings,
         notify: notify_settings,
     } = settings;
     let settings = Arc::new(core);
     let daemon_settings = &settings.daemon;
     let console_on = match console_settings.mode {
-        ConsoleMode::Auto => slack_settings.is_none(),
+        ConsoleMode::Auto => slack_settings.is_none() && discord_settings.is_none(),
         ConsoleMode::On => true,
         ConsoleMode::Off => false,
     };

@@ -60,6 +60,7 @@ pub enum Platform {
     /// The built-in local chat.
     Console,
     Slack,
+    Discord,
 }
 
 impl Platform {
@@ -67,6 +68,7 @@ impl Platform {
         match self {
             Platform::Console => "console",
             Platform::Slack => "slack",
+            Platform::Discord => "discord",
         }
     }
 }
@@ -97,6 +99,7 @@ impl ChannelRef {
             .ok_or_else(|| format!("'{text}' is not platform:channel"))?;
         let platform = match platform {
             "console" => Platform::Console,
+            "discord" => Platform::Discord,
             "slack" => Platform::Slack,
             other => return Err(format!("'{other}' is not a chat platform rollbot knows")),
         };
