@@ -2,4 +2,5 @@
 //! over the Gateway or as an HTTP interactions endpoint. It translates Discord payloads into
 //! engine commands and engine events into Discord messages; it decides no policy.
 
+pub mod markdown;
 pub mod signing;
