@@ -120,6 +120,14 @@ pub enum EventKind {
     },
 }
 
+/// A rollback not yet finished, as autocomplete offers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveRollback {
+    pub id: RollbackId,
+    pub alias: String,
+    pub state: State,
+}
+
 /// A handle to the engine task; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
@@ -158,6 +166,16 @@ impl EngineHandle {
             return Refusal::ShuttingDown.into();
         }
         answer.await.unwrap_or(Answer::Refused(Refusal::NoAnswer))
+    }
+
+    /// The rollbacks not yet finished, for a chat platform's autocomplete (a read: nothing is
+    /// counted or audited). Empty when the engine is gone.
+    pub async fn active(&self) -> Vec<ActiveRollback> {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Msg::Active { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
     }
 
     /// The chat platform posted the status message of `id` as `status_ref`.
@@ -221,6 +239,10 @@ enum Msg {
     StatusPosted {
         id: RollbackId,
         status_ref: String,
+    },
+    /// A read for autocomplete: the rollbacks not yet finished.
+    Active {
+        reply: oneshot::Sender<Vec<ActiveRollback>>,
     },
     Notice {
         id: Option<RollbackId>,
@@ -513,6 +535,18 @@ impl Engine {
                     }
                 };
                 let _ = reply.send(answer);
+            }
+            Msg::Active { reply } => {
+                let active = self
+                    .active
+                    .values()
+                    .map(|r| ActiveRollback {
+                        id: r.id,
+                        alias: r.alias.clone(),
+                        state: r.state,
+                    })
+                    .collect();
+                let _ = reply.send(active);
             }
             Msg::StatusPosted { id, status_ref } => {
                 if let Some(record) = self.active.get_mut(&id) {
