@@ -11,8 +11,8 @@
 //!
 //! ```text
 //! chat adapters ──Inbound{Actor, ChannelRef, Command}──▶ engine ──Event──▶ chat sinks (status
-//! (chat::console, chat::slack)  ◀──Answer (worded by chat::reply)──│        message, thread
-//!                                               │ policy, state     replies), notify (outbox
+//! (chat::console, chat::slack,  ◀──Answer (worded by chat::reply)──│        message, thread
+//!  chat::discord)                               │ policy, state     replies), notify (outbox
 //!                                               │ pipeline tasks    → GitHub, Docker Hub)
 //!                                               ▼
 //!                              store (SQLite) · registry · Clock
@@ -65,7 +65,15 @@
 //!   verified by `chat::slack::signing`), every payload parsed at the edge by
 //!   `chat::slack::inbound`, every text sent rendered by [`chat::slack::mrkdwn`], Block Kit
 //!   rendering, approvals by button, reaction or text,
-//!   user-group approvers, the startup self-check.
+//!   user-group approvers, the startup self-check. [`chat::discord`] is Discord on serenity:
+//!   the Gateway (`chat/discord/gateway.rs`, serenity's client pointed at Discord's or a fake's
+//!   URLs) or the HTTP interactions endpoint (`/discord/interactions`, verified by
+//!   `chat::discord::signing`); `interactions.rs` answers every interaction within Discord's
+//!   3 seconds (PONG, ephemeral answer, or the right defer) and runs the work after;
+//!   `commands.rs` is the `/rollback` definition and its translation into the one grammar;
+//!   `rest.rs` rollbot's own REST client (429 waits, errors with Discord's code and the fix);
+//!   [`chat::discord::markdown`] renders every text sent; `selfcheck.rs` registers the command
+//!   and checks guild, channel and permissions for `/readyz`.
 //! - [`notify`]: GitHub Discussions ([`notify::github`], GraphQL) and the Docker Hub
 //!   description banner ([`notify::dockerhub`], between labelled marker comments) through a
 //!   persisted outbox with retries and backoff, delivered in one lane per service
@@ -75,7 +83,8 @@
 //!   [`notify::templates`] are the minijinja communication templates (`config/templates/`),
 //!   checked at startup; [`notify::markup`] makes untrusted values safe for each output
 //!   before they reach a template.
-//! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's HTTP mode.
+//! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's and Discord's HTTP
+//!   modes.
 //! - [`daemon`]: wiring for `rollbot serve`; one shutdown (a cancellation token every task
 //!   watches, a task tracker for every task, the drain bounded by `server.shutdown_grace` + 5 s);
 //!   `daemon/config.rs`

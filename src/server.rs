@@ -28,6 +28,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub console: Option<Arc<Console>>,
     pub slack: Option<Arc<crate::chat::slack::Slack>>,
+    pub discord: Option<Arc<crate::chat::discord::Discord>>,
     pub notifier: Option<Arc<crate::notify::Notifier>>,
     pub vitals: Arc<crate::vitals::Vitals>,
 }
@@ -38,6 +39,11 @@ pub fn router(state: AppState) -> Router {
         .as_ref()
         .filter(|slack| slack.settings.mode == crate::chat::slack::config::SlackMode::Http)
         .map(|slack| crate::chat::slack::http::routes(Arc::clone(slack)));
+    let discord_http = state
+        .discord
+        .as_ref()
+        .filter(|d| d.settings.mode == crate::chat::discord::config::DiscordMode::Http)
+        .map(|discord| crate::chat::discord::http::routes(Arc::clone(discord)));
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -53,11 +59,14 @@ pub fn router(state: AppState) -> Router {
             .route("/console/api/command", post(console_command))
             .route("/console/api/action", post(console_action));
     }
-    let router = router.with_state(state);
-    match slack_http {
-        Some(slack) => router.merge(slack),
-        None => router,
+    let mut router = router.with_state(state);
+    if let Some(slack) = slack_http {
+        router = router.merge(slack);
     }
+    if let Some(discord) = discord_http {
+        router = router.merge(discord);
+    }
+    router
 }
 
 /// Alive unless a task the daemon cannot run without has ended (the process is then exiting).
@@ -84,6 +93,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     if let Some(slack) = &state.slack {
         problems.extend(slack.problems());
+    }
+    if let Some(discord) = &state.discord {
+        problems.extend(discord.problems());
     }
     if let Some(notifier) = &state.notifier {
         problems.extend(notifier.problems());

@@ -22,6 +22,8 @@ use tokio_util::task::TaskTracker;
 pub use self::config::ServeSettings;
 use crate::chat::console::config::ConsoleMode;
 use crate::chat::console::Console;
+use crate::chat::discord::config::DiscordMode;
+use crate::chat::discord::Discord;
 use crate::chat::run_sink;
 use crate::chat::slack::config::SlackMode;
 use crate::chat::slack::socket::SocketMode;
@@ -62,6 +64,7 @@ pub struct Daemon {
     pub engine: EngineHandle,
     pub console: Option<Arc<Console>>,
     pub slack: Option<Arc<Slack>>,
+    pub discord: Option<Arc<Discord>>,
     pub started_at: Instant,
     settings: Arc<Settings>,
     store: Store,
@@ -157,9 +160,24 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         }
         None => None,
     };
+    let discord = match discord_settings {
+        Some(discord_settings) => Some(
+            Discord::new(
+                discord_settings,
+                settings.images.keys().cloned().collect(),
+                engine.clone(),
+                Arc::clone(&metrics),
+                tracker.clone(),
+                shutdown.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("setting up Discord: {e}"))?,
+        ),
+        None => None,
+    };
     let mut sink_senders = Vec::new();
     let mut console_events = None;
     let mut slack_events = None;
+    let mut discord_events = None;
     if console.is_some() {
         let (tx, rx) = mpsc::channel(1024);
         sink_senders.push(tx);
@@ -169,6 +187,11 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         let (tx, rx) = mpsc::channel(1024);
         sink_senders.push(tx);
         slack_events = Some(rx);
+    }
+    if discord.is_some() {
+        let (tx, rx) = mpsc::channel(1024);
+        sink_senders.push(tx);
+        discord_events = Some(rx);
     }
     let notify_on = notify_settings.github.is_some() || notify_settings.dockerhub.is_some();
     let mut notify_events = None;
@@ -232,6 +255,45 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         }
         _ => None,
     };
+    if let (Some(discord), Some(events)) = (&discord, discord_events) {
+        let sink = tokio::spawn(run_sink(
+            Arc::clone(discord),
+            engine.clone(),
+            events,
+            Arc::clone(&clock),
+            settings.rollback.rto,
+            Arc::clone(&metrics),
+            Arc::clone(&templates),
+        ));
+        vitals.watch(&tracker, "the Discord sink", sink);
+        let checked = tokio::time::timeout(Duration::from_secs(15), async {
+            discord.check_token().await?;
+            discord.self_check().await;
+            Ok::<(), String>(())
+        })
+        .await;
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) => anyhow::bail!(refused),
+            Err(_) => tracing::error!("The Discord self-check did not finish within 15 s."),
+        }
+        if discord.settings.mode == DiscordMode::Gateway {
+            let link = crate::chat::discord::gateway::start(Arc::clone(discord))
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let failed = Arc::clone(&vitals);
+            let link = tokio::spawn(async move {
+                match link.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(why)) => failed.fail(why),
+                    Err(error) => {
+                        failed.fail(format!("the Discord Gateway link panicked: {error}"))
+                    }
+                }
+            });
+            vitals.watch(&tracker, "the Discord Gateway link", link);
+        }
+    }
     let notifier = match notify_events {
         Some(events) => {
             // Retries are operational time, not the engine's (tests move the engine's clock by
@@ -285,6 +347,7 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         metrics,
         console: console.clone(),
         slack: slack.clone(),
+        discord: discord.clone(),
         notifier,
         vitals: Arc::clone(&vitals),
     });
@@ -309,6 +372,7 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         engine,
         console,
         slack,
+        discord,
         started_at,
         settings,
         store,
