@@ -3,6 +3,8 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod discord;
+pub mod discord_payloads;
 pub mod images;
 pub mod proxy;
 pub mod records;
