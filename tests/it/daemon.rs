@@ -521,7 +521,7 @@ fn history_and_release_from_chat() {
 }
 
 /// The audit log of the daemon's store, one JSON object per entry.
-fn audit_entries(db: &std::path::Path) -> Vec<serde_json::Value> {
+pub(crate) fn audit_entries(db: &std::path::Path) -> Vec<serde_json::Value> {
     let audit = crate::support::Cli::new()
         .config(&format!("[store]\npath = \"{}\"\n", db.display()))
         .run(&["audit", "--json"]);

@@ -329,7 +329,7 @@ pub(crate) fn post_signed(
 }
 
 /// POSTs `body` with exactly `headers`; the status and the answer's text.
-fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+pub(crate) fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut request = reqwest::Client::new()
         .post(format!("{base}{path}"))
         .body(body.to_owned());
