@@ -167,6 +167,7 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
                 settings.images.keys().cloned().collect(),
                 engine.clone(),
                 Arc::clone(&metrics),
+                Arc::clone(&clock),
                 tracker.clone(),
                 shutdown.clone(),
             )

@@ -59,6 +59,18 @@ pub(crate) fn world(mode: &str, extra: &str) -> World {
 
 /// [`world`], with the fake Discord changed by `prepare` before the daemon starts.
 pub(crate) fn world_with(mode: &str, extra: &str, prepare: impl FnOnce(&FakeDiscord)) -> World {
+    world_keyed(mode, extra, &http::public_key_hex(), None, prepare)
+}
+
+/// [`world_with`], with the application's `public_key` and the daemon's clock starting at
+/// `clock` (Unix seconds; now when `None`).
+pub(crate) fn world_keyed(
+    mode: &str,
+    extra: &str,
+    public_key: &str,
+    clock: Option<i64>,
+    prepare: impl FnOnce(&FakeDiscord),
+) -> World {
     let ci = Ci::new();
     for version in ["v1", "v2", "v3"] {
         ci.build(version);
@@ -90,9 +102,16 @@ approvers = ["group:{APPROVERS}"]
 "#,
         host = ci.registry.host,
         db = db.display(),
-        section = discord_section(&discord, home, mode, &http::public_key_hex()),
+        section = discord_section(&discord, home, mode, public_key),
     );
-    let daemon = TestDaemon::start(&toml, &db);
+    let daemon = match clock {
+        Some(seconds) => {
+            let start = rollbot::domain::rollback::Timestamp(seconds * 1000);
+            let clock = std::sync::Arc::new(rollbot::engine::ManualClock::new(start));
+            TestDaemon::start_with_clock(&toml, &db, clock)
+        }
+        None => TestDaemon::start(&toml, &db),
+    };
     World {
         ci,
         discord,

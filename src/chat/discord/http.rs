@@ -17,7 +17,6 @@ use axum::{Json, Router};
 use serenity::all::Interaction;
 
 use super::{signing, Discord};
-use crate::engine::Clock as _;
 
 /// The route, with the adapter as its state.
 pub fn routes(discord: Arc<Discord>) -> Router {
@@ -38,7 +37,7 @@ async fn interactions(
     let Some(key) = discord.public_key.as_ref() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let now = crate::engine::SystemClock.now().0 / 1000;
+    let now = discord.clock.now().0 / 1000;
     if let Err(error) = signing::verify(
         key,
         header(&headers, "x-signature-ed25519"),

@@ -36,7 +36,7 @@ use self::config::{DiscordMode, DiscordSettings, Snowflake};
 use self::rest::{DiscordError, Rest};
 use crate::chat::{Block, ButtonStyle, ChatError, ChatPort, Message};
 use crate::domain::rollback::Platform;
-use crate::engine::EngineHandle;
+use crate::engine::{Clock, EngineHandle};
 use crate::metrics::Metrics;
 
 /// Discord's limit on a thread's name.
@@ -48,6 +48,8 @@ pub struct Discord {
     rest: Rest,
     engine: EngineHandle,
     metrics: Arc<Metrics>,
+    /// The daemon's clock: HTTP mode judges a request's timestamp by it.
+    clock: Arc<dyn Clock>,
     /// The HTTP mode's verifier; `None` in Gateway mode.
     public_key: Option<signing::PublicKey>,
     /// The bot's own user id (from the self-check), so its own reactions are not votes.
@@ -92,6 +94,7 @@ impl Discord {
         aliases: Vec<String>,
         engine: EngineHandle,
         metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<Arc<Discord>, String> {
@@ -115,6 +118,7 @@ impl Discord {
             rest,
             engine,
             metrics,
+            clock,
             public_key,
             bot_user: OnceLock::new(),
             aliases,

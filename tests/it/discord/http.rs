@@ -210,3 +210,71 @@ fn a_rollback_runs_end_to_end_through_the_endpoint() {
         .calls_to("POST /interactions/*/*/callback")
         .is_empty());
 }
+
+/// The vectors fixture: real and derived signed requests, valid and not.
+fn vectors() -> Vec<Value> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/fixtures/discord-ed25519-vectors.json"
+    );
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
+    let mut all = fixture["vectors"].as_array().cloned().unwrap_or_default();
+    all.extend(
+        fixture["derived_discord_format_vectors"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    all
+}
+
+/// The real Discord-signed PING (2022) is answered PONG when the daemon's clock is at its
+/// time; every invalid variant in the fixture gets 401, and so does the real PING once it is
+/// more than 5 minutes old.
+#[test]
+fn the_real_signed_ping_verifies_and_every_invalid_vector_gets_401() {
+    const REAL_KEY: &str = "c5568d0facd66bddee281dcb9c8ac02e169c5c20741b215b2539a96bb183c5d6";
+    const SIGNED_AT: i64 = 1_657_322_078;
+    let w = super::world_keyed("http", "", REAL_KEY, Some(SIGNED_AT + 10), |_| {});
+    let send_vector = |v: &Value| {
+        let mut headers = Vec::new();
+        for (name, field) in [
+            ("x-signature-ed25519", "signature"),
+            ("x-signature-timestamp", "timestamp"),
+        ] {
+            let value = v[field].as_str().expect("a string");
+            if !value.is_empty() {
+                headers.push((name, value));
+            }
+        }
+        send(&w, &headers, v["body"].as_str().expect("a body"))
+    };
+    let ours: Vec<Value> = vectors()
+        .into_iter()
+        .filter(|v| v["public_key"] == REAL_KEY)
+        .collect();
+    assert!(ours.len() >= 8, "the fixture's vectors for the real key");
+    for vector in &ours {
+        let (status, answer) = send_vector(vector);
+        if vector["expected_valid"] == true {
+            assert_eq!(status, 200, "{}: {answer}", vector["id"]);
+            assert_eq!(
+                serde_json::from_str::<Value>(&answer).expect("json"),
+                json!({ "type": 1 })
+            );
+        } else {
+            assert_eq!(status, 401, "{}: {answer}", vector["id"]);
+        }
+    }
+    w.daemon
+        .clock
+        .advance(std::time::Duration::from_secs(5 * 60));
+    let real = ours
+        .iter()
+        .find(|v| v["expected_valid"] == true)
+        .expect("the real PING");
+    let (status, _) = send_vector(real);
+    assert_eq!(status, 401, "more than 5 minutes old");
+    assert!(w.discord.calls_to("POST /channels/*/messages").is_empty());
+}
