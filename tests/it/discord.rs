@@ -52,7 +52,8 @@ api_url = "{api}"
 }
 
 /// Images v1..v3 pushed, a fake Discord (CAROL added as an approver), a daemon with Discord in
-/// `mode` and `extra` config.
+/// `mode` and `extra` config. The approvers are the members of the APPROVERS role unless
+/// `extra` has its own `[approvals]`.
 pub(crate) fn world(mode: &str, extra: &str) -> World {
     world_with(mode, extra, |_| {})
 }
@@ -95,14 +96,18 @@ path = "{db}"
 [server]
 listen = "127.0.0.1:0"
 
-[approvals]
-approvers = ["group:{APPROVERS}"]
+{approvals}
 {section}
 {extra}
 "#,
         host = ci.registry.host,
         db = db.display(),
         section = discord_section(&discord, home, mode, public_key),
+        approvals = if extra.contains("[approvals]") {
+            String::new()
+        } else {
+            format!("[approvals]\napprovers = [\"group:{APPROVERS}\"]\n")
+        },
     );
     let daemon = match clock {
         Some(seconds) => {
@@ -346,3 +351,4 @@ impl World {
 
 mod flow;
 mod http;
+mod together;

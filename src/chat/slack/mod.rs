@@ -157,6 +157,8 @@ impl Slack {
                     .flat_map(|e| e.approvers.iter().flatten()),
             )
             .filter_map(|a| match a {
+                // All digits: a Discord role id (Slack's user group ids start with `S`).
+                Approver::Group(group) if group.bytes().all(|b| b.is_ascii_digit()) => None,
                 Approver::Group(group) => Some(group.clone()),
                 Approver::User(_) => None,
             })

@@ -1,3 +1,5 @@
+//! Tests of the Discord markdown renderer: escaping, mentions, links, the 2000-character cut.
+
 use proptest::prelude::*;
 
 use super::*;
