@@ -3,6 +3,11 @@
 //! READY then GUILD_CREATE per guild (intent GUILDS); heartbeats answered with op 11; RESUME
 //! replays what the session missed and sends RESUMED, or op 9 for an unknown session; other
 //! frames before IDENTIFY close with 4003, unknown opcodes with 4001, undecodable ones 4002.
+//! Also FakeDiscord's Gateway controls: dispatching on the newest session, the heartbeat
+//! interval, privileged intents, waiting for a live session, what was received and sent,
+//! closing the connections and op 7 RECONNECT.
+
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
@@ -12,8 +17,8 @@ use serenity::all::GatewayIntents;
 use tokio::sync::mpsc;
 
 use super::{
-    guild_create, hello, ready, snowflake, timestamp, Connection, Control, FakeState, Identify,
-    Session, Shared, BOT_ID, TOKEN,
+    dispatch, guild_create, hello, ready, snowflake, timestamp, Connection, Control, FakeDiscord,
+    FakeState, Identify, Session, Shared, BOT_ID, TOKEN,
 };
 
 /// GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT.
@@ -248,5 +253,112 @@ impl FakeState {
         self.dispatched.push(resumed.clone());
         frames.push(resumed);
         Outcome::Send(frames)
+    }
+
+    /// The newest session with an open connection.
+    fn live_session(&self) -> Option<String> {
+        self.sessions
+            .iter()
+            .rev()
+            .find(|s| s.connection.is_some())
+            .map(|s| s.id.clone())
+    }
+
+    /// Numbers and records a dispatch on a session; sends it if the session has a connection.
+    fn send_dispatch(&mut self, session: usize, event: &str, data: Value) {
+        let session = &mut self.sessions[session];
+        session.seq += 1;
+        let frame = dispatch(event, session.seq, data);
+        session.backlog.push(frame.clone());
+        if let Some(connection) = session.connection {
+            if let Some(c) = self.connections.iter().find(|c| c.id == connection) {
+                let _ = c.control.send(Control::Frame(frame.clone()));
+            }
+        }
+        self.dispatched.push(frame);
+    }
+}
+
+impl FakeDiscord {
+    /// Sends a dispatch on the newest session (waiting for one) unless the session's intents
+    /// lack `intent` (0: always sent); false when it was filtered out.
+    pub(super) fn dispatch(&self, event: &str, data: Value, intent: u64) -> bool {
+        self.wait_until("the bot identified on the Gateway", |fake| {
+            !fake.lock().sessions.is_empty()
+        });
+        let mut state = self.lock();
+        let index = state.sessions.len() - 1;
+        if intent != 0 && state.sessions[index].intents & intent == 0 {
+            return false;
+        }
+        state.send_dispatch(index, event, data);
+        true
+    }
+
+    /// HELLO's `heartbeat_interval` for new connections.
+    pub fn set_heartbeat_interval(&self, interval: Duration) {
+        self.lock().heartbeat_interval = interval;
+    }
+
+    /// Privileged intents (GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT) switched on in the
+    /// developer portal; others in IDENTIFY close the connection with 4014.
+    pub fn allow_privileged_intents(&self, intents: u64) {
+        self.lock().privileged_intents = intents;
+    }
+
+    /// Waits (20 s) until a session is live (READY sent on an open connection); its IDENTIFY.
+    pub fn wait_connected(&self) -> Identify {
+        self.wait_until("the bot is connected to the Gateway", |fake| {
+            fake.lock().live_session().is_some()
+        });
+        let state = self.lock();
+        let session = state.live_session().expect("a live session");
+        state
+            .identifies
+            .iter()
+            .find(|i| i.session_id == session)
+            .cloned()
+            .expect("the session's IDENTIFY")
+    }
+
+    pub fn identifies(&self) -> Vec<Identify> {
+        self.lock().identifies.clone()
+    }
+
+    /// Sessions resumed (RESUME accepted).
+    pub fn resumes(&self) -> u64 {
+        self.lock().resumes
+    }
+
+    /// Heartbeats received (each answered with op 11).
+    pub fn heartbeats(&self) -> u64 {
+        self.lock().heartbeats
+    }
+
+    pub fn connections_opened(&self) -> u64 {
+        self.lock().connections_opened
+    }
+
+    /// Every dispatch frame sent (`{"op":0,"t","s","d"}`), replays included.
+    pub fn dispatched(&self) -> Vec<Value> {
+        self.lock().dispatched.clone()
+    }
+
+    /// Closes every Gateway connection with `code` (e.g. 4000: the bot should resume).
+    pub fn close_gateway(&self, code: u16) {
+        for connection in &self.lock().connections {
+            let _ = connection
+                .control
+                .send(Control::Close(code, "closed by the fake"));
+        }
+    }
+
+    /// Sends op 7 RECONNECT on every connection.
+    pub fn request_reconnect(&self) {
+        for connection in &self.lock().connections {
+            let _ = connection.control.send(Control::Frame(
+                json!({ "op": 7, "d": null, "s": null, "t": null }),
+            ));
+        }
     }
 }
