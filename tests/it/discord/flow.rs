@@ -303,3 +303,28 @@ fn a_missing_channel_permission_is_named_on_readyz() {
     };
     assert!(body.contains(&CHANNEL.to_string()), "{body}");
 }
+
+#[test]
+fn an_interaction_discord_no_longer_knows_is_counted_and_changes_nothing() {
+    let w = world("gateway", "");
+    w.wait_ready();
+    // Past Discord's 3 seconds the callback gets 404 10062 Unknown Interaction.
+    w.discord.set_ack_deadline(Duration::ZERO);
+    let late = w.command(ALICE, "request", &[("image", "app"), ("reason", "late")]);
+    let id = id_of(&late["id"]);
+    w.discord.wait_until("the refused callback", |d| {
+        d.callbacks(id).iter().any(|c| c.status == 404)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = w.daemon.get("/metrics");
+        if metrics.contains("rollbot_chat_api_errors_total{platform=\"discord\",code=\"10062\"} 1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not counted: {metrics}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(w.discord.messages(CHANNEL).is_empty(), "no plan was posted");
+}

@@ -186,7 +186,7 @@ fn a_rollback_runs_end_to_end_through_the_endpoint() {
     let (status, defer) = deliver(&w, &request);
     assert_eq!(status, 200, "{defer}");
     assert_eq!(defer, json!({ "type": 5, "data": { "flags": 64 } }));
-    // TODO-RESPONDED w.discord.responded(&request, &defer);
+    w.discord.responded(&request, &defer);
     w.answer(&request, "the request", "rb-1");
     let plan = w.plan();
     // HTTP mode gets no reactions: none are seeded.
@@ -200,7 +200,7 @@ fn a_rollback_runs_end_to_end_through_the_endpoint() {
     let click = w.discord.click(CAROL, plan, "approve:rb-1");
     let (status, ack) = deliver(&w, &click);
     assert_eq!((status, &ack), (200, &json!({ "type": 6 })));
-    // TODO-RESPONDED w.discord.responded(&click, &ack);
+    w.discord.responded(&click, &ack);
     w.followup(&click, "rb-1 approved; rolling back now.");
     w.wait_rolled_back(plan);
     assert_eq!(id_of(&click["channel_id"]), CHANNEL);

@@ -121,6 +121,17 @@ impl FakeDiscord {
         )
     }
 
+    /// HTTP mode: Discord read `response` as the endpoint's answer to `interaction` (it takes
+    /// the place of the callback call, with the same checks: the 3 s, one answer, the types
+    /// allowed). Panics with Discord's error when Discord would have refused it.
+    pub fn responded(&self, interaction: &Value, response: &Value) {
+        let id = interaction["id"].as_str().expect("an interaction id");
+        let token = interaction["token"].as_str().expect("an interaction token");
+        if let Err(refused) = self.lock().callback(id, token, response) {
+            panic!("Discord would refuse this response: {refused:?}");
+        }
+    }
+
     /// The fake knows an interaction (its id and token) from now on, e.g. one a test POSTs to
     /// an interactions endpoint itself. Knowing it again changes nothing.
     pub fn register_interaction(&self, interaction: &Value) {

@@ -46,7 +46,12 @@ impl FakeState {
         id
     }
 
-    pub(super) fn callback(&mut self, id: &str, token: &str, body: &Value) -> Result<Reply> {
+    pub(in crate::support::discord) fn callback(
+        &mut self,
+        id: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<Reply> {
         let id: u64 = id.parse().map_err(|_| unknown_interaction())?;
         let deadline = self.ack_deadline;
         let known = self
