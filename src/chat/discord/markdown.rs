@@ -315,14 +315,14 @@ impl Pieces {
     }
 }
 
-/// `text`'s spans as they are written: empty words left out, and neighbouring bold (or code)
+/// `text`'s spans as they are written: empty words (and empty links, which show nothing) left out, and neighbouring bold (or code)
 /// spans joined into one, because Discord reads `**a****b**` and `` `a``b` `` as other markup.
 fn spans_to_write(text: &Text) -> Vec<Span> {
     let mut out: Vec<Span> = Vec::new();
     for span in text.spans() {
         match (out.last_mut(), span) {
-            (_, Span::Plain(words) | Span::Bold(words) | Span::Code(words)) if words.is_empty() => {
-            }
+            (_, Span::Plain(words) | Span::Bold(words) | Span::Code(words) | Span::Link(words))
+                if words.is_empty() => {}
             (Some(Span::Bold(last)), Span::Bold(words))
             | (Some(Span::Code(last)), Span::Code(words)) => last.push_str(words),
             (_, span) => out.push(span.clone()),

@@ -229,6 +229,8 @@ fn only_rollbots_spans_become_markup() {
             "**abc**".into(),
         ),
         (Text::new().code("a").code("b"), "`ab`".into()),
+        // An empty link shows nothing, so the code spans around it are one (found by proptest).
+        (Text::new().code("a").link("").code("b"), "`ab`".into()),
         (Text::new().bold("").code("").plain("x"), "x".into()),
         (
             Text::new().code("a`b``c").plain(" ").code("x\ny\\").plain(" ").code("@here"),
