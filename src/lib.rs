@@ -23,7 +23,8 @@
 //! its `rollback` span (`engine::rollback_span`: `rollback_id`, `image`).
 //! - [`cli`]: clap definitions (`rollback`, `verify`, `manifest`, `history`, `hold`, `gate`) and
 //!   the glue from arguments to the pipeline (`cli/rollback.rs`: alias resolution, target
-//!   selection, the confirmation prompt) and to the artifacts (`cli/artifacts.rs`).
+//!   selection, the confirmation prompt) and to the artifacts (`cli/artifacts.rs`);
+//!   `cli/announce.rs` announces a command-line rollback through [`notify::now`].
 //!   `cli::exit_code` is the one place outcomes become exit codes.
 //! - [`config`]: layered config (`config/default.toml` compiled in → `--config FILE` →
 //!   `ROLLBOT__SECTION__KEY`, [`config::Layers`]) and its reader: each section is read with
@@ -79,7 +80,8 @@
 //!   persisted outbox with retries and backoff, delivered in one lane per service
 //!   (`notify/delivery.rs`, one failure mapper for both services); the services' startup
 //!   checks run in the background and answer fatal or transient (`notify/failure.rs`);
-//!   `notify/http.rs` is what both services' HTTP clients share.
+//!   `notify/http.rs` is what both services' HTTP clients share; [`notify::now`] announces at
+//!   once, without the outbox, for the command line.
 //!   [`notify::templates`] are the minijinja communication templates (`config/templates/`),
 //!   checked at startup; [`notify::markup`] makes untrusted values safe for each output
 //!   before they reach a template.

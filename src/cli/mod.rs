@@ -2,6 +2,7 @@
 //! exit codes. The glue for each command is in `rollback.rs` (rollback, verify) and
 //! `artifacts.rs` (manifest, history, hold, gate).
 
+mod announce;
 mod artifacts;
 mod rollback;
 
@@ -132,6 +133,12 @@ pub struct RollbackArgs {
     /// Print one JSON report on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Do not announce the rollback. By default, when [github] or [dockerhub] is configured, a
+    /// rollback that changed the registry is announced like the daemon's (GitHub Discussion,
+    /// Docker Hub banner); a failure to announce is a warning and does not change the exit code.
+    #[arg(long)]
+    pub no_announce: bool,
 }
 
 #[derive(Debug, Args)]
@@ -370,7 +377,7 @@ pub async fn run(cli: Cli, all: &ServeSettings) -> u8 {
     let insecure = cli.insecure;
     let settings = &all.core;
     match cli.command {
-        Command::Rollback(args) => rollback::rollback(args, settings, insecure).await,
+        Command::Rollback(args) => rollback::rollback(args, all, insecure).await,
         Command::Verify(args) => rollback::verify(args, settings, insecure).await,
         Command::Manifest(ManifestCommand::Generate(args)) => {
             artifacts::generate(args, settings, insecure).await

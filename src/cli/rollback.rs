@@ -4,8 +4,9 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::time::Instant;
 
-use super::{exit_code, resolve, RollbackArgs, Target, VerifyArgs};
+use super::{announce, exit_code, resolve, RollbackArgs, Target, VerifyArgs};
 use crate::config::Settings;
+use crate::daemon::ServeSettings;
 use crate::domain::model::{Reference, Tag};
 use crate::manifest;
 use crate::pipeline::{
@@ -14,7 +15,8 @@ use crate::pipeline::{
 use crate::registry::RegistryError;
 use crate::report;
 
-pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: bool) -> u8 {
+pub(super) async fn rollback(args: RollbackArgs, all: &ServeSettings, insecure: bool) -> u8 {
+    let settings = &all.core;
     let started = Instant::now();
     let json = args.json;
     let target = match resolve(settings, &args.image, &args.tags, insecure, json) {
@@ -41,6 +43,11 @@ pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: 
         expect_from,
         target_source,
         prefetched,
+    };
+    let alias = if settings.images.contains_key(&args.image) {
+        args.image.clone()
+    } else {
+        request.image.repository.to_string()
     };
     let hold = (!args.no_hold).then(|| HoldOptions {
         reason: args
@@ -110,7 +117,17 @@ pub(super) async fn rollback(args: RollbackArgs, settings: &Settings, insecure: 
         &mut print_progress,
     )
     .await;
-    finish(&report, json)
+    let code = finish(&report, json);
+    if !args.no_announce {
+        let who = announce::Who {
+            alias: &alias,
+            by: manifest::actor(args.by.as_deref()),
+            reason: args.reason.clone(),
+            entry,
+        };
+        announce::announce(all, &report, who).await;
+    }
+    code
 }
 
 /// Target, the live digests it was chosen from, how, and its manifest if already read.

@@ -28,6 +28,7 @@ pub mod failure;
 pub mod github;
 mod http;
 pub mod markup;
+pub mod now;
 pub mod templates;
 
 pub use self::http::ClientError;

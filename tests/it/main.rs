@@ -1,6 +1,7 @@
 //! The one integration test binary. Every test starts its own real registry (Debian's
 //! `docker-registry`) on 127.0.0.1 and pushes its own images; see `support/`.
 
+mod break_glass;
 mod browser;
 mod config;
 mod daemon;

@@ -13,7 +13,6 @@ use sha2::{Digest as _, Sha256};
 
 use super::failure::{ServiceError, StartupError};
 use super::http::{self, ClientError};
-use crate::domain::rollback::RollbackId;
 use crate::error_chain;
 
 pub mod config;
@@ -139,7 +138,7 @@ pub fn banner_rollback(description: &str) -> Option<String> {
 /// cut).
 pub fn with_banner(
     description: &str,
-    rollback: RollbackId,
+    rollback: impl std::fmt::Display,
     long: &str,
     short: &str,
 ) -> Result<String, String> {
@@ -414,6 +413,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::rollback::RollbackId;
     use crate::notify::markup::tests::untrusted;
     use crate::notify::templates::{Context, TemplateName, Templates};
     use proptest::prelude::*;
