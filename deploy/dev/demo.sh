@@ -16,8 +16,8 @@ CHECK=false
 
 ensure_packages docker-registry curl
 
-step "build rollbot"
-cargo build --release --locked --quiet
+step "build rollbot (the first build compiles every dependency: several minutes on 2 cores)"
+cargo build --release --locked
 ROLLBOT=$PWD/target/release/rollbot
 
 WORK=$(mktemp -d)
