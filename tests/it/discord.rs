@@ -351,4 +351,5 @@ impl World {
 
 mod flow;
 mod http;
+mod review;
 mod together;

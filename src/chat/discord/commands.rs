@@ -181,13 +181,33 @@ pub fn text_of(data: &CommandData) -> Result<String, String> {
 /// and audited like any command).
 pub fn interpret(data: &CommandData) -> Result<Command, (String, Option<String>)> {
     let text = text_of(data).map_err(|why| (format!("{why}\n{}", command::USAGE), Some(why)))?;
+    let usage = |why: String| (format!("{why}\n{}", command::USAGE), Some(why));
+    let subcommand = data.options().first().map(|o| o.name).unwrap_or_default();
     match command::parse(&text) {
+        // The text is rebuilt from the options, so a value can read as another verb (a
+        // request for an image named `approve`): only the subcommand's own verb runs.
+        Ok(command) if verb(&command) != subcommand => Err(usage(format!(
+            "'{}' cannot be an image: it is a /rollback subcommand",
+            text.split_whitespace().next().unwrap_or_default()
+        ))),
         Ok(Command::Help) => Err((command::USAGE.to_owned(), None)),
         Ok(command) => Ok(command),
-        Err(error) => Err((
-            format!("{error}\n{}", command::USAGE),
-            Some(error.to_string()),
-        )),
+        Err(error) => Err(usage(error.to_string())),
+    }
+}
+
+/// The subcommand that reads back as `command`.
+fn verb(command: &Command) -> &'static str {
+    match command {
+        Command::Request { .. } => "request",
+        Command::Approve { .. } => "approve",
+        Command::Reject { .. } => "reject",
+        Command::Cancel { .. } => "cancel",
+        Command::Status { .. } => "status",
+        Command::History { .. } => "history",
+        Command::Release { .. } => "release",
+        Command::Help => "help",
+        Command::VoteOnMessage { .. } => "",
     }
 }
 
@@ -329,6 +349,23 @@ mod tests {
             reply.starts_with("'frobnicate' is not a /rollback subcommand"),
             "{reply}"
         );
+    }
+
+    #[test]
+    fn a_subcommand_runs_only_its_own_verb_whatever_its_values_say() {
+        // `request` puts the image first, where the grammar looks for a verb: an image named
+        // like a verb (or `/rollback`) must not turn a request into an approval, a release…
+        for options in [
+            &[("image", "approve"), ("reason", "rb-1")][..],
+            &[("image", "CANCEL"), ("reason", "rb-1")][..],
+            &[("image", "release"), ("reason", "web")][..],
+            &[("image", "/rollback"), ("reason", "approve rb-1")][..],
+            &[("image", "help")][..],
+        ] {
+            let (_, malformed) = interpret(&data("request", options))
+                .expect_err("a request whose image is a verb is no request");
+            assert!(malformed.is_some(), "{options:?}: counted as a usage error");
+        }
     }
 
     #[test]

@@ -30,6 +30,9 @@ struct Handler {
 impl EventHandler for Handler {
     async fn ready(&self, _: Context, ready: Ready) {
         tracing::info!(bot = %ready.user.name, guilds = ready.guilds.len(), "Discord Gateway connected.");
+        // The bot's own reactions (it seeds ✅ and ❌ on every plan) come back as events: they
+        // must be known as its own even when `GET /users/@me` failed at start.
+        let _ = self.discord.bot_user.set(ready.user.id.get());
         self.discord.gateway_connected();
     }
 

@@ -301,7 +301,9 @@ impl Discord {
         let Some(user) = reaction.user_id else {
             return;
         };
-        if self.bot_user.get() == Some(&user.get()) {
+        // Fail closed: without the bot's own id, its seeded reactions could not be told from
+        // votes (READY sets it before any reaction arrives).
+        if self.bot_user.get().is_none_or(|bot| *bot == user.get()) {
             return;
         }
         let guild = reaction.guild_id.map(|g| g.get());
@@ -324,8 +326,17 @@ impl Discord {
             tracing::warn!("A reaction came without its member; ignored.");
             return;
         };
-        let mut actor = actor(Some(member), &member.user);
-        actor.id = user.get().to_string();
+        // The roles judged must be the reacting user's, and a bot is never a person's vote.
+        if member.user.id != user || member.user.bot {
+            tracing::warn!(
+                user = user.get(),
+                member = member.user.id.get(),
+                bot = member.user.bot,
+                "A reaction by a bot, or with another user's member, ignored."
+            );
+            return;
+        }
+        let actor = actor(Some(member), &member.user);
         let channel = reaction.channel_id.get().to_string();
         let message = reaction.message_id.get().to_string();
         let inbound = Inbound {

@@ -62,7 +62,11 @@ fn ping() -> Value {
 
 #[test]
 fn ping_is_answered_pong_and_every_unverifiable_request_gets_401_and_does_nothing() {
-    let w = world("http", "");
+    // The daemon's clock stands still at `start`: timestamps are judged against it, so the
+    // stale one is exactly 301 s old however long the test takes (with the wall clock it
+    // became ≤ 300 s old, and valid, once a second had passed since the daemon started).
+    let start = now();
+    let w = super::world_keyed("http", "", &public_key_hex(), Some(start), |_| {});
     let (status, pong) = deliver(&w, &ping());
     assert_eq!((status, pong), (200, json!({ "type": 1 })));
 
@@ -74,9 +78,9 @@ fn ping_is_answered_pong_and_every_unverifiable_request_gets_401_and_does_nothin
         &[("image", "app"), ("reason", "v3 is broken")],
     );
     let body = command.to_string();
-    let ts = now().to_string();
+    let ts = start.to_string();
     let good = sign(&ts, &body);
-    let stale_ts = (now() - 301).to_string();
+    let stale_ts = (start - 301).to_string();
     let stale = sign(&stale_ts, &body);
     let mut flipped = good.clone().into_bytes();
     flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
