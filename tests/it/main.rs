@@ -19,3 +19,4 @@ mod slack_socket;
 mod store;
 mod support;
 mod tidy;
+mod workflows;
