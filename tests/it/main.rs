@@ -20,3 +20,4 @@ mod slack_socket;
 mod store;
 mod support;
 mod tidy;
+mod workflows;

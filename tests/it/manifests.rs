@@ -5,7 +5,7 @@
 use crate::support::images::{Kind, Pushed, Seeder};
 use crate::support::proxy::{Proxy, Rule};
 use crate::support::registry::{free_port, TestRegistry};
-use crate::support::{block_on, Cli};
+use crate::support::{block_on, workflows, Cli};
 
 const REPO: &str = "acme/app";
 
@@ -633,20 +633,7 @@ fn the_gate_fails_closed_when_the_registry_cannot_answer() {
 #[test]
 fn the_example_workflow_uses_real_rollbot_commands_in_the_documented_order() {
     let workflow = include_str!("../../deploy/github-actions/publish-with-rollback-manifest.yml");
-    let mut commands = Vec::new();
-    let mut current = String::new();
-    for line in workflow.lines() {
-        let line = line.trim();
-        let line = line.strip_prefix("run: ").unwrap_or(line);
-        if current.is_empty() && !line.starts_with("rollbot ") {
-            continue;
-        }
-        current.push_str(line.trim_end_matches('\\'));
-        current.push(' ');
-        if !line.ends_with('\\') {
-            commands.push(std::mem::take(&mut current));
-        }
-    }
+    let commands = workflows::rollbot_commands(workflow);
     let subcommands: Vec<String> = commands
         .iter()
         .map(|c| c.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -661,21 +648,6 @@ fn the_example_workflow_uses_real_rollbot_commands_in_the_documented_order() {
         ]
     );
     for command in &commands {
-        let concrete = command
-            .replace("\"$IMAGE\"", "ghcr.io/acme/app")
-            .replace("\"$DIGEST\"", &format!("sha256:{}", "a".repeat(64)))
-            .replace("\"latest,$VERSION\"", "latest,v1.2.3")
-            .replace(
-                "\"$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID\"",
-                "https://github.com/acme/app/actions/runs/1",
-            )
-            .replace(
-                "\"$GITHUB_SHA\"",
-                "0123456789abcdef0123456789abcdef01234567",
-            );
-        let words: Vec<&str> = concrete.split_whitespace().collect();
-        if let Err(error) = <rollbot::cli::Cli as clap::Parser>::try_parse_from(&words) {
-            panic!("{command} is not a valid rollbot command: {error}");
-        }
+        workflows::assert_parses(command, workflows::CI_VARS);
     }
 }

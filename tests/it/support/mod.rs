@@ -12,6 +12,7 @@ pub mod registry;
 pub mod services;
 pub mod slack;
 pub mod slack_payloads;
+pub mod workflows;
 
 use std::future::Future;
 use std::path::PathBuf;
