@@ -12,6 +12,7 @@ mod notify_startup;
 mod pipeline;
 mod render;
 mod rollback;
+mod runbook;
 mod script;
 mod serve;
 mod slack;
