@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared shell helpers for the dev scripts and benchmarks: install what is missing, run a
 # throwaway CNCF distribution registry on 127.0.0.1, and push multi-arch demo images with curl.
 # Source it; do not run it.
@@ -58,8 +59,8 @@ EOF
     /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
     REGISTRY_PID=$!
     REGISTRY=127.0.0.1:$port
-    local i
-    for i in $(seq 1 200); do
+    local _
+    for _ in $(seq 1 200); do
         curl -fsS -o /dev/null "http://$REGISTRY/v2/" 2>/dev/null && return 0
         sleep 0.05
     done

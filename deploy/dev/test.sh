@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs rollbot's tests. The integration tests start Debian's docker-registry on 127.0.0.1 and
-# drive the console page in Debian's headless Chromium; those are installed first when missing.
+# Runs rollbot's tests. The integration tests start Debian's docker-registry on 127.0.0.1, drive
+# the console page in Debian's headless Chromium, and run the runbook's blocks and the rollback
+# script with Debian's skopeo; those are installed first when missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . deploy/dev/lib.sh
-ensure_packages docker-registry chromium chromium-driver
+ensure_packages docker-registry chromium chromium-driver skopeo
 cargo test --locked "$@"

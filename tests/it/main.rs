@@ -13,6 +13,8 @@ mod notify_startup;
 mod pipeline;
 mod render;
 mod rollback;
+mod runbook;
+mod script;
 mod serve;
 mod slack;
 mod slack_escaping;
