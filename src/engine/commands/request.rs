@@ -1,5 +1,7 @@
-//! `/rollback IMAGE[@DIGEST|:TAG] [reason]`: the allowlist, one rollback per image, a rule that
-//! someone could satisfy, then planning in a task; the plan becomes a record waiting for approval.
+//! `/rollback IMAGE[@DIGEST|:TAG] [reason]` and `/rollback drill IMAGE [reason]`: the allowlist,
+//! one rollback (and, apart from it, one drill) per image, a rule that someone could satisfy, then
+//! planning in a task; the plan becomes a record waiting for approval. A drill is planned on the
+//! production image exactly like the rollback it rehearses (only reading it).
 
 use super::super::*;
 
@@ -37,38 +39,60 @@ impl Engine {
         name: ImageName,
         target: Option<Reference>,
         reason: Option<String>,
+        drill: bool,
         reply: oneshot::Sender<Answer>,
     ) -> Option<(oneshot::Sender<Answer>, Answer)> {
+        let command = if drill { "drill" } else { "request" };
         let refusal = match self.allowlisted(&name) {
             Err(message) => Err(message),
             Ok(entry) => {
                 let rule = self.settings.approval_rule(entry);
-                match (
-                    self.active.values().find(|r| r.image == entry.image),
-                    rule.unapprovable(Some(&actor)),
-                ) {
+                // A drill and a rollback of one image do not hold each other up.
+                let active = self
+                    .active
+                    .values()
+                    .find(|r| r.image == entry.image && r.drill == drill);
+                let scratch = match drill {
+                    true => self.settings.drill_image(&entry.image, Some(entry)).err(),
+                    false => None,
+                };
+                match (active, rule.unapprovable(Some(&actor))) {
+                    (Some(active), _) if drill => Err(Refusal::DrillInProgress {
+                        alias: entry.alias.clone(),
+                        id: active.id,
+                        state: active.state,
+                    }),
                     (Some(active), _) => Err(Refusal::InProgress {
                         alias: entry.alias.clone(),
                         id: active.id,
                         state: active.state,
                         requester: active.requester.name.clone(),
                     }),
-                    _ if self.planning.contains(&entry.image) => Err(Refusal::BeingPlanned {
-                        alias: entry.alias.clone(),
-                    }),
+                    _ if self.planning.contains(&(entry.image.clone(), drill)) => {
+                        Err(Refusal::BeingPlanned {
+                            alias: entry.alias.clone(),
+                            what: command,
+                        })
+                    }
                     (None, Some(why)) => Err(Refusal::Unapprovable {
                         alias: entry.alias.clone(),
                         why,
                     }),
-                    (None, None) => self.with_registry(entry.clone()),
+                    (None, None) => match scratch {
+                        Some(error) => Err(Refusal::CannotDrill {
+                            alias: entry.alias.clone(),
+                            error,
+                        }),
+                        None => self.with_registry(entry.clone()),
+                    },
                 }
             }
         };
         let (entry, registry) = match refusal {
             Ok(found) => found,
-            Err(why) => return Some((reply, self.refuse(&actor, None, "request", why).await)),
+            Err(why) => return Some((reply, self.refuse(&actor, None, command, why).await)),
         };
-        self.planning.insert(entry.image.clone());
+        self.planning.insert((entry.image.clone(), drill));
         let tags = self.settings.floating_tags(Some(&entry), &[]);
         let request = PendingRequest {
             actor,
@@ -80,6 +104,7 @@ impl Engine {
                 || "the previous good build".to_owned(),
                 Reference::to_string,
             ),
+            drill,
         };
         let internal = self.internal_tx.clone();
         self.tasks.spawn(async move {
@@ -104,17 +129,23 @@ impl Engine {
         let planned = match result {
             Ok(planned) => planned,
             Err(error) => {
+                let mut detail =
+                    json!({ "image": request.image.to_string(), "why": error.to_string() });
+                if request.drill {
+                    detail["drill"] = json!(true);
+                }
                 self.audit(AuditEntry::new(
                     now,
                     None,
                     Some(&request.actor),
                     "request_refused",
-                    json!({ "image": request.image.to_string(), "why": error.to_string() }),
+                    detail,
                 ))
                 .await;
-                return Refusal::CannotPlan {
-                    alias: request.alias,
-                    error: error.to_string(),
+                let (alias, error) = (request.alias, error.to_string());
+                return match request.drill {
+                    true => Refusal::CannotDrill { alias, error },
+                    false => Refusal::CannotPlan { alias, error },
                 }
                 .into();
             }
@@ -156,24 +187,24 @@ impl Engine {
             tags_now: Vec::new(),
             error: None,
             status_ref: None,
+            drill: request.drill,
         };
-        let audit = AuditEntry::new(
-            now,
-            None,
-            Some(&request.actor),
-            "requested",
-            json!({
-                "image": request.image.to_string(),
-                "target": plan.target.digest.to_string(),
-                "tags": plan.tags,
-                "reason": request.reason,
-            }),
-        );
+        let mut detail = json!({
+            "image": request.image.to_string(),
+            "target": plan.target.digest.to_string(),
+            "tags": plan.tags,
+            "reason": request.reason,
+        });
+        if request.drill {
+            detail["drill"] = json!(true);
+        }
+        let audit = AuditEntry::new(now, None, Some(&request.actor), "requested", detail);
         match self.store.create(&mut record, audit).await {
             Ok(()) => {}
-            Err(StoreError::ActiveExists { image }) => {
-                let why = Refusal::InProgressStored { image };
-                return self.refuse(&request.actor, None, "request", why).await;
+            Err(StoreError::ActiveExists { image, drill }) => {
+                let why = Refusal::InProgressStored { image, drill };
+                let command = if drill { "drill" } else { "request" };
+                return self.refuse(&request.actor, None, command, why).await;
             }
             Err(error) => {
                 return Refusal::NotSaved {
@@ -183,7 +214,7 @@ impl Engine {
                 .into()
             }
         }
-        tracing::info!(rollback_id = %record.id, image = %record.image, target = %record.target.digest, requester = %record.requester.id, "Rollback requested.");
+        tracing::info!(rollback_id = %record.id, image = %record.image, target = %record.target.digest, requester = %record.requester.id, drill = record.drill, "Rollback requested.");
         self.active.insert(record.id, record.clone());
         self.update_gauges();
         let answer = Answer::Requested {
@@ -194,6 +225,7 @@ impl Engine {
             required: rule.required,
             approvers: rule.approvers,
             expires_at: record.expires_at,
+            drill: record.drill,
         };
         self.emit(Event {
             kind: EventKind::Requested,
@@ -315,7 +347,7 @@ mod tests {
             assert!(h
                 .engine
                 .planning
-                .contains(&h.engine.settings.images["app"].image));
+                .contains(&(h.engine.settings.images["app"].image.clone(), false)));
             assert!(h.refusals().await.is_empty());
         }
     }
@@ -362,6 +394,7 @@ mod tests {
 
         let refusal = Refusal::BeingPlanned {
             alias: "app".to_owned(),
+            what: "request",
         };
         assert_eq!(answer, refusal.clone().into());
         assert_eq!(
@@ -485,6 +518,7 @@ mod tests {
                     .map(|a| Approver::parse(a).expect("approver"))
                     .to_vec(),
                 expires_at: START.plus(EXPIRY),
+                drill: false,
             }
         );
         let stored = h.stored(id).await;
@@ -576,6 +610,7 @@ mod tests {
 
         let refusal = Refusal::InProgressStored {
             image: image.to_string(),
+            drill: false,
         };
         assert_eq!(answer, refusal.clone().into());
         assert_eq!(
