@@ -408,6 +408,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_drill_and_a_rollback_of_one_image_do_not_hold_each_other_up() {
+        let mut h = Harness::new().await;
+        // Being planned: each holds the image for its own kind only.
+        assert!(h.drill(&actor("alice"), "app").await.is_later());
+        assert!(h.request(&actor("bob"), "app").await.is_later());
+        let answer = h.drill(&actor("carol"), "app").await.now();
+        let refusal = Refusal::BeingPlanned {
+            alias: "app".to_owned(),
+            what: "drill",
+        };
+        assert_eq!(answer, refusal.clone().into());
+        assert_eq!(
+            refusal.to_string(),
+            "app already has a drill being planned; one at a time"
+        );
+        assert_eq!(
+            h.refusals().await,
+            [("drill".to_owned(), refusal.to_string())]
+        );
+
+        // Planned: the drill is a record with the flag, stored beside a real rollback.
+        let mut h = Harness::new().await;
+        let image = h.engine.settings.images["app"].image.clone();
+        let rollback = h.requested("app", &actor("bob")).await.id;
+        let mut request = pending("app", &image, &actor("alice"));
+        request.drill = true;
+        let answer = h.engine.planned(request, Ok(planned(&image, false))).await;
+        let Answer::Requested {
+            id, drill: true, ..
+        } = answer
+        else {
+            panic!("expected a drill request, got {answer:?}");
+        };
+        assert_ne!(id, rollback);
+        assert!(h.stored(id).await.drill && !h.stored(rollback).await.drill);
+        let requested = h.audited("requested").await;
+        assert_eq!(requested[1].detail["drill"], true);
+        assert_eq!(requested[0].detail.get("drill"), None);
+        assert_eq!(h.event_kinds(), [EventKind::Requested]);
+
+        // A second drill is refused while one is active; a second rollback as before.
+        let answer = h.drill(&actor("carol"), "app").await.now();
+        assert_eq!(
+            answer,
+            Refusal::DrillInProgress {
+                alias: "app".to_owned(),
+                id,
+                state: State::Requested,
+            }
+            .into()
+        );
+        let answer = h.request(&actor("carol"), "app").await.now();
+        assert!(
+            matches!(answer, Answer::Refused(Refusal::InProgress { id, .. }) if id == rollback),
+            "{answer:?}"
+        );
+        assert!(h.engine.planning.is_empty());
+    }
+
+    #[tokio::test]
     async fn a_request_nobody_could_approve_is_refused() {
         // (image, requester, why)
         let cases = [
