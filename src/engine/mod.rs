@@ -657,11 +657,13 @@ impl Engine {
                 target,
                 reason,
             } => {
-                self.request(actor, channel, image, target, reason, false, reply)
+                let wanted = commands::Wanted::Rollback { target };
+                self.request(actor, channel, image, wanted, reason, reply)
                     .await
             }
             Command::Drill { image, reason } => {
-                self.request(actor, channel, image, None, reason, true, reply)
+                let wanted = commands::Wanted::Drill;
+                self.request(actor, channel, image, wanted, reason, reply)
                     .await
             }
             Command::Approve { id } => {

@@ -289,9 +289,13 @@ impl Harness {
             ImageName::Alias(image.to_owned())
         };
         let (reply, answer) = oneshot::channel();
+        let wanted = match drill {
+            true => commands::Wanted::Drill,
+            false => commands::Wanted::Rollback { target: None },
+        };
         let decided = self
             .engine
-            .request(by.clone(), channel(), name, None, None, drill, reply)
+            .request(by.clone(), channel(), name, wanted, None, reply)
             .await;
         Reply::of(decided, answer)
     }

@@ -37,11 +37,14 @@ impl Engine {
         actor: Actor,
         channel: ChannelRef,
         name: ImageName,
-        target: Option<Reference>,
+        wanted: Wanted,
         reason: Option<String>,
-        drill: bool,
         reply: oneshot::Sender<Answer>,
     ) -> Option<(oneshot::Sender<Answer>, Answer)> {
+        let (target, drill) = match wanted {
+            Wanted::Rollback { target } => (target, false),
+            Wanted::Drill => (None, true),
+        };
         let command = if drill { "drill" } else { "request" };
         let refusal = match self.allowlisted(&name) {
             Err(message) => Err(message),
@@ -234,6 +237,14 @@ impl Engine {
         });
         answer
     }
+}
+
+/// What a request asks for: a rollback (to a named target or the default one), or a drill of
+/// the rollback to the default target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::engine) enum Wanted {
+    Rollback { target: Option<Reference> },
+    Drill,
 }
 
 /// Why a request could not be planned. Nothing was written.
