@@ -158,14 +158,21 @@ fn a_cli_drill_rehearses_on_the_scratch_repository_reports_each_step_and_cleans_
     // The scratch repository is clean again.
     assert_eq!(report["cleanup"]["refused"], Value::Null, "{report}");
     assert_eq!(report["cleanup"]["left"], serde_json::json!([]));
-    assert!(
-        report["cleanup"]["deleted"]
-            .as_array()
-            .expect("deleted")
-            .len()
-            >= 6
+    // Two builds (an index and two platforms each), the last and the released hold record.
+    assert_eq!(
+        report["cleanup"]["deleted"].as_array().map(Vec::len),
+        Some(8),
+        "{report}"
     );
     assert_eq!(scratch_tags(&ci.registry), Vec::<String>::new());
+    let live = before[0].1.clone().expect("latest");
+    for digest in [&v2, &live] {
+        assert_eq!(
+            block_on(ci.seeder.digest_of(SCRATCH, digest)),
+            None,
+            "{digest}"
+        );
+    }
 
     // The drill is in the daemon's audit log, as a drill.
     let audit = cli.run(&["audit", "--json"]);

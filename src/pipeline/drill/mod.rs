@@ -111,6 +111,7 @@ pub async fn rehearse(
             rollback: None,
         },
         written: Copied::default(),
+        holds: Vec::new(),
     };
     if request.scratch.registry != request.production.registry
         || request.scratch.repository == request.production.repository
@@ -194,6 +195,11 @@ pub async fn rehearse(
 struct Drill {
     report: DrillReport,
     written: Copied,
+    /// Hold records seen under the scratch repository's `rollbot-hold` (the last one the
+    /// rehearsal wrote, then the released one). The `in_progress` record the rehearsal wrote
+    /// before its first tag write was replaced unseen: untagged, it stays until the registry's
+    /// garbage collection, like the blobs.
+    holds: Vec<Digest>,
 }
 
 impl Drill {
@@ -277,6 +283,7 @@ impl Drill {
         progress: &mut (dyn FnMut(Progress<'_>) + Send),
     ) {
         let started = Instant::now();
+        self.note_hold(registry, request).await;
         let held = match manifest::read_hold(registry, &request.scratch).await {
             Ok(Some(hold)) if hold.is_active() => hold,
             Ok(_) => return,
@@ -312,6 +319,19 @@ impl Drill {
         }
     }
 
+    /// Remembers the hold record under the scratch repository's `rollbot-hold` now, to delete.
+    async fn note_hold(&mut self, registry: &RegistryClient, request: &DrillRequest) {
+        let tag = Reference::Tag(manifest::hold_tag());
+        if let Ok(Some(head)) = registry
+            .head_manifest(&request.scratch.repository, &tag)
+            .await
+        {
+            if !self.holds.contains(&head.digest) {
+                self.holds.push(head.digest);
+            }
+        }
+    }
+
     fn fail_release(&mut self, detail: String) {
         if self.report.outcome == Outcome::Succeeded {
             self.report.outcome = Outcome::VerifyFailed;
@@ -333,13 +353,8 @@ impl Drill {
     ) {
         let started = Instant::now();
         let scratch = &request.scratch.repository;
-        let mut manifests = Vec::new();
-        if let Ok(Some(head)) = registry
-            .head_manifest(scratch, &Reference::Tag(manifest::hold_tag()))
-            .await
-        {
-            manifests.push(head.digest);
-        }
+        self.note_hold(registry, request).await;
+        let mut manifests: Vec<Digest> = self.holds.iter().rev().cloned().collect();
         manifests.extend(self.written.manifests.iter().rev().cloned());
         if manifests.is_empty() {
             return;

@@ -109,11 +109,12 @@ impl Cleanup {
             self.deleted.len(),
             if self.deleted.len() == 1 { "" } else { "s" }
         );
-        if let Some(refused) = &self.refused {
-            text.push_str(&format!(
+        match &self.refused {
+            Some(refused) => text.push_str(&format!(
                 "; the registry would not delete the other {} ({refused}): they and their tags stay in the scratch repository",
                 self.left.len()
-            ));
+            )),
+            None => text.push_str(" (blobs and the replaced in-progress hold record, untagged, stay until the registry's garbage collection)"),
         }
         text
     }
