@@ -431,8 +431,12 @@ async fn read(
 
 /// `the live build sha256:… and the target sha256:…`
 fn describe_builds(request: &DrillRequest) -> String {
-    let mut live: Vec<&str> = request.live.iter().map(|(_, d)| d.short()).collect();
-    live.dedup();
+    let mut live: Vec<&str> = Vec::new();
+    for (_, digest) in &request.live {
+        if !live.contains(&digest.short()) {
+            live.push(digest.short());
+        }
+    }
     format!(
         "the live build {} and the target {}",
         live.join(", "),
