@@ -21,9 +21,10 @@
 //! Adapters get the engine's handle when they are built (`engine::channel`); a reaction is a
 //! command naming the message, which the engine resolves. Every log line about a rollback is in
 //! its `rollback` span (`engine::rollback_span`: `rollback_id`, `image`).
-//! - [`cli`]: clap definitions (`rollback`, `verify`, `manifest`, `history`, `hold`, `gate`) and
-//!   the glue from arguments to the pipeline (`cli/rollback.rs`: alias resolution, target
-//!   selection, the confirmation prompt) and to the artifacts (`cli/artifacts.rs`);
+//! - [`cli`]: clap definitions (`rollback`, `drill`, `verify`, `manifest`, `history`, `hold`,
+//!   `gate`) and the glue from arguments to the pipeline (`cli/rollback.rs`: alias resolution,
+//!   target selection, the confirmation prompt; `cli/drill.rs`: the drill, appended to the
+//!   daemon's audit log when its database exists) and to the artifacts (`cli/artifacts.rs`);
 //!   `cli/announce.rs` announces a command-line rollback through [`notify::now`].
 //!   `cli::exit_code` is the one place outcomes become exit codes.
 //! - [`config`]: layered config (`config/default.toml` compiled in → `--config FILE` →
@@ -41,24 +42,27 @@
 //! - [`domain`]: the vocabulary, no I/O: [`domain::model`] has `Digest`, `Tag`, `Repository`,
 //!   `RegistryHost`, `ImageRef`, `Reference`, each parsed once at the edge;
 //!   [`domain::rollback`] `RollbackId`, `Actor`, `Timestamp` and the `State` machine;
-//!   [`domain::command`] the `/rollback` grammar (chat text → `Command`); [`domain::policy`] the
-//!   two-person rule as one pure function; [`domain::record`] the records everyone shares
-//!   (rollback, audit entry, planned tag, step, target and check reports);
+//!   [`domain::command`] the `/rollback` grammar (chat text → `Command`, `drill` included);
+//!   [`domain::policy`] the two-person rule as one pure function; [`domain::record`] the records
+//!   everyone shares (rollback, with its `drill` flag; audit entry, planned tag, step, target and
+//!   check reports);
 //!   [`domain::reconcile`] what a restart does with a rollback left running; [`domain::clock`].
 //! - [`engine`]: the single owner of rollback state (one task). `Inbound` commands in, `Event`s
 //!   out; each command answers with a typed `Answer`, a refusal is a `Refusal` worded once
 //!   (`engine/answer.rs`). `engine/mod.rs` is the handle, the messages and the loop, which only
 //!   dispatches:
-//!   `engine/commands/` has one file per command (request, vote, cancel, status, history,
-//!   release); `transitions.rs` persists every state change before announcing it; `run.rs` runs
-//!   approved rollbacks in tracked tasks that report back; `restart.rs` reconciles what a previous
-//!   process left running (the decision is `domain::reconcile`); `refuse.rs` rate limits
-//!   (governor) and audits every refusal. The `Clock` is `domain::clock`.
+//!   `engine/commands/` has one file per command (request, which takes drills too, vote, cancel,
+//!   status, history, release); `transitions.rs` persists every state change before announcing
+//!   it; `run.rs` runs approved rollbacks in tracked tasks that report back, `drill.rs` approved
+//!   drills (`pipeline::rehearse`); `restart.rs` reconciles what a previous process left running
+//!   (the decision is `domain::reconcile`; a drill is ended as interrupted, untouched);
+//!   `refuse.rs` rate limits (governor) and audits every refusal. The `Clock` is
+//!   `domain::clock`.
 //! - [`chat`]: the platform-neutral message model (blocks, buttons, and [`chat::text::Text`]:
 //!   typed spans, so a mention is a span rollbot adds and never a pattern in words), the
-//!   rendering of status messages and thread replies (`chat/summary.rs` reads the chat summary
-//!   template's markup while its values stay plain), [`chat::reply`] (the words a person gets
-//!   back for each engine `Answer`), and the sink task driving a `ChatPort`;
+//!   rendering of status messages and thread replies (a drill's say DRILL; `chat/summary.rs`
+//!   reads the chat summary template's markup while its values stay plain), [`chat::reply`] (the
+//!   words a person gets back for each engine `Answer`), and the sink task driving a `ChatPort`;
 //!   [`chat::console`] is
 //!   the built-in local chat (web page + JSON API); [`chat::slack`] is Slack: Socket Mode
 //!   (`chat::slack::socket`, rollbot's own client of the documented protocol: `hello`, acks,
@@ -76,8 +80,8 @@
 //!   [`chat::discord::markdown`] renders every text sent; `selfcheck.rs` registers the command
 //!   and checks guild, channel and permissions for `/readyz`.
 //! - [`notify`]: GitHub Discussions ([`notify::github`], GraphQL) and the Docker Hub
-//!   description banner ([`notify::dockerhub`], between labelled marker comments) through a
-//!   persisted outbox with retries and backoff, delivered in one lane per service
+//!   description banner ([`notify::dockerhub`], between labelled marker comments; drills are never
+//!   queued) through a persisted outbox with retries and backoff, delivered in one lane per service
 //!   (`notify/delivery.rs`, one failure mapper for both services); the services' startup
 //!   checks run in the background and answer fatal or transient (`notify/failure.rs`);
 //!   `notify/http.rs` is what both services' HTTP clients share; [`notify::now`] announces at
@@ -102,6 +106,10 @@
 //!   it stops; `pipeline/verify.rs` reads back by HEAD; `hold_moved_tags` records the finished
 //!   rollback so CI does not undo it; `pipeline/target.rs` chooses the target when none was
 //!   named (finishing an unfinished rollback the hold records, never going further back).
+//!   `pipeline/drill/` rehearses a rollback ([`pipeline::rehearse`]): the live build and the
+//!   target copied by digest into the image's scratch repository (`drill/scratch.rs`: blobs
+//!   mounted, deleted again afterwards), the same `run` there, the scratch hold released, each
+//!   step timed against the RTO; it writes only to the scratch repository.
 //! - [`manifest`]: rollbot's small OCI artifacts next to the image: the rollback manifest CI
 //!   writes per build (`sha256-<hex>.rollback`, naming the previous digest, so history is a
 //!   chain), bad-digest marks (`sha256-<hex>.bad`), and the hold (`rollbot-hold`,
@@ -109,7 +117,8 @@
 //!   `select_target` picks the default rollback target from it.
 //! - [`registry`]: the registry port, a small distribution-spec client over `reqwest`. Every
 //!   request takes one path: `registry/manifests.rs` (manifest HEAD/GET/PUT, tag lists) and
-//!   `registry/blobs.rs` (blob HEAD/GET/upload) describe it as an `Op` and call it
+//!   `registry/blobs.rs` (blob HEAD/GET/upload, cross-repository mount) describe it as an `Op`
+//!   (manifest DELETE too, for drills' clean-up) and call it
 //!   (`registry/request.rs`: status check, size-limited body reads); `registry/send.rs` sends
 //!   it with auth (`registry/authorize.rs`: Basic, Bearer tokens cached per scope) and retries
 //!   (429 after `Retry-After`, 502–504); `registry/answers.rs` turns answers into a
@@ -122,8 +131,10 @@
 //! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes; what a
 //!   command printed is capped and has rollbot's secret values redacted before it leaves.
 //! - [`store`]: SQLite (sqlx): rollback records, votes and steps, and an append-only audit log
-//!   (enforced by triggers); one active rollback per image (enforced by a partial unique index).
-//! - [`report`]: text rendering of progress and reports (`--json` serialises the report).
+//!   (enforced by triggers); one active rollback per image and, apart from it, one active drill
+//!   per image (enforced by partial unique indexes).
+//! - [`report`]: text rendering of progress and reports, a drill's too (`--json` serialises the
+//!   report).
 //! - [`secret`]: `Secret`, a string that never prints.
 //!
 //! Tests: `tests/it/` is the one integration test binary. It starts Debian's
@@ -164,7 +175,8 @@
 //! - The engine is the only writer of rollback state; every state change goes through
 //!   `State::can_become` and is persisted (with its audit entry) before it is announced. The
 //!   audit table refuses updates and deletes; the database refuses a second active rollback of
-//!   an image.
+//!   an image (and a second active drill; a drill, which only writes its scratch repository,
+//!   never blocks a rollback).
 //! - Approvals are bound to (image, tags, from-digests, target digest): execution re-plans
 //!   against exactly that and aborts if any tag moved.
 //! - A sink failing (chat down) never changes a rollback's outcome.

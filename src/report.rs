@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::domain::model::Digest;
 use crate::domain::record::StepReport;
-use crate::pipeline::{Outcome, Plan, Progress, Report, TagStatus};
+use crate::pipeline::{DrillReport, Outcome, Plan, Progress, Report, TagStatus};
 
 /// A duration for people: `840 ms` under ten seconds, else `12.3 s`.
 pub fn duration_text(ms: u64) -> String {
@@ -153,6 +153,69 @@ pub fn summary(report: &Report) -> String {
             .map(|r| format!("; rate limit remaining {r}"))
             .unwrap_or_default()
     );
+    out
+}
+
+/// The closing lines of a drill: how it ended, its steps' times, the total against the RTO,
+/// and what cleaning the scratch repository left.
+pub fn drill_summary(report: &DrillReport) -> String {
+    let mut out = String::new();
+    let headline = match report.outcome {
+        Outcome::Succeeded => format!(
+            "DRILL succeeded: rolling {} back to {} works (rehearsed on {}); production unchanged",
+            report.image,
+            report.target.short(),
+            report.scratch
+        ),
+        outcome => format!(
+            "DRILL FAILED ({}): a rollback of {} would not have gone through; production unchanged",
+            serde_json::to_value(outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            report.image
+        ),
+    };
+    let _ = writeln!(out, "{headline}");
+    let steps: Vec<String> = report
+        .steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}{}",
+                s.name,
+                duration_text(s.ms),
+                if s.ok { "" } else { " FAILED" }
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "  steps: {}", steps.join(", "));
+    let rto = std::time::Duration::from_millis(report.rto_ms);
+    let _ = writeln!(
+        out,
+        "total {} ({} of the {} RTO budget): {}",
+        duration_text(report.total_ms),
+        rto_share_text(report.total_ms, rto),
+        humantime::format_duration(rto),
+        if report.within_rto {
+            "within the RTO"
+        } else {
+            "OVER the RTO"
+        }
+    );
+    if let Some(refused) = &report.cleanup.refused {
+        let _ = writeln!(
+            out,
+            "cleanup: the registry would not delete {} manifest{} from {} ({refused})",
+            report.cleanup.left.len(),
+            if report.cleanup.left.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            report.scratch
+        );
+    }
     out
 }
 

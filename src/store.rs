@@ -3,8 +3,9 @@
 //!
 //! A rollback row keeps its queryable fields as columns (`image`, `state`, times) and the rest
 //! as one JSON document, so the record can grow without migrations. The database enforces two
-//! rules on its own: one active rollback per image (a partial unique index), and an audit log
-//! that cannot be updated or deleted (triggers).
+//! rules on its own: one active rollback per image and, apart from it, one active drill per
+//! image (partial unique indexes: a drill never blocks a real rollback, nor a rollback a drill),
+//! and an audit log that cannot be updated or deleted (triggers).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,8 +23,8 @@ use crate::domain::rollback::{RollbackId, State, Timestamp};
 pub enum StoreError {
     #[error("cannot open the state database {path}: {detail}")]
     Open { path: String, detail: String },
-    #[error("{image} already has an active rollback")]
-    ActiveExists { image: String },
+    #[error("{image} already has an active {}", if *drill { "drill" } else { "rollback" })]
+    ActiveExists { image: String, drill: bool },
     #[error("state database error: {0}")]
     Database(String),
     #[error("state database holds an unreadable record {id}: {detail}")]
@@ -85,6 +86,15 @@ const MIGRATIONS: &[&str] = &[
         number INTEGER NOT NULL,
         url TEXT NOT NULL
     );",
+    // 3: drills. A drill is a rollback record with `drill = 1`; it is rehearsed on a scratch
+    // repository and never blocks a real rollback of the image: each kind has its own "one
+    // active per image" index. Older rows are real rollbacks (the column's default).
+    "ALTER TABLE rollbacks ADD COLUMN drill INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX one_active_rollback_per_image;
+    CREATE UNIQUE INDEX one_active_rollback_per_image ON rollbacks(image)
+        WHERE drill = 0 AND state IN ('requested','approved','retagging','verifying');
+    CREATE UNIQUE INDEX one_active_drill_per_image ON rollbacks(image)
+        WHERE drill = 1 AND state IN ('requested','approved','retagging','verifying');",
 ];
 
 /// One notification to deliver.
@@ -201,12 +211,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO rollbacks (image, state, created_at, updated_at, data) VALUES (?, ?, ?, ?, '{}')",
+            "INSERT INTO rollbacks (image, state, created_at, updated_at, data, drill) VALUES (?, ?, ?, ?, '{}', ?)",
         )
         .bind(record.image.to_string())
         .bind(record.state.as_str())
         .bind(record.created_at.0)
         .bind(record.updated_at.0)
+        .bind(record.drill)
         .execute(&mut *tx)
         .await;
         let id = match inserted {
@@ -214,6 +225,7 @@ impl Store {
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
                 return Err(StoreError::ActiveExists {
                     image: record.image.to_string(),
+                    drill: record.drill,
                 })
             }
             Err(other) => return Err(other.into()),
@@ -544,7 +556,7 @@ impl Store {
         .transpose()
     }
 
-    /// The most recent rollback of `image` that reached `state`.
+    /// The most recent rollback (not a drill) of `image` that reached `state`.
     ///
     /// # Errors
     /// Database errors, an unreadable record.
@@ -554,7 +566,7 @@ impl Store {
         state: State,
     ) -> Result<Option<RollbackRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, data FROM rollbacks WHERE image = ? AND state = ? ORDER BY id DESC LIMIT 1",
+            "SELECT id, data FROM rollbacks WHERE image = ? AND state = ? AND drill = 0 ORDER BY id DESC LIMIT 1",
         )
         .bind(image.to_string())
         .bind(state.as_str())
@@ -616,4 +628,76 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RollbackRecord, StoreError>
         id,
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made by a rollbot from before drills (schema 2) opens: its rollbacks become
+    /// real rollbacks (`drill = 0`), and from then on a drill and a rollback of one image can
+    /// both be active, but not two of either.
+    #[tokio::test]
+    async fn an_older_database_opens_and_gets_one_active_drill_beside_one_active_rollback() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.db");
+        let insert = |drill: Option<bool>| {
+            let (columns, value) = match drill {
+                Some(drill) => (", drill", format!(", {}", i64::from(drill))),
+                None => ("", String::new()),
+            };
+            format!(
+                "INSERT INTO rollbacks (image, state, created_at, updated_at, data{columns}) VALUES ('registry.example.com/acme/app', 'requested', 1, 1, '{{}}'{value})"
+            )
+        };
+        {
+            let options = SqliteConnectOptions::from_str("sqlite://")
+                .expect("options")
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(options)
+                .await
+                .expect("old database");
+            for migration in &MIGRATIONS[..2] {
+                sqlx::raw_sql(*migration)
+                    .execute(&pool)
+                    .await
+                    .expect("old schema");
+            }
+            sqlx::raw_sql("PRAGMA user_version = 2")
+                .execute(&pool)
+                .await
+                .expect("version");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(insert(None)))
+                .execute(&pool)
+                .await
+                .expect("an active rollback of the old kind");
+            pool.close().await;
+        }
+
+        let store = Store::open(&path).await.expect("the old database opens");
+        let version: i64 = sqlx::query("PRAGMA user_version")
+            .fetch_one(&store.pool)
+            .await
+            .expect("version")
+            .get(0);
+        assert_eq!(version, 3);
+        let drill: i64 = sqlx::query("SELECT drill FROM rollbacks WHERE id = 1")
+            .fetch_one(&store.pool)
+            .await
+            .expect("row")
+            .get(0);
+        assert_eq!(drill, 0, "an older rollback is a real rollback");
+        let run = |sql: String| {
+            let pool = store.pool.clone();
+            async move { sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await }
+        };
+        assert!(run(insert(Some(true))).await.is_ok(), "a drill beside it");
+        for drill in [false, true] {
+            let second = run(insert(Some(drill)))
+                .await
+                .expect_err("a second of its kind");
+            assert!(second.to_string().contains("UNIQUE"), "{second}");
+        }
+    }
 }

@@ -148,21 +148,44 @@ fn state_label(state: State) -> &'static str {
     }
 }
 
-/// The one status message of a rollback, edited in place as it progresses.
+/// A drill's state, where it differs from a rollback's: it rehearses, it does not roll back.
+fn drill_state_label(state: State) -> &'static str {
+    match state {
+        State::Retagging | State::Verifying => "rehearsing",
+        State::Succeeded => "rehearsal succeeded",
+        State::Failed => "rehearsal FAILED",
+        other => state_label(other),
+    }
+}
+
+/// What a drill's status message says about it, under the heading.
+const DRILL_NOTE: &str = "rehearsed on the image's scratch repository: production is only read, and nothing goes to GitHub or Docker Hub";
+
+/// The one status message of a rollback, edited in place as it progresses. A drill's says DRILL
+/// in its heading and what a drill touches.
 pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) -> Message {
     let mut blocks = Vec::new();
-    let heading = format!(
-        "Rollback {} of {}: {}",
-        record.id,
-        record.alias,
+    let label = if record.drill {
+        drill_state_label(record.state)
+    } else {
         state_label(record.state)
-    );
+    };
+    let heading = if record.drill {
+        format!("DRILL {} of {}: {label}", record.id, record.alias)
+    } else {
+        format!("Rollback {} of {}: {label}", record.id, record.alias)
+    };
     blocks.push(Block::Header {
         text: heading.clone(),
     });
+    let verb = if record.drill {
+        " asked to rehearse the rollback of "
+    } else {
+        " asked to roll back "
+    };
     let mut request = Text::new()
         .mention(&record.requester.id)
-        .plain(" asked to roll back ")
+        .plain(verb)
         .code(record.image.to_string())
         .plain(format!(" to {}.", record.requested_target));
     if let Some(reason) = &record.reason {
@@ -188,6 +211,9 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
         ),
         ("Image".to_owned(), Text::from(platforms)),
     ];
+    if record.drill {
+        fields.insert(0, ("DRILL".to_owned(), Text::from(DRILL_NOTE)));
+    }
     for planned in &record.tags {
         let now = record
             .tags_now
@@ -272,9 +298,7 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
     }
     if let Some(error) = &record.error {
         blocks.push(Block::Text {
-            text: Text::new()
-                .bold(state_label(record.state))
-                .plain(format!(": {error}")),
+            text: Text::new().bold(label).plain(format!(": {error}")),
         });
     }
     if record.state.is_terminal() {
@@ -284,7 +308,7 @@ pub fn status_message(record: &RollbackRecord, now: Timestamp, rto: Duration) ->
             text: Text::from(format!(
                 "Total {} from request to {}: {} of the {} RTO budget.",
                 duration_text(total),
-                state_label(record.state),
+                label,
                 rto_share_text(total, rto),
                 humantime::format_duration(rto)
             )),
@@ -326,6 +350,9 @@ pub fn thread_reply(
     rto: Duration,
     now: Timestamp,
 ) -> Option<Message> {
+    if let Some(record) = event.rollback.as_ref().filter(|r| r.drill) {
+        return drill_reply(event, record, rto).map(Message::text);
+    }
     if let (EventKind::Succeeded | EventKind::Failed, Some(record)) = (&event.kind, &event.rollback)
     {
         let name = if event.kind == EventKind::Succeeded {
@@ -385,6 +412,69 @@ pub fn thread_reply(
         _ => return None,
     };
     Some(Message::text(text))
+}
+
+/// The threaded reply to an event of a drill: every one says DRILL, and its end says how long
+/// the rehearsal took against the RTO (the chat summary template is for rollbacks: it speaks of
+/// the hold CI must respect).
+fn drill_reply(event: &Event, record: &RollbackRecord, rto: Duration) -> Option<Text> {
+    let id = record.id;
+    let to = || {
+        Text::new()
+            .mention(&record.requester.id)
+            .plain(format!(": DRILL {id} "))
+    };
+    let text = match &event.kind {
+        EventKind::Succeeded => {
+            let took = record
+                .finished_at
+                .zip(record.approved_at)
+                .map_or(0, |(end, start)| end.since(start));
+            to().plain(format!("done: rolling {} back to ", record.alias))
+                .code(record.target.digest.short())
+                .plain(format!(
+                    " works; rehearsed in {} ({} of the {} RTO budget). Production unchanged.",
+                    duration_text(took),
+                    rto_share_text(took, rto),
+                    humantime::format_duration(rto)
+                ))
+        }
+        EventKind::Failed => to().plain(format!(
+            "FAILED: {}. Production unchanged.",
+            record.error.as_deref().unwrap_or("see the status message")
+        )),
+        EventKind::Approved { by } => to()
+            .plain("approved by ")
+            .mention(&by.id)
+            .plain("; rehearsing on the scratch repository now."),
+        EventKind::ApprovalRecorded { by } => to()
+            .plain("approved by ")
+            .mention(&by.id)
+            .plain("; more approvals needed."),
+        EventKind::Rejected { by } => to()
+            .plain("rejected by ")
+            .mention(&by.id)
+            .plain("; nothing ran."),
+        EventKind::Cancelled { .. } => Text::from(format!("DRILL {id} cancelled; nothing ran.")),
+        EventKind::Expired => to().plain("expired without approval; nothing ran."),
+        EventKind::Interrupted => to().plain(format!(
+            "INTERRUPTED: {}",
+            record
+                .error
+                .as_deref()
+                .unwrap_or("rollbot stopped during it")
+        )),
+        EventKind::Resumed { detail } => Text::from(format!("DRILL {id}: {detail}.")),
+        EventKind::Notice { text, link } => {
+            let text = Text::from(format!("DRILL {id}: {text}"));
+            match link {
+                Some(url) => text.link(url),
+                None => text,
+            }
+        }
+        _ => return None,
+    };
+    Some(text)
 }
 
 /// Why a chat call failed.

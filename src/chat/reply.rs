@@ -64,10 +64,18 @@ pub fn reply(answer: &Answer) -> Reply {
             required,
             approvers,
             expires_at,
+            drill,
         } => Reply::ok(format!(
-            "{id} requested: roll back {alias} ({}) to {}. Waiting for {required} approval{} from {}; expires at {}.",
+            "{}{id} requested: {} {alias} ({}) to {}{}. Waiting for {required} approval{} from {}; expires at {}.",
+            if *drill { "DRILL " } else { "" },
+            if *drill { "rehearse the rollback of" } else { "roll back" },
             tags.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
             target.short(),
+            if *drill {
+                " on its scratch repository (production is only read)"
+            } else {
+                ""
+            },
             if *required == 1 { "" } else { "s" },
             describe_approvers(approvers),
             expires_at.rfc3339()
@@ -83,7 +91,12 @@ pub fn reply(answer: &Answer) -> Reply {
         } => Reply::ok(format!(
             "Approval recorded for {id} ({approvals} of {required})."
         )),
-        Answer::Approved { id } => Reply::ok(format!("{id} approved; rolling back now.")),
+        Answer::Approved { id, drill: false } => {
+            Reply::ok(format!("{id} approved; rolling back now."))
+        }
+        Answer::Approved { id, drill: true } => Reply::ok(format!(
+            "DRILL {id} approved; rehearsing on the scratch repository now."
+        )),
         Answer::Rejected { id } => Reply::ok(format!("{id} rejected; nothing will change.")),
         Answer::Cancelled { id } => Reply::ok(format!("{id} cancelled.")),
         Answer::Status { records, .. } if records.is_empty() => {
@@ -142,7 +155,8 @@ pub fn describe(record: &RollbackRecord, now: Timestamp) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let mut line = format!(
-        "{} {} ({tags}) → {}: {}, requested by {}",
+        "{}{} {} ({tags}) → {}: {}, requested by {}",
+        if record.drill { "DRILL " } else { "" },
         record.id,
         record.alias,
         record.target.digest.short(),

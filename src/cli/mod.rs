@@ -1,9 +1,10 @@
 //! Command-line interface: clap definitions, dispatch, and the one mapping from outcomes to
-//! exit codes. The glue for each command is in `rollback.rs` (rollback, verify) and
-//! `artifacts.rs` (manifest, history, hold, gate).
+//! exit codes. The glue for each command is in `rollback.rs` (rollback, verify), `drill.rs`
+//! (drill) and `artifacts.rs` (manifest, history, hold, gate).
 
 mod announce;
 mod artifacts;
+mod drill;
 mod rollback;
 
 use std::path::PathBuf;
@@ -56,6 +57,12 @@ pub enum Command {
     /// the image's health checks. Changes nothing.
     #[command(after_help = EXIT_CODES)]
     Verify(VerifyArgs),
+    /// Rehearse the rollback `rollback IMAGE` would make now, on a scratch repository in the
+    /// same registry (rollback.drill_repository_suffix, or the image's drill_repository): copy
+    /// the live and target builds there, run the whole pipeline, release its hold, delete what
+    /// it wrote; time every step against the RTO. Production is only read.
+    #[command(after_help = EXIT_CODES)]
+    Drill(DrillArgs),
     /// Rollback manifests: generate one per build in CI, store it next to the image, show it.
     #[command(subcommand)]
     Manifest(ManifestCommand),
@@ -139,6 +146,29 @@ pub struct RollbackArgs {
     /// Docker Hub banner); a failure to announce is a warning and does not change the exit code.
     #[arg(long)]
     pub no_announce: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// host[:port]/repository, or an alias from the config's [images] table.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// A floating tag whose rollback to rehearse (repeatable). Default as for `rollback`.
+    #[arg(long = "tag", value_name = "TAG", value_parser = Tag::parse)]
+    pub tags: Vec<Tag>,
+
+    /// Why, recorded in the scratch hold and the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Who, recorded in the scratch hold and the audit log. Default: $GITHUB_ACTOR, else $USER.
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+
+    /// Print one JSON report on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -379,6 +409,7 @@ pub async fn run(cli: Cli, all: &ServeSettings) -> u8 {
     match cli.command {
         Command::Rollback(args) => rollback::rollback(args, all, insecure).await,
         Command::Verify(args) => rollback::verify(args, settings, insecure).await,
+        Command::Drill(args) => drill::drill(args, settings, insecure).await,
         Command::Manifest(ManifestCommand::Generate(args)) => {
             artifacts::generate(args, settings, insecure).await
         }

@@ -131,7 +131,7 @@ pub(super) async fn rollback(args: RollbackArgs, all: &ServeSettings, insecure: 
 }
 
 /// Target, the live digests it was chosen from, how, and its manifest if already read.
-type Chosen = (
+pub(super) type Chosen = (
     Reference,
     Vec<(Tag, crate::domain::model::Digest)>,
     Option<String>,
@@ -140,7 +140,7 @@ type Chosen = (
 
 /// The default target ([`pipeline::default_target`]): finishing an unfinished rollback the hold
 /// records, else the previous build. Refuses (printing the history it read) otherwise.
-async fn choose_target(target: &Target<'_>, json: bool) -> Result<Chosen, u8> {
+pub(super) async fn choose_target(target: &Target<'_>, json: bool) -> Result<Chosen, u8> {
     match pipeline::default_target(&target.registry, &target.image, &target.tags).await {
         Ok(chosen) => Ok((
             Reference::Digest(chosen.digest),

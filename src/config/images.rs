@@ -10,7 +10,7 @@ use super::checks::{CheckKind, CheckSpec};
 use super::read::{Checked, HumanDuration, Problems, H, MS};
 use super::ConfigProblem;
 use crate::domain::command::RESERVED;
-use crate::domain::model::{ImageRef, Tag};
+use crate::domain::model::{ImageRef, Repository, Tag};
 use crate::domain::policy::Approver;
 
 #[derive(Debug, Clone)]
@@ -26,6 +26,9 @@ pub struct ImageSettings {
     pub required_approvals: Option<u32>,
     /// `namespace/repository` on Docker Hub whose description gets the rollback banner.
     pub dockerhub: Option<String>,
+    /// The scratch repository of this image's drills; `None`: the image's repository with
+    /// `rollback.drill_repository_suffix` appended. Never the image's own repository.
+    pub drill_repository: Option<Repository>,
 }
 
 /// `[images]` as written: alias → entry.
@@ -41,6 +44,7 @@ pub(super) struct ImageSection {
     approvers: Checked<Vec<String>>,
     required_approvals: Checked<i64>,
     dockerhub: Checked<bool>,
+    drill_repository: Checked<String>,
 }
 
 /// One `[[images.<alias>.checks]]` as written.
@@ -141,6 +145,17 @@ fn image(
         }
         _ => None,
     };
+    let drill_repository = entry.drill_repository.is_set().then(|| {
+        problems.parse(&entry.drill_repository, |text| {
+            let repository = Repository::parse(&text).map_err(|error| error.to_string())?;
+            match &image {
+                Some(image) if image.repository == repository => Err(format!(
+                    "'{text}' is the image's own repository; a drill needs a scratch repository it may write to and delete from"
+                )),
+                _ => Ok(repository),
+            }
+        })
+    });
     let required_approvals = entry
         .required_approvals
         .is_set()
@@ -160,6 +175,7 @@ fn image(
         approvers: approvers.flatten(),
         required_approvals: required_approvals.flatten(),
         dockerhub,
+        drill_repository: drill_repository.flatten(),
     })
 }
 

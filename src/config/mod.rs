@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::domain::model::{ImageRef, RegistryHost, Tag};
+use crate::domain::model::{ImageRef, RegistryHost, Repository, Tag};
 use crate::domain::policy::ApprovalRule;
 use crate::secret::Secret;
 
@@ -259,6 +259,41 @@ impl Settings {
                 })
             })
             .collect()
+    }
+
+    /// The scratch repository a drill of `image` rehearses on (same registry): the entry's
+    /// `drill_repository`, else the image's repository with `rollback.drill_repository_suffix`
+    /// appended.
+    ///
+    /// # Errors
+    /// A name that is too long to be a repository, or (which config validation already refuses
+    /// for an entry's own) the image's own repository.
+    pub fn drill_image(
+        &self,
+        image: &ImageRef,
+        entry: Option<&ImageSettings>,
+    ) -> Result<ImageRef, String> {
+        let repository = match entry.and_then(|e| e.drill_repository.clone()) {
+            Some(repository) => repository,
+            None => {
+                let name = format!(
+                    "{}{}",
+                    image.repository, self.rollback.drill_repository_suffix
+                );
+                Repository::parse(&name).map_err(|error| {
+                    format!("the drill repository of {image} cannot be named: {error}; set drill_repository in its [images.<alias>] entry")
+                })?
+            }
+        };
+        if repository == image.repository {
+            return Err(format!(
+                "the drill repository of {image} would be the image's own repository"
+            ));
+        }
+        Ok(ImageRef {
+            registry: image.registry.clone(),
+            repository,
+        })
     }
 
     /// The floating tags for an image: `--tag` values, else the image entry's, else the global.

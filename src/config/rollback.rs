@@ -1,4 +1,5 @@
-//! `[rollback]` (the RTO, the default floating tags, timeouts) and `[log]`.
+//! `[rollback]` (the RTO, the default floating tags, timeouts, the drills' scratch repository
+//! name) and `[log]`.
 
 use std::time::Duration;
 
@@ -6,7 +7,7 @@ use serde::Deserialize;
 
 use super::read::{Checked, HumanDuration, Problems, DAY, H, MIN, MS, S};
 use super::ConfigProblem;
-use crate::domain::model::Tag;
+use crate::domain::model::{Repository, Tag};
 
 #[derive(Debug, Clone)]
 pub struct RollbackSettings {
@@ -18,6 +19,9 @@ pub struct RollbackSettings {
     pub registry_timeout: Duration,
     /// Timeout of a health check that does not set its own.
     pub check_timeout: Duration,
+    /// Appended to an image's repository to name its drills' scratch repository (unless the
+    /// image entry names one): never empty, so a drill never works on the image itself.
+    pub drill_repository_suffix: String,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +40,7 @@ pub(super) struct RollbackSection {
     tags: Checked<Vec<String>>,
     registry_timeout: Checked<HumanDuration>,
     check_timeout: Checked<HumanDuration>,
+    drill_repository_suffix: Checked<String>,
 }
 
 impl RollbackSection {
@@ -48,16 +53,30 @@ impl RollbackSection {
         }
         let registry_timeout = problems.duration(&self.registry_timeout, 100 * MS, 10 * MIN);
         let check_timeout = problems.duration(&self.check_timeout, 100 * MS, H);
+        let drill_repository_suffix =
+            problems.parse(&self.drill_repository_suffix, check_drill_suffix);
         let settings = || {
             Some(RollbackSettings {
                 rto: rto?,
                 tags: tags?,
                 registry_timeout: registry_timeout?,
                 check_timeout: check_timeout?,
+                drill_repository_suffix: drill_repository_suffix?,
             })
         };
         problems.finish(settings())
     }
+}
+
+/// A drill suffix: 1-64 characters that keep any repository name valid when appended
+/// (`-rollbot-drill`, `_drill`, `/drill`).
+fn check_drill_suffix(suffix: String) -> Result<String, String> {
+    let rule = "a suffix of 1-64 characters that keeps a repository name valid when appended (like \"-rollbot-drill\" or \"/drill\"): lowercase letters, digits, '.', '_', '-', '/', ending in a letter or digit";
+    // Every repository ends in a letter or digit, so "a" + suffix stands for them all.
+    if suffix.is_empty() || suffix.len() > 64 || Repository::parse(&format!("a{suffix}")).is_err() {
+        return Err(format!("'{suffix}' is not {rule}"));
+    }
+    Ok(suffix)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

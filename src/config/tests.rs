@@ -308,3 +308,73 @@ fn values_from_the_environment_are_strings_read_as_their_type() {
         "{error}"
     );
 }
+
+#[test]
+fn a_drill_rehearses_on_a_scratch_repository_never_the_image_itself() {
+    let settings = load_str(
+        r#"
+[images.app]
+image = "registry.example.com/acme/app"
+
+[images.web]
+image = "registry.example.com/acme/web"
+drill_repository = "sandbox/web"
+"#,
+        &[],
+    )
+    .expect("valid");
+    let drill = |alias: &str| {
+        let entry = &settings.images[alias];
+        settings
+            .drill_image(&entry.image, Some(entry))
+            .expect("a drill repository")
+            .to_string()
+    };
+    assert_eq!(drill("app"), "registry.example.com/acme/app-rollbot-drill");
+    assert_eq!(drill("web"), "registry.example.com/sandbox/web");
+    let unlisted = ImageRef::parse("registry.example.com/acme/cli").expect("image");
+    assert_eq!(
+        settings.drill_image(&unlisted, None).map(|i| i.to_string()),
+        Ok("registry.example.com/acme/cli-rollbot-drill".to_owned())
+    );
+    let custom =
+        load_str("[rollback]\ndrill_repository_suffix = \"/drill\"\n", &[]).expect("valid");
+    assert_eq!(
+        custom.drill_image(&unlisted, None).map(|i| i.to_string()),
+        Ok("registry.example.com/acme/cli/drill".to_owned())
+    );
+
+    let error = load_str(
+        r#"
+[rollback]
+drill_repository_suffix = ""
+
+[images.app]
+image = "registry.example.com/acme/app"
+drill_repository = "acme/app"
+
+[images.web]
+image = "registry.example.com/acme/web"
+drill_repository = "Sandbox/Web"
+"#,
+        &[],
+    )
+    .expect_err("invalid");
+    let text = error.to_string();
+    for expected in [
+        "rollback.drill_repository_suffix: '' is not a suffix of 1-64 characters",
+        "images.app.drill_repository: 'acme/app' is the image's own repository",
+        "images.web.drill_repository: repository 'Sandbox/Web' is not valid",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    for bad in ["-", "-drill-", "Drill", "x//y", &"x".repeat(65)] {
+        let error = load_str("", &[("ROLLBOT__ROLLBACK__DRILL_REPOSITORY_SUFFIX", bad)])
+            .expect_err(bad)
+            .to_string();
+        assert!(
+            error.contains("rollback.drill_repository_suffix"),
+            "{bad}: {error}"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 //! /rollback IMAGE:TAG [REASON…]          … to what TAG points at
 //! /rollback approve ID | reject ID [REASON…] | cancel ID
 //! /rollback status [ID] | history IMAGE | release IMAGE [REASON…] | help
+//! /rollback drill IMAGE [REASON…]        rehearse the rollback on a scratch repository
 //! ```
 //!
 //! IMAGE is an alias from the config or `host[:port]/repository`. The leading `/rollback` is
@@ -42,6 +43,12 @@ pub enum Command {
         image: ImageName,
     },
     Release {
+        image: ImageName,
+        reason: Option<String>,
+    },
+    /// Rehearse the rollback `Request { image, target: None }` would make, on the image's
+    /// scratch repository, through the same approval: production is never written.
+    Drill {
         image: ImageName,
         reason: Option<String>,
     },
@@ -92,6 +99,9 @@ impl Command {
             Command::Release { image, reason } => {
                 with_reason(format!("/rollback release {image}"), reason)
             }
+            Command::Drill { image, reason } => {
+                with_reason(format!("/rollback drill {image}"), reason)
+            }
             Command::Help => "/rollback help".to_owned(),
             Command::VoteOnMessage { decision, message } => {
                 let verb = match decision {
@@ -122,7 +132,7 @@ impl fmt::Display for ImageName {
 
 /// Words that are subcommands, so they cannot be image aliases.
 pub const RESERVED: &[&str] = &[
-    "approve", "reject", "cancel", "status", "history", "release", "help",
+    "approve", "reject", "cancel", "status", "history", "release", "drill", "help",
 ];
 
 /// The short usage text every malformed command gets back.
@@ -130,7 +140,8 @@ pub const USAGE: &str = "Usage:
 /rollback IMAGE [reason…]   roll IMAGE back to the previous good build
 /rollback IMAGE@sha256:… [reason…] or IMAGE:TAG [reason…]   roll back to that image
 /rollback approve ID · reject ID [reason…] · cancel ID
-/rollback status [ID] · history IMAGE · release IMAGE [reason…] · help";
+/rollback status [ID] · history IMAGE · release IMAGE [reason…] · help
+/rollback drill IMAGE [reason…]   rehearse the rollback on a scratch repository (production untouched)";
 
 /// Why text is not a command; the message is shown to the user together with [`USAGE`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -224,6 +235,21 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
                 ));
             }
             Ok(Command::Release {
+                image,
+                reason: reason(&rest[1..]),
+            })
+        }
+        "drill" => {
+            let Some(image) = rest.first() else {
+                return Err(UsageError("`drill` needs an image".to_owned()));
+            };
+            let (image, reference) = image_spec(image)?;
+            if reference.is_some() {
+                return Err(UsageError(
+                    "`drill` takes an image without tag or digest: it rehearses the rollback to the previous good build".to_owned(),
+                ));
+            }
+            Ok(Command::Drill {
                 image,
                 reason: reason(&rest[1..]),
             })
@@ -359,6 +385,22 @@ mod tests {
                     reason: Some("fixed in v1.2.4".into()),
                 },
             ),
+            (
+                "/rollback drill app quarterly drill".into(),
+                Command::Drill {
+                    image: ImageName::Alias("app".into()),
+                    reason: Some("quarterly drill".into()),
+                },
+            ),
+            (
+                "DRILL registry.example.com/acme/app".into(),
+                Command::Drill {
+                    image: ImageName::Full(
+                        ImageRef::parse("registry.example.com/acme/app").expect("i"),
+                    ),
+                    reason: None,
+                },
+            ),
             ("/rollback help".into(), Command::Help),
         ];
         for (text, expected) in cases {
@@ -385,6 +427,12 @@ mod tests {
             ("/rollback history", "`history` needs exactly one image"),
             ("/rollback history app:v1", "without tag or digest"),
             ("/rollback status 1 2", "at most one"),
+            ("/rollback drill", "`drill` needs an image"),
+            ("/rollback drill app:v1", "without tag or digest"),
+            (
+                "/rollback drill app@sha256:123",
+                "digest 'sha256:123' is not valid",
+            ),
             ("/rollback acme/app", "must be a registry host"),
             ("/rollbackapp", "is not valid"),
         ] {

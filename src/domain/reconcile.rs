@@ -123,6 +123,7 @@ mod tests {
             tags_now: Vec::new(),
             error: None,
             status_ref: None,
+            drill: false,
         }
     }
 

@@ -41,6 +41,11 @@ pub struct RollbackRecord {
     pub error: Option<String>,
     /// The chat platform's id of the status message, once posted.
     pub status_ref: Option<String>,
+    /// A drill: the rollback is rehearsed on the image's scratch repository (production is
+    /// only read), announced as a DRILL, never to GitHub or Docker Hub, and does not block a
+    /// real rollback of the image. Records from before drills read as `false`.
+    #[serde(default)]
+    pub drill: bool,
 }
 
 /// One line of the audit log.
@@ -95,6 +100,13 @@ pub enum StepName {
     Verify,
     Checks,
     Hold,
+    /// A drill: the live and target builds copied to the scratch repository, its floating tags
+    /// pointed at the live one.
+    Prepare,
+    /// A drill: the scratch repository's hold released again.
+    Release,
+    /// A drill: what it wrote to the scratch repository deleted.
+    Cleanup,
 }
 
 impl StepName {
@@ -106,6 +118,9 @@ impl StepName {
             StepName::Verify => "verify",
             StepName::Checks => "checks",
             StepName::Hold => "hold",
+            StepName::Prepare => "prepare",
+            StepName::Release => "release",
+            StepName::Cleanup => "cleanup",
         }
     }
 }

@@ -29,6 +29,8 @@ pub enum Answer {
         required: u32,
         approvers: Vec<Approver>,
         expires_at: Timestamp,
+        /// A drill: rehearsed on the scratch repository once approved.
+        drill: bool,
     },
     /// Every tag already points at the target.
     NothingToDo {
@@ -41,9 +43,10 @@ pub enum Answer {
         approvals: u32,
         required: u32,
     },
-    /// The last approval needed: the rollback runs.
+    /// The last approval needed: the rollback (or the drill) runs.
     Approved {
         id: RollbackId,
+        drill: bool,
     },
     Rejected {
         id: RollbackId,
@@ -100,10 +103,16 @@ pub enum Refusal {
         state: State,
         requester: String,
     },
-    #[error("{image} already has a rollback in progress")]
-    InProgressStored { image: String },
-    #[error("{alias} already has a rollback request being planned; one at a time")]
-    BeingPlanned { alias: String },
+    #[error("{alias} already has a drill in progress: {id} ({state}); one drill at a time (a drill never blocks a real rollback)")]
+    DrillInProgress {
+        alias: String,
+        id: RollbackId,
+        state: State,
+    },
+    #[error("{image} already has a {} in progress", if *drill { "drill" } else { "rollback" })]
+    InProgressStored { image: String, drill: bool },
+    #[error("{alias} already has a {} being planned; one at a time", if *what == "drill" { "drill" } else { "rollback request" })]
+    BeingPlanned { alias: String, what: &'static str },
     #[error("a rollback of {alias} requested by you could never be approved: {why}; ask whoever runs rollbot to fix the approvers in its config")]
     Unapprovable { alias: String, why: String },
     #[error("{alias} left the allowlist")]
@@ -113,6 +122,8 @@ pub enum Refusal {
     Registry(String),
     #[error("Cannot roll back {alias}: {error}")]
     CannotPlan { alias: String, error: String },
+    #[error("Cannot drill {alias}: {error}")]
+    CannotDrill { alias: String, error: String },
     #[error("there is no rollback {id}")]
     NoSuchRollback { id: RollbackId },
     #[error("cannot read {id}: {error}")]

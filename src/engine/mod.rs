@@ -6,6 +6,10 @@
 //! acknowledged as soon as it is decided. Every state change is persisted (with its audit
 //! entry) before it is announced. On start, rollbacks the previous process left mid-pipeline
 //! are reconciled from the registry: resumed, finished, or marked Interrupted, and announced.
+//!
+//! A drill (`/rollback drill IMAGE`) is a rollback record with `drill` set: requested, approved
+//! and announced the same way, rehearsed on the image's scratch repository (`drill.rs`), never
+//! blocking a real rollback of the image nor counted against `limits.rollbacks_per_hour`.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -41,6 +45,7 @@ use crate::store::{Store, StoreError};
 
 mod answer;
 mod commands;
+mod drill;
 mod refuse;
 mod restart;
 mod run;
@@ -263,6 +268,11 @@ enum Internal {
         id: RollbackId,
         step: StepReport,
     },
+    /// A drill's rehearsal ended (see `drill.rs`).
+    DrillFinished {
+        id: RollbackId,
+        report: Box<pipeline::DrillReport>,
+    },
     Finished {
         id: RollbackId,
         report: Box<Report>,
@@ -290,6 +300,8 @@ struct PendingRequest {
     alias: String,
     reason: Option<String>,
     requested_target: String,
+    /// A drill (rehearsed on the scratch repository) rather than a rollback.
+    drill: bool,
 }
 
 struct Planned {
@@ -405,8 +417,9 @@ struct Engine {
     sinks: Vec<mpsc::Sender<Event>>,
     /// Every non-terminal rollback; the engine's state.
     active: HashMap<RollbackId, RollbackRecord>,
-    /// Images with a request being planned.
-    planning: HashSet<ImageRef>,
+    /// Images with a request being planned, and whether it is a drill's (a drill and a
+    /// rollback of one image do not hold each other up).
+    planning: HashSet<(ImageRef, bool)>,
     /// Rollbacks whose pipeline task is running.
     running: HashSet<RollbackId>,
     tasks: JoinSet<()>,
@@ -644,7 +657,13 @@ impl Engine {
                 target,
                 reason,
             } => {
-                self.request(actor, channel, image, target, reason, reply)
+                let wanted = commands::Wanted::Rollback { target };
+                self.request(actor, channel, image, wanted, reason, reply)
+                    .await
+            }
+            Command::Drill { image, reason } => {
+                let wanted = commands::Wanted::Drill;
+                self.request(actor, channel, image, wanted, reason, reply)
                     .await
             }
             Command::Approve { id } => {
@@ -670,6 +689,7 @@ impl Engine {
         let span = match &message {
             Internal::Progress { id, .. }
             | Internal::Finished { id, .. }
+            | Internal::DrillFinished { id, .. }
             | Internal::Reconciled { id, .. } => self.span_of(*id),
             Internal::Reread { record, .. } => rollback_span(Some(record.id), Some(&record.image)),
             Internal::Planned { request, .. } => rollback_span(None, Some(&request.image)),
@@ -690,7 +710,8 @@ impl Engine {
                 result,
                 reply,
             } => {
-                self.planning.remove(&request.image);
+                self.planning
+                    .remove(&(request.image.clone(), request.drill));
                 let answer = self.planned(*request, *result).await;
                 let _ = reply.send(answer);
             }
@@ -700,6 +721,7 @@ impl Engine {
                 report,
                 tags_now,
             } => self.finished(id, *report, tags_now).await,
+            Internal::DrillFinished { id, report } => self.drill_finished(id, *report).await,
             Internal::Reconciled { id, outcome } => self.reconciled(id, outcome).await,
             Internal::Reread { record, tags_now } => self.reread(*record, tags_now).await,
             Internal::Emit(event) => self.emit(*event),
@@ -716,6 +738,7 @@ impl Engine {
 fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Request { .. } => "request",
+        Command::Drill { .. } => "drill",
         Command::Approve { .. } => "approve",
         Command::Reject { .. } => "reject",
         Command::Cancel { .. } => "cancel",

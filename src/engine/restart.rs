@@ -12,6 +12,10 @@ impl Engine {
             .cloned()
             .collect();
         for record in interrupted {
+            if record.drill {
+                self.drill_interrupted(&record);
+                continue;
+            }
             tracing::warn!(rollback_id = %record.id, state = %record.state, "Rollback was running when rollbot stopped; reconciling from the registry.");
             let registry = self.registries.get(&record.image.registry);
             let internal = self.internal_tx.clone();
@@ -46,7 +50,8 @@ impl Engine {
     /// Reads again, in the background, the tags of rollbacks that failed recently: the record
     /// must end up saying what the registry says, even when a write landed after it was written.
     pub(in crate::engine) fn reread_failed(&mut self, records: Vec<RollbackRecord>) {
-        for record in records {
+        // A drill's tags were the scratch repository's, not the image's.
+        for record in records.into_iter().filter(|r| !r.drill) {
             let Ok(registry) = self.registries.get(&record.image.registry) else {
                 continue;
             };

@@ -113,13 +113,11 @@ impl Engine {
                 })
                 .collect(),
         };
-        let audit = AuditEntry::new(
-            self.now(),
-            Some(id),
-            None,
-            "finished",
-            json!({ "outcome": report.outcome, "error": report.error, "total_ms": report.total_ms }),
-        );
+        let mut detail = json!({ "outcome": report.outcome, "error": report.error, "total_ms": report.total_ms });
+        if record.drill {
+            detail["drill"] = json!(true);
+        }
+        let audit = AuditEntry::new(self.now(), Some(id), None, "finished", detail);
         let (state, kind) = if succeeded {
             (State::Succeeded, EventKind::Succeeded)
         } else {
@@ -168,6 +166,10 @@ impl Engine {
                 tracing::error!(rollback_id = %id, %error, "Could not start the pipeline.");
                 return;
             }
+        }
+        if record.drill {
+            self.start_drill(record);
+            return;
         }
         let entry = self.settings.images.get(&record.alias).cloned();
         let registry = match self.registries.get(&record.image.registry) {

@@ -274,15 +274,28 @@ impl Harness {
 
     /// `request()` of `image` (an alias, or `host/repo`) by `by`.
     pub(in crate::engine) async fn request(&mut self, by: &Actor, image: &str) -> Reply {
+        self.ask(by, image, false).await
+    }
+
+    /// `request()` of a drill of `image` by `by`.
+    pub(in crate::engine) async fn drill(&mut self, by: &Actor, image: &str) -> Reply {
+        self.ask(by, image, true).await
+    }
+
+    async fn ask(&mut self, by: &Actor, image: &str, drill: bool) -> Reply {
         let name = if image.contains('/') {
             ImageName::Full(ImageRef::parse(image).expect("image"))
         } else {
             ImageName::Alias(image.to_owned())
         };
         let (reply, answer) = oneshot::channel();
+        let wanted = match drill {
+            true => commands::Wanted::Drill,
+            false => commands::Wanted::Rollback { target: None },
+        };
         let decided = self
             .engine
-            .request(by.clone(), channel(), name, None, None, reply)
+            .request(by.clone(), channel(), name, wanted, None, reply)
             .await;
         Reply::of(decided, answer)
     }
@@ -402,6 +415,7 @@ pub(in crate::engine) fn pending(alias: &str, image: &ImageRef, by: &Actor) -> P
         alias: alias.to_owned(),
         reason: Some("bad deploy".to_owned()),
         requested_target: "the previous good build".to_owned(),
+        drill: false,
     }
 }
 

@@ -8,7 +8,8 @@
 //! outbox is in the database), and gives up after `notify.max_attempts`, saying so in the chat
 //! thread and on `/metrics`. Outbound calls are paced with governor (GitHub allows 80
 //! content-creating requests a minute). Nothing here can change a rollback: the engine only
-//! drops events in the intake queue and moves on.
+//! drops events in the intake queue and moves on. A drill's events are never queued: a
+//! rehearsal is not news for an image's users.
 //!
 //! The startup checks of both services ([`Notifier::check_services`]) run in the background,
 //! so the HTTP port opens at once; `/readyz` says what is still pending ([`Notifier::problems`])
@@ -220,8 +221,12 @@ impl Notifier {
             .and_then(|entry| entry.dockerhub.clone())
     }
 
-    /// The deliveries an event calls for, into the outbox.
+    /// The deliveries an event calls for, into the outbox. A drill's events call for none:
+    /// a rehearsal is never announced to an image's users.
     async fn enqueue(&self, event: &Event) -> Result<(), String> {
+        if event.rollback.as_ref().is_some_and(|r| r.drill) {
+            return Ok(());
+        }
         let now = self.clock.now();
         let rto = self.settings.rollback.rto;
         let github = self.github.as_ref().map(GitHub::settings);

@@ -1,7 +1,8 @@
 //! The rollback pipeline: plan → retag → verify → checks, with a timed report.
 //!
-//! The same functions serve the CLI (`rollbot rollback`, the break-glass path) and, later, the
-//! daemon's engine, which plans when a rollback is requested and executes after approval.
+//! The same functions serve the CLI (`rollbot rollback`, the break-glass path) and the daemon's
+//! engine, which plans when a rollback is requested and executes after approval. A drill
+//! (`drill/`, [`rehearse`]) runs the same [`run`] on a scratch repository.
 //!
 //! Safety rules this module keeps:
 //! - The target must be complete before anything is written: every platform manifest of an
@@ -23,12 +24,14 @@ use crate::manifest;
 use crate::registry::oci;
 use crate::registry::RegistryClient;
 
+mod drill;
 mod outcome;
 mod plan;
 mod retag;
 mod target;
 mod verify;
 
+pub use drill::{rehearse, Cleanup, DrillReport, DrillRequest, DrillStep};
 pub use outcome::{Outcome, Progress, RegistryUsage, Report, TagReport, TagStatus};
 pub use plan::{plan, Plan, PlanError, RollbackRequest};
 pub use retag::{retag, IntentRecord, RetagError, RetagFailure, TagOutcome, SETTLE};

@@ -82,8 +82,14 @@ impl RegistryClient {
         realm: &str,
         service: Option<&str>,
     ) -> Result<Token, RegistryError> {
-        let pull = format!("repository:{}:pull", op.repository);
-        let push = format!("repository:{}:pull,push", op.repository);
+        // A mount also reads the repository it mounts from: the token names both scopes
+        // (space-separated as the cache key, one `scope` parameter each in the request).
+        let source = op
+            .also_pulls
+            .map(|from| format!(" repository:{from}:pull"))
+            .unwrap_or_default();
+        let pull = format!("repository:{}:pull{source}", op.repository);
+        let push = format!("repository:{}:pull,push{source}", op.repository);
         {
             let state = lock(&self.auth);
             let now = Instant::now();
@@ -107,7 +113,10 @@ impl RegistryClient {
                 ),
             ));
         }
-        let mut request = self.http.get(realm_url).query(&[("scope", scope.as_str())]);
+        let mut request = self.http.get(realm_url);
+        for one in scope.split(' ') {
+            request = request.query(&[("scope", one)]);
+        }
         if let Some(service) = service {
             request = request.query(&[("service", service)]);
         }

@@ -1,6 +1,7 @@
 //! Blob requests: HEAD (does it exist), GET of a small blob checked against its digest (rollbot's
-//! own artifacts), and a one-request upload (POST, then PUT with the digest) of a blob that is
-//! not there yet.
+//! own artifacts), a one-request upload (POST, then PUT with the digest) of a blob that is
+//! not there yet, and a cross-repository mount (a drill's copy of an image), which falls back to
+//! copying the bytes when the registry will not mount.
 
 use bytes::Bytes;
 use reqwest::StatusCode;
@@ -13,6 +14,19 @@ use crate::domain::model::{Digest, Repository};
 
 /// The Content-Type of every blob upload.
 const OCTET_STREAM: &str = "application/octet-stream";
+/// The largest blob copied through rollbot's memory when a registry will not mount it.
+pub const MAX_COPIED_BLOB_BYTES: usize = 256 * 1024 * 1024;
+
+/// How a blob got into a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobCopy {
+    /// It was there already.
+    Present,
+    /// The registry mounted it from the other repository (no bytes moved).
+    Mounted,
+    /// The registry would not mount it, so its bytes were read and uploaded.
+    Copied,
+}
 
 impl RegistryClient {
     /// GET a blob of at most `max_bytes`, checked against its digest.
@@ -83,22 +97,175 @@ impl RegistryClient {
         )
         .expecting(StatusCode::ACCEPTED);
         let response = self.call(&start).await?;
+        self.finish_upload(&start, &response, bytes, &digest)
+            .await?;
+        Ok(digest)
+    }
+
+    /// Puts blob `digest` of `size` bytes into `repository` from `from` (same registry): nothing
+    /// when it is there already, else a cross-repository mount
+    /// (`POST /v2/<repository>/blobs/uploads/?mount=<digest>&from=<from>`). A registry that
+    /// will not mount answers by starting an upload instead; then the blob's bytes (at most
+    /// [`MAX_COPIED_BLOB_BYTES`]) are read from `from` and uploaded, checked against `digest`.
+    ///
+    /// # Errors
+    /// Transport, auth and server errors; a blob too large to copy; an upload the registry does
+    /// not confirm.
+    pub async fn mount_blob(
+        &self,
+        repository: &Repository,
+        from: &Repository,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobCopy, RegistryError> {
+        if self.blob_exists(repository, digest).await? {
+            return Ok(BlobCopy::Present);
+        }
+        let mount = Op::post(
+            Kind::BlobMount,
+            repository,
+            format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={from}"),
+            Bytes::new(),
+            OCTET_STREAM,
+        )
+        .pulling_from(from);
+        let response = self.call(&mount).await?;
+        match response.status() {
+            StatusCode::CREATED => return Ok(BlobCopy::Mounted),
+            StatusCode::ACCEPTED => {}
+            other => {
+                return Err(self.invalid(
+                    &mount,
+                    format!("answered {other} instead of 201 (mounted) or 202 (upload started)"),
+                ))
+            }
+        }
+        if size > MAX_COPIED_BLOB_BYTES as u64 {
+            return Err(self.invalid(
+                &mount,
+                format!(
+                    "the registry would not mount {digest} from {from}, and at {size} bytes it is too large to copy through rollbot (at most {MAX_COPIED_BLOB_BYTES})"
+                ),
+            ));
+        }
+        let bytes = self.get_blob(from, digest, MAX_COPIED_BLOB_BYTES).await?;
+        self.finish_upload(&mount, &response, bytes, digest).await?;
+        Ok(BlobCopy::Copied)
+    }
+
+    /// Completes the upload `start` began (its answer names the upload's Location) with all of
+    /// `bytes` in one PUT.
+    async fn finish_upload(
+        &self,
+        start: &Op<'_>,
+        response: &reqwest::Response,
+        bytes: Bytes,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
         let location = header_str(response.headers(), "location")
-            .ok_or_else(|| self.invalid(&start, "no Location header for the upload".to_owned()))?;
+            .ok_or_else(|| self.invalid(start, "no Location header for the upload".to_owned()))?;
         // Location may be absolute or a path, and may already carry a query.
         let Some(index) = location.find("/v2/") else {
-            return Err(self.invalid(&start, format!("unexpected upload Location {location}")));
+            return Err(self.invalid(start, format!("unexpected upload Location {location}")));
         };
         let path = &location[index..];
         let separator = if path.contains('?') { '&' } else { '?' };
         let finish = Op::put(
             Kind::BlobUpload,
-            repository,
+            start.repository,
             format!("{path}{separator}digest={digest}"),
             bytes,
             OCTET_STREAM,
         );
         self.call(&finish).await?;
-        Ok(digest)
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::testing::{answer, repository, scripted};
+
+    #[tokio::test]
+    async fn a_blob_is_mounted_when_the_registry_mounts_and_copied_when_it_starts_an_upload() {
+        let layer = b"a layer".as_slice();
+        let digest = Digest::of(layer);
+        let from = Repository::parse("acme/app").expect("repository");
+        let scratch = Repository::parse("acme/app-rollbot-drill").expect("repository");
+        let upload =
+            "202 Accepted\r\nLocation: /v2/acme/app-rollbot-drill/blobs/uploads/u1?_state=x";
+        let (client, seen) = scripted(vec![
+            // Present already: one HEAD.
+            answer("200 OK", b""),
+            // Mounted: HEAD 404, then the mount answered 201.
+            answer("404 Not Found", b""),
+            answer("201 Created", b""),
+            // Refused: HEAD 404, the mount starts an upload, the bytes are read and uploaded.
+            answer("404 Not Found", b""),
+            answer(upload, b""),
+            answer("200 OK", layer),
+            answer("201 Created", b""),
+        ])
+        .await;
+        let size = layer.len() as u64;
+        for expected in [BlobCopy::Present, BlobCopy::Mounted, BlobCopy::Copied] {
+            assert_eq!(
+                client.mount_blob(&scratch, &from, &digest, size).await,
+                Ok(expected)
+            );
+        }
+        let mount = format!(
+            "POST /v2/acme/app-rollbot-drill/blobs/uploads/?mount={digest}&from=acme/app HTTP/1.1"
+        );
+        let head = format!("HEAD /v2/acme/app-rollbot-drill/blobs/{digest} HTTP/1.1");
+        assert_eq!(
+            *crate::lock(&seen),
+            [
+                head.clone(),
+                head.clone(),
+                mount.clone(),
+                head,
+                mount,
+                format!("GET /v2/acme/app/blobs/{digest} HTTP/1.1"),
+                format!(
+                    "PUT /v2/acme/app-rollbot-drill/blobs/uploads/u1?_state=x&digest={digest} HTTP/1.1"
+                ),
+            ]
+        );
+        let counts = client.requests();
+        assert_eq!(
+            (
+                counts.blob_head,
+                counts.blob_mount,
+                counts.blob_get,
+                counts.blob_upload
+            ),
+            (3, 2, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_blob_too_large_to_copy_is_refused_with_the_reason() {
+        let digest = Digest::of(b"big");
+        let (client, _) = scripted(vec![
+            answer("404 Not Found", b""),
+            answer("202 Accepted\r\nLocation: /v2/x/blobs/uploads/u", b""),
+        ])
+        .await;
+        let error = client
+            .mount_blob(
+                &Repository::parse("acme/app-drill").expect("repository"),
+                &repository(),
+                &digest,
+                MAX_COPIED_BLOB_BYTES as u64 + 1,
+            )
+            .await
+            .expect_err("too large");
+        assert!(
+            error.to_string().contains("would not mount")
+                && error.to_string().contains("too large to copy"),
+            "{error}"
+        );
     }
 }

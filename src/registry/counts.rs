@@ -16,6 +16,10 @@ pub struct RequestCounts {
     pub token: u32,
     pub tags_list: u32,
     pub blob_get: u32,
+    /// Cross-repository blob mounts asked for (a drill copying an image to its scratch
+    /// repository).
+    pub blob_mount: u32,
+    pub manifest_delete: u32,
 }
 
 impl RequestCounts {
@@ -28,6 +32,8 @@ impl RequestCounts {
             + self.token
             + self.tags_list
             + self.blob_get
+            + self.blob_mount
+            + self.manifest_delete
     }
 }
 
@@ -42,11 +48,13 @@ pub(super) enum Kind {
     Token = 5,
     TagsList = 6,
     BlobGet = 7,
+    BlobMount = 8,
+    ManifestDelete = 9,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct Counters {
-    by_kind: [AtomicU32; 8],
+    by_kind: [AtomicU32; 10],
 }
 
 impl Counters {
@@ -65,6 +73,8 @@ impl Counters {
             token: get(Kind::Token),
             tags_list: get(Kind::TagsList),
             blob_get: get(Kind::BlobGet),
+            blob_mount: get(Kind::BlobMount),
+            manifest_delete: get(Kind::ManifestDelete),
         }
     }
 }
@@ -84,6 +94,8 @@ mod tests {
             Kind::Token,
             Kind::TagsList,
             Kind::BlobGet,
+            Kind::BlobMount,
+            Kind::ManifestDelete,
         ];
         let counters = Counters::default();
         for (times, kind) in kinds.into_iter().enumerate() {
@@ -103,8 +115,10 @@ mod tests {
                 token: 6,
                 tags_list: 7,
                 blob_get: 8,
+                blob_mount: 9,
+                manifest_delete: 10,
             }
         );
-        assert_eq!(counts.total(), 36);
+        assert_eq!(counts.total(), 55);
     }
 }

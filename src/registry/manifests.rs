@@ -139,10 +139,33 @@ impl RegistryClient {
         tag: &Tag,
         manifest: &RawManifest,
     ) -> Result<(), RegistryError> {
+        self.put_manifest_at(repository, tag, manifest).await
+    }
+
+    /// PUT `manifest`'s exact bytes by its own digest (no tag): copying an image, or a platform
+    /// manifest of an index, into another repository.
+    ///
+    /// # Errors
+    /// As [`RegistryClient::put_manifest`].
+    pub async fn put_manifest_by_digest(
+        &self,
+        repository: &Repository,
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        self.put_manifest_at(repository, &manifest.digest, manifest)
+            .await
+    }
+
+    async fn put_manifest_at(
+        &self,
+        repository: &Repository,
+        reference: &(dyn std::fmt::Display + Sync),
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError> {
         let op = Op::put(
             Kind::ManifestPut,
             repository,
-            manifest_path(repository, tag),
+            manifest_path(repository, reference),
             manifest.bytes.clone(),
             manifest.media_type.as_str(),
         );
@@ -159,6 +182,25 @@ impl RegistryClient {
             }
         }
         Ok(())
+    }
+
+    /// DELETE the manifest `digest` (and with it, in distribution, every tag pointing at it).
+    /// `Ok(false)` when it is not there.
+    ///
+    /// # Errors
+    /// A refusal: distribution answers `405 UNSUPPORTED` unless `storage.delete.enabled`,
+    /// Docker Hub does not allow it; transport, auth and server errors.
+    pub async fn delete_manifest(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let op = Op::delete(
+            Kind::ManifestDelete,
+            repository,
+            manifest_path(repository, digest),
+        );
+        Ok(self.call_if_found(&op).await?.is_some())
     }
 
     /// distribution answers MANIFEST_UNKNOWN for unknown repositories too: the tag list tells
@@ -219,6 +261,38 @@ impl RegistryClient {
 mod tests {
     use super::*;
     use crate::registry::testing::{answer, repository, scripted};
+
+    #[tokio::test]
+    async fn a_manifest_is_deleted_by_digest_and_a_refusal_is_an_error() {
+        let digest = Digest::of(b"{}");
+        let unsupported =
+            br#"{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}"#;
+        let (client, seen) = scripted(vec![
+            answer("202 Accepted", b""),
+            answer("404 Not Found", b""),
+            answer("405 Method Not Allowed", unsupported),
+        ])
+        .await;
+        let repository = repository();
+        assert_eq!(client.delete_manifest(&repository, &digest).await, Ok(true));
+        assert_eq!(
+            client.delete_manifest(&repository, &digest).await,
+            Ok(false)
+        );
+        let error = client
+            .delete_manifest(&repository, &digest)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            format!("registry registry.test answered 405 to DELETE /v2/acme/app/manifests/{digest}: UNSUPPORTED: The operation is unsupported.")
+        );
+        assert_eq!(client.requests().manifest_delete, 3);
+        assert_eq!(
+            crate::lock(&seen).first().cloned(),
+            Some(format!("DELETE /v2/acme/app/manifests/{digest} HTTP/1.1"))
+        );
+    }
 
     #[tokio::test]
     async fn a_tag_list_is_read_up_to_4_mib() {

@@ -1,6 +1,7 @@
 //! The registry port: the few distribution-spec calls a rollback needs, over one HTTP client.
 //!
-//! HEAD/GET/PUT manifests by tag or digest, HEAD blobs, with Basic or Bearer-token auth, retries
+//! HEAD/GET/PUT manifests by tag or digest, HEAD blobs (and, for drills, mount blobs across
+//! repositories and DELETE manifests), with Basic or Bearer-token auth, retries
 //! for 429/502/503/504, and a count of every request by kind (a rollback's registry cost is part
 //! of its report: Docker Hub counts manifest GETs against pull limits, HEADs are free).
 //!
@@ -34,6 +35,7 @@ mod send;
 #[cfg(test)]
 mod testing;
 
+pub use blobs::{BlobCopy, MAX_COPIED_BLOB_BYTES};
 pub use client::RegistryClient;
 pub use counts::RequestCounts;
 pub use error::RegistryError;

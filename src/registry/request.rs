@@ -22,6 +22,8 @@ pub(super) struct Op<'a> {
     pub(super) body: Option<(Bytes, &'static str)>,
     /// Needs push rights (token scope `pull,push`).
     pub(super) push: bool,
+    /// A cross-repository blob mount's source: the token must also allow pulling from it.
+    pub(super) also_pulls: Option<&'a Repository>,
     /// The one status that is a success; `None`: any 2xx.
     expect: Option<StatusCode>,
 }
@@ -54,6 +56,11 @@ impl<'a> Op<'a> {
         )
     }
 
+    /// A DELETE: push rights (registries that allow deletes at all ask for no more).
+    pub(super) fn delete(kind: Kind, repository: &'a Repository, path: String) -> Op<'a> {
+        Op::new(Method::DELETE, kind, repository, path, None)
+    }
+
     /// A POST of `body` as `content_type`: push rights.
     pub(super) fn post(
         kind: Kind,
@@ -81,6 +88,7 @@ impl<'a> Op<'a> {
         Op {
             // Every write rollbot sends needs push rights; reads need pull rights.
             push: !matches!(method, Method::GET | Method::HEAD),
+            also_pulls: None,
             method,
             path,
             repository,
@@ -94,6 +102,12 @@ impl<'a> Op<'a> {
     /// Sends `Accept: media_types`.
     pub(super) fn accepting(mut self, media_types: &'static str) -> Op<'a> {
         self.accept = Some(media_types);
+        self
+    }
+
+    /// A mount of a blob from `from`: the token must allow pulling from there too.
+    pub(super) fn pulling_from(mut self, from: &'a Repository) -> Op<'a> {
+        self.also_pulls = Some(from);
         self
     }
 
@@ -214,5 +228,14 @@ mod tests {
         assert!(post.succeeded(StatusCode::ACCEPTED));
         assert!(!post.succeeded(StatusCode::CREATED) && !post.succeeded(StatusCode::OK));
         assert_eq!(post.describe(), "POST /v2/acme/app/blobs/uploads/");
+
+        let delete = Op::delete(Kind::ManifestDelete, &repository, path());
+        assert!(delete.push && delete.writes() && delete.body.is_none());
+        assert!(delete.succeeded(StatusCode::ACCEPTED));
+        assert!(post.also_pulls.is_none());
+        let other = Repository::parse("acme/other").expect("repository");
+        let mount = Op::post(Kind::BlobMount, &repository, path(), Bytes::new(), "g/h")
+            .pulling_from(&other);
+        assert_eq!(mount.also_pulls, Some(&other));
     }
 }

@@ -6,6 +6,7 @@ mod browser;
 mod config;
 mod daemon;
 mod discord;
+mod drill;
 mod interrupted;
 mod manifests;
 mod notify;

@@ -14,14 +14,38 @@ pub struct Ci {
     pub registry: TestRegistry,
     pub seeder: Seeder,
     pub cli: Cli,
+    /// The image as CI names it (in its rollback manifests too).
+    image: String,
 }
 
 impl Ci {
     pub fn new() -> Ci {
-        let registry = TestRegistry::start();
+        Ci::with(TestRegistry::start())
+    }
+
+    /// CI publishing to `registry`.
+    pub fn with(registry: TestRegistry) -> Ci {
         let seeder = Seeder::new(&registry.host);
         let config = format!("[registries.\"{}\"]\ninsecure = true\n", registry.host);
         Ci {
+            image: format!("{}/{REPO}", registry.host),
+            registry,
+            seeder,
+            cli: Cli::new().config(&config),
+        }
+    }
+
+    /// CI publishing `docker.io/acme/app`, whose registry is the test registry (as the notify
+    /// tests' daemon sees it), so its rollback manifests describe that image.
+    pub fn docker_io() -> Ci {
+        let registry = TestRegistry::start();
+        let seeder = Seeder::new(&registry.host);
+        let config = format!(
+            "[registries.\"docker.io\"]\ninsecure = true\nendpoint = \"{}\"\n",
+            registry.host
+        );
+        Ci {
+            image: format!("docker.io/{REPO}"),
             registry,
             seeder,
             cli: Cli::new().config(&config),
@@ -29,7 +53,7 @@ impl Ci {
     }
 
     pub fn image(&self) -> String {
-        format!("{}/{REPO}", self.registry.host)
+        self.image.clone()
     }
 
     pub fn file(&self, name: &str) -> String {

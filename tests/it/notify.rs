@@ -25,7 +25,7 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) fn new(description: &str, max_attempts: u32) -> World {
-        let ci = Ci::new();
+        let ci = Ci::docker_io();
         for version in ["v1", "v2", "v3"] {
             ci.build(version);
         }

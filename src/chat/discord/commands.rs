@@ -94,6 +94,17 @@ const SUBCOMMANDS: &[(&str, &str, &[Opt])] = &[
         "Release the hold after a rollback so CI may move the tags again",
         &[IMAGE, REASON],
     ),
+    (
+        "drill",
+        "Rehearse an image's rollback on a scratch repository (DRILL: production only read)",
+        &[
+            Opt {
+                what: "An image alias from rollbot's config, or host/repository",
+                ..IMAGE
+            },
+            REASON,
+        ],
+    ),
     ("help", "How /rollback works", &[]),
 ];
 
@@ -312,6 +323,11 @@ mod tests {
                 &[("image", "web"), ("reason", "fixed in v1.2.4")],
                 "release web fixed in v1.2.4",
             ),
+            (
+                "drill",
+                &[("image", "web"), ("reason", "quarterly drill")],
+                "drill web quarterly drill",
+            ),
             ("help", &[], "help"),
         ];
         for (verb, options, expected) in cases {
@@ -376,7 +392,10 @@ mod tests {
         let names: Vec<&str> = subs.iter().filter_map(|s| s["name"].as_str()).collect();
         assert_eq!(
             names,
-            ["request", "approve", "reject", "cancel", "status", "history", "release", "help"]
+            [
+                "request", "approve", "reject", "cancel", "status", "history", "release", "drill",
+                "help"
+            ]
         );
         for verb in command::RESERVED {
             assert!(names.contains(verb), "{verb}");

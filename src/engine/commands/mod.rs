@@ -7,4 +7,4 @@ mod request;
 mod status;
 mod vote;
 
-pub(in crate::engine) use request::PlanFailure;
+pub(in crate::engine) use request::{PlanFailure, Wanted};

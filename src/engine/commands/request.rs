@@ -1,5 +1,7 @@
-//! `/rollback IMAGE[@DIGEST|:TAG] [reason]`: the allowlist, one rollback per image, a rule that
-//! someone could satisfy, then planning in a task; the plan becomes a record waiting for approval.
+//! `/rollback IMAGE[@DIGEST|:TAG] [reason]` and `/rollback drill IMAGE [reason]`: the allowlist,
+//! one rollback (and, apart from it, one drill) per image, a rule that someone could satisfy, then
+//! planning in a task; the plan becomes a record waiting for approval. A drill is planned on the
+//! production image exactly like the rollback it rehearses (only reading it).
 
 use super::super::*;
 
@@ -35,40 +37,65 @@ impl Engine {
         actor: Actor,
         channel: ChannelRef,
         name: ImageName,
-        target: Option<Reference>,
+        wanted: Wanted,
         reason: Option<String>,
         reply: oneshot::Sender<Answer>,
     ) -> Option<(oneshot::Sender<Answer>, Answer)> {
+        let (target, drill) = match wanted {
+            Wanted::Rollback { target } => (target, false),
+            Wanted::Drill => (None, true),
+        };
+        let command = if drill { "drill" } else { "request" };
         let refusal = match self.allowlisted(&name) {
             Err(message) => Err(message),
             Ok(entry) => {
                 let rule = self.settings.approval_rule(entry);
-                match (
-                    self.active.values().find(|r| r.image == entry.image),
-                    rule.unapprovable(Some(&actor)),
-                ) {
+                // A drill and a rollback of one image do not hold each other up.
+                let active = self
+                    .active
+                    .values()
+                    .find(|r| r.image == entry.image && r.drill == drill);
+                let scratch = match drill {
+                    true => self.settings.drill_image(&entry.image, Some(entry)).err(),
+                    false => None,
+                };
+                match (active, rule.unapprovable(Some(&actor))) {
+                    (Some(active), _) if drill => Err(Refusal::DrillInProgress {
+                        alias: entry.alias.clone(),
+                        id: active.id,
+                        state: active.state,
+                    }),
                     (Some(active), _) => Err(Refusal::InProgress {
                         alias: entry.alias.clone(),
                         id: active.id,
                         state: active.state,
                         requester: active.requester.name.clone(),
                     }),
-                    _ if self.planning.contains(&entry.image) => Err(Refusal::BeingPlanned {
-                        alias: entry.alias.clone(),
-                    }),
+                    _ if self.planning.contains(&(entry.image.clone(), drill)) => {
+                        Err(Refusal::BeingPlanned {
+                            alias: entry.alias.clone(),
+                            what: command,
+                        })
+                    }
                     (None, Some(why)) => Err(Refusal::Unapprovable {
                         alias: entry.alias.clone(),
                         why,
                     }),
-                    (None, None) => self.with_registry(entry.clone()),
+                    (None, None) => match scratch {
+                        Some(error) => Err(Refusal::CannotDrill {
+                            alias: entry.alias.clone(),
+                            error,
+                        }),
+                        None => self.with_registry(entry.clone()),
+                    },
                 }
             }
         };
         let (entry, registry) = match refusal {
             Ok(found) => found,
-            Err(why) => return Some((reply, self.refuse(&actor, None, "request", why).await)),
+            Err(why) => return Some((reply, self.refuse(&actor, None, command, why).await)),
         };
-        self.planning.insert(entry.image.clone());
+        self.planning.insert((entry.image.clone(), drill));
         let tags = self.settings.floating_tags(Some(&entry), &[]);
         let request = PendingRequest {
             actor,
@@ -80,6 +107,7 @@ impl Engine {
                 || "the previous good build".to_owned(),
                 Reference::to_string,
             ),
+            drill,
         };
         let internal = self.internal_tx.clone();
         self.tasks.spawn(async move {
@@ -104,17 +132,23 @@ impl Engine {
         let planned = match result {
             Ok(planned) => planned,
             Err(error) => {
+                let mut detail =
+                    json!({ "image": request.image.to_string(), "why": error.to_string() });
+                if request.drill {
+                    detail["drill"] = json!(true);
+                }
                 self.audit(AuditEntry::new(
                     now,
                     None,
                     Some(&request.actor),
                     "request_refused",
-                    json!({ "image": request.image.to_string(), "why": error.to_string() }),
+                    detail,
                 ))
                 .await;
-                return Refusal::CannotPlan {
-                    alias: request.alias,
-                    error: error.to_string(),
+                let (alias, error) = (request.alias, error.to_string());
+                return match request.drill {
+                    true => Refusal::CannotDrill { alias, error },
+                    false => Refusal::CannotPlan { alias, error },
                 }
                 .into();
             }
@@ -156,24 +190,24 @@ impl Engine {
             tags_now: Vec::new(),
             error: None,
             status_ref: None,
+            drill: request.drill,
         };
-        let audit = AuditEntry::new(
-            now,
-            None,
-            Some(&request.actor),
-            "requested",
-            json!({
-                "image": request.image.to_string(),
-                "target": plan.target.digest.to_string(),
-                "tags": plan.tags,
-                "reason": request.reason,
-            }),
-        );
+        let mut detail = json!({
+            "image": request.image.to_string(),
+            "target": plan.target.digest.to_string(),
+            "tags": plan.tags,
+            "reason": request.reason,
+        });
+        if request.drill {
+            detail["drill"] = json!(true);
+        }
+        let audit = AuditEntry::new(now, None, Some(&request.actor), "requested", detail);
         match self.store.create(&mut record, audit).await {
             Ok(()) => {}
-            Err(StoreError::ActiveExists { image }) => {
-                let why = Refusal::InProgressStored { image };
-                return self.refuse(&request.actor, None, "request", why).await;
+            Err(StoreError::ActiveExists { image, drill }) => {
+                let why = Refusal::InProgressStored { image, drill };
+                let command = if drill { "drill" } else { "request" };
+                return self.refuse(&request.actor, None, command, why).await;
             }
             Err(error) => {
                 return Refusal::NotSaved {
@@ -183,7 +217,7 @@ impl Engine {
                 .into()
             }
         }
-        tracing::info!(rollback_id = %record.id, image = %record.image, target = %record.target.digest, requester = %record.requester.id, "Rollback requested.");
+        tracing::info!(rollback_id = %record.id, image = %record.image, target = %record.target.digest, requester = %record.requester.id, drill = record.drill, "Rollback requested.");
         self.active.insert(record.id, record.clone());
         self.update_gauges();
         let answer = Answer::Requested {
@@ -194,6 +228,7 @@ impl Engine {
             required: rule.required,
             approvers: rule.approvers,
             expires_at: record.expires_at,
+            drill: record.drill,
         };
         self.emit(Event {
             kind: EventKind::Requested,
@@ -202,6 +237,14 @@ impl Engine {
         });
         answer
     }
+}
+
+/// What a request asks for: a rollback (to a named target or the default one), or a drill of
+/// the rollback to the default target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::engine) enum Wanted {
+    Rollback { target: Option<Reference> },
+    Drill,
 }
 
 /// Why a request could not be planned. Nothing was written.
@@ -315,7 +358,7 @@ mod tests {
             assert!(h
                 .engine
                 .planning
-                .contains(&h.engine.settings.images["app"].image));
+                .contains(&(h.engine.settings.images["app"].image.clone(), false)));
             assert!(h.refusals().await.is_empty());
         }
     }
@@ -362,6 +405,7 @@ mod tests {
 
         let refusal = Refusal::BeingPlanned {
             alias: "app".to_owned(),
+            what: "request",
         };
         assert_eq!(answer, refusal.clone().into());
         assert_eq!(
@@ -372,6 +416,66 @@ mod tests {
             h.request(&actor("carol"), "api").await.is_later(),
             "another image is not held"
         );
+    }
+
+    #[tokio::test]
+    async fn a_drill_and_a_rollback_of_one_image_do_not_hold_each_other_up() {
+        let mut h = Harness::new().await;
+        // Being planned: each holds the image for its own kind only.
+        assert!(h.drill(&actor("alice"), "app").await.is_later());
+        assert!(h.request(&actor("bob"), "app").await.is_later());
+        let answer = h.drill(&actor("carol"), "app").await.now();
+        let refusal = Refusal::BeingPlanned {
+            alias: "app".to_owned(),
+            what: "drill",
+        };
+        assert_eq!(answer, refusal.clone().into());
+        assert_eq!(
+            refusal.to_string(),
+            "app already has a drill being planned; one at a time"
+        );
+        assert_eq!(
+            h.refusals().await,
+            [("drill".to_owned(), refusal.to_string())]
+        );
+
+        // Planned: the drill is a record with the flag, stored beside a real rollback.
+        let mut h = Harness::new().await;
+        let image = h.engine.settings.images["app"].image.clone();
+        let rollback = h.requested("app", &actor("bob")).await.id;
+        let mut request = pending("app", &image, &actor("alice"));
+        request.drill = true;
+        let answer = h.engine.planned(request, Ok(planned(&image, false))).await;
+        let Answer::Requested {
+            id, drill: true, ..
+        } = answer
+        else {
+            panic!("expected a drill request, got {answer:?}");
+        };
+        assert_ne!(id, rollback);
+        assert!(h.stored(id).await.drill && !h.stored(rollback).await.drill);
+        let requested = h.audited("requested").await;
+        assert_eq!(requested[1].detail["drill"], true);
+        assert_eq!(requested[0].detail.get("drill"), None);
+        assert_eq!(h.event_kinds(), [EventKind::Requested]);
+
+        // A second drill is refused while one is active; a second rollback as before.
+        let answer = h.drill(&actor("carol"), "app").await.now();
+        assert_eq!(
+            answer,
+            Refusal::DrillInProgress {
+                alias: "app".to_owned(),
+                id,
+                state: State::Requested,
+            }
+            .into()
+        );
+        let answer = h.request(&actor("carol"), "app").await.now();
+        assert!(
+            matches!(answer, Answer::Refused(Refusal::InProgress { id, .. }) if id == rollback),
+            "{answer:?}"
+        );
+        assert!(h.engine.planning.is_empty());
     }
 
     #[tokio::test]
@@ -485,6 +589,7 @@ mod tests {
                     .map(|a| Approver::parse(a).expect("approver"))
                     .to_vec(),
                 expires_at: START.plus(EXPIRY),
+                drill: false,
             }
         );
         let stored = h.stored(id).await;
@@ -576,6 +681,7 @@ mod tests {
 
         let refusal = Refusal::InProgressStored {
             image: image.to_string(),
+            drill: false,
         };
         assert_eq!(answer, refusal.clone().into());
         assert_eq!(

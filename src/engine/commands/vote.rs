@@ -60,7 +60,8 @@ impl Engine {
             }
             return Refusal::Vote { verb, id, why }.into();
         }
-        if verdict == Verdict::Approved {
+        // A drill never takes a real rollback's place under the hourly limit.
+        if verdict == Verdict::Approved && !record.drill {
             if let Some(refused) = self.rollbacks_per_hour(actor, id).await {
                 return refused;
             }
@@ -121,7 +122,13 @@ impl Engine {
                 let saved = self
                     .transition(&mut record, State::Approved, audit, kind)
                     .await;
-                (saved, Answer::Approved { id })
+                (
+                    saved,
+                    Answer::Approved {
+                        id,
+                        drill: record.drill,
+                    },
+                )
             }
         };
         if let Err(error) = saved {
@@ -274,7 +281,11 @@ mod tests {
 
             let answer = h.engine.vote(&approver, id, Decision::Approve, None).await;
 
-            assert_eq!(answer, Answer::Approved { id }, "{approver:?}");
+            assert_eq!(
+                answer,
+                Answer::Approved { id, drill: false },
+                "{approver:?}"
+            );
             let stored = h.stored(id).await;
             assert_eq!(stored.state, State::Retagging, "{approver:?}");
             assert_eq!(stored.approved_at, Some(START), "{approver:?}");
@@ -441,7 +452,10 @@ mod tests {
             h.engine
                 .vote(&actor("bob"), first, Decision::Approve, None)
                 .await,
-            Answer::Approved { id: first }
+            Answer::Approved {
+                id: first,
+                drill: false
+            }
         );
         h.events();
 
@@ -527,7 +541,7 @@ mod tests {
             .vote(&actor("bob"), id, Decision::Approve, None)
             .await;
 
-        assert_eq!(answer, Answer::Approved { id });
+        assert_eq!(answer, Answer::Approved { id, drill: false });
         assert!(h.audited("expired").await.is_empty());
     }
 

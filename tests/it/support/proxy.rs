@@ -1,6 +1,7 @@
 //! A misbehaving registry front: a loopback HTTP/1.1 proxy to a real test registry that can
 //! answer chosen requests with an error, or add headers, so tests can reproduce a registry
-//! answering 500, a write failing half-way, or Docker Hub's rate-limit headers.
+//! answering 500, a write failing half-way, refusing a blob mount, or Docker Hub's rate-limit
+//! headers. It records every request line, so tests can count what reached a repository.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +17,9 @@ pub enum Rule {
     FailPutTag { tag: String, status: u16 },
     /// Added to every answer.
     AddHeader { name: String, value: String },
+    /// A cross-repository mount (`POST …/blobs/uploads/?mount=…&from=…`) reaches the registry
+    /// without its query: it starts a plain upload (202), as a registry refusing the mount does.
+    RefuseMount,
     /// `PUT /v2/<repo>/manifests/<tag>` never gets an answer and never reaches the registry
     /// (a write in flight when the daemon dies).
     HangPutTag { tag: String },
@@ -203,6 +207,15 @@ async fn serve(
                 _ => None,
             })
             .collect();
+        let refuse_mount = rules.iter().any(|rule| matches!(rule, Rule::RefuseMount));
+        let path = match path.split_once('?') {
+            Some((plain, query))
+                if refuse_mount && method == "POST" && query.contains("mount=") =>
+            {
+                plain.to_owned()
+            }
+            _ => path,
+        };
         let (status, mut out_headers, out_body) = match failure {
             Some(status) => (
                 status,

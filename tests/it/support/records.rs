@@ -68,5 +68,6 @@ pub fn sample(image: &str, state: State) -> RollbackRecord {
         tags_now: Vec::new(),
         error: None,
         status_ref: None,
+        drill: false,
     }
 }

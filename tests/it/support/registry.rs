@@ -26,15 +26,21 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// A registry without auth.
     pub fn start() -> TestRegistry {
-        TestRegistry::spawn(false)
+        TestRegistry::spawn(false, true)
     }
 
     /// A registry that requires `USER` / `PASSWORD` (HTTP Basic).
     pub fn start_with_htpasswd() -> TestRegistry {
-        TestRegistry::spawn(true)
+        TestRegistry::spawn(true, true)
     }
 
-    fn spawn(htpasswd: bool) -> TestRegistry {
+    /// A registry without auth that refuses deletes (distribution's default:
+    /// `storage.delete.enabled` is false), like Docker Hub.
+    pub fn start_without_delete() -> TestRegistry {
+        TestRegistry::spawn(false, false)
+    }
+
+    fn spawn(htpasswd: bool, delete: bool) -> TestRegistry {
         assert!(
             Path::new(BINARY).exists(),
             "{BINARY} is missing: install Debian's docker-registry package (deploy/dev/test.sh does)"
@@ -58,7 +64,7 @@ impl TestRegistry {
             let config = format!(
                 "version: 0.1\n\
                  log: {{level: warn, accesslog: {{disabled: true}}}}\n\
-                 storage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\n\
+                 storage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: {delete}}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\n\
                  http: {{addr: '{host}', secret: rollbot-tests}}\n{auth}",
                 dir.path().join("data").display()
             );
