@@ -217,6 +217,7 @@ fn verb(command: &Command) -> &'static str {
         Command::Status { .. } => "status",
         Command::History { .. } => "history",
         Command::Release { .. } => "release",
+        Command::Drill { .. } => "drill",
         Command::Help => "help",
         Command::VoteOnMessage { .. } => "",
     }
