@@ -194,7 +194,7 @@ pub struct VerifyArgs {
 pub enum ManifestCommand {
     /// Print the rollback manifest (JSON) for a build. Run it in CI before the floating tags
     /// move: without --previous it reads the digest the first floating tag points at now.
-    /// CI order: generate → push the image's tags → `manifest push`.
+    /// CI order: push the image by digest → generate → `manifest push` → move the floating tags.
     Generate(GenerateArgs),
     /// Store a rollback manifest file next to the image, under the tag
     /// sha256-<hex>.rollback of the digest it describes. Pushing the same file again changes
