@@ -4,6 +4,7 @@
 mod browser;
 mod config;
 mod daemon;
+mod deploy;
 mod discord;
 mod interrupted;
 mod manifests;
