@@ -9,9 +9,11 @@
 #     check-jsonschema.
 #   - systemd: `systemd-analyze verify` (on a copy whose ExecStart names an executable that
 #     exists here) and `systemd-analyze security --offline=yes` with an exposure threshold.
-#   - The command lines of all three parse with the built rollbot (when target/ has one).
+#   - The command lines of all three parse with the built rollbot.
 #   - rollbot's own config loader accepts every shipped config: `cargo test --test it deploy`
-#     (tests/it/deploy.rs; skipped with ROLLBOT_DEPLOY_SKIP_CARGO=1).
+#     (tests/it/deploy.rs).
+# ROLLBOT_DEPLOY_SKIP_CARGO=1 skips cargo: no test, and the command lines are checked only with
+# a rollbot already in target/.
 # Needs Debian with Python 3; installs python3-venv and systemd (for systemd-analyze) with apt
 # when missing, and the Python tools into ~/.cache/rollbot-ci/venv (PyPI only).
 set -euo pipefail
@@ -96,9 +98,15 @@ UNIT=deploy/systemd/rollbot.service
 # verify wants ExecStart's program to exist: check a copy that runs the built rollbot (or a
 # stand-in) instead of /usr/local/bin/rollbot, and nothing else changed.
 ROLLBOT_BIN=
-for candidate in target/release/rollbot target/debug/rollbot; do
-    if [ -x "$candidate" ]; then ROLLBOT_BIN=$PWD/$candidate; break; fi
-done
+if [ "${ROLLBOT_DEPLOY_SKIP_CARGO:-0}" != 1 ]; then
+    # In CI deploy/dev/test.sh has built it already: nothing to do.
+    cargo build --locked --quiet --bin rollbot || fail "cargo build"
+    ROLLBOT_BIN=$PWD/target/debug/rollbot
+else
+    for candidate in target/debug/rollbot target/release/rollbot; do
+        if [ -x "$candidate" ]; then ROLLBOT_BIN=$PWD/$candidate; break; fi
+    done
+fi
 mkdir -p "$WORK/systemd"
 grep -q '^ExecStart=/usr/local/bin/rollbot ' "$UNIT" || fail "$UNIT: ExecStart=/usr/local/bin/rollbot … expected"
 sed "s|^ExecStart=/usr/local/bin/rollbot |ExecStart=${ROLLBOT_BIN:-$(command -v true)} |" \
