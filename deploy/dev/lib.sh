@@ -15,6 +15,8 @@ ensure_packages() {
             docker-registry) [ -x /usr/bin/docker-registry ] || missing+=("$pkg") ;;
             chromium) [ -x /usr/bin/chromium ] || missing+=("$pkg") ;;
             chromium-driver) [ -x /usr/bin/chromedriver ] || missing+=("$pkg") ;;
+            systemd) command -v systemd-analyze >/dev/null 2>&1 || missing+=("$pkg") ;;
+            python3-venv) python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=("$pkg") ;;
             *) command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg") ;;
         esac
     done

@@ -5,6 +5,7 @@ mod break_glass;
 mod browser;
 mod config;
 mod daemon;
+mod deploy;
 mod discord;
 mod drill;
 mod interrupted;
