@@ -75,7 +75,8 @@ repo_re='/[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$'
     die_usage "'$DIGEST' is not a digest: expected sha256: followed by exactly 64 lowercase hex characters"
 
 TAG_LIST=()
-IFS=',' read -r -a raw_tags <<<"${TAGS:-latest}"
+# The whole value, not its first line: a newline is no separator (that tag is then malformed).
+IFS=',' read -r -d '' -a raw_tags <<<"${TAGS:-latest}" || true
 for tag in "${raw_tags[@]}"; do
     tag=${tag#"${tag%%[![:space:]]*}"}
     tag=${tag%"${tag##*[![:space:]]}"}
@@ -180,7 +181,8 @@ if [ -n "$ROLLBOT_BIN" ]; then
     [ "$INSECURE" = 1 ] && args+=(--insecure)
     args+=(rollback "$IMAGE" --to "$DIGEST" --yes)
     for tag in "${TAG_LIST[@]}"; do args+=(--tag "$tag"); done
-    [ -n "${REASON:-}" ] && args+=(--reason "$REASON")
+    # One argument: a reason starting with '-' is still the reason, not an option.
+    [ -n "${REASON:-}" ] && args+=("--reason=$REASON")
     echo "+ $ROLLBOT_BIN ${args[*]}"
     code=0
     "$ROLLBOT_BIN" "${args[@]}" || code=$?

@@ -267,13 +267,20 @@ impl Settings {
     ///
     /// # Errors
     /// A name that is too long to be a repository, or (which config validation already refuses
-    /// for an entry's own) the image's own repository.
+    /// for an entry's own) the image's own repository, or any configured image's repository.
     pub fn drill_image(
         &self,
         image: &ImageRef,
         entry: Option<&ImageSettings>,
     ) -> Result<ImageRef, String> {
         let repository = match entry.and_then(|e| e.drill_repository.clone()) {
+            // Docker Hub serves a one-component name from library/, as it names images.
+            Some(repository)
+                if image.registry.is_docker_hub() && !repository.as_str().contains('/') =>
+            {
+                Repository::parse(&format!("library/{repository}"))
+                    .map_err(|error| format!("the drill repository of {image}: {error}"))?
+            }
             Some(repository) => repository,
             None => {
                 let name = format!(
@@ -288,6 +295,18 @@ impl Settings {
         if repository == image.repository {
             return Err(format!(
                 "the drill repository of {image} would be the image's own repository"
+            ));
+        }
+        // A drill overwrites the scratch repository's tags and deletes what it wrote there
+        // (in distribution, with every tag pointing at it): never a configured image's own.
+        if let Some(other) = self.images.values().find(|e| {
+            let same_registry = e.image.registry == image.registry
+                || (e.image.registry.is_docker_hub() && image.registry.is_docker_hub());
+            same_registry && e.image.repository == repository
+        }) {
+            return Err(format!(
+                "the drill repository of {image} would be {}, the repository of the configured image {}; a drill needs a scratch repository of its own",
+                other.image, other.alias
             ));
         }
         Ok(ImageRef {

@@ -378,3 +378,51 @@ drill_repository = "Sandbox/Web"
         );
     }
 }
+
+/// (review) A drill's scratch repository is never a configured image's repository, however it
+/// is named: by `drill_repository`, by the suffix, or by a Docker Hub short name that Docker Hub
+/// serves from `library/` (its own image, then).
+#[test]
+fn a_drill_never_rehearses_on_another_configured_image_or_docker_hubs_library_alias() {
+    let settings = load_str(
+        r#"
+[rollback]
+drill_repository_suffix = "/drill"
+
+[images.app]
+image = "registry.example.com/acme/app"
+drill_repository = "acme/web"
+
+[images.web]
+image = "registry.example.com/acme/web"
+
+[images.sub]
+image = "registry.example.com/acme/web/drill"
+
+[images.nginx]
+image = "docker.io/library/nginx"
+drill_repository = "nginx"
+
+[images.hub]
+image = "index.docker.io/acme/hub"
+drill_repository = "acme/other"
+
+[images.other]
+image = "docker.io/acme/other"
+"#,
+        &[],
+    )
+    .expect("valid");
+    for alias in ["app", "web", "nginx", "hub"] {
+        let entry = &settings.images[alias];
+        let drill = settings.drill_image(&entry.image, Some(entry));
+        assert!(drill.is_err(), "{alias}: {drill:?}");
+    }
+    let sub = &settings.images["sub"];
+    assert_eq!(
+        settings
+            .drill_image(&sub.image, Some(sub))
+            .map(|i| i.to_string()),
+        Ok("registry.example.com/acme/web/drill/drill".to_owned())
+    );
+}

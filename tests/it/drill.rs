@@ -507,3 +507,115 @@ fn a_drill_left_running_by_a_crash_is_interrupted_without_touching_the_registry(
     assert_eq!(production_tags(&ci.seeder), before);
     assert!(daemon.stop());
 }
+
+/// (review) A `drill_repository` naming another configured image's repository: the drill
+/// would point that image's floating tags at this image's build and then delete the manifests
+/// (and with them, the tags) it copied there. Refused before anything is read or written.
+#[test]
+fn a_drill_repository_that_is_another_configured_image_is_refused_and_left_alone() {
+    let ci = Ci::new();
+    for version in ["v1", "v2"] {
+        ci.build(version);
+    }
+    let web = block_on(ci.seeder.push(
+        "acme/web",
+        crate::support::images::Kind::OciIndex,
+        "w1",
+        &["latest"],
+    ));
+    let proxy = Proxy::start(&ci.registry.host, Vec::new());
+    let extra = format!(
+        "drill_repository = \"acme/web\"\n\n[images.web]\nimage = \"{}/acme/web\"\n",
+        ci.registry.host
+    );
+    let cli = cli_through(&ci.registry, &proxy, &extra);
+
+    let run = cli.run(&["drill", "app", "--json"]);
+
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("acme/web"), "{}", run.stderr);
+    assert_eq!(
+        block_on(ci.seeder.digest_of("acme/web", "latest")),
+        Some(web.digest.clone())
+    );
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .all(|line| line.starts_with("GET ") || line.starts_with("HEAD ")),
+        "{:?}",
+        proxy.seen()
+    );
+}
+
+/// (review) What the scratch repository held before the drill (a build under tags of its own,
+/// a hold record) is not deleted by the drill's cleanup, whether the drill stopped while
+/// preparing or succeeded: the drill deletes only what it wrote.
+#[test]
+fn a_drill_deletes_only_what_it_wrote_not_what_the_scratch_repository_held_before() {
+    let ci = Ci::new();
+    for version in ["v1", "v2"] {
+        ci.build(version);
+    }
+    let live = block_on(ci.seeder.digest_of(REPO, "latest")).expect("latest");
+    // The live build is in the scratch repository already (copied byte for byte), under tags.
+    let host = &ci.registry.host;
+    for tag in ["keep", "latest"] {
+        let copy = std::process::Command::new("skopeo")
+            .args([
+                "copy",
+                "--quiet",
+                "--all",
+                "--preserve-digests",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                &format!("docker://{host}/{REPO}@{live}"),
+                &format!("docker://{host}/{SCRATCH}:{tag}"),
+            ])
+            .output()
+            .expect("skopeo (deploy/dev/test.sh installs it)");
+        assert!(copy.status.success(), "{copy:?}");
+    }
+    let hold = Cli::new()
+        .config(&format!("[registries.\"{host}\"]\ninsecure = true\n"))
+        .run(&["hold", "set", &format!("{host}/{SCRATCH}"), "--reason", "x"]);
+    assert_eq!(hold.code, 0, "{}", hold.stderr);
+    let found_hold = block_on(ci.seeder.digest_of(SCRATCH, "rollbot-hold")).expect("hold");
+
+    // Preparing stops at the scratch tag's write, after the builds were copied.
+    let refusing = Proxy::start(
+        host,
+        vec![Rule::FailPutTag {
+            tag: "latest".to_owned(),
+            status: 403,
+        }],
+    );
+    let stopped = cli_through(&ci.registry, &refusing, "").run(&["drill", "app", "--json"]);
+    assert_eq!(stopped.code, 3, "{}\n{}", stopped.stdout, stopped.stderr);
+    assert_eq!(
+        block_on(ci.seeder.digest_of(SCRATCH, "rollbot-hold")),
+        Some(found_hold.clone()),
+        "{}",
+        stopped.stdout
+    );
+    assert_eq!(
+        block_on(ci.seeder.digest_of(SCRATCH, "keep")),
+        Some(live.clone())
+    );
+
+    let proxy = Proxy::start(host, Vec::new());
+    let run = cli_through(&ci.registry, &proxy, "").run(&["drill", "app", "--json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    let deleted = report["cleanup"]["deleted"].as_array().expect("deleted");
+    assert!(
+        !deleted.contains(&Value::from(live.as_str())),
+        "the drill did not write {live}: {report}"
+    );
+    assert_eq!(
+        block_on(ci.seeder.digest_of(SCRATCH, "keep")),
+        Some(live.clone())
+    );
+    assert_eq!(production_writes(&refusing), Vec::<String>::new());
+    assert_eq!(production_writes(&proxy), Vec::<String>::new());
+}

@@ -266,3 +266,33 @@ fn an_incomplete_target_is_refused_with_3_and_help_exits_0() {
         assert!(help.stdout.contains("Exit codes"), "{}", explain(&help));
     }
 }
+
+/// (review) TAGS is one comma-separated list: a newline in it is not a separator, and what
+/// follows it must not be dropped silently (moving `latest` only, exit 0, `stable` untouched).
+#[test]
+fn a_newline_in_tags_is_bad_input_not_a_silently_shorter_list() {
+    let f = Fixture::new(Kind::OciIndex);
+    let before = f.tags();
+    for mode in [Mode::Rollbot, Mode::Skopeo] {
+        let run = f.rollback(mode, &[("TAGS", "latest\nstable")], &f.v1.digest);
+        assert_eq!(run.code, 2, "{mode:?}: {}", explain(&run));
+        assert_eq!(f.tags(), before, "{mode:?}: nothing changed");
+    }
+}
+
+/// (review) REASON is free text: one that starts with '-' is still the reason, not an option
+/// rollbot refuses (which made the rollback exit 2 with nothing changed).
+#[test]
+fn a_reason_starting_with_a_dash_is_still_the_reason() {
+    let f = Fixture::new(Kind::OciIndex);
+    let run = f.rollback(
+        Mode::Rollbot,
+        &[
+            ("TAGS", "latest"),
+            ("REASON", "-x: the deploy broke logins"),
+        ],
+        &f.v1.digest,
+    );
+    assert_eq!(run.code, 0, "{}", explain(&run));
+    assert_eq!(f.digest_of("latest").as_deref(), Some(f.v1.digest.as_str()));
+}

@@ -112,6 +112,7 @@ pub async fn rehearse(
         },
         written: Copied::default(),
         holds: Vec::new(),
+        found_hold: None,
     };
     if request.scratch.registry != request.production.registry
         || request.scratch.repository == request.production.repository
@@ -125,6 +126,25 @@ pub async fn rehearse(
     }
 
     let step_started = Instant::now();
+    // The scratch repository's hold record before the drill writes anything: not the drill's,
+    // so never released nor deleted by it.
+    drill.found_hold = match head_hold(registry, request).await {
+        Ok(found) => found,
+        Err(error) => {
+            let detail = format!("cannot read the scratch repository's hold: {error}");
+            drill.step(
+                StepName::Prepare,
+                false,
+                step_started,
+                detail.clone(),
+                progress,
+            );
+            drill.report.error = Some(format!(
+                "preparing the scratch repository failed (nothing was written): {detail}"
+            ));
+            return drill.finish(started, options);
+        }
+    };
     let prepared = drill.prepare(registry, request).await;
     let (ok, detail) = match &prepared {
         Ok(target) => (
@@ -200,6 +220,8 @@ struct Drill {
     /// before its first tag write was replaced unseen: untagged, it stays until the registry's
     /// garbage collection, like the blobs.
     holds: Vec<Digest>,
+    /// The scratch repository's hold record before the drill: someone else's, left alone.
+    found_hold: Option<Digest>,
 }
 
 impl Drill {
@@ -284,8 +306,14 @@ impl Drill {
     ) {
         let started = Instant::now();
         self.note_hold(registry, request).await;
+        if self.holds.is_empty() {
+            // The rehearsal wrote no hold: whatever is there is not the drill's to release.
+            return;
+        }
         let held = match manifest::read_hold(registry, &request.scratch).await {
-            Ok(Some(hold)) if hold.is_active() => hold,
+            // Only a record of the scratch repository itself: releasing writes to the image
+            // the record names.
+            Ok(Some(hold)) if hold.is_active() && hold.image == request.scratch => hold,
             Ok(_) => return,
             Err(error) => {
                 let detail = format!("cannot read the scratch repository's hold: {error}");
@@ -321,13 +349,9 @@ impl Drill {
 
     /// Remembers the hold record under the scratch repository's `rollbot-hold` now, to delete.
     async fn note_hold(&mut self, registry: &RegistryClient, request: &DrillRequest) {
-        let tag = Reference::Tag(manifest::hold_tag());
-        if let Ok(Some(head)) = registry
-            .head_manifest(&request.scratch.repository, &tag)
-            .await
-        {
-            if !self.holds.contains(&head.digest) {
-                self.holds.push(head.digest);
+        if let Ok(Some(digest)) = head_hold(registry, request).await {
+            if !self.holds.contains(&digest) && self.found_hold.as_ref() != Some(&digest) {
+                self.holds.push(digest);
             }
         }
     }
@@ -412,6 +436,18 @@ impl DrillStep {
             detail: step.detail.clone(),
         }
     }
+}
+
+/// The manifest under the scratch repository's `rollbot-hold` tag, if any.
+async fn head_hold(
+    registry: &RegistryClient,
+    request: &DrillRequest,
+) -> Result<Option<Digest>, RegistryError> {
+    let tag = Reference::Tag(manifest::hold_tag());
+    let head = registry
+        .head_manifest(&request.scratch.repository, &tag)
+        .await?;
+    Ok(head.map(|head| head.digest))
 }
 
 /// Reads a build of the production image by digest (to copy it).

@@ -18,28 +18,40 @@ use crate::registry::{BlobCopy, RegistryClient, RegistryError};
 pub(super) struct Copied {
     /// Manifests written by digest, in write order (platform manifests before their index).
     pub(super) manifests: Vec<Digest>,
+    /// Manifests the scratch repository held already: not written, and never deleted.
+    pub(super) found: Vec<Digest>,
     pub(super) mounted: u32,
     pub(super) copied: u32,
     pub(super) present: u32,
 }
 
 impl Copied {
-    /// `4 manifests; blobs: 6 mounted, 0 copied, 2 already there`
+    /// `4 manifests; blobs: 6 mounted, 0 copied, 2 already there` (and how many manifests
+    /// were there already, kept).
     pub(super) fn describe(&self) -> String {
-        format!(
+        let mut text = format!(
             "{} manifest{}; blobs: {} mounted, {} copied, {} already there",
             self.manifests.len(),
             if self.manifests.len() == 1 { "" } else { "s" },
             self.mounted,
             self.copied,
             self.present
-        )
+        );
+        if !self.found.is_empty() {
+            text.push_str(&format!(
+                "; {} manifest{} already there, kept",
+                self.found.len(),
+                if self.found.len() == 1 { "" } else { "s" }
+            ));
+        }
+        text
     }
 }
 
 /// Copies `manifest` (read from `from`) into `to` under its own digest: for an index, each
 /// platform manifest first (read from `from` too); for an image, its config and layers by
-/// mount. The bytes written are the bytes read.
+/// mount. The bytes written are the bytes read. A manifest `to` holds already is not written
+/// (nor recorded in `copied.manifests`, the list cleaning deletes).
 ///
 /// # Errors
 /// The first registry error.
@@ -51,6 +63,16 @@ pub(super) fn copy_manifest<'a>(
     copied: &'a mut Copied,
 ) -> Pin<Box<dyn Future<Output = Result<(), RegistryError>> + Send + 'a>> {
     Box::pin(async move {
+        // Already there (an earlier drill's leftovers, say): not written, so never deleted.
+        let reference = Reference::Digest(manifest.digest.clone());
+        if registry.head_manifest(to, &reference).await?.is_some() {
+            if !copied.manifests.contains(&manifest.digest)
+                && !copied.found.contains(&manifest.digest)
+            {
+                copied.found.push(manifest.digest.clone());
+            }
+            return Ok(());
+        }
         let references = manifest
             .references()
             .map_err(|e| RegistryError::InvalidResponse {
