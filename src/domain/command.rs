@@ -63,6 +63,23 @@ pub enum Command {
 }
 
 impl Command {
+    /// The command's name: the `/rollback` verb (the subcommand on Discord), `reaction` for a
+    /// vote by reaction. Metrics and the audit log name commands by it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Request { .. } => "request",
+            Command::Drill { .. } => "drill",
+            Command::Approve { .. } => "approve",
+            Command::Reject { .. } => "reject",
+            Command::Cancel { .. } => "cancel",
+            Command::Status { .. } => "status",
+            Command::History { .. } => "history",
+            Command::Release { .. } => "release",
+            Command::Help => "help",
+            Command::VoteOnMessage { .. } => "reaction",
+        }
+    }
+
     /// An approval or a rejection (without a reason): what a button or a reaction means.
     pub fn vote(decision: Decision, id: RollbackId) -> Command {
         match decision {

@@ -616,7 +616,7 @@ impl Engine {
             }
         }
         let now = self.now();
-        let command_name = command_name(&inbound.command);
+        let command_name = inbound.command.name();
         self.metrics.command(command_name);
         if self.draining.is_some() {
             let id = command_id(&inbound.command);
@@ -726,27 +726,6 @@ impl Engine {
             Internal::Reread { record, tags_now } => self.reread(*record, tags_now).await,
             Internal::Emit(event) => self.emit(*event),
         }
-    }
-
-    // ---- state changes -------------------------------------------------------------------
-
-    // ---- the pipeline --------------------------------------------------------------------
-
-    // ---- restart -------------------------------------------------------------------------
-}
-
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Request { .. } => "request",
-        Command::Drill { .. } => "drill",
-        Command::Approve { .. } => "approve",
-        Command::Reject { .. } => "reject",
-        Command::Cancel { .. } => "cancel",
-        Command::Status { .. } => "status",
-        Command::History { .. } => "history",
-        Command::Release { .. } => "release",
-        Command::Help => "help",
-        Command::VoteOnMessage { .. } => "reaction",
     }
 }
 

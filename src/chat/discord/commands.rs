@@ -197,29 +197,13 @@ pub fn interpret(data: &CommandData) -> Result<Command, (String, Option<String>)
     match command::parse(&text) {
         // The text is rebuilt from the options, so a value can read as another verb (a
         // request for an image named `approve`): only the subcommand's own verb runs.
-        Ok(command) if verb(&command) != subcommand => Err(usage(format!(
+        Ok(command) if command.name() != subcommand => Err(usage(format!(
             "'{}' cannot be an image: it is a /rollback subcommand",
             text.split_whitespace().next().unwrap_or_default()
         ))),
         Ok(Command::Help) => Err((command::USAGE.to_owned(), None)),
         Ok(command) => Ok(command),
         Err(error) => Err(usage(error.to_string())),
-    }
-}
-
-/// The subcommand that reads back as `command`.
-fn verb(command: &Command) -> &'static str {
-    match command {
-        Command::Request { .. } => "request",
-        Command::Approve { .. } => "approve",
-        Command::Reject { .. } => "reject",
-        Command::Cancel { .. } => "cancel",
-        Command::Status { .. } => "status",
-        Command::History { .. } => "history",
-        Command::Release { .. } => "release",
-        Command::Drill { .. } => "drill",
-        Command::Help => "help",
-        Command::VoteOnMessage { .. } => "",
     }
 }
 
