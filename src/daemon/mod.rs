@@ -214,30 +214,22 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         .context("starting the engine")?;
     let engine_abort = engine_task.abort_handle();
     vitals.watch(&tracker, "the engine", engine_task);
+    // Each chat platform's sink: engine events into its messages, watched like the engine.
+    let sinks = SinkParts {
+        engine: engine.clone(),
+        clock: Arc::clone(&clock),
+        rto: settings.rollback.rto,
+        metrics: Arc::clone(&metrics),
+        templates: Arc::clone(&templates),
+        vitals: Arc::clone(&vitals),
+        tracker: tracker.clone(),
+    };
     if let (Some(console), Some(events)) = (&console, console_events) {
-        let sink = tokio::spawn(run_sink(
-            Arc::clone(console),
-            engine.clone(),
-            events,
-            Arc::clone(&clock),
-            settings.rollback.rto,
-            Arc::clone(&metrics),
-            Arc::clone(&templates),
-        ));
-        vitals.watch(&tracker, "the console sink", sink);
+        sinks.watch(Arc::clone(console), events, "the console sink");
     }
     let slack = match (slack, slack_events) {
         (Some((slack, queue)), Some(events)) => {
-            let sink = tokio::spawn(run_sink(
-                Arc::clone(&slack),
-                engine.clone(),
-                events,
-                Arc::clone(&clock),
-                settings.rollback.rto,
-                Arc::clone(&metrics),
-                Arc::clone(&templates),
-            ));
-            vitals.watch(&tracker, "the Slack sink", sink);
+            sinks.watch(Arc::clone(&slack), events, "the Slack sink");
             let worker = tokio::spawn(Arc::clone(&slack).run_inputs(queue, shutdown.clone()));
             vitals.watch(&tracker, "the Slack input worker", worker);
             if tokio::time::timeout(Duration::from_secs(15), slack.self_check())
@@ -257,16 +249,7 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         _ => None,
     };
     if let (Some(discord), Some(events)) = (&discord, discord_events) {
-        let sink = tokio::spawn(run_sink(
-            Arc::clone(discord),
-            engine.clone(),
-            events,
-            Arc::clone(&clock),
-            settings.rollback.rto,
-            Arc::clone(&metrics),
-            Arc::clone(&templates),
-        ));
-        vitals.watch(&tracker, "the Discord sink", sink);
+        sinks.watch(Arc::clone(discord), events, "the Discord sink");
         let checked = tokio::time::timeout(Duration::from_secs(15), async {
             discord.check_token().await?;
             discord.self_check().await;
@@ -471,5 +454,38 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// What every chat platform's sink shares, and where it is watched.
+struct SinkParts {
+    engine: EngineHandle,
+    clock: Arc<dyn Clock>,
+    rto: Duration,
+    metrics: Arc<Metrics>,
+    templates: Arc<crate::notify::templates::Templates>,
+    vitals: Arc<Vitals>,
+    tracker: TaskTracker,
+}
+
+impl SinkParts {
+    /// Runs `port`'s sink (engine events into its messages), watched like the engine: the
+    /// daemon cannot run without it.
+    fn watch<P: crate::chat::ChatPort>(
+        &self,
+        port: Arc<P>,
+        events: mpsc::Receiver<engine::Event>,
+        name: &'static str,
+    ) {
+        let sink = tokio::spawn(run_sink(
+            port,
+            self.engine.clone(),
+            events,
+            Arc::clone(&self.clock),
+            self.rto,
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.templates),
+        ));
+        self.vitals.watch(&self.tracker, name, sink);
     }
 }
