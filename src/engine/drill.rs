@@ -19,24 +19,11 @@ impl Engine {
         let (scratch, registry) = match (scratch, registry) {
             (Ok(scratch), Ok(registry)) => (scratch, registry),
             (Err(error), _) | (_, Err(error)) => {
-                let target = Reference::Digest(record.target.digest.clone());
-                let mut report = Report::new("drill", &record.image, &target, &[]);
-                report.outcome = Outcome::PrecheckFailed;
-                report.error = Some(format!("the drill could not start: {error}"));
-                let _ = self.internal_tx.send(Internal::Finished {
-                    id,
-                    report: Box::new(report),
-                    tags_now: None,
-                });
+                let error = format!("the drill could not start: {error}");
+                self.could_not_start(&record, "drill", error);
                 return;
             }
         };
-        let approvers: Vec<String> = record
-            .votes
-            .iter()
-            .filter(|v| v.decision == Decision::Approve)
-            .map(|v| v.actor.name.clone())
-            .collect();
         let options = RunOptions {
             dry_run: false,
             rto: self.settings.rollback.rto,
@@ -46,11 +33,7 @@ impl Engine {
                     "DRILL {id}: {}",
                     record.reason.as_deref().unwrap_or("rehearsing a rollback")
                 ),
-                by: format!(
-                    "{} (requested), {} (approved) via rollbot {id} (drill)",
-                    record.requester.name,
-                    approvers.join(", ")
-                ),
+                by: super::run::hold_by(&record, " (drill)"),
             }),
         };
         let request = pipeline::DrillRequest {

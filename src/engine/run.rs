@@ -175,28 +175,10 @@ impl Engine {
         let registry = match self.registries.get(&record.image.registry) {
             Ok(registry) => registry,
             Err(error) => {
-                let mut report = Report::new(
-                    "rollback",
-                    &record.image,
-                    &Reference::Digest(record.target.digest.clone()),
-                    &[],
-                );
-                report.outcome = Outcome::PrecheckFailed;
-                report.error = Some(error.to_string());
-                let _ = self.internal_tx.send(Internal::Finished {
-                    id,
-                    report: Box::new(report),
-                    tags_now: None,
-                });
+                self.could_not_start(&record, "rollback", error.to_string());
                 return;
             }
         };
-        let approvers: Vec<String> = record
-            .votes
-            .iter()
-            .filter(|v| v.decision == Decision::Approve)
-            .map(|v| v.actor.name.clone())
-            .collect();
         let options = RunOptions {
             dry_run: false,
             rto: self.settings.rollback.rto,
@@ -206,11 +188,7 @@ impl Engine {
                     .reason
                     .clone()
                     .unwrap_or_else(|| format!("rolled back by rollbot ({id})")),
-                by: format!(
-                    "{} (requested), {} (approved) via rollbot {id}",
-                    record.requester.name,
-                    approvers.join(", ")
-                ),
+                by: hold_by(&record, ""),
             }),
         };
         self.running.insert(id);
@@ -377,6 +355,44 @@ pub(in crate::engine) async fn catch_panic<T>(body: impl Future<Output = T>) -> 
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".to_owned())
         })
+}
+
+impl Engine {
+    /// Ends an approved run that could not start (no registry client, no scratch repository):
+    /// its report says why, and it is finished like any failed run.
+    pub(in crate::engine) fn could_not_start(
+        &self,
+        record: &RollbackRecord,
+        command: &'static str,
+        error: String,
+    ) {
+        let target = Reference::Digest(record.target.digest.clone());
+        let mut report = Report::new(command, &record.image, &target, &[]);
+        report.outcome = Outcome::PrecheckFailed;
+        report.error = Some(error);
+        let _ = self.internal_tx.send(Internal::Finished {
+            id: record.id,
+            report: Box::new(report),
+            tags_now: None,
+        });
+    }
+}
+
+/// Who a hold written by the engine names: the requester and the approvers, via rollbot (and
+/// `what`, e.g. ` (drill)`).
+pub(in crate::engine) fn hold_by(record: &RollbackRecord, what: &str) -> String {
+    let approvers: Vec<&str> = record
+        .votes
+        .iter()
+        .filter(|v| v.decision == Decision::Approve)
+        .map(|v| v.actor.name.as_str())
+        .collect();
+    format!(
+        "{} (requested), {} (approved) via rollbot {}{what}",
+        record.requester.name,
+        approvers.join(", "),
+        record.id
+    )
 }
 
 #[cfg(test)]
