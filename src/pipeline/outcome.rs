@@ -163,14 +163,8 @@ impl Report {
         detail: String,
         progress: &mut (dyn FnMut(Progress<'_>) + Send),
     ) {
-        let step = StepReport {
-            name,
-            ok,
-            duration_ms: millis(started.elapsed()),
-            detail,
-        };
-        progress(Progress::Step(&step));
-        self.steps.push(step);
+        self.steps
+            .push(finished_step(name, ok, started, detail, progress));
     }
 
     /// Fills target and tags from a plan (the engine uses this for approved plans too).
@@ -240,4 +234,22 @@ pub enum Progress<'a> {
     TagMoved { tag: &'a Tag, duration: Duration },
     Step(&'a StepReport),
     Check(&'a CheckReport),
+}
+
+/// A finished step, timed from `started`, after telling `progress` about it.
+pub(crate) fn finished_step(
+    name: StepName,
+    ok: bool,
+    started: Instant,
+    detail: String,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> StepReport {
+    let step = StepReport {
+        name,
+        ok,
+        duration_ms: millis(started.elapsed()),
+        detail,
+    };
+    progress(Progress::Step(&step));
+    step
 }

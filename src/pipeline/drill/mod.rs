@@ -233,13 +233,7 @@ impl Drill {
         detail: String,
         progress: &mut (dyn FnMut(Progress<'_>) + Send),
     ) {
-        let step = StepReport {
-            name,
-            ok,
-            duration_ms: millis(started.elapsed()),
-            detail,
-        };
-        progress(Progress::Step(&step));
+        let step = super::outcome::finished_step(name, ok, started, detail, progress);
         self.report.steps.push(DrillStep::of(&step));
     }
 
