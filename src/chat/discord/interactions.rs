@@ -24,8 +24,6 @@ use crate::domain::policy::Decision;
 use crate::domain::rollback::{Actor, ChannelRef, Platform};
 use crate::engine::{Answer, Inbound};
 
-/// Discord's limit on a message's content.
-const CONTENT_MAX: usize = 2000;
 /// Interaction response flag: only the person who acted sees the message.
 const EPHEMERAL: u64 = 64;
 
@@ -50,25 +48,11 @@ fn ephemeral(text: &Text) -> Value {
     json!({
         "type": 4,
         "data": {
-            "content": fit(&markdown::render(text)),
+            "content": markdown::render_fitted(text),
             "flags": EPHEMERAL,
             "allowed_mentions": allowed_mentions(Vec::new()),
         }
     })
-}
-
-/// `text` within Discord's content limit.
-fn fit(text: &str) -> String {
-    if text.chars().count() <= CONTENT_MAX {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(CONTENT_MAX - 1).collect();
-    // A backslash at the end would escape the ellipsis: drop it with what it escaped.
-    while cut.ends_with('\\') {
-        cut.pop();
-    }
-    cut.push('…');
-    cut
 }
 
 /// The person acting: their user id, a display name (never used for decisions), and their
@@ -239,7 +223,7 @@ impl Discord {
     async fn tell(&self, token: &str, answer: &Answer, deferred: bool) {
         let Reply { text, silent, .. } = reply(answer);
         let app = self.settings.application_id;
-        let content = fit(&markdown::render(&Text::from(text.as_str())));
+        let content = markdown::render_fitted(&Text::from(text.as_str()));
         let result = if deferred {
             // A duplicate's deferred response still says "thinking…": end it.
             let content = if silent {
@@ -371,10 +355,11 @@ mod tests {
 
     #[test]
     fn long_text_is_cut_within_the_limit_without_a_dangling_escape() {
-        let text = format!("{}\\*x", "a".repeat(1998));
-        let cut = fit(&text);
-        assert!(cut.chars().count() <= CONTENT_MAX);
+        // Rendered, the `*` is `\\*`: the cut must not leave the backslash escaping the `…`.
+        let text = format!("{}*x", "a".repeat(1998));
+        let cut = markdown::render_fitted(&Text::from(text.as_str()));
+        assert!(cut.chars().count() <= markdown::MAX_CONTENT_CHARS);
         assert!(cut.ends_with("a…"), "{}", &cut[cut.len() - 10..]);
-        assert_eq!(fit("short"), "short");
+        assert_eq!(markdown::render_fitted(&Text::from("short")), "short");
     }
 }

@@ -73,6 +73,14 @@ pub fn render(text: &Text) -> String {
     pieces.concat()
 }
 
+/// `text` as Discord content of at most [`MAX_CONTENT_CHARS`] characters, cut between whole
+/// pieces (never inside an escape or a mention) like [`render_message`].
+pub fn render_fitted(text: &Text) -> String {
+    let mut pieces = Pieces::default();
+    pieces.text(text);
+    pieces.fit(MAX_CONTENT_CHARS)
+}
+
 /// A message's blocks as Discord content, at most [`MAX_CONTENT_CHARS`] characters: a header
 /// as a bold line, text as it renders, fields as `**Label:** value` lines, context as a `-# `
 /// subtext line, one line break between blocks. Buttons are not text: the adapter sends them as
