@@ -8,7 +8,9 @@ use crate::daemon::ServeSettings;
 use crate::domain::clock::{Clock as _, SystemClock};
 use crate::domain::rollback::Timestamp;
 use crate::notify::now::{announce_now, Announced};
-use crate::notify::templates::{Context, Links, PersonContext, StepContext, TagDigest, Templates};
+use crate::notify::templates::{
+    rollback_command, Context, Links, PersonContext, StepContext, TagDigest, Templates,
+};
 use crate::pipeline::{Outcome, Report, TagStatus};
 
 /// Who did it and why, as the command line says.
@@ -122,7 +124,6 @@ fn context(
             })
             .collect()
     };
-    let tag_flags: String = tags.iter().map(|t| format!(" --tag {t}")).collect();
     let started = Timestamp(now.0 - i64::try_from(report.total_ms).unwrap_or(0));
     Context {
         rollback_id: label.to_owned(),
@@ -144,21 +145,12 @@ fn context(
         approvers: Vec::new(),
         state: event.to_owned(),
         event: event.to_owned(),
-        steps: report
-            .steps
-            .iter()
-            .map(|s| StepContext {
-                name: s.name.to_string(),
-                ok: s.ok,
-                duration_ms: s.duration_ms,
-                detail: s.detail.clone(),
-            })
-            .collect(),
+        steps: report.steps.iter().map(StepContext::of).collect(),
         total_ms: report.total_ms,
         total: crate::report::duration_text(report.total_ms),
         rto: humantime::format_duration(rto).to_string(),
         rto_used: crate::report::rto_share_text(report.total_ms, rto),
-        rollback_command: format!("rollbot rollback {image} --to {to}{tag_flags} --yes"),
+        rollback_command: rollback_command(&image, &to, &tags),
         manual_command: crate::manifest::manual_command(&image, &to, &tags, false),
         to_digest: to,
         tags,

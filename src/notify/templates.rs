@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::markup::Output;
 use crate::domain::model::TagNow;
 use crate::domain::policy::Decision;
-use crate::domain::record::{CheckReport, RollbackRecord};
+use crate::domain::record::{CheckReport, RollbackRecord, StepReport};
 use crate::domain::rollback::Timestamp;
 
 /// The templates, by name (the keys of `[templates]`).
@@ -98,6 +98,24 @@ pub struct StepContext {
     pub ok: bool,
     pub duration_ms: u64,
     pub detail: String,
+}
+
+impl StepContext {
+    /// A pipeline step as the templates see it.
+    pub fn of(step: &StepReport) -> StepContext {
+        StepContext {
+            name: step.name.to_string(),
+            ok: step.ok,
+            duration_ms: step.duration_ms,
+            detail: step.detail.clone(),
+        }
+    }
+}
+
+/// The `rollbot rollback …` command that moves `tags` of `image` to `to` again.
+pub fn rollback_command(image: &str, to: &str, tags: &[String]) -> String {
+    let tag_flags: String = tags.iter().map(|t| format!(" --tag {t}")).collect();
+    format!("rollbot rollback {image} --to {to}{tag_flags} --yes")
 }
 
 /// A person.
@@ -187,7 +205,6 @@ impl Context {
         let total_ms = end.since(record.created_at);
         let image = record.image.to_string();
         let to = record.target.digest.to_string();
-        let tag_flags: String = tags.iter().map(|t| format!(" --tag {t}")).collect();
         Context {
             rollback_id: record.id.to_string(),
             image: image.clone(),
@@ -226,21 +243,12 @@ impl Context {
                 .collect(),
             state: record.state.to_string(),
             event: event.to_owned(),
-            steps: record
-                .steps
-                .iter()
-                .map(|s| StepContext {
-                    name: s.name.to_string(),
-                    ok: s.ok,
-                    duration_ms: s.duration_ms,
-                    detail: s.detail.clone(),
-                })
-                .collect(),
+            steps: record.steps.iter().map(StepContext::of).collect(),
             total_ms,
             total: crate::report::duration_text(total_ms),
             rto: humantime::format_duration(rto).to_string(),
             rto_used: crate::report::rto_share_text(total_ms, rto),
-            rollback_command: format!("rollbot rollback {image} --to {to}{tag_flags} --yes"),
+            rollback_command: rollback_command(&image, &to, &tags),
             manual_command: crate::manifest::manual_command(&image, &to, &tags, false),
             to_digest: to,
             tags,
