@@ -91,7 +91,9 @@
 //!   before they reach a template.
 //! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's and Discord's HTTP
 //!   modes.
-//! - [`daemon`]: wiring for `rollbot serve`; one shutdown (a cancellation token every task
+//! - [`daemon`]: wiring for `rollbot serve` (`daemon/lead.rs`: what only the leader runs —
+//!   engine, chat connections, outbox; `daemon/leader.rs`: a replica's lease loop, which starts
+//!   it on winning and ends the process on losing); one shutdown (a cancellation token every task
 //!   watches, a task tracker for every task, the drain bounded by `server.shutdown_grace` + 5 s);
 //!   `daemon/config.rs`
 //!   composes the whole configuration ([`daemon::ServeSettings`]) that the binary loads for
@@ -130,9 +132,15 @@
 //!   manifests as exact bytes and lists what they reference.
 //! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes; what a
 //!   command printed is capped and has rollbot's secret values redacted before it leaves.
-//! - [`store`]: SQLite (sqlx): rollback records, votes and steps, and an append-only audit log
-//!   (enforced by triggers); one active rollback per image and, apart from it, one active drill
-//!   per image (enforced by partial unique indexes).
+//! - [`store`]: SQLite (one node) or Postgres (replicas) through sqlx's `Any` driver, one set
+//!   of queries and a dialect layer for the schema (`store/schema.rs`): rollback records, votes
+//!   and steps, and an append-only audit log (enforced by triggers); one active rollback per
+//!   image and, apart from it, one active drill per image (enforced by partial unique indexes);
+//!   the outbox (`store/outbox.rs`); with Postgres the leader lease row on the database's clock
+//!   (`store/lease.rs`), and every rollback change fenced by the lease's holder and epoch.
+//! - [`leadership`]: whether this process may act: always with SQLite; with Postgres while it
+//!   holds the lease, until a deadline on its monotonic clock. The store fences rollback
+//!   changes with its epoch and the registry client asks it before sending any write.
 //! - [`report`]: text rendering of progress and reports, a drill's too (`--json` serialises the
 //!   report).
 //! - [`secret`]: `Secret`, a string that never prints.
@@ -158,7 +166,7 @@
 //! checks manifest store
 //! registry
 //! config
-//! domain metrics secret vitals
+//! domain leadership metrics secret vitals
 //! ```
 //!
 //! # Architecture invariants
@@ -199,6 +207,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod engine;
+pub mod leadership;
 pub mod manifest;
 pub mod metrics;
 pub mod notify;

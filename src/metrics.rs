@@ -26,6 +26,8 @@ pub struct Metrics {
     steps: Mutex<BTreeMap<String, Histogram>>,
     pending_approvals: AtomicU64,
     running: AtomicU64,
+    /// 1 while this process leads (always, with SQLite), 0 on a standby.
+    leader: AtomicU64,
     rate_limited: AtomicU64,
     pending_notifications: AtomicU64,
     sink_failures: Mutex<BTreeMap<String, u64>>,
@@ -83,6 +85,10 @@ impl Metrics {
         self.pending_notifications.store(n, Ordering::Relaxed);
     }
 
+    pub fn set_leader(&self, leads: bool) {
+        self.leader.store(u64::from(leads), Ordering::Relaxed);
+    }
+
     pub fn set_running(&self, n: u64) {
         self.running.store(n, Ordering::Relaxed);
     }
@@ -135,6 +141,14 @@ impl Metrics {
             "Rollbacks whose pipeline is running.",
         );
         single(&mut out, name, &self.running);
+        let name = "rollbot_leader";
+        family(
+            &mut out,
+            name,
+            "gauge",
+            "1 while this replica leads (runs the engine and holds the chat connections), 0 on a standby.",
+        );
+        single(&mut out, name, &self.leader);
         let name = "rollbot_step_duration_seconds";
         family(&mut out, name, "histogram", "Duration of pipeline steps.");
         for (step, histogram) in crate::lock(&self.steps).iter() {

@@ -31,6 +31,39 @@ pub struct AppState {
     pub discord: Option<Arc<crate::chat::discord::Discord>>,
     pub notifier: Option<Arc<crate::notify::Notifier>>,
     pub vitals: Arc<crate::vitals::Vitals>,
+    /// Whether this process leads (always, with SQLite).
+    pub leadership: Arc<crate::leadership::Leadership>,
+    /// Set once what only the leader runs has started.
+    pub serving: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AppState {
+    /// Why this process cannot take commands now: a standby, or a leader still starting.
+    fn not_serving(&self) -> Option<String> {
+        if !self.leadership.is_leader() {
+            return Some(format!(
+                "standby: another replica leads (this is {})",
+                self.leadership.holder
+            ));
+        }
+        if !self.serving.load(std::sync::atomic::Ordering::SeqCst) {
+            return Some("starting: the engine and the chat connections are not up yet".to_owned());
+        }
+        None
+    }
+}
+
+/// Commands reach only the leader once it serves; elsewhere 503 (a load balancer routes by
+/// `/readyz`, so this is the safety net).
+async fn only_when_serving(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.not_serving() {
+        None => next.run(request).await,
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -44,12 +77,9 @@ pub fn router(state: AppState) -> Router {
         .as_ref()
         .filter(|d| d.settings.mode == crate::chat::discord::config::DiscordMode::Http)
         .map(|discord| crate::chat::discord::http::routes(Arc::clone(discord)));
-    let mut router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+    let mut commands = Router::new();
     if state.console.is_some() {
-        router = router
+        commands = commands
             .route(
                 "/",
                 get(|| async { axum::response::Redirect::to("/console") }),
@@ -59,14 +89,23 @@ pub fn router(state: AppState) -> Router {
             .route("/console/api/command", post(console_command))
             .route("/console/api/action", post(console_action));
     }
-    let mut router = router.with_state(state);
+    let mut commands = commands.with_state(state.clone());
     if let Some(slack) = slack_http {
-        router = router.merge(slack);
+        commands = commands.merge(slack);
     }
     if let Some(discord) = discord_http {
-        router = router.merge(discord);
+        commands = commands.merge(discord);
     }
-    router
+    let commands = commands.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        only_when_serving,
+    ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .merge(commands)
 }
 
 /// Alive unless a task the daemon cannot run without has ended (the process is then exiting).
@@ -81,9 +120,13 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Ready when the store answers, every allowlisted image's registry answers `/v2/`, and
+/// A standby (or a leader still starting) is not ready: traffic goes to the leader. The leader
+/// is ready when the store answers, every allowlisted image's registry answers `/v2/`, and
 /// GitHub's and Docker Hub's startup checks have answered.
 async fn readyz(State(state): State<AppState>) -> Response {
+    if let Some(why) = state.not_serving() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    }
     let mut problems = Vec::new();
     if let Some(failure) = state.vitals.failure() {
         problems.push(failure);

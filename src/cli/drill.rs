@@ -112,12 +112,10 @@ pub(super) async fn drill(args: DrillArgs, settings: &Settings, insecure: bool) 
 }
 
 /// Appends the drill to the daemon's audit log (kind `drill`) when its database exists at
-/// `store.path`; the CLI never creates one. A failure is a warning: the drill happened.
+/// `store.path` (or `store.url`); the CLI never creates one. A failure is a warning: the drill
+/// happened.
 async fn audit(settings: &Settings, report: &DrillReport, by: &str, reason: Option<&str>) {
-    let path = &settings.daemon.store_path;
-    if !path.exists() {
-        return;
-    }
+    let location = &settings.daemon.store.location;
     let now = crate::engine::Clock::now(&crate::engine::SystemClock);
     let actor = Actor {
         id: by.to_owned(),
@@ -125,14 +123,15 @@ async fn audit(settings: &Settings, report: &DrillReport, by: &str, reason: Opti
         groups: Vec::new(),
     };
     let entry = AuditEntry::new(now, None, Some(&actor), "drill", detail(report, reason));
-    let written = match crate::store::Store::open(path).await {
-        Ok(store) => store.audit(&entry).await.map_err(|e| e.to_string()),
+    let written = match crate::store::Store::open_existing(location).await {
+        Ok(Some(store)) => store.audit(&entry).await.map_err(|e| e.to_string()),
+        Ok(None) => Ok(()),
         Err(error) => Err(error.to_string()),
     };
     if let Err(error) = written {
         eprintln!(
             "warning: the drill could not be recorded in the audit log at {}: {error}",
-            path.display()
+            location.display()
         );
     }
 }

@@ -510,16 +510,16 @@ async fn audit(args: AuditArgs, settings: &Settings) -> u8 {
             }
         },
     };
-    let path = &settings.daemon.store_path;
-    if !path.exists() {
-        return fail(
-            false,
-            Outcome::BadInput,
-            &format!("no state database at {} (store.path)", path.display()),
-        );
-    }
-    let store = match crate::store::Store::open(path).await {
-        Ok(store) => store,
+    let location = &settings.daemon.store.location;
+    let store = match crate::store::Store::open_existing(location).await {
+        Ok(Some(store)) => store,
+        Ok(None) => {
+            return fail(
+                false,
+                Outcome::BadInput,
+                &format!("no state database at {} (store.path)", location.display()),
+            )
+        }
         Err(error) => return fail(false, Outcome::PrecheckFailed, &error.to_string()),
     };
     let entries = match store.audit_since(since).await {

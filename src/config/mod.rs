@@ -48,7 +48,10 @@ pub use read::{Checked, HumanDuration, Problems, DAY, H, MIN, MS, S};
 pub use registries::{AuthSettings, RegistrySettings};
 pub use rollback::{LogSettings, RollbackSettings};
 pub use secrets::{SecretRead, Secrets};
-pub use serve::{listen_refusal, ApprovalSettings, DaemonSettings, LimitSettings};
+pub use serve::{
+    listen_refusal, ApprovalSettings, DaemonSettings, LimitSettings, PostgresLocation,
+    StoreLocation, StoreSettings, LEASE_TTL_MAX, LEASE_TTL_MIN,
+};
 
 /// The documented defaults, compiled in so the binary works without any file on disk.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");

@@ -7,11 +7,18 @@
 //! engine lets running rollbacks finish within `server.shutdown_grace`; the sinks deliver what
 //! the engine sent; the whole drain is bounded by `server.shutdown_grace` + [`DRAIN_MARGIN`],
 //! and whatever is still running then (a sink stuck on a chat API) is left behind.
+//!
+//! What only the leader runs (engine, chat connections, outbox) is `lead.rs`; with SQLite this
+//! process always leads, with Postgres `leader.rs` competes for the lease and starts it on
+//! winning (a standby listens, answers `/readyz` 503 "standby", and connects to no chat).
 
 pub mod config;
+mod lead;
+mod leader;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -22,14 +29,12 @@ use tokio_util::task::TaskTracker;
 pub use self::config::ServeSettings;
 use crate::chat::console::config::ConsoleMode;
 use crate::chat::console::Console;
-use crate::chat::discord::config::DiscordMode;
 use crate::chat::discord::Discord;
 use crate::chat::run_sink;
-use crate::chat::slack::config::SlackMode;
-use crate::chat::slack::socket::SocketMode;
 use crate::chat::slack::Slack;
-use crate::config::Settings;
+use crate::config::{Settings, StoreLocation};
 use crate::engine::{self, Clock, EngineHandle, EngineOptions};
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::registry::Registries;
 use crate::server::{router, AppState};
@@ -72,7 +77,10 @@ pub struct Daemon {
     shutdown: CancellationToken,
     /// Every task the daemon started.
     tracker: TaskTracker,
-    engine_abort: tokio::task::AbortHandle,
+    engine_abort: Arc<OnceLock<tokio::task::AbortHandle>>,
+    /// With Postgres: stops the lease loop after the drain (it then gives the lease up), and
+    /// the loop's task.
+    lease: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
     /// The tasks the daemon cannot run without; `/healthz` fails when one ends unexpectedly.
     pub vitals: Arc<Vitals>,
 }
@@ -128,11 +136,23 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         )
         .map_err(|problems| anyhow::anyhow!("templates:\n  {}", problems.join("\n  ")))?,
     );
-    let store = Store::open(&daemon_settings.store_path)
-        .await
-        .with_context(|| format!("opening {}", daemon_settings.store_path.display()))?;
+    let store_settings = &daemon_settings.store;
+    let leadership = Arc::new(match &store_settings.location {
+        StoreLocation::Sqlite(_) => Leadership::single(),
+        StoreLocation::Postgres(_) => Leadership::replica(crate::leadership::replica_name()),
+    });
+    let store = Store::open_at(
+        &store_settings.location,
+        Arc::clone(&leadership),
+        store_settings.lease_ttl,
+    )
+    .await
+    .with_context(|| format!("opening {}", store_settings.location.display()))?;
     let metrics = Arc::new(Metrics::default());
-    let registries = Arc::new(Registries::new(Arc::clone(&settings)));
+    let registries = Arc::new(Registries::led_by(
+        Arc::clone(&settings),
+        Arc::clone(&leadership),
+    ));
     let clock = Arc::clone(&options.clock);
 
     let console = console_on.then(|| {
@@ -148,16 +168,15 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
     let vitals = Arc::new(Vitals::default());
     let (engine, inbox) = engine::channel();
     let slack = match &slack_settings {
-        Some(slack_settings) => {
-            let (slack, queue) = Slack::new(
+        Some(slack_settings) => Some(
+            Slack::new(
                 &settings,
                 slack_settings.clone(),
                 engine.clone(),
                 Arc::clone(&metrics),
             )
-            .map_err(|e| anyhow::anyhow!("setting up Slack: {e}"))?;
-            Some((slack, queue))
-        }
+            .map_err(|e| anyhow::anyhow!("setting up Slack: {e}"))?,
+        ),
         None => None,
     };
     let discord = match discord_settings {
@@ -175,146 +194,96 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         ),
         None => None,
     };
+    // Every sink gets its own copy of the engine's events.
     let mut sink_senders = Vec::new();
-    let mut console_events = None;
-    let mut slack_events = None;
-    let mut discord_events = None;
-    if console.is_some() {
+    let mut events = || {
         let (tx, rx) = mpsc::channel(1024);
         sink_senders.push(tx);
-        console_events = Some(rx);
-    }
-    if slack.is_some() {
-        let (tx, rx) = mpsc::channel(1024);
-        sink_senders.push(tx);
-        slack_events = Some(rx);
-    }
-    if discord.is_some() {
-        let (tx, rx) = mpsc::channel(1024);
-        sink_senders.push(tx);
-        discord_events = Some(rx);
-    }
-    let notify_on = notify_settings.github.is_some() || notify_settings.dockerhub.is_some();
-    let mut notify_events = None;
-    if notify_on {
+        rx
+    };
+    let console_sink = console.as_ref().map(|c| (Arc::clone(c), events()));
+    let slack_sink = slack.map(|(slack, queue)| (slack, queue, events()));
+    let discord_sink = discord.as_ref().map(|d| (Arc::clone(d), events()));
+    // Retries are operational time, not the engine's (tests move the engine's clock by hand;
+    // deliveries must still come due).
+    let notifier = crate::notify::Notifier::new(
+        Arc::clone(&settings),
+        &notify_settings,
+        store.clone(),
+        Arc::new(engine::SystemClock),
+        Arc::clone(&templates),
+        engine.clone(),
+        Arc::clone(&metrics),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let notifier_sink = notifier.as_ref().map(|n| {
         let (tx, rx) = mpsc::channel(4096);
         sink_senders.push(tx);
-        notify_events = Some(rx);
-    }
-    let parts = engine::Parts {
-        settings: Arc::clone(&settings),
-        store: store.clone(),
-        registries: Arc::clone(&registries),
-        clock: Arc::clone(&clock),
-        metrics: Arc::clone(&metrics),
-        sinks: sink_senders,
-    };
-    let engine_task = engine::start(parts, inbox, options.engine.clone(), shutdown.clone())
-        .await
-        .context("starting the engine")?;
-    let engine_abort = engine_task.abort_handle();
-    vitals.watch(&tracker, "the engine", engine_task);
-    // Each chat platform's sink: engine events into its messages, watched like the engine.
-    let sinks = SinkParts {
-        engine: engine.clone(),
-        clock: Arc::clone(&clock),
-        rto: settings.rollback.rto,
-        metrics: Arc::clone(&metrics),
-        templates: Arc::clone(&templates),
-        vitals: Arc::clone(&vitals),
+        (Arc::clone(n), rx)
+    });
+    let slack = slack_sink.as_ref().map(|(slack, _, _)| Arc::clone(slack));
+    let engine_abort = Arc::new(OnceLock::new());
+    let serving = Arc::new(AtomicBool::new(false));
+    let leading = lead::Leading {
+        parts: engine::Parts {
+            settings: Arc::clone(&settings),
+            store: store.clone(),
+            registries: Arc::clone(&registries),
+            clock: Arc::clone(&clock),
+            metrics: Arc::clone(&metrics),
+            sinks: sink_senders,
+        },
+        inbox,
+        options: options.engine.clone(),
+        shutdown: shutdown.clone(),
         tracker: tracker.clone(),
+        vitals: Arc::clone(&vitals),
+        sinks: SinkParts {
+            engine: engine.clone(),
+            clock: Arc::clone(&clock),
+            rto: settings.rollback.rto,
+            metrics: Arc::clone(&metrics),
+            templates: Arc::clone(&templates),
+            vitals: Arc::clone(&vitals),
+            tracker: tracker.clone(),
+        },
+        console: console_sink,
+        slack: slack_sink,
+        discord: discord_sink,
+        notifier: notifier_sink,
+        engine_abort: Arc::clone(&engine_abort),
+        serving: Arc::clone(&serving),
     };
-    if let (Some(console), Some(events)) = (&console, console_events) {
-        sinks.watch(Arc::clone(console), events, "the console sink");
-    }
-    let slack = match (slack, slack_events) {
-        (Some((slack, queue)), Some(events)) => {
-            sinks.watch(Arc::clone(&slack), events, "the Slack sink");
-            let worker = tokio::spawn(Arc::clone(&slack).run_inputs(queue, shutdown.clone()));
-            vitals.watch(&tracker, "the Slack input worker", worker);
-            if tokio::time::timeout(Duration::from_secs(15), slack.self_check())
-                .await
-                .is_err()
-            {
-                tracing::error!("The Slack self-check did not finish within 15 s.");
-            }
-            if slack.settings.mode == SlackMode::Socket {
-                let link = SocketMode::start(Arc::clone(&slack), shutdown.clone())
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                vitals.watch(&tracker, "the Slack Socket Mode link", link);
-            }
-            Some(slack)
+    // The only process leads before it listens; a replica listens (probes, a standby's 503)
+    // and leads once it wins the lease.
+    let lease = match &store_settings.location {
+        StoreLocation::Sqlite(_) => {
+            metrics.set_leader(true);
+            leading.begin().await?;
+            None
         }
-        _ => None,
-    };
-    if let (Some(discord), Some(events)) = (&discord, discord_events) {
-        sinks.watch(Arc::clone(discord), events, "the Discord sink");
-        let checked = tokio::time::timeout(Duration::from_secs(15), async {
-            discord.check_token().await?;
-            discord.self_check().await;
-            Ok::<(), String>(())
-        })
-        .await;
-        match checked {
-            Ok(Ok(())) => {}
-            Ok(Err(refused)) => anyhow::bail!(refused),
-            Err(_) => tracing::error!("The Discord self-check did not finish within 15 s."),
-        }
-        if discord.settings.mode == DiscordMode::Gateway {
-            let link = crate::chat::discord::gateway::start(Arc::clone(discord))
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
+        StoreLocation::Postgres(_) => {
+            let done = CancellationToken::new();
+            let lease = leader::LeaseLoop {
+                store: store.clone(),
+                leadership: Arc::clone(&leadership),
+                ttl: store_settings.lease_ttl,
+                metrics: Arc::clone(&metrics),
+                vitals: Arc::clone(&vitals),
+                leading: Some(leading),
+                tracker: tracker.clone(),
+                done: done.clone(),
+            };
+            // Not on the tracker: it renews through the drain and is stopped after it.
+            let task = tokio::spawn(lease.run());
             let failed = Arc::clone(&vitals);
-            let link = tokio::spawn(async move {
-                match link.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(why)) => failed.fail(why),
-                    Err(error) => {
-                        failed.fail(format!("the Discord Gateway link panicked: {error}"))
-                    }
+            let watched = tokio::spawn(async move {
+                if let Err(error) = task.await {
+                    failed.fail(format!("the leader lease loop ended: {error}"));
                 }
             });
-            vitals.watch(&tracker, "the Discord Gateway link", link);
+            Some((done, watched))
         }
-    }
-    let notifier = match notify_events {
-        Some(events) => {
-            // Retries are operational time, not the engine's (tests move the engine's clock by
-            // hand; deliveries must still come due).
-            let notifier = crate::notify::Notifier::new(
-                Arc::clone(&settings),
-                &notify_settings,
-                store.clone(),
-                Arc::new(engine::SystemClock),
-                Arc::clone(&templates),
-                engine.clone(),
-                Arc::clone(&metrics),
-            )
-            .map_err(|e| anyhow::anyhow!(e))?;
-            if let Some(notifier) = &notifier {
-                // The intake ends when the engine is gone (what it sent is in the outbox).
-                let intake = tokio::spawn(Arc::clone(notifier).run_intake(events));
-                vitals.watch(&tracker, "the notification intake", intake);
-                let delivery = tokio::spawn(Arc::clone(notifier).run_delivery(shutdown.clone()));
-                vitals.watch(&tracker, "the notification delivery", delivery);
-                // Checked while the port is already open; a fatal answer ends the daemon.
-                let check = Arc::clone(notifier).check_services();
-                let (vitals, stopping) = (Arc::clone(&vitals), shutdown.clone());
-                tracker.spawn(async move {
-                    tokio::select! {
-                        result = check => {
-                            if let Err(message) = result {
-                                vitals.fail(message);
-                            }
-                        }
-                        () = stopping.cancelled() => {}
-                    }
-                });
-            }
-            notifier
-        }
-        None => None,
     };
 
     let listener = tokio::net::TcpListener::bind(daemon_settings.listen)
@@ -334,6 +303,8 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         discord: discord.clone(),
         notifier,
         vitals: Arc::clone(&vitals),
+        leadership: Arc::clone(&leadership),
+        serving,
     });
     let stopping = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -363,6 +334,7 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
         shutdown,
         tracker,
         engine_abort,
+        lease,
         vitals,
     })
 }
@@ -385,6 +357,10 @@ impl Daemon {
                 left = self.tracker.len(),
                 "The drain did not finish in time; leaving what still runs (a sink stuck on a chat API, say)."
             );
+        }
+        if let Some((done, task)) = self.lease {
+            done.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         let left_running = match self.store.active().await {
             Ok(active) => active.iter().filter(|r| r.state.is_running()).count(),
@@ -430,7 +406,9 @@ impl Daemon {
     /// Fault injection for tests: the engine task dies as a bug would kill it.
     #[doc(hidden)]
     pub fn abort_engine_for_tests(&self) {
-        self.engine_abort.abort();
+        if let Some(engine) = self.engine_abort.get() {
+            engine.abort();
+        }
     }
 }
 

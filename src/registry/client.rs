@@ -3,7 +3,7 @@
 //! (request counts, answers by status, the rate-limit header).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::auth::{self, Challenge, Credentials, Token};
@@ -37,6 +37,8 @@ pub struct RegistryClient {
     /// Answers by HTTP status (0: no answer), for `/metrics`.
     statuses: Mutex<BTreeMap<u16, u64>>,
     pub(super) ratelimit_remaining: Mutex<Option<String>>,
+    /// When set, every write first asks it (a replica that lost the leader lease sends none).
+    pub(super) leadership: Option<Arc<crate::leadership::Leadership>>,
 }
 
 impl RegistryClient {
@@ -109,7 +111,15 @@ impl RegistryClient {
             counters: Counters::default(),
             statuses: Mutex::new(BTreeMap::new()),
             ratelimit_remaining: Mutex::new(None),
+            leadership: None,
         })
+    }
+
+    /// Sends writes only while `leadership` says this process leads.
+    #[must_use]
+    pub fn led_by(mut self, leadership: Arc<crate::leadership::Leadership>) -> RegistryClient {
+        self.leadership = Some(leadership);
+        self
     }
 
     /// Talks plain HTTP (`--insecure`, or `insecure = true` for the registry).

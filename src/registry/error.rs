@@ -69,6 +69,13 @@ pub enum RegistryError {
         registry: RegistryHost,
         detail: String,
     },
+    /// Not sent: this replica does not lead (any more), so it writes nothing.
+    #[error("{request} was not sent to {registry}: {detail}")]
+    NotLeader {
+        registry: RegistryHost,
+        request: String,
+        detail: String,
+    },
     /// A write failed for good after an earlier attempt got a server error: that attempt may
     /// still have been applied (a gateway's 504 says nothing about the registry behind it).
     #[error("{error} (an earlier attempt was answered {status} and may still have been applied)")]

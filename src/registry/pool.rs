@@ -12,6 +12,8 @@ use crate::domain::model::RegistryHost;
 #[derive(Debug)]
 pub struct Registries {
     settings: Arc<Settings>,
+    /// Asked before every write of every client (replicas on Postgres).
+    leadership: Option<Arc<crate::leadership::Leadership>>,
     clients: Mutex<HashMap<RegistryHost, Arc<RegistryClient>>>,
 }
 
@@ -19,7 +21,19 @@ impl Registries {
     pub fn new(settings: Arc<Settings>) -> Registries {
         Registries {
             settings,
+            leadership: None,
             clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Clients that write only while `leadership` says this process leads.
+    pub fn led_by(
+        settings: Arc<Settings>,
+        leadership: Arc<crate::leadership::Leadership>,
+    ) -> Registries {
+        Registries {
+            leadership: Some(leadership),
+            ..Registries::new(settings)
         }
     }
 
@@ -32,7 +46,11 @@ impl Registries {
         if let Some(client) = clients.get(host) {
             return Ok(Arc::clone(client));
         }
-        let client = Arc::new(RegistryClient::for_host(host, &self.settings, false)?);
+        let mut client = RegistryClient::for_host(host, &self.settings, false)?;
+        if let Some(leadership) = &self.leadership {
+            client = client.led_by(Arc::clone(leadership));
+        }
+        let client = Arc::new(client);
         clients.insert(host.clone(), Arc::clone(&client));
         Ok(client)
     }

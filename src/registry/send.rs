@@ -107,6 +107,17 @@ impl RegistryClient {
         loop {
             attempt += 1;
             let authorization = self.authorization(op).await?;
+            // Asked right before each write is sent: a replica paused past its lease wakes up
+            // to a refusal here, not to a write.
+            if let (true, Some(leadership)) = (op.writes(), &self.leadership) {
+                if let Err(not) = leadership.may_write() {
+                    return Err(RegistryError::NotLeader {
+                        registry: self.host.clone(),
+                        request: op.describe(),
+                        detail: not.to_string(),
+                    });
+                }
+            }
             let mut request = self.http.request(op.method.clone(), &url);
             if let Some(accept) = op.accept {
                 request = request.header(ACCEPT, HeaderValue::from_static(accept));

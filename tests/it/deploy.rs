@@ -7,7 +7,7 @@
 //! Compose schemas and with `systemd-analyze`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rollbot::daemon::ServeSettings;
 
@@ -141,8 +141,8 @@ fn the_kubernetes_config_map_is_a_config_rollbot_serve_accepts() {
     );
     let daemon = &loaded.settings.core.daemon;
     assert_eq!(
-        daemon.store_path,
-        PathBuf::from("/var/lib/rollbot/rollbot.db")
+        daemon.store.location.sqlite_path(),
+        Some(Path::new("/var/lib/rollbot/rollbot.db"))
     );
     assert!(loaded.settings.slack.is_some(), "Slack is the chat here");
 
@@ -158,8 +158,10 @@ fn the_kubernetes_config_map_is_a_config_rollbot_serve_accepts() {
     assert_eq!(
         yaml_value_after(&deployment, "name: state", "mountPath"),
         daemon
-            .store_path
-            .parent()
+            .store
+            .location
+            .sqlite_path()
+            .and_then(Path::parent)
             .expect("a dir")
             .display()
             .to_string(),
@@ -255,8 +257,8 @@ fn the_compose_config_loads_with_the_secrets_compose_mounts() {
     let loaded = load(&toml, "/run/secrets/", &[("ROLLBOT__STORE__PATH", &store)]);
     let daemon = &loaded.settings.core.daemon;
     assert_eq!(
-        daemon.store_path,
-        PathBuf::from("/var/lib/rollbot/rollbot.db")
+        daemon.store.location.sqlite_path(),
+        Some(Path::new("/var/lib/rollbot/rollbot.db"))
     );
     assert_eq!(
         yaml_value_after(&compose, "source: state", "target"),
@@ -313,8 +315,8 @@ fn the_systemd_unit_and_its_config_agree() {
     // StateDirectory=rollbot is /var/lib/rollbot, the only writable place.
     assert_eq!(setting("StateDirectory"), ["rollbot"]);
     assert_eq!(
-        daemon.store_path,
-        PathBuf::from("/var/lib/rollbot/rollbot.db")
+        daemon.store.location.sqlite_path(),
+        Some(Path::new("/var/lib/rollbot/rollbot.db"))
     );
     assert!(
         daemon.listen.ip().is_loopback(),

@@ -1,120 +1,367 @@
-//! The SQLite store on its own: the rules the database itself enforces.
+//! The store on its own, on SQLite and on a real Postgres alike: the rules the database itself
+//! enforces (one active rollback per image, an append-only audit log), the outbox, and on
+//! Postgres the leader lease and the fencing of every rollback change by it.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rollbot::config::StoreLocation;
 use rollbot::domain::record::{AuditEntry, RollbackRecord};
 use rollbot::domain::rollback::{RollbackId, State, Timestamp};
-use rollbot::store::{Store, StoreError};
+use rollbot::leadership::Leadership;
+use rollbot::store::{LeaseOutcome, Store, StoreError};
 
-use crate::support::block_on;
 use crate::support::records::sample;
+use crate::support::{block_on, postgres};
+
+const TTL: Duration = Duration::from_secs(60);
 
 fn record(image: &str) -> RollbackRecord {
     sample(image, State::Requested)
 }
 
+fn entry(at: i64) -> AuditEntry {
+    AuditEntry::new(
+        Timestamp(at),
+        None,
+        None,
+        "requested",
+        serde_json::json!({}),
+    )
+}
+
+/// A store at `location`. On Postgres it leads (holds the lease) as `holder`, so that its
+/// changes pass the fence, like a leader's.
+async fn leading(location: &StoreLocation, holder: &str) -> Store {
+    match location {
+        StoreLocation::Sqlite(path) => Store::open(path).await.expect("open"),
+        StoreLocation::Postgres(_) => {
+            let leadership = Arc::new(Leadership::replica(holder.to_owned()));
+            let store = Store::open_at(location, Arc::clone(&leadership), TTL)
+                .await
+                .expect("open");
+            let asked = Instant::now();
+            match store.try_lead(holder, TTL).await.expect("lease") {
+                LeaseOutcome::Held { epoch, .. } => leadership.granted(epoch, asked, TTL),
+                other => panic!("{holder} should lead a fresh database: {other:?}"),
+            }
+            store
+        }
+    }
+}
+
+/// SQLite in a temporary directory, and a fresh Postgres database.
+fn each_backend(test: impl Fn(StoreLocation)) {
+    let dir = tempfile::tempdir().expect("dir");
+    test(StoreLocation::Sqlite(dir.path().join("nested/state.db")));
+    test(postgres::location());
+}
+
 #[test]
 fn the_database_allows_one_active_rollback_per_image_and_keeps_records_across_opens() {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("nested/state.db");
-    block_on(async {
-        let store = Store::open(&path)
-            .await
-            .expect("open creates the file and its directory");
-        let mut first = record("registry.example.com/acme/app");
-        store
-            .create(
-                &mut first,
-                AuditEntry::new(Timestamp(1), None, None, "requested", serde_json::json!({})),
-            )
-            .await
-            .expect("first");
-        assert_eq!(first.id, RollbackId(1));
-        let mut second = record("registry.example.com/acme/app");
-        let refused = store
-            .create(
-                &mut second,
-                AuditEntry::new(Timestamp(1), None, None, "requested", serde_json::json!({})),
-            )
-            .await;
-        assert!(
-            matches!(refused, Err(StoreError::ActiveExists { .. })),
-            "{refused:?}"
-        );
-        let mut other = record("registry.example.com/acme/other");
-        store
-            .create(
-                &mut other,
-                AuditEntry::new(Timestamp(1), None, None, "requested", serde_json::json!({})),
-            )
-            .await
-            .expect("other image");
-
-        first.state = State::Rejected;
-        store.save(&first, &[]).await.expect("save");
-        store
-            .create(
-                &mut second,
-                AuditEntry::new(Timestamp(2), None, None, "requested", serde_json::json!({})),
-            )
-            .await
-            .expect("the image is free again");
-    });
-    block_on(async {
-        let store = Store::open(&path).await.expect("reopen");
-        let active: Vec<RollbackId> = store
-            .active()
-            .await
-            .expect("active")
-            .iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(active, vec![RollbackId(2), RollbackId(3)]);
-        assert_eq!(
+    each_backend(|location| {
+        let backend = location.display();
+        let (first_id, second_id, other_id) = block_on(async {
+            let store = leading(&location, "a").await;
+            let mut first = record("registry.example.com/acme/app");
+            store.create(&mut first, entry(1)).await.expect("first");
+            let mut second = record("registry.example.com/acme/app");
+            let refused = store.create(&mut second, entry(1)).await;
+            assert!(
+                matches!(refused, Err(StoreError::ActiveExists { .. })),
+                "{backend}: {refused:?}"
+            );
+            let mut other = record("registry.example.com/acme/other");
             store
-                .get(RollbackId(1))
+                .create(&mut other, entry(1))
                 .await
-                .expect("get")
-                .map(|r| r.state),
-            Some(State::Rejected)
-        );
+                .expect("other image");
+
+            first.state = State::Rejected;
+            store.save(&first, &[]).await.expect("save");
+            store
+                .create(&mut second, entry(2))
+                .await
+                .expect("the image is free again");
+            (first.id, second.id, other.id)
+        });
+        block_on(async {
+            let store = leading(&location, "a").await;
+            let active: Vec<RollbackId> = store
+                .active()
+                .await
+                .expect("active")
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            let mut expected = vec![other_id, second_id];
+            expected.sort_by_key(|id| id.0);
+            assert_eq!(active, expected, "{backend}");
+            assert_eq!(
+                store.get(first_id).await.expect("get").map(|r| r.state),
+                Some(State::Rejected),
+                "{backend}"
+            );
+        });
     });
 }
 
 #[test]
 fn the_audit_log_is_append_only() {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("state.db");
-    block_on(async {
-        let store = Store::open(&path).await.expect("open");
-        store
-            .audit(&AuditEntry::new(
-                Timestamp(5),
-                None,
-                None,
-                "command",
-                serde_json::json!({ "text": "/rollback help" }),
-            ))
-            .await
-            .expect("append");
-        assert_eq!(
-            store.audit_since(Timestamp(0)).await.expect("read").len(),
-            1
-        );
+    each_backend(|location| {
+        block_on(async {
+            let store = leading(&location, "a").await;
+            store
+                .audit(&AuditEntry::new(
+                    Timestamp(5),
+                    None,
+                    None,
+                    "command",
+                    serde_json::json!({ "text": "/rollback help" }),
+                ))
+                .await
+                .expect("append");
+            assert_eq!(
+                store.audit_since(Timestamp(0)).await.expect("read").len(),
+                1
+            );
+        });
+        // Even a direct connection cannot rewrite history.
+        let attempts = ["UPDATE audit SET kind = 'x'", "DELETE FROM audit"];
+        match &location {
+            StoreLocation::Sqlite(path) => {
+                let output = std::process::Command::new("python3")
+                    .arg("-c")
+                    .arg(format!(
+                        "import sqlite3,sys\nc=sqlite3.connect('{}')\nfor q in {attempts:?}:\n    try:\n        c.execute(q); print('allowed', q)\n    except Exception as e: print('refused', e)\n",
+                        path.display()
+                    ))
+                    .output();
+                if let Ok(output) = output {
+                    let text = String::from_utf8_lossy(&output.stdout);
+                    assert!(!text.contains("allowed"), "{text}");
+                    assert_eq!(
+                        text.matches("the audit log is append-only").count(),
+                        2,
+                        "{text}"
+                    );
+                }
+            }
+            StoreLocation::Postgres(pg) => {
+                for sql in attempts.iter().copied().chain(["TRUNCATE audit"]) {
+                    let refused = postgres::psql(pg.url.as_str(), sql).expect_err(sql);
+                    assert!(
+                        refused.contains("the audit log is append-only"),
+                        "{sql}: {refused}"
+                    );
+                }
+            }
+        }
     });
-    // Even a direct connection cannot rewrite history.
-    let output = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(format!(
-            "import sqlite3,sys\nc=sqlite3.connect('{}')\nfor q in ['UPDATE audit SET kind=\\'x\\'', 'DELETE FROM audit']:\n    try:\n        c.execute(q); print('allowed', q)\n    except Exception as e: print('refused', e)\n",
-            path.display()
-        ))
-        .output();
-    if let Ok(output) = output {
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert!(!text.contains("allowed"), "{text}");
-        assert_eq!(
-            text.matches("the audit log is append-only").count(),
-            2,
-            "{text}"
+}
+
+#[test]
+fn an_effect_is_queued_once_and_a_discussion_is_recorded_once() {
+    each_backend(|location| {
+        let backend = location.display();
+        block_on(async {
+            let store = leading(&location, "a").await;
+            let payload = serde_json::json!({ "title": "rollback" });
+            let rollback = Some(RollbackId(1));
+            for expected in [true, false] {
+                let added = store
+                    .enqueue(
+                        "github:announce:rb-1",
+                        rollback,
+                        "github",
+                        "announce",
+                        &payload,
+                        Timestamp(10),
+                    )
+                    .await
+                    .expect("enqueue");
+                assert_eq!(added, expected, "{backend}");
+            }
+            let due = store.due("github", Timestamp(10), 10).await.expect("due");
+            assert_eq!(due.len(), 1, "{backend}");
+            assert_eq!(due[0].payload, payload);
+            assert_eq!(
+                store.pending(None).await.expect("pending"),
+                (1, Some(Timestamp(10)))
+            );
+            store
+                .retry_later(due[0].id, Timestamp(20), true, Some("503"))
+                .await
+                .expect("retry");
+            assert!(store
+                .due("github", Timestamp(19), 10)
+                .await
+                .expect("due")
+                .is_empty());
+            store
+                .delivered(due[0].id, Timestamp(21))
+                .await
+                .expect("delivered");
+            assert_eq!(
+                store
+                    .delivery_status("github:announce:rb-1")
+                    .await
+                    .expect("status")
+                    .as_deref(),
+                Some("done"),
+                "{backend}"
+            );
+            for number in [4, 5] {
+                let discussion = rollbot::store::DiscussionRef {
+                    node_id: format!("D_{number}"),
+                    number,
+                    url: format!("https://github.com/acme/app/discussions/{number}"),
+                };
+                store
+                    .save_discussion(RollbackId(1), &discussion)
+                    .await
+                    .expect("save");
+                assert_eq!(
+                    store.discussion(RollbackId(1)).await.expect("read"),
+                    Some(discussion)
+                );
+            }
+        });
+    });
+}
+
+#[test]
+fn two_stores_creating_a_rollback_of_one_image_at_once_get_one_accepted_one_refused() {
+    each_backend(|location| {
+        let backend = location.display();
+        block_on(async {
+            let one = leading(&location, "a").await;
+            let two = match &location {
+                StoreLocation::Sqlite(path) => Store::open(path).await.expect("second"),
+                StoreLocation::Postgres(_) => one.clone(),
+            };
+            let (mut a, mut b) = (
+                record("registry.example.com/acme/app"),
+                record("registry.example.com/acme/app"),
+            );
+            let (first, second) =
+                tokio::join!(one.create(&mut a, entry(1)), two.create(&mut b, entry(1)));
+            let refused = [&first, &second]
+                .iter()
+                .filter(|r| matches!(r, Err(StoreError::ActiveExists { .. })))
+                .count();
+            assert_eq!(refused, 1, "{backend}: {first:?} {second:?}");
+            assert_eq!(one.active().await.expect("active").len(), 1);
+        });
+    });
+}
+
+#[test]
+fn the_lease_goes_to_one_replica_and_an_old_leader_can_change_nothing() {
+    let location = postgres::location();
+    block_on(async {
+        let short = Duration::from_millis(600);
+        let a_lead = Arc::new(Leadership::replica("a".into()));
+        let a = Store::open_at(&location, Arc::clone(&a_lead), TTL)
+            .await
+            .expect("a");
+        let b_lead = Arc::new(Leadership::replica("b".into()));
+        let b = Store::open_at(&location, Arc::clone(&b_lead), TTL)
+            .await
+            .expect("b");
+
+        let mut rollback = record("registry.example.com/acme/app");
+        let not_leading = a.create(&mut rollback, entry(1)).await;
+        assert!(
+            matches!(not_leading, Err(StoreError::Fenced(_))),
+            "{not_leading:?}"
         );
-    }
+
+        let asked = Instant::now();
+        let LeaseOutcome::Held {
+            epoch: first,
+            previous,
+        } = a.try_lead("a", short).await.expect("a leads")
+        else {
+            panic!("a should lead");
+        };
+        assert_eq!(previous, None);
+        a_lead.granted(first, asked, TTL); // a believes it leads for long: only the database knows
+        assert_eq!(
+            b.try_lead("b", short).await.expect("b"),
+            LeaseOutcome::Standby { holder: "a".into() }
+        );
+        assert_eq!(
+            a.try_lead("a", short).await.expect("renew"),
+            LeaseOutcome::Held {
+                epoch: first,
+                previous: None
+            }
+        );
+        a.create(&mut rollback, entry(1))
+            .await
+            .expect("the leader creates");
+
+        tokio::time::sleep(short + Duration::from_millis(200)).await;
+        let asked = Instant::now();
+        let LeaseOutcome::Held {
+            epoch: second,
+            previous,
+        } = b.try_lead("b", TTL).await.expect("b takes over")
+        else {
+            panic!("b should take the expired lease");
+        };
+        assert_eq!((second, previous.as_deref()), (first + 1, Some("a")));
+        b_lead.granted(second, asked, TTL);
+
+        // a still thinks it leads (a paused process): the database refuses its changes.
+        rollback.state = State::Approved;
+        let fenced = a.save(&rollback, &[entry(2)]).await;
+        assert!(matches!(fenced, Err(StoreError::Fenced(_))), "{fenced:?}");
+        let mut another = record("registry.example.com/acme/other");
+        let fenced = a.create(&mut another, entry(2)).await;
+        assert!(matches!(fenced, Err(StoreError::Fenced(_))), "{fenced:?}");
+        let stored = b.get(rollback.id).await.expect("get").expect("there");
+        assert_eq!(
+            stored.state,
+            State::Requested,
+            "the old leader changed nothing"
+        );
+        assert_eq!(b.active().await.expect("active").len(), 1);
+        b.save(&rollback, &[entry(2)])
+            .await
+            .expect("the new leader changes it");
+
+        // A clean shutdown gives the lease up: another replica takes it at once.
+        assert!(b.release_lead("b", second).await.expect("release"));
+        let LeaseOutcome::Held { epoch: third, .. } = a.try_lead("a", TTL).await.expect("a again")
+        else {
+            panic!("a should take the released lease");
+        };
+        assert_eq!(third, second + 1);
+    });
+}
+
+#[test]
+fn replicas_starting_together_create_the_schema_once() {
+    let location = postgres::location();
+    block_on(async {
+        let opens = (0..4).map(|n| {
+            let location = location.clone();
+            async move {
+                let leadership = Arc::new(Leadership::replica(format!("r{n}")));
+                Store::open_at(&location, leadership, TTL).await
+            }
+        });
+        for opened in futures_util::future::join_all(opens).await {
+            opened.expect("every replica opens the database");
+        }
+    });
+    let StoreLocation::Postgres(pg) = &location else {
+        unreachable!()
+    };
+    assert_eq!(
+        postgres::psql(pg.url.as_str(), "SELECT version FROM rollbot_schema").expect("version"),
+        "1"
+    );
 }

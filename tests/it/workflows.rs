@@ -291,9 +291,16 @@ fn the_image_runs_rollbot_serve_with_settings_rollbot_accepts() {
     let settings: rollbot::config::Settings =
         rollbot::config::load(None, &env).expect("the image's environment is valid config");
     let daemon = &settings.daemon;
-    assert_eq!(daemon.store_path, Path::new("/var/lib/rollbot/rollbot.db"));
+    assert_eq!(
+        daemon.store.location.sqlite_path(),
+        Some(Path::new("/var/lib/rollbot/rollbot.db"))
+    );
     assert!(
-        daemon.store_path.starts_with(one("VOLUME")),
+        daemon
+            .store
+            .location
+            .sqlite_path()
+            .is_some_and(|path| path.starts_with(one("VOLUME"))),
         "the state is on the volume"
     );
     assert!(

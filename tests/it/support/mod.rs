@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod discord;
 pub mod discord_payloads;
 pub mod images;
+pub mod postgres;
 pub mod proxy;
 pub mod records;
 pub mod registry;

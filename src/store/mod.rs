@@ -1,0 +1,603 @@
+//! The state port, on SQLite (one node, the default) or Postgres (replicas) through sqlx's `Any`
+//! driver: one set of queries (`$1` placeholders, `RETURNING`, `ON CONFLICT`, which both speak)
+//! and a small dialect layer for the schema (`store/schema.rs`). Rollbacks, their votes and
+//! steps, and an append-only audit log of every command, decision and pipeline step; the
+//! notification outbox (`store/outbox.rs`); with Postgres, the leader lease (`store/lease.rs`).
+//!
+//! A rollback row keeps its queryable fields as columns (`image`, `state`, times) and the rest
+//! as one JSON document, so the record can grow without migrations. The database enforces two
+//! rules on its own: one active rollback per image and, apart from it, one active drill per
+//! image (partial unique indexes: a drill never blocks a real rollback, nor a rollback a drill),
+//! and an audit log that cannot be updated or deleted (triggers).
+//!
+//! Fencing: with Postgres, creating a rollback and every change of one is conditional, in the
+//! same statement, on the lease row naming this replica with its epoch and not having expired
+//! (and keeps that row share-locked until the transaction ends, so the lease cannot change hands
+//! before the change commits). A replica that lost the lease changes nothing
+//! ([`StoreError::Fenced`]).
+
+mod lease;
+mod outbox;
+mod schema;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::AnyPool;
+use sqlx::{ConnectOptions as _, Connection as _, Executor as _, Row};
+
+pub use self::lease::LeaseOutcome;
+pub use self::schema::Dialect;
+use crate::config::{PostgresLocation, StoreLocation};
+use crate::domain::model::ImageRef;
+use crate::domain::record::{AuditEntry, RollbackRecord};
+use crate::domain::rollback::{RollbackId, State, Timestamp};
+use crate::leadership::Leadership;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state database {path}: {detail}")]
+    Open { path: String, detail: String },
+    #[error("{image} already has an active {}", if *drill { "drill" } else { "rollback" })]
+    ActiveExists { image: String, drill: bool },
+    #[error("state database error: {0}")]
+    Database(String),
+    #[error("state database holds an unreadable record {id}: {detail}")]
+    Corrupt { id: i64, detail: String },
+    /// This replica does not hold the leader lease (any more): it changed nothing.
+    #[error("not written: {0}")]
+    Fenced(#[from] crate::leadership::NotLeader),
+    #[error("rollback {0} is not in the state database")]
+    Missing(RollbackId),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
+/// One notification to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: i64,
+    /// Unique per intended effect (`github:announce:rb-17`): enqueueing twice is a no-op.
+    pub key: String,
+    pub rollback: Option<RollbackId>,
+    /// `github`, `dockerhub`.
+    pub sink: String,
+    /// `announce`, `comment`, `banner_set`, `banner_remove`.
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+}
+
+/// A Discussion created for a rollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscussionRef {
+    pub node_id: String,
+    pub number: i64,
+    pub url: String,
+}
+
+/// The condition that this replica still holds the lease, with the holder and epoch as
+/// parameters `$h` and `$e`; the lease row stays share-locked until the transaction ends.
+macro_rules! lease_held {
+    ($h:literal, $e:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM leader WHERE id = 1 AND holder = $",
+            $h,
+            " AND epoch = $",
+            $e,
+            " AND expires_at > clock_timestamp() FOR SHARE)"
+        )
+    };
+}
+
+/// The store. Cloning shares the pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// Who may change rollbacks: the only process (SQLite), or the lease holder (Postgres).
+    leadership: Arc<Leadership>,
+}
+
+/// How long a connection from the pool may take (Postgres down, a network partition): the
+/// daemon's probes and its lease renewal then fail instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
+    /// date; this process is the only writer.
+    ///
+    /// # Errors
+    /// An unusable path or file, or a database newer than this build.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_error = |detail: String| StoreError::Open {
+            path: path.display().to_string(),
+            detail,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
+        }
+        let url = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| open_error(e.to_string()))?
+            .filename(path)
+            .create_if_missing(true)
+            .to_url_lossy();
+        let options = AnyConnectOptions::from_url(&url).map_err(|e| open_error(e.to_string()))?;
+        Store::connect(
+            options,
+            Dialect::Sqlite,
+            Arc::new(Leadership::single()),
+            None,
+        )
+        .await
+        .map_err(|e| open_error(e.to_string()))
+    }
+
+    /// Opens the store `location` names; with Postgres, changes are fenced by `leadership`
+    /// (whose lease row it keeps), and a session idle inside a transaction for longer than
+    /// `lease_ttl` is ended by the server (a paused replica's open transaction cannot hold rows
+    /// its successor needs).
+    ///
+    /// # Errors
+    /// The database cannot be reached or opened, or is newer than this build.
+    pub async fn open_at(
+        location: &StoreLocation,
+        leadership: Arc<Leadership>,
+        lease_ttl: Duration,
+    ) -> Result<Store, StoreError> {
+        match location {
+            StoreLocation::Sqlite(path) => Store::open(path).await,
+            StoreLocation::Postgres(postgres) => {
+                let open_error = |detail: String| StoreError::Open {
+                    path: postgres.display(),
+                    detail,
+                };
+                let options =
+                    postgres_options(postgres).map_err(|e| open_error(crate::error_chain(&e)))?;
+                Store::connect(options, Dialect::Postgres, leadership, Some(lease_ttl))
+                    .await
+                    .map_err(|e| open_error(e.to_string()))
+            }
+        }
+    }
+
+    /// Opens the store `location` names for the command line (audit entries, reading the
+    /// log), never creating a SQLite file: `None` when there is none. It never leads: it cannot
+    /// create or change rollbacks on Postgres.
+    ///
+    /// # Errors
+    /// The database cannot be reached or opened.
+    pub async fn open_existing(location: &StoreLocation) -> Result<Option<Store>, StoreError> {
+        match location {
+            StoreLocation::Sqlite(path) if !path.exists() => Ok(None),
+            StoreLocation::Sqlite(path) => Store::open(path).await.map(Some),
+            StoreLocation::Postgres(_) => {
+                let leadership = Arc::new(Leadership::replica("command line".to_owned()));
+                Store::open_at(location, leadership, Duration::from_secs(60))
+                    .await
+                    .map(Some)
+            }
+        }
+    }
+
+    async fn connect(
+        options: AnyConnectOptions,
+        dialect: Dialect,
+        leadership: Arc<Leadership>,
+        lease_ttl: Option<Duration>,
+    ) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let mut first = sqlx::AnyConnection::connect_with(&options).await?;
+        if dialect == Dialect::Sqlite {
+            // Persistent in the file: readers never wait for the writer.
+            first.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        schema::migrate(&mut first, dialect).await?;
+        first.close().await?;
+        let idle_limit = lease_ttl.map(|ttl| ttl.as_millis().max(1000));
+        let pool = AnyPoolOptions::new()
+            .max_connections(match dialect {
+                Dialect::Sqlite => 4,
+                Dialect::Postgres => 8,
+            })
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if let Some(ms) = idle_limit {
+                        // A number we format ourselves: nothing to inject.
+                        conn.execute(sqlx::AssertSqlSafe(format!(
+                            "SET idle_in_transaction_session_timeout = {ms}"
+                        )))
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Store {
+            pool,
+            dialect,
+            leadership,
+        })
+    }
+
+    /// The SQL this store speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Who may change rollbacks through this store.
+    pub fn leadership(&self) -> &Arc<Leadership> {
+        &self.leadership
+    }
+
+    /// The epoch to fence a change with: `None` when there is nothing to fence (the only
+    /// process), an error when this replica does not lead.
+    fn fence(&self) -> Result<Option<i64>, StoreError> {
+        match self.leadership.fence() {
+            None => Ok(None),
+            Some(Ok(epoch)) => Ok(Some(epoch)),
+            Some(Err(not)) => Err(StoreError::Fenced(not)),
+        }
+    }
+
+    /// `SELECT 1`, for `/readyz`.
+    ///
+    /// # Errors
+    /// The database cannot answer.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Inserts a new rollback (its `id` is assigned here) with its audit entry, atomically.
+    ///
+    /// # Errors
+    /// `ActiveExists` when the image already has an active rollback; `Fenced` when this
+    /// replica does not hold the lease.
+    pub async fn create(
+        &self,
+        record: &mut RollbackRecord,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
+        let fence = self.fence()?;
+        let mut tx = self.pool.begin().await?;
+        let insert = match fence {
+            None => {
+                "INSERT INTO rollbacks (image, state, created_at, updated_at, data, drill) \
+                     VALUES ($1, $2, $3, $4, '{}', $5) RETURNING id"
+            }
+            Some(_) => concat!(
+                "INSERT INTO rollbacks (image, state, created_at, updated_at, data, drill) \
+                 SELECT $1, $2, $3, $4, '{}', $5 WHERE ",
+                lease_held!(6, 7),
+                " RETURNING id"
+            ),
+        };
+        let mut query = sqlx::query(insert)
+            .bind(record.image.to_string())
+            .bind(record.state.as_str())
+            .bind(record.created_at.0)
+            .bind(record.updated_at.0)
+            .bind(i64::from(record.drill));
+        if let Some(epoch) = fence {
+            query = query.bind(self.leadership.holder.as_str()).bind(epoch);
+        }
+        let id: i64 = match query.fetch_optional(&mut *tx).await {
+            Ok(Some(row)) => row.try_get("id")?,
+            Ok(None) => return Err(StoreError::Fenced(crate::leadership::NotLeader)),
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Err(StoreError::ActiveExists {
+                    image: record.image.to_string(),
+                    drill: record.drill,
+                })
+            }
+            Err(other) => return Err(other.into()),
+        };
+        record.id = RollbackId(id);
+        sqlx::query("UPDATE rollbacks SET data = $1 WHERE id = $2")
+            .bind(to_json(record)?)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(
+            &mut tx,
+            &AuditEntry {
+                rollback: Some(record.id),
+                ..audit
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Saves a changed record and its audit entries, atomically.
+    ///
+    /// # Errors
+    /// `Fenced` when this replica does not hold the lease (nothing saved); a record that is
+    /// not there; database errors.
+    pub async fn save(
+        &self,
+        record: &RollbackRecord,
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        let fence = self.fence()?;
+        let mut tx = self.pool.begin().await?;
+        let update = match fence {
+            None => "UPDATE rollbacks SET state = $1, updated_at = $2, data = $3 WHERE id = $4",
+            Some(_) => concat!(
+                "UPDATE rollbacks SET state = $1, updated_at = $2, data = $3 WHERE id = $4 AND ",
+                lease_held!(5, 6)
+            ),
+        };
+        let mut query = sqlx::query(update)
+            .bind(record.state.as_str())
+            .bind(record.updated_at.0)
+            .bind(to_json(record)?)
+            .bind(record.id.0);
+        if let Some(epoch) = fence {
+            query = query.bind(self.leadership.holder.as_str()).bind(epoch);
+        }
+        let done = query.execute(&mut *tx).await?;
+        if done.rows_affected() != 1 {
+            let exists = sqlx::query("SELECT 1 FROM rollbacks WHERE id = $1")
+                .bind(record.id.0)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            return Err(if exists {
+                StoreError::Fenced(crate::leadership::NotLeader)
+            } else {
+                StoreError::Missing(record.id)
+            });
+        }
+        for entry in audit {
+            insert_audit(&mut tx, entry).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends one audit entry.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rollbacks that are not finished.
+    ///
+    /// # Errors
+    /// Database errors, unreadable records.
+    pub async fn active(&self) -> Result<Vec<RollbackRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, data FROM rollbacks \
+             WHERE state IN ('requested','approved','retagging','verifying') ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Failed or interrupted rollbacks updated at or after `since`. A write without an answer
+    /// can land after its rollback was recorded as failed, so a restart reads their tags again.
+    ///
+    /// # Errors
+    /// Database errors, unreadable records.
+    pub async fn recently_failed(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<RollbackRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, data FROM rollbacks \
+             WHERE state IN ('failed','interrupted') AND updated_at >= $1 ORDER BY id",
+        )
+        .bind(since.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// One rollback.
+    ///
+    /// # Errors
+    /// Database errors, an unreadable record.
+    pub async fn get(&self, id: RollbackId) -> Result<Option<RollbackRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, data FROM rollbacks WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Audit entries at or after `since`, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn audit_since(&self, since: Timestamp) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, rollback_id, actor, kind, detail FROM audit WHERE at >= $1 ORDER BY seq",
+        )
+        .bind(since.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let actor: Option<String> = row.try_get("actor")?;
+                let detail: String = row.try_get("detail")?;
+                Ok(AuditEntry {
+                    seq: row.try_get("seq")?,
+                    at: Timestamp(row.try_get("at")?),
+                    rollback: row
+                        .try_get::<Option<i64>, _>("rollback_id")?
+                        .map(RollbackId),
+                    actor: actor.and_then(|a| serde_json::from_str(&a).ok()),
+                    kind: row.try_get("kind")?,
+                    detail: serde_json::from_str(&detail)
+                        .unwrap_or(serde_json::Value::String(detail)),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Store {
+    /// The most recent rollback (not a drill) of `image` that reached `state`.
+    ///
+    /// # Errors
+    /// Database errors, an unreadable record.
+    pub async fn latest_for_image(
+        &self,
+        image: &ImageRef,
+        state: State,
+    ) -> Result<Option<RollbackRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, data FROM rollbacks WHERE image = $1 AND state = $2 AND drill = 0 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(image.to_string())
+        .bind(state.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+}
+
+async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    let actor = entry
+        .actor
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Database(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO audit (at, rollback_id, actor_id, actor, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(entry.at.0)
+    .bind(entry.rollback.map(|id| id.0))
+    .bind(entry.actor.as_ref().map(|a| a.id.clone()))
+    .bind(actor)
+    .bind(&entry.kind)
+    .bind(entry.detail.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The connection options for `postgres`: its URL with the password (a secret: the URL built
+/// here is never shown).
+fn postgres_options(postgres: &PostgresLocation) -> Result<AnyConnectOptions, sqlx::Error> {
+    let mut url = postgres.url.clone();
+    if let Some(password) = &postgres.password {
+        url.set_password(Some(password.expose())).map_err(|()| {
+            sqlx::Error::Configuration("the store URL cannot hold a password".into())
+        })?;
+    }
+    AnyConnectOptions::from_url(&url)
+}
+
+fn to_json(record: &RollbackRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::Database(e.to_string()))
+}
+
+fn from_row(row: &AnyRow) -> Result<RollbackRecord, StoreError> {
+    let id: i64 = row.try_get("id")?;
+    let data: String = row.try_get("data")?;
+    serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+        id,
+        detail: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePool;
+
+    use super::*;
+
+    /// A database made by a rollbot from before drills (schema 2) opens: its rollbacks become
+    /// real rollbacks (`drill = 0`), and from then on a drill and a rollback of one image can
+    /// both be active, but not two of either.
+    #[tokio::test]
+    async fn an_older_database_opens_and_gets_one_active_drill_beside_one_active_rollback() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.db");
+        let insert = |drill: Option<bool>| {
+            let (columns, value) = match drill {
+                Some(drill) => (", drill", format!(", {}", i64::from(drill))),
+                None => ("", String::new()),
+            };
+            format!(
+                "INSERT INTO rollbacks (image, state, created_at, updated_at, data{columns}) VALUES ('registry.example.com/acme/app', 'requested', 1, 1, '{{}}'{value})"
+            )
+        };
+        {
+            let options = SqliteConnectOptions::from_str("sqlite://")
+                .expect("options")
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(options)
+                .await
+                .expect("old database");
+            for migration in &schema::migrations(Dialect::Sqlite)[..2] {
+                sqlx::raw_sql(*migration)
+                    .execute(&pool)
+                    .await
+                    .expect("old schema");
+            }
+            sqlx::raw_sql("PRAGMA user_version = 2")
+                .execute(&pool)
+                .await
+                .expect("version");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(insert(None)))
+                .execute(&pool)
+                .await
+                .expect("an active rollback of the old kind");
+            pool.close().await;
+        }
+
+        let store = Store::open(&path).await.expect("the old database opens");
+        let version: i64 = sqlx::query("PRAGMA user_version")
+            .fetch_one(&store.pool)
+            .await
+            .expect("version")
+            .get(0);
+        assert_eq!(version, 3);
+        let drill: i64 = sqlx::query("SELECT drill FROM rollbacks WHERE id = 1")
+            .fetch_one(&store.pool)
+            .await
+            .expect("row")
+            .get(0);
+        assert_eq!(drill, 0, "an older rollback is a real rollback");
+        let run = |sql: String| {
+            let pool = store.pool.clone();
+            async move { sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await }
+        };
+        assert!(run(insert(Some(true))).await.is_ok(), "a drill beside it");
+        for drill in [false, true] {
+            let second = run(insert(Some(drill)))
+                .await
+                .expect_err("a second of its kind");
+            assert!(second.to_string().contains("UNIQUE"), "{second}");
+        }
+    }
+}

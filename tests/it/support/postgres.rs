@@ -1,0 +1,186 @@
+//! A real PostgreSQL (Debian's `postgresql` package) on 127.0.0.1 for the tests: one server per
+//! test process, started on first use in a temporary directory (as the `postgres` user when the
+//! tests run as root: `initdb` refuses root), and one fresh database per test. A watchdog shell
+//! stops the server and removes its directory when the test process is gone, however it ended.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use rollbot::config::{PostgresLocation, StoreLocation};
+
+/// The running server: its port and data directory.
+#[derive(Debug)]
+struct Server {
+    port: u16,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+fn bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!("PostgreSQL is missing: install Debian's postgresql (.ci/run does)")
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs `program` as the `postgres` user when we are root, as ourselves otherwise.
+fn as_server_user(program: &Path) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start() -> Server {
+    let bin = bin_dir();
+    let dir = tempfile::Builder::new()
+        .prefix("rollbot-pg.")
+        .tempdir()
+        .expect("a directory for PostgreSQL")
+        .keep();
+    if is_root() {
+        let chown = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&dir)
+            .status()
+            .expect("chown");
+        assert!(chown.success(), "chown postgres {}", dir.display());
+    }
+    let data = dir.join("data");
+    let initdb = as_server_user(&bin.join("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-A", "trust", "-U", "rollbot", "--no-sync"])
+        .output()
+        .expect("initdb runs");
+    assert!(
+        initdb.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&initdb.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let options = format!(
+        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        dir.display()
+    );
+    let started = as_server_user(&bin.join("pg_ctl"))
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(dir.join("log"))
+        .args(["-w", "-o", &options, "start"])
+        .output()
+        .expect("pg_ctl runs");
+    assert!(
+        started.status.success(),
+        "pg_ctl start: {}{}",
+        String::from_utf8_lossy(&started.stderr),
+        std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+    );
+    // Stops the server when this test process is gone (a panic, a kill, the end).
+    let pg_ctl = bin.join("pg_ctl");
+    let stop = if is_root() {
+        format!(
+            "runuser -u postgres -- {} -D {} -m immediate stop",
+            pg_ctl.display(),
+            data.display()
+        )
+    } else {
+        format!(
+            "{} -D {} -m immediate stop",
+            pg_ctl.display(),
+            data.display()
+        )
+    };
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    // Never waited for: it outlives this process on purpose.
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .args(["-c", &watchdog])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the watchdog");
+    Server { port }
+}
+
+/// A fresh, empty database on the shared server, as a `postgres://` URL.
+pub fn database() -> String {
+    let server = SERVER.get_or_init(start);
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        DATABASES.fetch_add(1, Ordering::SeqCst)
+    );
+    let psql = bin_dir().join("psql");
+    let created = Command::new(psql)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "rollbot",
+        ])
+        .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("psql runs");
+    assert!(
+        created.status.success(),
+        "CREATE DATABASE: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    format!("postgres://rollbot@127.0.0.1:{}/{name}", server.port)
+}
+
+/// A fresh database as a store location.
+pub fn location() -> StoreLocation {
+    StoreLocation::Postgres(PostgresLocation {
+        url: reqwest::Url::parse(&database()).expect("url"),
+        password: None,
+    })
+}
+
+/// Runs `sql` on `url` with psql, returning what it printed (unaligned, tuples only).
+pub fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new(bin_dir().join("psql"))
+        .arg(url)
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
