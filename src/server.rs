@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .filter(|d| d.settings.mode == crate::chat::discord::config::DiscordMode::Http)
         .map(|discord| crate::chat::discord::http::routes(Arc::clone(discord)));
     let mut commands = Router::new();
+    let has_commands = state.console.is_some() || slack_http.is_some() || discord_http.is_some();
     if state.console.is_some() {
         commands = commands
             .route(
@@ -96,10 +97,13 @@ pub fn router(state: AppState) -> Router {
     if let Some(discord) = discord_http {
         commands = commands.merge(discord);
     }
-    let commands = commands.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        only_when_serving,
-    ));
+    // (axum refuses a route layer on a router without routes.)
+    if has_commands {
+        commands = commands.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            only_when_serving,
+        ));
+    }
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -17,6 +17,7 @@ ensure_packages() {
             chromium-driver) [ -x /usr/bin/chromedriver ] || missing+=("$pkg") ;;
             systemd) command -v systemd-analyze >/dev/null 2>&1 || missing+=("$pkg") ;;
             python3-venv) python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=("$pkg") ;;
+            postgresql) compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=("$pkg") ;;
             *) command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg") ;;
         esac
     done

@@ -124,7 +124,10 @@ async fn audit(settings: &Settings, report: &DrillReport, by: &str, reason: Opti
     };
     let entry = AuditEntry::new(now, None, Some(&actor), "drill", detail(report, reason));
     let written = match crate::store::Store::open_existing(location).await {
-        Ok(Some(store)) => store.audit(&entry).await.map_err(|e| e.to_string()),
+        Ok(Some(store)) => store
+            .audit_as_bystander(&entry)
+            .await
+            .map_err(|e| e.to_string()),
         Ok(None) => Ok(()),
         Err(error) => Err(error.to_string()),
     };

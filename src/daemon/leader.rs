@@ -139,7 +139,8 @@ impl LeaseLoop {
         );
         let store = self.store.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), store.audit(&entry)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), store.audit_as_bystander(&entry))
+                .await;
         });
         self.vitals.fail(failure);
     }

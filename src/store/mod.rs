@@ -371,11 +371,35 @@ impl Store {
         Ok(())
     }
 
-    /// Appends one audit entry.
+    /// Appends one audit entry, as the one who acts: with Postgres only while this replica
+    /// leads (a replica that lost the lease adds nothing to the story).
+    ///
+    /// # Errors
+    /// `Fenced`; database errors.
+    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let Some(epoch) = self.fence()? else {
+            return self.audit_as_bystander(entry).await;
+        };
+        let mut tx = self.pool.begin().await?;
+        let held = sqlx::query(concat!("SELECT 1 AS held WHERE ", lease_held!(1, 2)))
+            .bind(self.leadership.holder.as_str())
+            .bind(epoch)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if held.is_none() {
+            return Err(StoreError::Fenced(crate::leadership::NotLeader));
+        }
+        insert_audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends one audit entry whoever leads: the command line's drills, a replica saying it
+    /// stepped down.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+    pub async fn audit_as_bystander(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         insert_audit(&mut tx, entry).await?;
         tx.commit().await?;

@@ -8,6 +8,7 @@ mod daemon;
 mod deploy;
 mod discord;
 mod drill;
+mod ha;
 mod interrupted;
 mod manifests;
 mod notify;

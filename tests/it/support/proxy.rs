@@ -30,6 +30,14 @@ pub enum Rule {
         before: std::time::Duration,
         after: std::time::Duration,
     },
+    /// The first `method` request whose path ends with `suffix` reaches the registry at once,
+    /// and its answer comes `delay` later (a client stuck waiting on a read).
+    DelayFirstAnswer {
+        method: &'static str,
+        suffix: String,
+        delay: std::time::Duration,
+        used: Arc<std::sync::atomic::AtomicBool>,
+    },
     /// (review) A gateway in front of a slow registry: the first `PUT .../manifests/<tag>` is
     /// answered 504 at once while the registry stores it `lands_after` later; every later PUT
     /// of that tag is answered 429 with `Retry-After: 120` (write rate limit).
@@ -185,6 +193,17 @@ async fn serve(
                 if method == "PUT" && path.ends_with(&format!("/manifests/{tag}")) =>
             {
                 Some((*before, *after))
+            }
+            Rule::DelayFirstAnswer {
+                method: wanted,
+                suffix,
+                delay,
+                used,
+            } if method == *wanted
+                && path.ends_with(suffix.as_str())
+                && !used.swap(true, std::sync::atomic::Ordering::SeqCst) =>
+            {
+                Some((std::time::Duration::ZERO, *delay))
             }
             _ => None,
         });
