@@ -89,8 +89,8 @@
 //!   [`notify::templates`] are the minijinja communication templates (`config/templates/`),
 //!   checked at startup; [`notify::markup`] makes untrusted values safe for each output
 //!   before they reach a template.
-//! - [`server`]: axum: `/healthz`, `/readyz`, `/metrics`, the console, Slack's and Discord's HTTP
-//!   modes.
+//! - [`server`]: axum: `/healthz`, `/readyz` (a standby: 503 "standby"), `/readyz/replica`,
+//!   `/metrics`, the console, Slack's and Discord's HTTP modes (503 on a standby).
 //! - [`daemon`]: wiring for `rollbot serve` (`daemon/lead.rs`: what only the leader runs —
 //!   engine, chat connections, outbox; `daemon/leader.rs`: a replica's lease loop, which starts
 //!   it on winning and ends the process on losing); one shutdown (a cancellation token every task

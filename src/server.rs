@@ -1,5 +1,7 @@
-//! The daemon's HTTP server (axum): `/healthz`, `/readyz`, `/metrics`, and the console's page
-//! and API. Chat platforms' endpoints join here.
+//! The daemon's HTTP server (axum): `/healthz`, `/readyz` (only the leader is ready; a standby
+//! answers 503 "standby"), `/readyz/replica` (a standby able to take over is ready too: for
+//! rollouts and disruption budgets), `/metrics`, and the console's page and API. Chat
+//! platforms' endpoints join here; commands reach only a leader that has started.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +109,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/readyz/replica", get(replica_ready))
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(commands)
@@ -169,6 +172,31 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", problems.join("\n")),
+        )
+            .into_response()
+    }
+}
+
+/// For an orchestrator's own bookkeeping with replicas (rollouts, disruption budgets): a
+/// standby that could take over is ready here (alive, the store answers); the leader is ready
+/// as `/readyz` says. Route traffic by `/readyz`, which only the leader passes.
+async fn replica_ready(State(state): State<AppState>) -> Response {
+    if state.leadership.is_leader() {
+        return readyz(State(state)).await;
+    }
+    let mut problems = Vec::new();
+    if let Some(failure) = state.vitals.failure() {
+        problems.push(failure);
+    }
+    if let Err(error) = state.store.ping().await {
+        problems.push(format!("store: {error}"));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "standby: ready to take over\n").into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -49,21 +49,28 @@ systemd-analyze --version | head -1
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-step "Kubernetes: deploy/kubernetes against the Kubernetes schemas (strict)"
-cd deploy/kubernetes
-MANIFESTS=(configmap.yaml pvc.yaml deployment.yaml service.yaml secret.example.yaml)
-for version in "${K8S_VERSIONS[@]}"; do
-    "$VENV/bin/kubernetes-validate" --strict -k "$version" "${MANIFESTS[@]}" ||
-        fail "deploy/kubernetes does not validate against Kubernetes $version"
-done
-# Every .yaml here is either validated above or the kustomization.
-for file in *.yaml; do
-    case " ${MANIFESTS[*]} kustomization.yaml " in
-        *" $file "*) ;;
-        *) fail "deploy/kubernetes/$file is not validated: add it to MANIFESTS in $0" ;;
-    esac
-done
-"$VENV/bin/python" - <<'PY' || fail "deploy/kubernetes/kustomization.yaml or secret.example.yaml"
+# One directory of Kubernetes manifests: every file validated (strict) for every version, the
+# kustomization naming only files that exist, the example Secret only placeholders and never
+# applied; kubectl kustomize's output validated too when kubectl is installed.
+check_kubernetes() {
+    local dir=$1
+    shift
+    local MANIFESTS=("$@")
+    step "Kubernetes: $dir against the Kubernetes schemas (strict)"
+    cd "$dir"
+    for version in "${K8S_VERSIONS[@]}"; do
+        "$VENV/bin/kubernetes-validate" --strict -k "$version" "${MANIFESTS[@]}" ||
+            fail "$dir does not validate against Kubernetes $version"
+    done
+    # Every .yaml here is either validated above or the kustomization.
+    local file
+    for file in *.yaml; do
+        case " ${MANIFESTS[*]} kustomization.yaml " in
+            *" $file "*) ;;
+            *) fail "$dir/$file is not validated: add it to check_kubernetes in $0" ;;
+        esac
+    done
+    "$VENV/bin/python" - <<'PY' || fail "$dir/kustomization.yaml or secret.example.yaml"
 import os, sys, yaml
 kustomization = yaml.safe_load(open("kustomization.yaml"))
 assert kustomization["kind"] == "Kustomization", "kustomization.yaml: kind"
@@ -77,17 +84,22 @@ for key, value in secret["stringData"].items():
 print(f"kustomization: {len(kustomization['resources'])} resources present; "
       f"secret.example.yaml: {len(secret['stringData'])} placeholders, not applied")
 PY
-if command -v kubectl >/dev/null 2>&1; then
-    kubectl kustomize . >"$WORK/kustomized.yaml" || fail "kubectl kustomize deploy/kubernetes"
-    for version in "${K8S_VERSIONS[@]}"; do
-        "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$WORK/kustomized.yaml" ||
-            fail "the output of kubectl kustomize does not validate against Kubernetes $version"
-    done
-    echo "kubectl kustomize: $(grep -c '^kind:' "$WORK/kustomized.yaml") resources, valid"
-else
-    echo "kubectl not installed: kustomize build skipped (resources checked above)"
-fi
-cd - >/dev/null
+    if command -v kubectl >/dev/null 2>&1; then
+        kubectl kustomize . >"$WORK/kustomized.yaml" || fail "kubectl kustomize $dir"
+        for version in "${K8S_VERSIONS[@]}"; do
+            "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$WORK/kustomized.yaml" ||
+                fail "the output of kubectl kustomize $dir does not validate against Kubernetes $version"
+        done
+        echo "kubectl kustomize: $(grep -c '^kind:' "$WORK/kustomized.yaml") resources, valid"
+    else
+        echo "kubectl not installed: kustomize build skipped (resources checked above)"
+    fi
+    cd - >/dev/null
+}
+
+# One replica on SQLite, and replicas on Postgres.
+check_kubernetes deploy/kubernetes configmap.yaml pvc.yaml deployment.yaml service.yaml secret.example.yaml
+check_kubernetes deploy/kubernetes/ha configmap.yaml deployment.yaml pdb.yaml service.yaml secret.example.yaml
 
 step "Compose: deploy/compose/compose.yaml against the Compose specification schema"
 "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose/compose.yaml ||

@@ -346,3 +346,66 @@ fn the_systemd_unit_and_its_config_agree() {
         .expect("seconds");
     assert!(stop > daemon.shutdown_grace.as_secs() + 5);
 }
+
+#[test]
+fn the_kubernetes_ha_variant_runs_two_replicas_on_postgres_within_a_disruption_budget() {
+    let config_map = deploy_file("kubernetes/ha/configmap.yaml");
+    let deployment = deploy_file("kubernetes/ha/deployment.yaml");
+    let pdb = deploy_file("kubernetes/ha/pdb.yaml");
+    let secret = deploy_file("kubernetes/ha/secret.example.yaml");
+    let toml = yaml_block(&config_map, "rollbot.toml");
+    let loaded = load(&toml, "/run/secrets/rollbot/", &[]);
+    let store = &loaded.settings.core.daemon.store;
+    match &store.location {
+        rollbot::config::StoreLocation::Postgres(postgres) => {
+            assert!(
+                postgres.password.is_some(),
+                "the password comes from the Secret"
+            );
+            assert_eq!(postgres.url.password(), None, "never in the URL");
+        }
+        other => panic!("the HA variant's store is Postgres, not {other:?}"),
+    }
+    assert_eq!(store.lease_ttl, std::time::Duration::from_secs(15));
+    for name in secret_names(&toml, "/run/secrets/rollbot/") {
+        assert!(
+            secret.contains(&format!("  {name}: ")),
+            "the Secret has no {name}"
+        );
+    }
+
+    assert_eq!(yaml_value_after(&deployment, "spec:", "replicas"), "2");
+    assert_eq!(
+        yaml_value_after(&deployment, "strategy:", "type"),
+        "RollingUpdate"
+    );
+    assert_eq!(
+        yaml_value_after(&deployment, "rollingUpdate:", "maxUnavailable"),
+        "0"
+    );
+    assert!(
+        !deployment.contains("ROLLBOT__STORE__PATH")
+            && !deployment.contains("persistentVolumeClaim"),
+        "replicas keep no state on a volume"
+    );
+    assert_eq!(
+        yaml_value_after(&deployment, "livenessProbe:", "path"),
+        "/healthz"
+    );
+    assert_eq!(
+        yaml_value_after(&deployment, "readinessProbe:", "path"),
+        "/readyz/replica",
+        "a standby must be Ready for rollouts and the budget"
+    );
+    let grace: u64 = yaml_value_after(&deployment, "spec:", "terminationGracePeriodSeconds")
+        .parse()
+        .expect("a number");
+    assert!(grace > loaded.settings.core.daemon.shutdown_grace.as_secs() + 5);
+
+    assert_eq!(yaml_value_after(&pdb, "spec:", "minAvailable"), "1");
+    assert_eq!(
+        yaml_value_after(&pdb, "matchLabels:", "app.kubernetes.io/name"),
+        yaml_value_after(&deployment, "matchLabels:", "app.kubernetes.io/name"),
+        "the budget covers the Deployment's pods"
+    );
+}

@@ -222,6 +222,8 @@ impl World {
         assert_eq!(status, 503, "b stands by: {text}");
         assert!(text.starts_with("standby"), "{text}");
         assert_eq!(b.get("/healthz").0, 200, "a standby is alive");
+        let (status, text) = b.get("/readyz/replica");
+        assert_eq!(status, 200, "a standby can take over: {text}");
         (a, b)
     }
 
