@@ -146,3 +146,34 @@ push_multiarch() {
 tag_index() {
     put_manifest "$1" "$2" application/vnd.oci.image.index.v1+json "$3/$4.index.json"
 }
+
+# start_postgres DIR: initdb and start Debian's PostgreSQL under DIR on a free loopback port
+# (as the postgres user when run as root: initdb refuses root); sets PG_URL and PG_DATA.
+start_postgres() {
+    local dir=$1 bin port
+    bin=$(compgen -G '/usr/lib/postgresql/*/bin' | sort | tail -1)
+    [ -n "$bin" ] || { echo "PostgreSQL is missing: apt-get install postgresql" >&2; return 1; }
+    PG_BIN=$bin
+    mkdir -p "$dir"
+    PG_AS=()
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres "$dir"
+        PG_AS=(runuser -u postgres --)
+    fi
+    PG_DATA=$dir/data
+    "${PG_AS[@]}" "$bin/initdb" -D "$PG_DATA" -A trust -U rollbot --no-sync >"$dir/initdb.log" 2>&1 ||
+        { cat "$dir/initdb.log" >&2; return 1; }
+    port=$(free_port)
+    "${PG_AS[@]}" "$bin/pg_ctl" -D "$PG_DATA" -l "$dir/log" -w \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off" start >/dev/null ||
+        { cat "$dir/log" >&2; return 1; }
+    "$bin/psql" -h 127.0.0.1 -p "$port" -U rollbot -d postgres -qc 'CREATE DATABASE rollbot' >/dev/null
+    # shellcheck disable=SC2034 # for the scripts that source this file
+    PG_URL=postgres://rollbot@127.0.0.1:$port/rollbot
+}
+
+stop_postgres() {
+    if [ -n "${PG_DATA:-}" ]; then
+        "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
+    fi
+}

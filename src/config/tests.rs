@@ -426,3 +426,67 @@ image = "docker.io/acme/other"
         Ok("registry.example.com/acme/web/drill/drill".to_owned())
     );
 }
+
+#[test]
+fn the_store_is_a_sqlite_file_or_a_postgres_url_whose_password_is_a_secret() {
+    let settings = load_str("", &[]).expect("defaults");
+    assert_eq!(
+        settings.daemon.store.location.sqlite_path(),
+        Some(Path::new("rollbot.db"))
+    );
+    assert_eq!(settings.daemon.store.lease_ttl, Duration::from_secs(15));
+    for (url, file) in [
+        ("sqlite:///var/lib/x.db", "/var/lib/x.db"),
+        ("state/x.db", "state/x.db"),
+    ] {
+        let settings = load_str(&format!("[store]\nurl = \"{url}\"\n"), &[]).expect(url);
+        assert_eq!(
+            settings.daemon.store.location.sqlite_path(),
+            Some(Path::new(file))
+        );
+    }
+    let settings = load_str(
+        "[store]\nurl = \"postgres://rollbot@db.example.com:5432/rollbot?sslmode=verify-full\"\npassword_env = \"DB_PW\"\nlease_ttl = \"5s\"\n",
+        &[("DB_PW", "s3cret\n")],
+    )
+    .expect("postgres");
+    match &settings.daemon.store.location {
+        StoreLocation::Postgres(postgres) => {
+            assert_eq!(
+                postgres.password.as_ref().map(Secret::expose),
+                Some("s3cret")
+            );
+            assert!(!settings.daemon.store.location.display().contains("s3cret"));
+        }
+        other => panic!("expected Postgres, got {other:?}"),
+    }
+    assert_eq!(settings.daemon.store.lease_ttl, Duration::from_secs(5));
+
+    let refused = [
+        (
+            "[store]\nurl = \"postgres://rollbot:hunter2@db/rollbot\"\n",
+            "holds a password",
+        ),
+        (
+            "[store]\nurl = \"mysql://db/rollbot\"\n",
+            "neither a SQLite path nor a postgres:// URL",
+        ),
+        ("[store]\nurl = \"postgres:///rollbot\"\n", "names no host"),
+        (
+            "[store]\npassword_env = \"DB_PW\"\n",
+            "only for a postgres:// store.url",
+        ),
+        ("[store]\nlease_ttl = \"1s\"\n", "out of range"),
+        ("[store]\nlease_ttl = \"1h\"\n", "out of range"),
+    ];
+    for (toml, why) in refused {
+        let error = load_str(toml, &[("DB_PW", "x")])
+            .expect_err(toml)
+            .to_string();
+        assert!(error.contains(why), "{toml}: {error}");
+        assert!(
+            !error.contains("hunter2"),
+            "a password never shows: {error}"
+        );
+    }
+}
