@@ -362,12 +362,19 @@ impl Daemon {
             done.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        let left_running = match self.store.active().await {
-            Ok(active) => active.iter().filter(|r| r.state.is_running()).count(),
-            Err(error) => {
-                tracing::error!(%error, "Cannot read the state database after the drain.");
-                usize::MAX
+        // A standby that never ran the engine left nothing running: what the store shows
+        // running belongs to the leader.
+        let ran_engine = self.engine_abort.get().is_some();
+        let left_running = if ran_engine {
+            match self.store.active().await {
+                Ok(active) => active.iter().filter(|r| r.state.is_running()).count(),
+                Err(error) => {
+                    tracing::error!(%error, "Cannot read the state database after the drain.");
+                    usize::MAX
+                }
             }
+        } else {
+            0
         };
         let clean = drained && left_running == 0;
         if clean {

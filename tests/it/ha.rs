@@ -297,7 +297,7 @@ fn exactly_one_replica_leads_and_only_it_connects_to_chat_and_takes_commands() {
         home.path().join("app").display(),
         slack.api_url()
     ));
-    let (a, b) = world.pair();
+    let (mut a, mut b) = world.pair();
     assert!(a.get("/metrics").1.contains("\nrollbot_leader 1\n"));
     assert!(b.get("/metrics").1.contains("\nrollbot_leader 0\n"));
     std::thread::sleep(TTL * 2);
@@ -323,6 +323,42 @@ fn exactly_one_replica_leads_and_only_it_connects_to_chat_and_takes_commands() {
         world.sql("SELECT count(*) FROM audit WHERE kind = 'leader'"),
         "1",
         "the leader's election is audited"
+    );
+
+    // A clean stop of the leader gives the lease up: the standby leads without waiting for
+    // the lease to run out, and connects to Slack in its turn.
+    a.signal("TERM");
+    assert_eq!(
+        a.exit_code(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        a.stderr()
+    );
+    assert!(
+        a.stderr().contains("Gave the leader lease up."),
+        "{}",
+        a.stderr()
+    );
+    b.wait("b to lead", TTL * 4, |r| r.get("/readyz").0 == 200);
+    slack.wait_until("b's Socket Mode connection", |s| {
+        s.connections_opened() == 2
+    });
+    // A standby stopping leaves the leader's rollbacks alone and exits 0 too.
+    let mut c = world.replica("c");
+    assert_eq!(c.get("/readyz").0, 503);
+    c.signal("TERM");
+    assert_eq!(
+        c.exit_code(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+    b.signal("TERM");
+    assert_eq!(
+        b.exit_code(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        b.stderr()
     );
 }
 
