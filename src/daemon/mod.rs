@@ -273,6 +273,7 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
                 leading: Some(leading),
                 tracker: tracker.clone(),
                 done: done.clone(),
+                shutdown: shutdown.clone(),
             };
             // Not on the tracker: it renews through the drain and is stopped after it.
             let task = tokio::spawn(lease.run());

@@ -191,10 +191,12 @@ impl Store {
     ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let mut first = sqlx::AnyConnection::connect_with(&options).await?;
-        if dialect == Dialect::Sqlite {
+        match dialect {
             // Persistent in the file: readers never wait for the writer.
-            first.execute("PRAGMA journal_mode = WAL").await?;
-        }
+            Dialect::Sqlite => first.execute("PRAGMA journal_mode = WAL").await?,
+            // The migrations' "already exists, skipping" notices are not news.
+            Dialect::Postgres => first.execute("SET client_min_messages = warning").await?,
+        };
         schema::migrate(&mut first, dialect).await?;
         first.close().await?;
         let idle_limit = lease_ttl.map(|ttl| ttl.as_millis().max(1000));
