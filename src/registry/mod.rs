@@ -35,9 +35,9 @@ mod send;
 #[cfg(test)]
 mod testing;
 
-pub use blobs::{BlobCopy, MAX_COPIED_BLOB_BYTES};
+pub use blobs::{BlobCopy, BlobUpload, MAX_COPIED_BLOB_BYTES};
 pub use client::RegistryClient;
-pub use counts::RequestCounts;
+pub use counts::{RequestCounts, RequestTiming};
 pub use error::RegistryError;
 pub use manifests::ManifestHead;
 pub use pool::Registries;

@@ -140,11 +140,14 @@ impl RegistryClient {
                 Ok(response) => response,
                 Err(error) => {
                     self.count_status(0);
+                    self.timeline.note(|| op.describe(), 0, started);
                     return Err(self.transport_error(op, &error));
                 }
             };
             let status = response.status();
             self.count_status(status.as_u16());
+            self.timeline
+                .note(|| op.describe(), status.as_u16(), started);
             tracing::debug!(registry = %self.host, request = %op.describe(), status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "Registry answered.");
             self.note_ratelimit(response.headers());
 
