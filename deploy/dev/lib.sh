@@ -176,6 +176,7 @@ stop_postgres() {
     if [ -n "${PG_DATA:-}" ]; then
         "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
     fi
+}
 
 # push_single REPO VERSION WORKDIR: pushes a single-platform (linux/amd64) OCI image manifest for
 # VERSION (one config blob, one layer), tags it VERSION, prints its digest. Its bytes stay in
