@@ -107,8 +107,9 @@
 //!   compare-and-swap, recording its intent in the hold first and reading every tag back when
 //!   it stops (approved beforehand, `--yes`, the plan's own reads are the first write's
 //!   compare-and-swap reads); `pipeline/verify.rs` reads back by HEAD; `hold_moved_tags` records
-//!   the finished rollback so CI does not undo it, its write begun while verification runs; `pipeline/target.rs` chooses the target when none was
-//!   named (finishing an unfinished rollback the hold records, never going further back).
+//!   the finished rollback so CI does not undo it, its write begun while verification runs;
+//!   `pipeline/target.rs` chooses the target when none was named (finishing an unfinished
+//!   rollback the hold records, never going further back).
 //!   `pipeline/drill/` rehearses a rollback ([`pipeline::rehearse`]): the live build and the
 //!   target copied by digest into the image's scratch repository (`drill/scratch.rs`: blobs
 //!   mounted, deleted again afterwards), the same `run` there, the scratch hold released, each
