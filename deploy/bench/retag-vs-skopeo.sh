@@ -42,7 +42,6 @@ reset_latest() {
     esac
 }
 
-now_ns() { date +%s%N; }
 declare -A MS
 failures=0
 
@@ -74,14 +73,16 @@ for i in $(seq 1 "$RUNS"); do
         for tool in "${TOOLS[@]}"; do
             reset_latest "$kind"
             [ "$(digest_of "${REPO[$kind]}" latest)" = "${V3[$kind]}" ] || { echo "reset failed" >&2; exit 1; }
-            start=$(now_ns)
+            # Microseconds from bash itself: `$(date …)` would add a process start (a
+            # millisecond or two) to every timed run.
+            start=${EPOCHREALTIME/[.,]/}
             "run_$tool" "$kind" >/dev/null
-            end=$(now_ns)
+            end=${EPOCHREALTIME/[.,]/}
             if [ "$(digest_of "${REPO[$kind]}" latest)" != "${V2[$kind]}" ]; then
                 failures=$((failures + 1))
                 echo "run $i: $tool did not leave $kind latest at v2" >&2
             fi
-            MS[$kind/$tool]+="$(awk -v d=$((end - start)) 'BEGIN { printf "%.2f", d / 1e6 }') "
+            MS[$kind/$tool]+="$(awk -v d=$((end - start)) 'BEGIN { printf "%.2f", d / 1e3 }') "
         done
     done
 done
