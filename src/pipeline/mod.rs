@@ -59,8 +59,8 @@ pub struct HoldOptions {
 /// The answer to "apply this plan?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmation {
-    /// Approved after the plan was made (a prompt answered): time passed since the plan read
-    /// the tags, so they are read again before anything is written.
+    /// Approved, and time may have passed since the plan read the tags (a prompt answered):
+    /// they are read again before anything is written.
     Proceed,
     /// Approved before the plan was made (`--yes`): the run writes straight after planning, so
     /// the plan's reads of the tags are the compare-and-swap reads of the first write.
@@ -247,7 +247,7 @@ pub async fn hold_moved_tags(
 }
 
 /// [`hold_moved_tags`], finishing the hold write `begun` during verification when there is
-/// one (a write that could not begin is begun again).
+/// one.
 #[allow(clippy::too_many_arguments)]
 async fn hold_moved_tags_begun(
     registry: &RegistryClient,
@@ -255,7 +255,7 @@ async fn hold_moved_tags_begun(
     digest: &Digest,
     tags: &[PlannedTag],
     hold: Option<&HoldOptions>,
-    begun: Option<Result<manifest::HoldWrite, manifest::ArtifactError>>,
+    begun: Option<manifest::HoldWrite>,
     report: &mut Report,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) {
@@ -287,15 +287,16 @@ async fn hold_moved_tags_begun(
             hold.by.clone(),
         )
     };
-    // A write begun during verification that cannot go on (it could not start, or long health
-    // checks outlived the registry's upload) is begun again: only its manifest PUT, the last
-    // step, changes the hold.
-    let written = match begun {
-        Some(Ok(write)) => match write.upload(registry, &record).await {
-            Ok(staged) => staged.commit(registry).await,
-            Err(_) => manifest::write_hold(registry, &record).await,
-        },
-        Some(Err(_)) | None => manifest::write_hold(registry, &record).await,
+    // A write that could not begin during verification, or cannot go on (long health checks
+    // outlived the registry's upload), is begun again: only its manifest PUT, the last step,
+    // changes the hold.
+    let staged = match begun {
+        Some(write) => write.upload(registry, &record).await.ok(),
+        None => None,
+    };
+    let written = match staged {
+        Some(staged) => staged.commit(registry).await,
+        None => manifest::write_hold(registry, &record).await,
     };
     let detail = match &written {
         Ok(()) => format!(
@@ -363,7 +364,7 @@ pub async fn execute(
 /// [`execute`] as [`run`] does it. The plan's `reads` may be the compare-and-swap reads; with
 /// `begin_hold` and a hold in `options`, the final hold's write begins while verification runs
 /// (the `in_progress` hold stored the empty config blob already, so that is one request), and
-/// is returned for [`hold_moved_tags_begun`] to finish.
+/// is returned for [`hold_moved_tags_begun`] to finish (`None`: it could not begin).
 async fn execute_with(
     registry: &RegistryClient,
     plan: &Plan,
@@ -372,7 +373,7 @@ async fn execute_with(
     begin_hold: bool,
     report: &mut Report,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
-) -> Option<Result<manifest::HoldWrite, manifest::ArtifactError>> {
+) -> Option<manifest::HoldWrite> {
     let intent = options.hold.as_ref().map(|hold| hold.intent(plan));
     let step_started = Instant::now();
     let retagged = retag_after(registry, plan, reads, intent.as_ref(), |tag, duration| {
@@ -425,10 +426,15 @@ async fn execute_with(
     );
     // Starting an upload changes nothing anyone reads; the hold itself is written after
     // verification, with its outcome.
+    // The retag wrote the `in_progress` hold, and with it the empty config blob, when it had
+    // one and a tag to move.
+    let config_present = intent.is_some() && plan.tags.iter().any(|t| !t.already_at_target);
     let begin = async {
         match &options.hold {
             Some(_) if begin_hold => {
-                Some(manifest::HoldWrite::begin(registry, &plan.image, intent.is_some()).await)
+                manifest::HoldWrite::begin(registry, &plan.image, config_present)
+                    .await
+                    .ok()
             }
             _ => None,
         }

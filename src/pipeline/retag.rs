@@ -152,8 +152,8 @@ pub(super) async fn retag_after(
             None => None,
         }
     };
-    // Nothing visible is written before the gate: with reads to make, the hold's write begins
-    // after them.
+    // With reads to make, the hold's write begins after them: nothing is written before the
+    // gate, not even an upload's start.
     let begin_early = async {
         match (stop.intent, reads) {
             (Some(_), Reads::Fresh) => Some(HoldWrite::begin(registry, &plan.image, false).await),

@@ -16,7 +16,7 @@
 //! `Op` and hands it to `RegistryClient::call` (`request.rs`), which sends it through
 //! the retry loop (`send.rs`, with auth from `authorize.rs`) and turns any answer it did not
 //! expect into a [`RegistryError`] (`answers.rs`, `error.rs`). `client.rs` builds the client;
-//! `counts.rs` counts requests by kind.
+//! `counts.rs` counts requests by kind and, when a run asks, times each one.
 
 pub mod auth;
 pub mod oci;
