@@ -180,9 +180,9 @@
 //!   sha256 is checked against the digest asked for and every digest header seen.
 //! - Nothing is written before the plan's checks pass (target complete, every tag where the
 //!   plan saw it). Each tag write is preceded by a compare-and-swap read of that tag answered
-//!   at most `MAX_READ_AGE` (100 ms) before: a HEAD right before it or sent with the write
-//!   before it, or, for the first write of a run approved before its plan (`--yes`, the
-//!   daemon's re-plan), the plan's own HEAD.
+//!   at most `MAX_READ_AGE` (100 ms) before it is sent: the plan's own HEAD in a run approved
+//!   before its plan (`--yes`, the daemon's re-plan), the gate's after a prompt, or a HEAD
+//!   right before the write when those are older.
 //! - One manifest GET per rollback with a named target (the target's bytes, the one counted
 //!   pull on Docker Hub); everything else is HEAD or PUT (and, once per repository, the upload
 //!   of the empty blob rollbot's artifacts name).

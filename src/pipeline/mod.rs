@@ -8,9 +8,10 @@
 //! - The target must be complete before anything is written: every platform manifest of an
 //!   index (or every blob of a single manifest) answers a HEAD.
 //! - Only the target's exact bytes are written, under each floating tag, with its media type.
-//! - Compare-and-swap: all tags are checked against the plan before the first write, and each
-//!   tag again right before its own write (a read sent with the write before it counts when
-//!   answered at most [`MAX_READ_AGE`] before). A tag that moved stops the retag.
+//! - Compare-and-swap: all tags are checked against the plan before the first write (the
+//!   plan's own reads, when approved beforehand), and a tag whose read is older than
+//!   [`MAX_READ_AGE`] when its write is due is read again right before it. A tag that moved
+//!   stops the retag.
 //! - The hold: `in_progress` before the first tag write, `active` (written while verification
 //!   and the checks run) before the run reports success.
 //! - A partial failure is reported with every tag's real digest afterwards, read back from the

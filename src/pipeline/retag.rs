@@ -16,8 +16,9 @@ use crate::registry::{RegistryClient, RegistryError};
 /// report that says "not moved" about a tag that moved leaves it half-moved and unprotected.
 pub const SETTLE: Duration = Duration::from_secs(1);
 
-/// How old a compare-and-swap read may be when its write is sent: a read sent with an earlier
-/// request (the plan's, or the hold's write) and answered longer ago than this is made again.
+/// How old a tag's compare-and-swap read may be when its write is sent: a read answered longer
+/// ago than this (before the hold's write, or an earlier tag's, took their time) is made again
+/// right before the write.
 pub const MAX_READ_AGE: Duration = Duration::from_millis(100);
 
 /// A floating tag after the retag, as read back from the registry.
@@ -93,17 +94,17 @@ pub(super) enum Reads {
 }
 
 /// Writes the target's bytes under every tag not already at the target, compare-and-swap: every
-/// tag is read again before anything is written, and each later write is preceded by a read of
-/// its tag.
+/// tag is read again before anything is written, and read once more right before its own write
+/// when that read is older than [`MAX_READ_AGE`] by then.
 ///
 /// With `intent`, that hold (state `in_progress`) is written after the compare-and-swap reads
 /// and before the first tag write, so a run that stops part-way leaves its target on record; if
 /// in the end no tag moved, the hold is put back as it was.
 ///
 /// Registry cost: one HEAD per tag before the first write (with `intent`, also the hold tag's
-/// and the empty blob's), one more HEAD per tag sent together with the write before it, one PUT
-/// per tag, and the hold's manifest PUT (after the empty blob's upload, the first time in a
-/// repository). No GET: the bytes come from the plan.
+/// and the empty blob's), one PUT per tag, the hold's manifest PUT (after the empty blob's
+/// upload, the first time in a repository), and one more HEAD of a tag whose read is older than
+/// [`MAX_READ_AGE`] when its write is due. No GET: the bytes come from the plan.
 ///
 /// # Errors
 /// A [`RetagFailure`] with the tags' real state afterwards.
@@ -139,9 +140,9 @@ impl HoldReads {
     }
 }
 
-/// [`retag`], where the plan's `reads` may be the compare-and-swap reads of the first write,
-/// and `hold_reads` those the run made while it planned (`None`: read with the gate). Without
-/// `intent` and with [`Reads::Fresh`], the first tag is written at once.
+/// [`retag`], where the plan's `reads` may be the compare-and-swap reads (when still younger
+/// than [`MAX_READ_AGE`]), and `hold_reads` those the run made while it planned (`None`: read
+/// with the gate). With [`Reads::Fresh`] nothing is read before the first write.
 pub(super) async fn retag_after(
     registry: &RegistryClient,
     plan: &Plan,
@@ -187,6 +188,11 @@ pub(super) async fn retag_after(
         }
     };
     let (heads, hold_reads) = futures_util::future::join(heads, hold_reads).await;
+    // When the tags' compare-and-swap reads were answered: the gate's, or the plan's.
+    let read_at = match &heads {
+        Some(_) => Instant::now(),
+        None => plan.tags_read_at,
+    };
     for (planned, head) in to_move.iter().zip(heads.into_iter().flatten()) {
         let error = match head {
             Ok(Some(head)) if head.digest == planned.from => continue,
@@ -202,9 +208,6 @@ pub(super) async fn retag_after(
         };
         return Err(stop.nothing_written(error).await);
     }
-    // The first tag's compare-and-swap read when the hold's write comes before it: sent with
-    // that write, so it is as fresh as a read after it and costs no round trip of its own.
-    let mut first_read = None;
     if let (Some(hold), Some(reads)) = (stop.intent, hold_reads) {
         let read = reads
             .previous
@@ -219,22 +222,7 @@ pub(super) async fn retag_after(
                 return Err(stop.nothing_written(RetagError::Intent { error }).await);
             }
         };
-        if !blob_present {
-            // A blob nobody sees until a manifest names it: nothing anyone reads changes.
-            if let Err(error) = manifest::put_hold_blob(registry, &plan.image).await {
-                return Err(stop.nothing_written(RetagError::Intent { error }).await);
-            }
-        }
-        let first = to_move.first().map(|planned| &planned.tag);
-        let (written, read) =
-            futures_util::future::join(manifest::put_hold(registry, hold, true), async {
-                match first {
-                    Some(tag) => Some((head_tag(registry, repository, tag).await, Instant::now())),
-                    None => None,
-                }
-            })
-            .await;
-        if let Err(error) = written {
+        if let Err(error) = manifest::put_hold(registry, hold, blob_present).await {
             let landed = match &error {
                 ArtifactError::Registry(error) => error.write_may_have_landed(),
                 _ => false,
@@ -246,20 +234,14 @@ pub(super) async fn retag_after(
             }
             return Err(stop.after(error, true).await);
         }
-        first_read = read;
     }
 
-    for (index, planned) in to_move.iter().enumerate() {
+    for planned in &to_move {
         let started = Instant::now();
-        let read = match (index, first_read.take()) {
-            (0, Some((read, answered))) if answered.elapsed() <= MAX_READ_AGE => Some(read),
-            (0, None) => None,
-            _ => Some(head_tag(registry, repository, &planned.tag).await),
-        };
-        if let Some(read) = read {
-            // Re-checked right before this write: earlier writes (of tags, or of the hold) took
+        if read_at.elapsed() > MAX_READ_AGE {
+            // Read again right before this write: earlier writes (of the hold, or of tags) took
             // time, and a tag that moved meanwhile must not be overwritten.
-            match read {
+            match head_tag(registry, repository, &planned.tag).await {
                 Ok(Some(head)) if head.digest == planned.from => {}
                 Ok(found) => {
                     let error = RetagError::Conflict {

@@ -467,9 +467,10 @@ fn a_rollback_finished_by_restart_reconciliation_still_refuses_to_go_further_bac
     assert_eq!(cli.code, 3, "{facts}");
 }
 
-/// The compare-and-swap read of the first tag now happens before the `in_progress` hold is
-/// written (HEAD + two blob uploads + a manifest PUT): the first tag write is re-checked after
-/// it, so a push that lands meanwhile stops the retag instead of being overwritten.
+/// The compare-and-swap read of the first tag happens before the `in_progress` hold is written:
+/// when that write takes longer than `MAX_READ_AGE` (here 1.5 s), the tag is read again right
+/// before its own write, so a push that landed meanwhile stops the retag instead of being
+/// overwritten.
 #[test]
 fn a_push_during_the_intent_hold_write_stops_the_retag() {
     let (ci, [v1, _v2, _v3]) = published();

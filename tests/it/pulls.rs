@@ -67,15 +67,15 @@ fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() 
         //
         // The index with the hold: plan: GET, HEAD latest + both platforms, and with them the
         // hold's reads: HEAD of the hold tag (to put it back if nothing moves) and of the empty
-        // blob its manifest names; retag: the `in_progress` hold's manifest PUT and, sent with
-        // it, HEAD latest (the compare-and-swap read), PUT latest; verify: HEAD latest (the
-        // platforms were found by the plan), meanwhile the `active` hold's manifest PUT.
+        // blob its manifest names; retag: the `in_progress` hold's manifest PUT, PUT latest
+        // (the plan's HEAD, milliseconds old, is its compare-and-swap read); verify: HEAD
+        // latest (the platforms were found by the plan), meanwhile the `active` hold's PUT.
         (
             Kind::OciIndex,
             true,
             ByKind {
                 manifest_get: 1,
-                manifest_head: 6,
+                manifest_head: 5,
                 manifest_put: 3,
                 blob_head: 1,
                 blob_upload: 0,
@@ -99,7 +99,7 @@ fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() 
             true,
             ByKind {
                 manifest_get: 1,
-                manifest_head: 4,
+                manifest_head: 3,
                 manifest_put: 3,
                 blob_head: 3,
                 blob_upload: 0,
@@ -150,6 +150,17 @@ fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() 
 
         let seen = proxy.seen();
         let counted = ByKind::of(&seen);
+        // On a loaded machine the plan's read of latest can be older than `MAX_READ_AGE`
+        // (100 ms) when its write is due: then latest is read once more, right before it.
+        let reread = seen
+            .iter()
+            .filter(|r| *r == "HEAD /v2/acme/app/manifests/latest")
+            .count()
+            == 3;
+        let expected = ByKind {
+            manifest_head: expected.manifest_head + u64::from(reread),
+            ..expected
+        };
         assert_eq!(counted, expected, "{case}: {seen:#?}");
         assert_eq!(
             ByKind::reported(&report["registry"]["requests"]),
