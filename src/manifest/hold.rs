@@ -7,9 +7,8 @@
 //! with the report once the tags moved and were verified. Either blocks CI's `rollbot gate`.
 //!
 //! A hold carries its document in its manifest (see the module above), so writing it is one
-//! manifest PUT under `rollbot-hold` once the repository has the empty blob it names
-//! ([`hold_blob_present`] reads that, [`put_hold`] writes): a rollback checks for the blob while
-//! it plans, and its two hold writes are a request each.
+//! manifest PUT under `rollbot-hold` ([`write_hold`]; the first hold in a repository also
+//! uploads the empty blob the manifest names).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -19,7 +18,7 @@ use super::{
     SCHEMA_VERSION,
 };
 use crate::domain::model::{Digest, ImageRef, Tag};
-use crate::registry::RegistryClient;
+use crate::registry::{RegistryClient, RegistryError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -244,52 +243,34 @@ pub async fn read_hold(
     Ok(Some(hold))
 }
 
-/// Writes `hold` (active, in progress or released) under `rollbot-hold`: whether the empty blob
-/// is there (a HEAD), then [`put_hold`]. Nothing is read first: the document is new (it carries
-/// its own time), and the hold is replaced whatever it was.
+/// Writes `hold` (active, in progress or released) under `rollbot-hold`: one manifest PUT,
+/// the one request that changes what the hold says. Nothing is read first: the document is new
+/// (it carries its own time), and the hold is replaced whatever it was.
 ///
-/// # Errors
-/// Registry errors.
-pub async fn write_hold(registry: &RegistryClient, hold: &Hold) -> Result<(), ArtifactError> {
-    let present = hold_blob_present(registry, &hold.image).await?;
-    put_hold(registry, hold, present).await
-}
-
-/// Whether `image`'s repository has the empty blob a hold's manifest names (a blob HEAD). With
-/// it there, [`put_hold`] is one request.
-///
-/// # Errors
-/// Registry errors.
-pub async fn hold_blob_present(
-    registry: &RegistryClient,
-    image: &ImageRef,
-) -> Result<bool, ArtifactError> {
-    Ok(registry
-        .blob_exists(&image.repository, &Digest::of(EMPTY_CONFIG))
-        .await?)
-}
-
-/// Writes `hold` under `rollbot-hold`: the empty blob's upload first unless `blob_present`
-/// (POST and PUT; a blob is seen by nobody until a manifest names it), then the manifest PUT,
-/// the one request that changes what the hold says.
+/// The manifest names the empty blob `{}`, which every repository rollbot wrote an artifact to
+/// has. Where a registry refuses the PUT (400: distribution says `MANIFEST_BLOB_UNKNOWN`), the
+/// blob is uploaded and the PUT sent once more: a refused PUT wrote nothing.
 ///
 /// # Errors
 /// Registry errors (among them a write that may have landed although it failed).
-pub async fn put_hold(
-    registry: &RegistryClient,
-    hold: &Hold,
-    blob_present: bool,
-) -> Result<(), ArtifactError> {
-    if !blob_present {
-        put_hold_blob(registry, &hold.image).await?;
-    }
+pub async fn write_hold(registry: &RegistryClient, hold: &Hold) -> Result<(), ArtifactError> {
     let document = serde_json::to_string(hold).unwrap_or_default();
     let at = hold.released_at.as_deref().unwrap_or(&hold.held_at);
     let manifest = inline_artifact_manifest(HOLD_TYPE, &document, at);
-    registry
-        .put_manifest(&hold.image.repository, &hold_tag(), &manifest)
-        .await?;
-    Ok(())
+    let repository = &hold.image.repository;
+    match registry
+        .put_manifest(repository, &hold_tag(), &manifest)
+        .await
+    {
+        Err(RegistryError::Status { status: 400, .. }) => {
+            put_hold_blob(registry, &hold.image).await?;
+            registry
+                .put_manifest(repository, &hold_tag(), &manifest)
+                .await?;
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Uploads the empty blob a hold's manifest names into `image`'s repository (POST and PUT): a
@@ -297,10 +278,7 @@ pub async fn put_hold(
 ///
 /// # Errors
 /// Registry errors.
-pub async fn put_hold_blob(
-    registry: &RegistryClient,
-    image: &ImageRef,
-) -> Result<(), ArtifactError> {
+async fn put_hold_blob(registry: &RegistryClient, image: &ImageRef) -> Result<(), ArtifactError> {
     let upload = registry.start_upload(&image.repository).await?;
     registry
         .finish_upload(&upload, Bytes::from_static(EMPTY_CONFIG))

@@ -28,10 +28,7 @@ mod history;
 mod hold;
 
 pub use history::{select_target, walk, History, HistoryEnd, HistoryEntry, Selection};
-pub use hold::{
-    hold_blob_present, hold_tag, put_hold, put_hold_blob, read_hold, write_hold, HeldFrom, Hold,
-    HoldReading, HoldState,
-};
+pub use hold::{hold_tag, read_hold, write_hold, HeldFrom, Hold, HoldReading, HoldState};
 
 pub const ROLLBACK_MANIFEST_TYPE: &str = "application/vnd.rollbot.rollback-manifest.v1+json";
 pub const BAD_MARK_TYPE: &str = "application/vnd.rollbot.bad-digest.v1+json";

@@ -95,8 +95,8 @@ pub async fn run(
     };
 
     let step_started = Instant::now();
-    // The hold's two reads (its tag, the empty blob it names) go out with the plan's: reads
-    // only, which the retag uses when nothing came between the plan and the first write.
+    // The hold's read (its tag, to put it back if nothing moves) goes out with the plan's: a
+    // read only, which the retag uses when nothing came between the plan and the first write.
     let hold_reads = async {
         match &options.hold {
             Some(_) if !options.dry_run => Some(HoldReads::read(registry, &request.image).await),
@@ -368,7 +368,7 @@ pub async fn execute(
 /// `hold_reads` the hold's reads made with the plan.
 ///
 /// Once the tags moved, the `active` hold is written while verification and the checks run
-/// (one manifest PUT: the `in_progress` hold put the empty blob there), and the run reports
+/// (one manifest PUT), and the run reports
 /// nothing before both are done. Like the `in_progress` hold before it, an `active` one stops
 /// CI whatever verification then says; a failed write fails the run (exit 5).
 async fn execute_with(
@@ -426,7 +426,6 @@ async fn execute_with(
         }
     }
 
-    // A tag moved, so the retag wrote the `in_progress` hold, and the empty blob with it.
     let moved = report.tags.iter().any(|t| t.status == TagStatus::Moved);
     let hold = options
         .hold
@@ -435,7 +434,7 @@ async fn execute_with(
         .map(|hold| hold.active(&plan.image, &plan.target.digest, &plan.tags, report));
     let hold_write = async {
         match &hold {
-            Some(hold) => Some(timed(manifest::put_hold(registry, hold, true)).await),
+            Some(hold) => Some(timed(manifest::write_hold(registry, hold)).await),
             None => None,
         }
     };

@@ -101,9 +101,9 @@ pub(super) enum Reads {
 /// and before the first tag write, so a run that stops part-way leaves its target on record; if
 /// in the end no tag moved, the hold is put back as it was.
 ///
-/// Registry cost: one HEAD per tag before the first write (with `intent`, also the hold tag's
-/// and the empty blob's), one PUT per tag, the hold's manifest PUT (after the empty blob's
-/// upload, the first time in a repository), and one more HEAD of a tag whose read is older than
+/// Registry cost: one HEAD per tag before the first write (with `intent`, also the hold tag's),
+/// one PUT per tag, the hold's manifest PUT (and the empty blob's upload with a second PUT, the
+/// first time in a repository), and one more HEAD of a tag whose read is older than
 /// [`MAX_READ_AGE`] when its write is due. No GET: the bytes come from the plan.
 ///
 /// # Errors
@@ -117,25 +117,19 @@ pub async fn retag(
     retag_after(registry, plan, Reads::Stale, intent, None, on_moved).await
 }
 
-/// What a run read about the hold before its first write: the hold tag's manifest (to put it
-/// back if no tag moves) and whether the empty blob a hold names is in the repository.
+/// What a run read about the hold before its first write: the hold tag's manifest, to put it
+/// back if no tag moves.
 #[derive(Debug)]
 pub(super) struct HoldReads {
     previous: Result<Option<Digest>, RegistryError>,
-    blob_present: Result<bool, ArtifactError>,
 }
 
 impl HoldReads {
-    /// Both reads, concurrently: two HEADs, nothing written.
-    pub(super) async fn read(registry: &RegistryClient, plan_image: &ImageRef) -> HoldReads {
-        let (previous, blob_present) = futures_util::future::join(
-            head_tag(registry, &plan_image.repository, &manifest::hold_tag()),
-            manifest::hold_blob_present(registry, plan_image),
-        )
-        .await;
+    /// A HEAD of the hold tag; nothing written.
+    pub(super) async fn read(registry: &RegistryClient, image: &ImageRef) -> HoldReads {
+        let previous = head_tag(registry, &image.repository, &manifest::hold_tag()).await;
         HoldReads {
             previous: previous.map(|head| head.map(|h| h.digest)),
-            blob_present,
         }
     }
 }
@@ -209,20 +203,16 @@ pub(super) async fn retag_after(
         return Err(stop.nothing_written(error).await);
     }
     if let (Some(hold), Some(reads)) = (stop.intent, hold_reads) {
-        let read = reads
-            .previous
-            .map_err(ArtifactError::Registry)
-            .and_then(|previous| reads.blob_present.map(|present| (previous, present)));
-        let blob_present = match read {
-            Ok((previous, blob_present)) => {
-                stop.previous_hold = Some(previous);
-                blob_present
-            }
+        match reads.previous {
+            Ok(previous) => stop.previous_hold = Some(previous),
             Err(error) => {
-                return Err(stop.nothing_written(RetagError::Intent { error }).await);
+                let error = RetagError::Intent {
+                    error: ArtifactError::Registry(error),
+                };
+                return Err(stop.nothing_written(error).await);
             }
-        };
-        if let Err(error) = manifest::put_hold(registry, hold, blob_present).await {
+        }
+        if let Err(error) = manifest::write_hold(registry, hold).await {
             let landed = match &error {
                 ArtifactError::Registry(error) => error.write_may_have_landed(),
                 _ => false,

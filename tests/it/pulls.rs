@@ -63,22 +63,37 @@ impl ByKind {
 #[test]
 fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() {
     let cases = [
-        // kind, hold, expected requests.
+        // kind, hold, the empty blob already in the repository, expected requests.
         //
-        // The index with the hold: plan: GET, HEAD latest + both platforms, and with them the
-        // hold's reads: HEAD of the hold tag (to put it back if nothing moves) and of the empty
-        // blob its manifest names; retag: the `in_progress` hold's manifest PUT, PUT latest
+        // The index with the hold: plan: GET, HEAD latest + both platforms, and with them HEAD
+        // of the hold tag (to put it back if nothing moves); retag: the `in_progress` hold's manifest PUT, PUT latest
         // (the plan's HEAD, milliseconds old, is its compare-and-swap read); verify: HEAD
         // latest (the platforms were found by the plan), meanwhile the `active` hold's PUT.
         (
             Kind::OciIndex,
             true,
+            true,
             ByKind {
                 manifest_get: 1,
                 manifest_head: 5,
                 manifest_put: 3,
-                blob_head: 1,
+                blob_head: 0,
                 blob_upload: 0,
+                other: 0,
+            },
+        ),
+        // The first hold in a repository: its manifest PUT is refused (the empty blob it names
+        // is not there), the blob is uploaded (POST + PUT), the PUT sent again.
+        (
+            Kind::OciIndex,
+            true,
+            false,
+            ByKind {
+                manifest_get: 1,
+                manifest_head: 5,
+                manifest_put: 4,
+                blob_head: 0,
+                blob_upload: 2,
                 other: 0,
             },
         ),
@@ -86,6 +101,7 @@ fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() 
         (
             Kind::OciIndex,
             false,
+            true,
             ByKind {
                 manifest_get: 1,
                 manifest_head: 4,
@@ -97,11 +113,12 @@ fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() 
         (
             Kind::DockerSchema2,
             true,
+            true,
             ByKind {
                 manifest_get: 1,
                 manifest_head: 3,
                 manifest_put: 3,
-                blob_head: 3,
+                blob_head: 2,
                 blob_upload: 0,
                 other: 0,
             },
@@ -109,6 +126,7 @@ fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() 
         (
             Kind::DockerSchema2,
             false,
+            true,
             ByKind {
                 manifest_get: 1,
                 manifest_head: 2,
@@ -118,11 +136,13 @@ fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() 
             },
         ),
     ];
-    for (kind, hold, expected) in cases {
+    for (kind, hold, seeded, expected) in cases {
         let world = World::new(kind);
         // The empty config blob every rollbot artifact names is there, as it is once CI pushed
         // a rollback manifest (or an earlier rollback held the image): it is not uploaded again.
-        block_on(world.seeder.push_blob("acme/app", b"{}"));
+        if seeded {
+            block_on(world.seeder.push_blob("acme/app", b"{}"));
+        }
         let proxy = Proxy::start(&world.registry.host, Vec::new());
         let image = format!("{}/acme/app", proxy.host);
         let mut args = vec![
@@ -138,7 +158,7 @@ fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() 
             args.push("--no-hold");
         }
         let run = Cli::new().run(&args);
-        let case = format!("{kind:?}, hold {hold}");
+        let case = format!("{kind:?}, hold {hold}, empty blob there {seeded}");
         assert_eq!(run.code, 0, "{case}\n{}\n{}", run.stdout, run.stderr);
         let report = run.json();
         assert_eq!(report["outcome"], "succeeded", "{case}");
@@ -187,14 +207,17 @@ fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() 
         listed.sort();
         sent.sort();
         assert_eq!(listed, sent, "{case}");
-        // Answered, each: a success, or a HEAD's "not there" (no earlier hold).
+        // Answered, each: a success, a HEAD's "not there" (no earlier hold), or, for the first
+        // hold in a repository, the refusal of its first PUT.
         assert!(
             timeline.iter().all(|t| {
                 let status = t["status"].as_u64().expect("status");
-                let head = t["request"]
-                    .as_str()
-                    .is_some_and(|r| r.starts_with("HEAD "));
-                ((200..300).contains(&status) || (head && status == 404))
+                let request = t["request"].as_str().unwrap_or_default();
+                let head = request.starts_with("HEAD ");
+                let first_hold = !seeded && request.ends_with("/manifests/rollbot-hold");
+                ((200..300).contains(&status)
+                    || (head && status == 404)
+                    || (first_hold && status == 400))
                     && t["sent_us"].is_u64()
                     && t["took_us"].is_u64()
             }),
