@@ -104,47 +104,53 @@ impl PlanError {
 
 /// Resolves the target, reads every floating tag's digest and checks the target is complete.
 ///
-/// Registry cost: one manifest GET (the target's bytes, which the retag reuses) sent with one
-/// HEAD per tag, then one HEAD per referenced manifest or blob, concurrently.
+/// Registry cost: one manifest GET (the target's bytes, which the retag reuses; none when the
+/// request carries them) sent with one HEAD per tag, and one HEAD per referenced manifest or
+/// blob as soon as the target is known, concurrently.
 ///
 /// # Errors
 /// See [`PlanError`].
 pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Result<Plan, PlanError> {
     let repository = &request.image.repository;
-    // The target's GET and the tags' HEADs go out together; the GET's answer is looked at
-    // first: its error body tells an unknown repository from an unknown tag or digest.
+    // The tags' HEADs go out with the target's GET, and the HEADs of what the target references
+    // as soon as its bytes are there (at once, when the request read them already). The
+    // target's answer is looked at first: its error body tells an unknown repository from an
+    // unknown tag or digest.
     let target = async {
-        match (&request.prefetched, &request.target) {
+        let target = match (&request.prefetched, &request.target) {
             (Some(manifest), Reference::Digest(digest)) if manifest.digest == *digest => {
-                Ok(manifest.clone())
+                manifest.clone()
             }
-            _ => registry.get_manifest(repository, &request.target).await,
+            _ => registry.get_manifest(repository, &request.target).await?,
+        };
+        if let Some(artifact_type) = target.artifact_type() {
+            return Err(PlanError::NotAnImage {
+                digest: target.digest.clone(),
+                artifact_type,
+            });
         }
+        let references = target.references().map_err(|e| {
+            PlanError::Registry(RegistryError::InvalidResponse {
+                registry: registry.host().clone(),
+                request: format!("GET {}", request.target),
+                detail: e.to_string(),
+            })
+        })?;
+        let missing = missing_references(registry, &request.image, &references).await;
+        Ok((target, references, missing))
     };
-    let tag_heads = join_all(
-        request
-            .tags
-            .iter()
-            .map(|tag| head_tag(registry, repository, tag)),
-    );
-    let (target, tag_heads) = futures_util::future::join(target, tag_heads).await;
-    let tags_read_at = Instant::now();
-    let target = target?;
-    if let Some(artifact_type) = target.artifact_type() {
-        return Err(PlanError::NotAnImage {
-            digest: target.digest.clone(),
-            artifact_type,
-        });
-    }
-    let references = target.references().map_err(|e| {
-        PlanError::Registry(RegistryError::InvalidResponse {
-            registry: registry.host().clone(),
-            request: format!("GET {}", request.target),
-            detail: e.to_string(),
-        })
-    })?;
-
-    let missing = missing_references(registry, &request.image, &references).await;
+    let tag_heads = async {
+        let heads = join_all(
+            request
+                .tags
+                .iter()
+                .map(|tag| head_tag(registry, repository, tag)),
+        )
+        .await;
+        (heads, Instant::now())
+    };
+    let (target, (tag_heads, tags_read_at)) = futures_util::future::join(target, tag_heads).await;
+    let (target, references, missing) = target?;
 
     let mut tags = Vec::with_capacity(request.tags.len());
     for (tag, head) in request.tags.iter().zip(tag_heads) {
