@@ -133,8 +133,10 @@
 //! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes; what a
 //!   command printed is capped and has rollbot's secret values redacted before it leaves.
 //! - [`store`]: SQLite (one node) or Postgres (replicas) through sqlx's `Any` driver, one set
-//!   of queries and a dialect layer for the schema (`store/schema.rs`): rollback records, votes
-//!   and steps, and an append-only audit log (enforced by triggers); one active rollback per
+//!   of queries and a dialect layer for the schema (`store/schema.rs`, the same indexes in
+//!   both): rollback records, votes and steps (several saved in one transaction,
+//!   `Store::save_all`), and an append-only audit log (enforced by triggers; `store/audit.rs`
+//!   appends it and reads it a bounded page at a time); one active rollback per
 //!   image and, apart from it, one active drill per image (enforced by partial unique indexes);
 //!   the outbox (`store/outbox.rs`); with Postgres the leader lease row on the database's clock
 //!   (`store/lease.rs`), and every rollback change fenced by the lease's holder and epoch.

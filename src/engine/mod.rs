@@ -373,10 +373,12 @@ pub async fn start(
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
-    // How far back a restart re-reads the tags of failed rollbacks.
+    // How far back a restart re-reads the tags of failed rollbacks, and how many at most (the
+    // newest): a start stays quick after a bad day.
     const REREAD_FAILED: Duration = Duration::from_secs(24 * 3600);
+    const REREAD_AT_MOST: u32 = 100;
     let recently_failed = store
-        .recently_failed(clock.now().minus(REREAD_FAILED))
+        .recently_failed(clock.now().minus(REREAD_FAILED), REREAD_AT_MOST)
         .await?;
     let (internal_tx, internal) = mpsc::unbounded_channel();
     let limits = &settings.daemon.limits;

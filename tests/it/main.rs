@@ -23,6 +23,7 @@ mod slack;
 mod slack_escaping;
 mod slack_socket;
 mod store;
+mod store_bounds;
 mod support;
 mod tidy;
 mod workflows;
