@@ -202,6 +202,8 @@ impl Harness {
             internal_tx,
             seen_keys: HashMap::new(),
             draining: None,
+            unsaved: std::sync::Mutex::new(Vec::new()),
+            target_manifests: HashMap::new(),
         };
         Harness {
             engine,

@@ -17,6 +17,7 @@ mod pipeline;
 mod render;
 mod rollback;
 mod runbook;
+mod scale;
 mod script;
 mod serve;
 mod slack;
