@@ -15,6 +15,8 @@
 #[allow(dead_code)]
 #[path = "../../tests/it/support/images.rs"]
 mod images;
+#[path = "phases.rs"]
+mod phases;
 #[allow(dead_code)]
 #[path = "../../tests/it/support/registry.rs"]
 mod registry;
@@ -25,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use images::{Kind, Pushed, Seeder};
+use phases::{cpu_seconds, listener_pid, metric, percentile, print_phases, Run};
 use registry::{free_port, TestRegistry};
 use rollbot::domain::record::AuditEntry;
 use rollbot::domain::rollback::{RollbackId, State, Timestamp};
@@ -40,44 +43,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         })
         .unwrap_or(0)
-}
-
-/// CPU seconds `pid` used so far (user + system).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    ticks as f64 / 100.0
-}
-
-/// The process listening on 127.0.0.1:`port` (from /proc/net/tcp and the processes' sockets).
-fn listener_pid(port: u16) -> Option<u32> {
-    let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let inode = tcp.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let local_port = f.get(1)?.rsplit_once(':')?.1;
-        (u16::from_str_radix(local_port, 16).ok()? == port && f.get(3) == Some(&"0A"))
-            .then(|| f.get(9).map(|i| format!("socket:[{i}]")))
-            .flatten()
-    })?;
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
-            fds.flatten()
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_str() == Some(&inode)))
-                .then_some(pid)
-        })
 }
 
 /// CPU seconds the whole machine was busy so far (every CPU, from /proc/stat).
@@ -102,12 +67,9 @@ fn machine_busy_seconds() -> f64 {
     busy as f64 / 100.0
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
+/// The rollbot binary: this build's, or `ROLLBOT_BIN` (to compare two builds in alternation).
+fn rollbot_bin() -> std::ffi::OsString {
+    std::env::var_os("ROLLBOT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rollbot").into())
 }
 
 fn arg(position: usize, default: usize) -> usize {
@@ -129,7 +91,7 @@ impl Daemon {
     async fn start(config: &Path, port: u16, http: &reqwest::Client) -> Daemon {
         let base = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_rollbot"))
+        let child = Command::new(rollbot_bin())
             .arg("--config")
             .arg(config)
             .arg("serve")
@@ -279,7 +241,7 @@ rollbacks_per_hour = 100000
 [log]
 level = "error"
 [console]
-history = 20000
+history = 2000
 [[console.users]]
 id = "alice"
 [[console.users]]
@@ -349,6 +311,8 @@ id = "bob"
             let registry_pid = registry_port
                 .and_then(listener_pid)
                 .expect("the registry's process");
+            let busy_before = metric(&http, &base, "rollbot_engine_busy_seconds_total").await;
+            let requests_before = metric(&http, &base, "rollbot_registry_requests_total").await;
             let cpu_before = (
                 cpu_seconds(daemon.child.id()),
                 cpu_seconds(registry_pid),
@@ -401,6 +365,9 @@ id = "bob"
                 (cpu_seconds(daemon.child.id()) - cpu_before.0) / wall,
                 (cpu_seconds(registry_pid) - cpu_before.1) / wall,
                 (machine_busy_seconds() - cpu_before.2) / wall,
+                metric(&http, &base, "rollbot_engine_busy_seconds_total").await - busy_before,
+                wall,
+                metric(&http, &base, "rollbot_registry_requests_total").await - requests_before,
             );
             for approval in approvals {
                 let (ok, reply) = approval.await.expect("approval");
@@ -453,9 +420,89 @@ id = "bob"
     });
     let overlaps = runtime.block_on(overlapping(&db));
     let (t0_ms, done) = latencies;
-    let phases = runtime.block_on(breakdown(&db, t0_ms, &done));
+    let runs: Vec<Run> = done
+        .iter()
+        .filter_map(|(id, &done_after_ms)| {
+            Some(Run {
+                id: id.parse().ok()?,
+                clicked_ms: t0_ms,
+                done_after_ms,
+            })
+        })
+        .collect();
+    let phases = runtime.block_on(phases::phases(&db, &runs));
     let mut latencies: Vec<f64> = done.into_values().collect();
     latencies.sort_by(|a, b| a.total_cmp(b));
+
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    println!();
+    println!(
+        "rollbot serve (release), {images} images, {images} rollbacks of a 2-platform OCI index requested and approved at once, one loopback registry, {cpus} CPUs"
+    );
+    println!();
+    println!("| measure | value | goal |");
+    println!("|---|---|---|");
+    println!(
+        "| succeeded | {} of {images} ({} failed) | all |",
+        latencies.len(),
+        failed.len()
+    );
+    println!("| images whose `latest` moved to the target | {moved} of {images} | all |");
+    println!(
+        "| second request of an image at the same moment refused | {refused_twins} of {images} | all |"
+    );
+    println!("| rollbacks of one image overlapping (audit log) | {overlaps} | 0 |");
+    println!(
+        "| all {images} requests planned and answered | {:.0} ms | |",
+        requested_in.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| approval → moved, verified, hold, status edited: p50 | {:.0} ms | |",
+        percentile(&latencies, 50.0)
+    );
+    println!(
+        "| … p95 | {:.0} ms | ≤ 1000 ms |",
+        percentile(&latencies, 95.0)
+    );
+    println!(
+        "| … max (all {images} done) | {:.0} ms | |",
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "| CPUs busy while they ran: rollbot · registry · whole machine | {:.2} · {:.2} · {:.2} of {cpus} | |",
+        cpu.0, cpu.1, cpu.2
+    );
+    println!(
+        "| engine busy (handling messages, mostly its commits) | {:.0} ms of {:.0} ms | |",
+        cpu.3 * 1000.0,
+        cpu.4 * 1000.0
+    );
+    let registry_seconds = cpu.1 * cpu.4;
+    println!(
+        "| registry requests per rollback · registry CPU per request | {:.1} · {:.1} ms | |",
+        cpu.5 / images as f64,
+        registry_seconds * 1000.0 / cpu.5.max(1.0)
+    );
+    println!(
+        "| the registry's CPU time spread over all {cpus} CPUs (a floor for the last one done) | {:.0} ms | |",
+        registry_seconds * 1000.0 / cpus.max(1) as f64
+    );
+    println!(
+        "| start → /readyz 200 (empty store) | {:.1} ms | |",
+        ready_empty.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| RSS idle after start → peak | {:.1} → {:.1} MB | ≤ 40 MB |",
+        rss_idle as f64 / 1024.0,
+        rss_peak as f64 / 1024.0
+    );
+    print_phases(
+        &format!("where the time of one rollback went (from the audit log; all {images} at once):"),
+        phases,
+    );
+    if finished_goal == 0 {
+        return;
+    }
 
     // Fill the store to `finished_goal` finished rollbacks, copies of the real ones (record and
     // audit entries), spread over the last 50 minutes.
@@ -505,7 +552,7 @@ id = "bob"
             let mut times = Vec::new();
             for _ in 0..10 {
                 let started = Instant::now();
-                let status = Command::new(env!("CARGO_BIN_EXE_rollbot"))
+                let status = Command::new(rollbot_bin())
                     .arg("--config")
                     .arg(&config_path)
                     .args(args)
@@ -529,67 +576,6 @@ id = "bob"
         reads
     });
 
-    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    println!();
-    println!(
-        "rollbot serve (release), {images} images, {images} rollbacks of a 2-platform OCI index requested and approved at once, one loopback registry, {cpus} CPUs"
-    );
-    println!();
-    println!("| measure | value | goal |");
-    println!("|---|---|---|");
-    println!(
-        "| succeeded | {} of {images} ({} failed) | all |",
-        latencies.len(),
-        failed.len()
-    );
-    println!("| images whose `latest` moved to the target | {moved} of {images} | all |");
-    println!(
-        "| second request of an image at the same moment refused | {refused_twins} of {images} | all |"
-    );
-    println!("| rollbacks of one image overlapping (audit log) | {overlaps} | 0 |");
-    println!(
-        "| all {images} requests planned and answered | {:.0} ms | |",
-        requested_in.as_secs_f64() * 1000.0
-    );
-    println!(
-        "| approval → moved, verified, hold, status edited: p50 | {:.0} ms | |",
-        percentile(&latencies, 50.0)
-    );
-    println!(
-        "| … p95 | {:.0} ms | ≤ 1000 ms |",
-        percentile(&latencies, 95.0)
-    );
-    println!(
-        "| … max (all {images} done) | {:.0} ms | |",
-        latencies.last().copied().unwrap_or(f64::NAN)
-    );
-    println!(
-        "| CPUs busy while they ran: rollbot · registry · whole machine | {:.2} · {:.2} · {:.2} of {cpus} | |",
-        cpu.0, cpu.1, cpu.2
-    );
-    println!(
-        "| start → /readyz 200 (empty store) | {:.1} ms | |",
-        ready_empty.as_secs_f64() * 1000.0
-    );
-    println!(
-        "| RSS idle after start → peak | {:.1} → {:.1} MB | ≤ 40 MB |",
-        rss_idle as f64 / 1024.0,
-        rss_peak as f64 / 1024.0
-    );
-    println!();
-    println!("where the time of one rollback went (from the audit log, ms; all {images} at once):");
-    println!();
-    println!("| phase | p50 | p95 | max |");
-    println!("|---|---|---|---|");
-    for (name, mut times) in phases {
-        times.sort_by(|a, b| a.total_cmp(b));
-        println!(
-            "| {name} | {:.0} | {:.0} | {:.0} |",
-            percentile(&times, 50.0),
-            percentile(&times, 95.0),
-            times.last().copied().unwrap_or(f64::NAN)
-        );
-    }
     println!();
     println!(
         "with {finished} finished rollbacks in the store (SQLite, all finished in the last hour):"
@@ -648,67 +634,6 @@ async fn overlapping(db: &Path) -> usize {
             runs.windows(2).filter(|w| w[1].0 < w[0].1).count()
         })
         .sum()
-}
-
-/// Where each rollback's time went, from its audit entries (ms, the engine's clock): the
-/// approval click to the vote recorded, to the pipeline started, each step's own duration, the
-/// pipeline's end to the engine recording it, and to the status message seen by the poller.
-async fn breakdown(db: &Path, t0_ms: i64, done: &HashMap<String, f64>) -> Vec<(String, Vec<f64>)> {
-    let store = Store::open(db).await.expect("store");
-    let log = store
-        .audit_since(Timestamp(t0_ms - 1000))
-        .await
-        .expect("audit");
-    let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut add = |name: &str, ms: f64| phases.entry(name.to_owned()).or_default().push(ms);
-    for (id, seen) in done {
-        let Ok(id) = id.parse::<RollbackId>() else {
-            continue;
-        };
-        let mine: Vec<&AuditEntry> = log.iter().filter(|e| e.rollback == Some(id)).collect();
-        let at = |kind: &str, to: Option<&str>| {
-            mine.iter()
-                .find(|e| e.kind == kind && to.is_none_or(|to| e.detail["to"] == to))
-                .map(|e| e.at.0)
-        };
-        let (Some(approved), Some(started), Some(finished)) = (
-            at("state", Some("approved")),
-            at("state", Some("retagging")),
-            at("finished", None),
-        ) else {
-            continue;
-        };
-        let total = mine
-            .iter()
-            .find(|e| e.kind == "finished")
-            .and_then(|e| e.detail["total_ms"].as_i64())
-            .unwrap_or(0);
-        add("1 click → approval recorded", (approved - t0_ms) as f64);
-        add(
-            "2 approval recorded → pipeline started",
-            (started - approved) as f64,
-        );
-        for step in mine.iter().filter(|e| e.kind == "step") {
-            if let (Some(name), Some(ms)) = (
-                step.detail["name"].as_str(),
-                step.detail["duration_ms"].as_f64(),
-            ) {
-                if name != "approve" {
-                    add(&format!("3 step {name} (own duration)"), ms);
-                }
-            }
-        }
-        add("4 pipeline (all steps, in its task)", total as f64);
-        add(
-            "5 pipeline end → engine recorded it",
-            (finished - started - total) as f64,
-        );
-        add(
-            "6 recorded → status edit seen (sink, poll)",
-            seen - (finished - t0_ms) as f64,
-        );
-    }
-    phases.into_iter().collect()
 }
 
 /// Fills the store to `goal` finished rollbacks with copies of the ones there (their record and

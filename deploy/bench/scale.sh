@@ -7,6 +7,8 @@
 # Usage: deploy/bench/scale.sh [N] [FINISHED]   (defaults 100 and 10000)
 #   SCALE_SEQUENTIAL=1: approve one after another instead (each once the previous is done)
 #   SCALE_METRICS=1: print rollbot's registry request counters after the rollbacks
+#   ROLLBOT_BIN=path: run that rollbot binary instead of this build's (to compare two builds in
+#   alternation on the same machine)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . deploy/dev/lib.sh
