@@ -13,15 +13,14 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 /// This process's standing among the replicas.
 #[derive(Debug)]
 pub struct Leadership {
     /// How this replica names itself in the lease row (`host:pid:nonce`).
     pub holder: String,
     held: Mutex<Held>,
-    changed: watch::Sender<bool>,
+    /// When the lease row last answered (won, renewed, or found held by another).
+    answered: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +39,7 @@ impl Leadership {
         Leadership {
             holder: "single".to_owned(),
             held: Mutex::new(Held::Always),
-            changed: watch::Sender::new(true),
+            answered: Mutex::new(None),
         }
     }
 
@@ -49,7 +48,7 @@ impl Leadership {
         Leadership {
             holder,
             held: Mutex::new(Held::Not),
-            changed: watch::Sender::new(false),
+            answered: Mutex::new(None),
         }
     }
 
@@ -79,6 +78,34 @@ impl Leadership {
         }
     }
 
+    /// When the lease runs out on this process's clock, while it holds one.
+    pub fn deadline(&self) -> Option<Instant> {
+        match *crate::lock(&self.held) {
+            Held::Lease { until, .. } => Some(until),
+            Held::Always | Held::Not => None,
+        }
+    }
+
+    /// How long a write sent now may take at most: `None` without a lease to outlive (the
+    /// only process); zero when the deadline has passed.
+    pub fn write_budget(&self) -> Option<Duration> {
+        match *crate::lock(&self.held) {
+            Held::Always => None,
+            Held::Lease { until, .. } => Some(until.saturating_duration_since(Instant::now())),
+            Held::Not => Some(Duration::ZERO),
+        }
+    }
+
+    /// The lease row answered an attempt (whatever it said).
+    pub fn answered(&self) {
+        *crate::lock(&self.answered) = Some(Instant::now());
+    }
+
+    /// Whether the lease row answered within `within`: a standby that could take over.
+    pub fn in_touch(&self, within: Duration) -> bool {
+        crate::lock(&self.answered).is_some_and(|at| at.elapsed() <= within)
+    }
+
     /// The epoch held, if this replica holds the lease (deadline or not).
     pub fn epoch(&self) -> Option<i64> {
         match *crate::lock(&self.held) {
@@ -96,7 +123,6 @@ impl Leadership {
             epoch,
             until: asked + ttl - margin,
         };
-        self.changed.send_replace(true);
     }
 
     /// The lease is gone: nothing is written from now on.
@@ -106,13 +132,6 @@ impl Leadership {
             return;
         }
         *held = Held::Not;
-        drop(held);
-        self.changed.send_replace(false);
-    }
-
-    /// Changes of "leads or not", for tasks that wait to lead.
-    pub fn watch(&self) -> watch::Receiver<bool> {
-        self.changed.subscribe()
     }
 }
 

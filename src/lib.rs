@@ -108,9 +108,11 @@
 //!   (`pipeline/outcome.rs`). `pipeline/plan.rs` does the one manifest GET (the target's bytes)
 //!   and the completeness pre-check; `pipeline/retag.rs` writes those bytes under each tag with
 //!   compare-and-swap, recording its intent in the hold first and reading every tag back when
-//!   it stops; `pipeline/verify.rs` reads back by HEAD; `hold_moved_tags` records the finished
-//!   rollback so CI does not undo it; `pipeline/target.rs` chooses the target when none was
-//!   named (finishing an unfinished rollback the hold records, never going further back).
+//!   it stops (approved beforehand, `--yes`, the plan's own reads are the first write's
+//!   compare-and-swap reads); `pipeline/verify.rs` reads back by HEAD; `hold_moved_tags` records
+//!   the finished rollback so CI does not undo it, its write begun while verification runs;
+//!   `pipeline/target.rs` chooses the target when none was named (finishing an unfinished
+//!   rollback the hold records, never going further back).
 //!   `pipeline/drill/` rehearses a rollback ([`pipeline::rehearse`]): the live build and the
 //!   target copied by digest into the image's scratch repository (`drill/scratch.rs`: blobs
 //!   mounted, deleted again afterwards), the same `run` there, the scratch hold released, each
@@ -118,18 +120,21 @@
 //! - [`manifest`]: rollbot's small OCI artifacts next to the image: the rollback manifest CI
 //!   writes per build (`sha256-<hex>.rollback`, naming the previous digest, so history is a
 //!   chain), bad-digest marks (`sha256-<hex>.bad`), and the hold (`rollbot-hold`,
-//!   `manifest/hold.rs`) that `gate` checks in CI. `manifest/history.rs` walks the chain and
+//!   `manifest/hold.rs`, written in three steps by `HoldWrite`: upload started, document, the
+//!   manifest PUT) that `gate` checks in CI. `manifest/history.rs` walks the chain and
 //!   `select_target` picks the default rollback target from it.
 //! - [`registry`]: the registry port, a small distribution-spec client over `reqwest`. Every
 //!   request takes one path: `registry/manifests.rs` (manifest HEAD/GET/PUT, tag lists) and
-//!   `registry/blobs.rs` (blob HEAD/GET/upload, cross-repository mount) describe it as an `Op`
+//!   `registry/blobs.rs` (blob HEAD/GET/upload, an upload started before its bytes are known,
+//!   cross-repository mount) describe it as an `Op`
 //!   (manifest DELETE too, for drills' clean-up) and call it
 //!   (`registry/request.rs`: status check, size-limited body reads); `registry/send.rs` sends
 //!   it with auth (`registry/authorize.rs`: Basic, Bearer tokens cached per scope) and retries
 //!   (429 after `Retry-After`, 502–504); `registry/answers.rs` turns answers into a
 //!   [`registry::RegistryError`] (`registry/error.rs`: retryable, or a write that may have
 //!   landed). `registry/client.rs` builds a client from config, `registry/counts.rs` counts
-//!   requests by kind, `registry/pool.rs` shares one client per host, `registry/presence.rs`
+//!   requests by kind (and, when asked, times each one: `--json`'s `registry.timeline`),
+//!   `registry/pool.rs` shares one client per host, `registry/presence.rs`
 //!   finds what a manifest references that is gone. [`registry::auth`] resolves credentials
 //!   (also from the Docker credentials file) and parses challenges; [`registry::oci`] keeps
 //!   manifests as exact bytes and lists what they reference.
@@ -179,8 +184,13 @@
 //! - A retag never re-serialises a manifest: the bytes written are the bytes read, and their
 //!   sha256 is checked against the digest asked for and every digest header seen.
 //! - Nothing is written before the plan's checks pass (target complete, every tag where the
-//!   plan saw it). Each write is preceded by a compare-and-swap read of that tag.
-//! - One manifest GET per rollback; everything else is HEAD or PUT (Docker Hub counts GETs).
+//!   plan saw it). Each write is preceded by a compare-and-swap read of that tag: a HEAD right
+//!   before it, or, for the first write of a run approved before its plan (`--yes`) with
+//!   nothing written in between, the plan's own HEAD.
+//! - One manifest GET per rollback with a named target (the target's bytes, the one counted
+//!   pull on Docker Hub); everything else is HEAD, PUT or the hold's blob uploads.
+//! - The hold is recorded before the first tag write (`in_progress`) and set (`active`) before
+//!   a run reports success; only its manifest PUT changes what the hold says.
 //! - `domain/` names no SDK or HTTP crate; HTTP clients (`reqwest`) live only in `registry/`,
 //!   `checks` and `notify/` (elsewhere only `reqwest::Url` parses URLs), Slack's SDK only in
 //!   `chat::slack`; the engine names no chat platform (adapters translate to

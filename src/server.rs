@@ -182,8 +182,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// For an orchestrator's own bookkeeping with replicas (rollouts, disruption budgets): a
-/// standby that could take over is ready here (alive, the store answers); the leader is ready
-/// as `/readyz` says. Route traffic by `/readyz`, which only the leader passes.
+/// standby that could take over is ready here (alive, the store answers, its last attempt at
+/// the lease was answered within one TTL); the leader is ready as `/readyz` says. Route traffic by `/readyz`, which only the leader passes.
 async fn replica_ready(State(state): State<AppState>) -> Response {
     if state.leadership.is_leader() {
         return readyz(State(state)).await;
@@ -194,6 +194,13 @@ async fn replica_ready(State(state): State<AppState>) -> Response {
     }
     if let Err(error) = state.store.ping().await {
         problems.push(format!("store: {error}"));
+    }
+    let ttl = state.settings.daemon.store.lease_ttl;
+    if !state.leadership.in_touch(ttl) {
+        problems.push(format!(
+            "the leader lease has not answered this replica for {} (or not yet)",
+            humantime::format_duration(ttl)
+        ));
     }
     if problems.is_empty() {
         (StatusCode::OK, "standby: ready to take over\n").into_response()

@@ -177,3 +177,29 @@ stop_postgres() {
         "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
     fi
 }
+
+# push_single REPO VERSION WORKDIR: pushes a single-platform (linux/amd64) OCI image manifest for
+# VERSION (one config blob, one layer), tags it VERSION, prints its digest. Its bytes stay in
+# WORKDIR/VERSION.manifest.json for tag_single.
+push_single() {
+    local repo=$1 version=$2 work=$3 config layer manifest config_digest layer_digest
+    mkdir -p "$work"
+    config="$work/$version.config.json"
+    layer="$work/$version.layer"
+    manifest="$work/$version.manifest.json"
+    printf '{"architecture":"amd64","os":"linux","config":{"Env":["VERSION=%s"]},"rootfs":{"type":"layers","diff_ids":[]}}' \
+        "$version" >"$config"
+    printf 'demo layer %s %s single\n' "$repo" "$version" >"$layer"
+    config_digest=$(push_blob "$repo" "$config")
+    layer_digest=$(push_blob "$repo" "$layer")
+    printf '{\n  "schemaVersion": 2,\n  "mediaType": "application/vnd.oci.image.manifest.v1+json",\n  "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "%s", "size": %d},\n  "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "%s", "size": %d}]\n}\n' \
+        "$config_digest" "$(stat -c %s "$config")" "$layer_digest" "$(stat -c %s "$layer")" >"$manifest"
+    put_manifest "$repo" "$(sha256_of "$manifest")" application/vnd.oci.image.manifest.v1+json "$manifest"
+    put_manifest "$repo" "$version" application/vnd.oci.image.manifest.v1+json "$manifest"
+    sha256_of "$manifest"
+}
+
+# tag_single REPO TAG WORKDIR VERSION: points TAG at VERSION's single-platform manifest.
+tag_single() {
+    put_manifest "$1" "$2" application/vnd.oci.image.manifest.v1+json "$3/$4.manifest.json"
+}

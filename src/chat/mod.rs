@@ -505,6 +505,16 @@ pub trait ChatPort: Send + Sync + 'static {
         status_ref: Option<&str>,
         message: &Message,
     ) -> impl Future<Output = Result<(), ChatError>> + Send;
+    /// The engine knows the status message `status_ref` now (votes on it are resolved): a
+    /// platform may invite them (Discord adds its approve and reject reactions).
+    fn status_known(
+        &self,
+        _channel: &str,
+        _status_ref: &str,
+        _message: &Message,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// The sink task for one chat platform: each event about this platform's channels becomes the
@@ -583,6 +593,7 @@ impl<P: ChatPort> Sink<P> {
                     Ok(posted) => {
                         self.refs.insert(record.id, posted.clone());
                         self.engine.status_posted(record.id, posted.clone()).await;
+                        port.status_known(channel, &posted, &message).await;
                         Ok(posted)
                     }
                     Err(error) => Err(error),

@@ -23,6 +23,10 @@ pub(super) async fn rollback(args: RollbackArgs, all: &ServeSettings, insecure: 
         Ok(target) => target,
         Err(code) => return code,
     };
+    if json {
+        // Where the time goes, request by request (timed from the start of the command).
+        target.registry.keep_timeline(started);
+    }
     let (to, expect_from, target_source, prefetched) = match args.to.clone() {
         Some(to) => (to, Vec::new(), None, None),
         None => match choose_target(&target, json).await {
@@ -81,7 +85,9 @@ pub(super) async fn rollback(args: RollbackArgs, all: &ServeSettings, insecure: 
     let yes = args.yes;
     let confirm = |plan: &pipeline::Plan| {
         if yes {
-            return Confirmation::Proceed;
+            // Decided before the plan: it is applied straight away, its reads of the tags
+            // being the compare-and-swap reads of the first write.
+            return Confirmation::Preapproved;
         }
         if !std::io::stdin().is_terminal() {
             return Confirmation::NoTerminal;

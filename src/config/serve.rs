@@ -87,7 +87,10 @@ fn parse_store_url(text: &str) -> Result<StoreLocation, String> {
     if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
         let url = reqwest::Url::parse(text)
             .map_err(|e| format!("not a postgres:// URL ({e}): like postgres://rollbot@db.example.com:5432/rollbot?sslmode=verify-full"))?;
-        if url.password().is_some() {
+        let password_in_query = url.query_pairs().any(|(key, _)| {
+            key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword")
+        });
+        if url.password().is_some() || password_in_query {
             return Err("the URL holds a password: remove it and set store.password_env or store.password_file (secrets are never part of the config)".to_owned());
         }
         if url.host_str().is_none_or(str::is_empty) {
@@ -101,9 +104,14 @@ fn parse_store_url(text: &str) -> Result<StoreLocation, String> {
             password: None,
         }));
     }
-    if lower.contains("://") && !lower.starts_with("sqlite://") {
+    if let Some((scheme, _)) = text
+        .split_once("://")
+        .filter(|_| !lower.starts_with("sqlite://"))
+    {
+        // Only the scheme: the rest may hold a password.
+        let scheme: String = scheme.chars().take(20).collect();
         return Err(format!(
-            "'{text}' is neither a SQLite path nor a postgres:// URL"
+            "a {scheme}:// URL is neither a SQLite path nor a postgres:// URL"
         ));
     }
     let path = text

@@ -473,6 +473,18 @@ fn the_store_is_a_sqlite_file_or_a_postgres_url_whose_password_is_a_secret() {
         ),
         ("[store]\nurl = \"postgres:///rollbot\"\n", "names no host"),
         (
+            "[store]\nurl = \"postgress://rollbot:hunter2@db/rollbot\"\n",
+            "neither a SQLite path",
+        ),
+        (
+            "[store]\nurl = \"postgres://rollbot@db/rollbot?password=hunter2\"\n",
+            "holds a password",
+        ),
+        (
+            "[store]\nurl = \"postgres://rollbot@db/rollbot?sslpassword=hunter2\"\n",
+            "holds a password",
+        ),
+        (
             "[store]\npassword_env = \"DB_PW\"\n",
             "only for a postgres:// store.url",
         ),

@@ -32,6 +32,8 @@ pub(super) struct LeaseLoop {
     pub tracker: tokio_util::task::TaskTracker,
     /// Cancelled after the drain: the loop stops renewing and releases the lease.
     pub done: CancellationToken,
+    /// The daemon's shutdown: a standby stops competing.
+    pub shutdown: CancellationToken,
 }
 
 impl LeaseLoop {
@@ -39,10 +41,22 @@ impl LeaseLoop {
         let holder = self.leadership.holder.clone();
         let mut leading = false;
         loop {
+            // A standby stops competing once the daemon stops; a leader renews through the
+            // drain (until `done`).
+            if !leading && self.shutdown.is_cancelled() {
+                return;
+            }
             let asked = Instant::now();
-            // A renewal slower than half the TTL counts as failed.
-            let attempt =
-                tokio::time::timeout(self.ttl / 2, self.store.try_lead(&holder, self.ttl)).await;
+            // A renewal slower than half the TTL (or than what is left of the lease) counts
+            // as failed.
+            let mut limit = self.ttl / 2;
+            if let Some(deadline) = self.leadership.deadline().filter(|_| leading) {
+                limit = limit.min(deadline.saturating_duration_since(asked));
+            }
+            let attempt = tokio::time::timeout(limit, self.store.try_lead(&holder, self.ttl)).await;
+            if matches!(attempt, Ok(Ok(_))) {
+                self.leadership.answered();
+            }
             match attempt {
                 Ok(Ok(LeaseOutcome::Held { epoch, previous })) => {
                     if leading && !self.leadership.is_leader() {
@@ -52,7 +66,9 @@ impl LeaseLoop {
                         return self.lose("another replica led in between");
                     }
                     self.leadership.granted(epoch, asked, self.ttl);
-                    if !leading {
+                    // Won only with time left (an answer that came too late is asked again),
+                    // and never while the daemon stops.
+                    if !leading && self.leadership.is_leader() && !self.shutdown.is_cancelled() {
                         leading = true;
                         self.won(epoch, previous).await;
                     }
@@ -71,8 +87,8 @@ impl LeaseLoop {
                 }
                 Err(_) => {
                     tracing::warn!(
-                        ttl_ms = self.ttl.as_millis() as u64,
-                        "The state database did not answer the lease renewal within half its TTL."
+                        limit_ms = limit.as_millis() as u64,
+                        "The state database did not answer the lease renewal in time."
                     );
                     if leading && !self.leadership.is_leader() {
                         return self.lose(
@@ -82,8 +98,17 @@ impl LeaseLoop {
                 }
             }
             let pause = if leading { self.ttl / 3 } else { self.ttl / 4 };
+            // The deadline ends the lease even when no renewal answers at all.
+            let deadline = self
+                .leadership
+                .deadline()
+                .filter(|_| leading)
+                .unwrap_or_else(|| Instant::now() + pause + self.ttl);
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    return self.lose("the lease ran out before it was renewed");
+                }
                 () = self.done.cancelled() => break,
             }
         }
@@ -124,6 +149,7 @@ impl LeaseLoop {
     }
 
     fn lose(&self, why: &str) {
+        let epoch = self.leadership.epoch();
         self.leadership.lost();
         self.metrics.set_leader(false);
         let failure = format!(
@@ -137,10 +163,16 @@ impl LeaseLoop {
             "leader_lost",
             json!({ "holder": self.leadership.holder, "why": why }),
         );
-        let store = self.store.clone();
+        // Best effort: say so, and give the lease up if the row still names this replica with
+        // the same epoch (a standby then need not wait for it to run out).
+        let (store, holder) = (self.store.clone(), self.leadership.holder.clone());
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(2), store.audit_as_bystander(&entry))
                 .await;
+            if let Some(epoch) = epoch {
+                let released = store.release_lead(&holder, epoch);
+                let _ = tokio::time::timeout(Duration::from_secs(2), released).await;
+            }
         });
         self.vitals.fail(failure);
     }

@@ -273,6 +273,7 @@ pub async fn start(settings: ServeSettings, options: DaemonOptions) -> anyhow::R
                 leading: Some(leading),
                 tracker: tracker.clone(),
                 done: done.clone(),
+                shutdown: shutdown.clone(),
             };
             // Not on the tracker: it renews through the drain and is stopped after it.
             let task = tokio::spawn(lease.run());
@@ -362,12 +363,19 @@ impl Daemon {
             done.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        let left_running = match self.store.active().await {
-            Ok(active) => active.iter().filter(|r| r.state.is_running()).count(),
-            Err(error) => {
-                tracing::error!(%error, "Cannot read the state database after the drain.");
-                usize::MAX
+        // A standby that never ran the engine left nothing running: what the store shows
+        // running belongs to the leader.
+        let ran_engine = self.engine_abort.get().is_some();
+        let left_running = if ran_engine {
+            match self.store.active().await {
+                Ok(active) => active.iter().filter(|r| r.state.is_running()).count(),
+                Err(error) => {
+                    tracing::error!(%error, "Cannot read the state database after the drain.");
+                    usize::MAX
+                }
             }
+        } else {
+            0
         };
         let clean = drained && left_running == 0;
         if clean {

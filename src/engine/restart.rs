@@ -117,14 +117,19 @@ impl Engine {
                 let detail =
                     "rollbot restarted before any tag moved; resuming the approved rollback"
                         .to_owned();
-                self.audit(AuditEntry::new(
+                // Recorded before anything is announced or run: a replica that lost the lease
+                // (fenced) goes no further.
+                let entry = AuditEntry::new(
                     now,
                     Some(id),
                     None,
                     "reconcile",
                     json!({ "decision": "resume" }),
-                ))
-                .await;
+                );
+                if let Err(error) = self.store.audit(&entry).await {
+                    tracing::error!(rollback_id = %id, %error, "The reconciliation could not be recorded; not going on.");
+                    return;
+                }
                 self.emit(Event {
                     kind: EventKind::Resumed { detail },
                     channel: record.channel.clone(),
@@ -134,14 +139,19 @@ impl Engine {
             }
             Reconciliation::Verify => {
                 let detail = "rollbot restarted after every tag moved; verifying now".to_owned();
-                self.audit(AuditEntry::new(
+                // Recorded before anything is announced or run: a replica that lost the lease
+                // (fenced) goes no further.
+                let entry = AuditEntry::new(
                     now,
                     Some(id),
                     None,
                     "reconcile",
                     json!({ "decision": "verify" }),
-                ))
-                .await;
+                );
+                if let Err(error) = self.store.audit(&entry).await {
+                    tracing::error!(rollback_id = %id, %error, "The reconciliation could not be recorded; not going on.");
+                    return;
+                }
                 if record.state != State::Verifying {
                     if record.state == State::Approved {
                         // Approved → Retagging → Verifying: the retag happened.

@@ -25,7 +25,9 @@ mod history;
 mod hold;
 
 pub use history::{select_target, walk, History, HistoryEnd, HistoryEntry, Selection};
-pub use hold::{hold_tag, read_hold, write_hold, HeldFrom, Hold, HoldReading, HoldState};
+pub use hold::{
+    hold_tag, read_hold, write_hold, HeldFrom, Hold, HoldReading, HoldState, HoldWrite, StagedHold,
+};
 
 pub const ROLLBACK_MANIFEST_TYPE: &str = "application/vnd.rollbot.rollback-manifest.v1+json";
 pub const BAD_MARK_TYPE: &str = "application/vnd.rollbot.bad-digest.v1+json";
@@ -33,6 +35,8 @@ pub const HOLD_TYPE: &str = "application/vnd.rollbot.hold.v1+json";
 /// The tag the hold lives under.
 pub const HOLD_TAG: &str = "rollbot-hold";
 const EMPTY_CONFIG_TYPE: &str = "application/vnd.oci.empty.v1+json";
+/// The empty config every artifact names (its blob must be in the repository).
+const EMPTY_CONFIG: &[u8] = b"{}";
 /// The JSON documents are small; anything larger under one of these tags is not ours.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 /// The only schema version this build writes and reads.
@@ -186,7 +190,7 @@ pub enum Stored {
 
 /// The artifact manifest for `document`: deterministic for the same inputs.
 fn artifact_manifest(artifact_type: &str, document: &[u8], created_at: &str) -> RawManifest {
-    let empty = Digest::of(b"{}");
+    let empty = Digest::of(EMPTY_CONFIG);
     let mut annotations = std::collections::BTreeMap::new();
     annotations.insert("org.opencontainers.image.created", created_at.to_owned());
     let manifest = ArtifactManifest {
@@ -236,7 +240,7 @@ async fn store(
     // The tag check and both blob uploads are independent; the manifest PUT needs the blobs.
     let (existing, config, layer) = futures_util::future::join3(
         registry.head_manifest(repository, &Reference::Tag(tag.clone())),
-        registry.push_blob(repository, Bytes::from_static(b"{}")),
+        registry.push_blob(repository, Bytes::from_static(EMPTY_CONFIG)),
         registry.push_blob(repository, Bytes::copy_from_slice(document)),
     )
     .await;

@@ -125,6 +125,12 @@ impl Notifier {
             if shutdown.is_cancelled() {
                 return;
             }
+            // A replica that lost the lease (a paused one waking up) delivers nothing: the new
+            // leader delivers from the same outbox.
+            if !self.store.leadership().is_leader() {
+                tracing::warn!(key = %delivery.key, "Not the leader any more; leaving the delivery to the leader.");
+                return;
+            }
             let span = crate::engine::rollback_span(delivery.rollback, None);
             let outcome = self.attempt(&delivery).instrument(span).await;
             let now = self.clock.now();

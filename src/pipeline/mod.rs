@@ -35,6 +35,7 @@ pub use drill::{rehearse, Cleanup, DrillReport, DrillRequest, DrillStep};
 pub use outcome::{Outcome, Progress, RegistryUsage, Report, TagReport, TagStatus};
 pub use plan::{plan, Plan, PlanError, RollbackRequest};
 pub use retag::{retag, IntentRecord, RetagError, RetagFailure, TagOutcome, SETTLE};
+use retag::{retag_after, Reads};
 pub use target::{default_target, DefaultTarget, TargetRefusal};
 pub use verify::{read_tags, verify, Verification, VerifyProblem};
 
@@ -58,7 +59,12 @@ pub struct HoldOptions {
 /// The answer to "apply this plan?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmation {
+    /// Approved, and time may have passed since the plan read the tags (a prompt answered):
+    /// they are read again before anything is written.
     Proceed,
+    /// Approved before the plan was made (`--yes`): the run writes straight after planning, so
+    /// the plan's reads of the tags are the compare-and-swap reads of the first write.
+    Preapproved,
     Declined,
     /// Nobody could be asked (no terminal) and the caller did not pre-confirm.
     NoTerminal,
@@ -124,8 +130,9 @@ pub async fn run(
     if options.dry_run {
         return finish(report, Outcome::DryRun, None);
     }
-    match confirm(&plan) {
-        Confirmation::Proceed => {}
+    let reads = match confirm(&plan) {
+        Confirmation::Preapproved => Reads::Fresh,
+        Confirmation::Proceed => Reads::Stale,
         Confirmation::Declined => {
             return finish(
                 report,
@@ -137,15 +144,16 @@ pub async fn run(
             let error = "refusing to change tags without confirmation: stdin is not a terminal; pass --yes to apply (or --dry-run to only plan)";
             return finish(report, Outcome::NotConfirmed, Some(error.to_owned()));
         }
-    }
+    };
 
-    execute(registry, &plan, options, &mut report, progress).await;
-    hold_moved_tags(
+    let begun = execute_with(registry, &plan, options, reads, true, &mut report, progress).await;
+    hold_moved_tags_begun(
         registry,
         &plan.image,
         &plan.target.digest,
         &plan.tags,
         options.hold.as_ref(),
+        begun,
         &mut report,
         progress,
     )
@@ -235,6 +243,22 @@ pub async fn hold_moved_tags(
     report: &mut Report,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) {
+    hold_moved_tags_begun(registry, image, digest, tags, hold, None, report, progress).await;
+}
+
+/// [`hold_moved_tags`], finishing the hold write `begun` during verification when there is
+/// one.
+#[allow(clippy::too_many_arguments)]
+async fn hold_moved_tags_begun(
+    registry: &RegistryClient,
+    image: &ImageRef,
+    digest: &Digest,
+    tags: &[PlannedTag],
+    hold: Option<&HoldOptions>,
+    begun: Option<manifest::HoldWrite>,
+    report: &mut Report,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) {
     let Some(hold) = hold else {
         return;
     };
@@ -263,7 +287,17 @@ pub async fn hold_moved_tags(
             hold.by.clone(),
         )
     };
-    let written = manifest::write_hold(registry, &record).await;
+    // A write that could not begin during verification, or cannot go on (long health checks
+    // outlived the registry's upload), is begun again: only its manifest PUT, the last step,
+    // changes the hold.
+    let staged = match begun {
+        Some(write) => write.upload(registry, &record).await.ok(),
+        None => None,
+    };
+    let written = match staged {
+        Some(staged) => staged.commit(registry).await,
+        None => manifest::write_hold(registry, &record).await,
+    };
     let detail = match &written {
         Ok(()) => format!(
             "{image}:{} set; CI's `rollbot gate` now stops pushes until `rollbot hold release`",
@@ -306,7 +340,8 @@ impl HoldOptions {
 
 /// Retag, verify and check an already planned (and approved) rollback, recording into `report`.
 /// Sets `report.outcome` and `report.error` (and, when the retag stopped part-way,
-/// `report.finish_command`); the caller calls [`Report::finish`].
+/// `report.finish_command`); the caller calls [`Report::finish`]. Every tag is read again
+/// before anything is written; [`hold_moved_tags`] writes the final hold.
 pub async fn execute(
     registry: &RegistryClient,
     plan: &Plan,
@@ -314,9 +349,34 @@ pub async fn execute(
     report: &mut Report,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) {
-    let step_started = Instant::now();
+    execute_with(
+        registry,
+        plan,
+        options,
+        Reads::Stale,
+        false,
+        report,
+        progress,
+    )
+    .await;
+}
+
+/// [`execute`] as [`run`] does it. The plan's `reads` may be the compare-and-swap reads; with
+/// `begin_hold` and a hold in `options`, the final hold's write begins while verification runs
+/// (the `in_progress` hold stored the empty config blob already, so that is one request), and
+/// is returned for [`hold_moved_tags_begun`] to finish (`None`: it could not begin).
+async fn execute_with(
+    registry: &RegistryClient,
+    plan: &Plan,
+    options: &RunOptions,
+    reads: Reads,
+    begin_hold: bool,
+    report: &mut Report,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Option<manifest::HoldWrite> {
     let intent = options.hold.as_ref().map(|hold| hold.intent(plan));
-    let retagged = retag(registry, plan, intent.as_ref(), |tag, duration| {
+    let step_started = Instant::now();
+    let retagged = retag_after(registry, plan, reads, intent.as_ref(), |tag, duration| {
         progress(Progress::TagMoved { tag, duration });
     })
     .await;
@@ -349,12 +409,12 @@ pub async fn execute(
                 Outcome::PrecheckFailed
             };
             report.error = Some(explain_retag_failure(&failure, plan, &finish, registry));
-            return;
+            return None;
         }
     }
 
     let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
-    verify_and_check(
+    let verified = verify_and_check(
         registry,
         &plan.image,
         &tags,
@@ -363,11 +423,27 @@ pub async fn execute(
         &options.checks,
         report,
         progress,
-    )
-    .await;
+    );
+    // Starting an upload changes nothing anyone reads; the hold itself is written after
+    // verification, with its outcome.
+    // The retag wrote the `in_progress` hold, and with it the empty config blob, when it had
+    // one and a tag to move.
+    let config_present = intent.is_some() && plan.tags.iter().any(|t| !t.already_at_target);
+    let begin = async {
+        match &options.hold {
+            Some(_) if begin_hold => {
+                manifest::HoldWrite::begin(registry, &plan.image, config_present)
+                    .await
+                    .ok()
+            }
+            _ => None,
+        }
+    };
+    let ((), begun) = futures_util::future::join(verified, begin).await;
     if report.outcome != Outcome::VerifyFailed {
         report.outcome = Outcome::Succeeded;
     }
+    begun
 }
 
 /// The error of a retag that stopped, for people: what failed, which tags may have moved

@@ -10,7 +10,7 @@ use super::verify::VerifyProblem;
 use crate::checks::millis;
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
 use crate::domain::record::{CheckReport, StepName, StepReport, TargetReport};
-use crate::registry::{RegistryClient, RequestCounts};
+use crate::registry::{RegistryClient, RequestCounts, RequestTiming};
 
 /// How a run ended. Each has one exit code (see `cli::exit_code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -87,7 +87,13 @@ impl TagStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegistryUsage {
     pub requests: RequestCounts,
+    /// Requests that count against a pull rate limit (Docker Hub: manifest GETs, not HEADs).
+    pub counted_pulls: u32,
     pub ratelimit_remaining: Option<String>,
+    /// Every request, timed, when the client was asked to keep them
+    /// (`RegistryClient::keep_timeline`; the command line's `--json`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<RequestTiming>,
 }
 
 /// Everything a run did, for people (rendered by `report.rs`) and machines (`--json`).
@@ -149,7 +155,9 @@ impl Report {
             rto_used_percent: 0.0,
             registry: RegistryUsage {
                 requests: RequestCounts::default(),
+                counted_pulls: 0,
                 ratelimit_remaining: None,
+                timeline: Vec::new(),
             },
         }
     }
@@ -218,9 +226,12 @@ impl Report {
         self.rto_ms = millis(rto);
         self.rto_used_percent = (total.as_secs_f64() / rto.as_secs_f64() * 1e4).round() / 1e2;
         if let Some(registry) = registry {
+            let requests = registry.requests();
             self.registry = RegistryUsage {
-                requests: registry.requests(),
+                requests,
+                counted_pulls: requests.counted_pulls(),
                 ratelimit_remaining: registry.ratelimit_remaining(),
+                timeline: registry.timeline(),
             };
         }
         self

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use super::plan::{head_tag, Plan};
 use crate::domain::model::{Digest, Reference, Tag, TagNow};
 use crate::domain::record::PlannedTag;
-use crate::manifest::{self, ArtifactError, Hold};
+use crate::manifest::{self, ArtifactError, Hold, HoldWrite};
 use crate::registry::{RegistryClient, RegistryError};
 
 /// How long to wait before reading the tags back after a write whose answer never came (a
@@ -77,21 +77,48 @@ impl RetagFailure {
     }
 }
 
-/// Writes the target's bytes under every tag not already at the target, compare-and-swap.
+/// Whether the plan's reads of the tags can be the compare-and-swap reads of the first write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reads {
+    /// The run writes straight after planning (approved beforehand: no prompt, no other write
+    /// in between), so the plan's reads are the compare-and-swap reads of the first write.
+    Fresh,
+    /// Time may have passed since the plan (a prompt, an approval, a plan made earlier): every
+    /// tag is read again before anything is written.
+    Stale,
+}
+
+/// Writes the target's bytes under every tag not already at the target, compare-and-swap: every
+/// tag is read again before anything is written, and each later write is preceded by a read of
+/// its tag.
 ///
 /// With `intent`, that hold (state `in_progress`) is written after the compare-and-swap reads
 /// and before the first tag write, so a run that stops part-way leaves its target on record; if
 /// in the end no tag moved, the hold is put back as it was.
 ///
 /// Registry cost: one HEAD per tag (and one for the hold with `intent`) before the first write,
-/// one more HEAD before each later write, one PUT per tag, and the hold's blob uploads and PUT.
-/// No GET: the bytes come from the plan.
+/// one more HEAD before each later write, one PUT per tag, and the hold's write (a blob HEAD,
+/// the document's upload: POST and PUT, the manifest PUT). No GET: the bytes come from the
+/// plan.
 ///
 /// # Errors
 /// A [`RetagFailure`] with the tags' real state afterwards.
 pub async fn retag(
     registry: &RegistryClient,
     plan: &Plan,
+    intent: Option<&Hold>,
+    on_moved: impl FnMut(&Tag, Duration),
+) -> Result<Vec<TagOutcome>, RetagFailure> {
+    retag_after(registry, plan, Reads::Stale, intent, on_moved).await
+}
+
+/// [`retag`], where the plan's `reads` may be the compare-and-swap reads of the first write.
+/// With [`Reads::Fresh`], the hold's HEAD and the start of its write go out together, right
+/// after the plan, and without `intent` the first tag is written at once.
+pub(super) async fn retag_after(
+    registry: &RegistryClient,
+    plan: &Plan,
+    reads: Reads,
     intent: Option<&Hold>,
     mut on_moved: impl FnMut(&Tag, Duration),
 ) -> Result<Vec<TagOutcome>, RetagFailure> {
@@ -104,21 +131,38 @@ pub async fn retag(
         previous_hold: None,
     };
 
-    // Gate: every tag still where the plan saw it, before anything is written; and the hold's
-    // current manifest, to put it back if nothing moves.
-    let heads = join_all(
-        to_move
-            .iter()
-            .map(|planned| head_tag(registry, repository, &planned.tag)),
-    );
+    // Gate: every tag still where the plan saw it, before anything is written (unless the
+    // plan's reads are that); and the hold's current manifest, to put it back if nothing moves.
+    let heads = async {
+        match reads {
+            Reads::Stale => Some(
+                join_all(
+                    to_move
+                        .iter()
+                        .map(|planned| head_tag(registry, repository, &planned.tag)),
+                )
+                .await,
+            ),
+            Reads::Fresh => None,
+        }
+    };
     let hold_head = async {
         match stop.intent {
             Some(_) => Some(head_tag(registry, repository, &manifest::hold_tag()).await),
             None => None,
         }
     };
-    let (heads, hold_head) = futures_util::future::join(heads, hold_head).await;
-    for (planned, head) in to_move.iter().zip(heads) {
+    // With reads to make, the hold's write begins after them: nothing is written before the
+    // gate, not even an upload's start.
+    let begin_early = async {
+        match (stop.intent, reads) {
+            (Some(_), Reads::Fresh) => Some(HoldWrite::begin(registry, &plan.image, false).await),
+            _ => None,
+        }
+    };
+    let (heads, hold_head, begun) =
+        futures_util::future::join3(heads, hold_head, begin_early).await;
+    for (planned, head) in to_move.iter().zip(heads.into_iter().flatten()) {
         let error = match head {
             Ok(Some(head)) if head.digest == planned.from => continue,
             Ok(found) => RetagError::Conflict {
@@ -144,7 +188,23 @@ pub async fn retag(
         None => {}
     }
     if let Some(hold) = stop.intent {
-        if let Err(error) = manifest::write_hold(registry, hold).await {
+        let begun = match begun {
+            Some(begun) => begun,
+            None => HoldWrite::begin(registry, &plan.image, false).await,
+        };
+        // Until the manifest PUT, nothing anyone reads has changed.
+        let staged = match begun {
+            Ok(write) => write.upload(registry, hold).await,
+            Err(error) => Err(error),
+        };
+        let committed = match staged {
+            Ok(staged) => staged.commit(registry).await,
+            Err(error) => {
+                let error = RetagError::Intent { error };
+                return Err(stop.nothing_written(error).await);
+            }
+        };
+        if let Err(error) = committed {
             let landed = match &error {
                 ArtifactError::Registry(error) => error.write_may_have_landed(),
                 _ => false,

@@ -132,7 +132,11 @@ impl RegistryClient {
             registry: self.host.clone(),
             detail: format!("token service {realm}: {}", error_chain(&error)),
         };
-        let response = request.send().await.map_err(unreachable)?;
+        let sent = Instant::now();
+        let response = request.send().await;
+        let status = response.as_ref().map_or(0, |r| r.status().as_u16());
+        self.timeline.note(|| token_op.clone(), status, sent);
+        let response = response.map_err(unreachable)?;
         match response.status() {
             status if status.is_success() => {}
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {

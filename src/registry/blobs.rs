@@ -1,6 +1,7 @@
 //! Blob requests: HEAD (does it exist), GET of a small blob checked against its digest (rollbot's
 //! own artifacts), a one-request upload (POST, then PUT with the digest) of a blob that is
-//! not there yet, and a cross-repository mount (a drill's copy of an image), which falls back to
+//! not there yet, split in two ([`BlobUpload`]) for callers that start the upload before they
+//! know the bytes, and a cross-repository mount (a drill's copy of an image), which falls back to
 //! copying the bytes when the registry will not mount.
 
 use bytes::Bytes;
@@ -16,6 +17,17 @@ use crate::domain::model::{Digest, Repository};
 const OCTET_STREAM: &str = "application/octet-stream";
 /// The largest blob copied through rollbot's memory when a registry will not mount it.
 pub const MAX_COPIED_BLOB_BYTES: usize = 256 * 1024 * 1024;
+
+/// An upload the registry has started (`POST /v2/<name>/blobs/uploads/` answered 202 with its
+/// Location) and that [`RegistryClient::finish_upload`] completes with the bytes. Starting it
+/// needs nothing but the repository, so a caller can start it while it still works out what the
+/// blob says (a hold's report, during verification).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobUpload {
+    repository: Repository,
+    /// From `/v2/` on, with the registry's query (its upload state) if any.
+    path: String,
+}
 
 /// How a blob got into a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +100,16 @@ impl RegistryClient {
         if self.blob_exists(repository, &digest).await? {
             return Ok(digest);
         }
+        let upload = self.start_upload(repository).await?;
+        self.finish_upload(&upload, bytes).await
+    }
+
+    /// Starts an upload (`POST /v2/<name>/blobs/uploads/`, answered 202 with the upload's
+    /// Location); [`RegistryClient::finish_upload`] completes it.
+    ///
+    /// # Errors
+    /// Transport, auth and server errors, or an answer without a usable Location.
+    pub async fn start_upload(&self, repository: &Repository) -> Result<BlobUpload, RegistryError> {
         let start = Op::post(
             Kind::BlobUpload,
             repository,
@@ -97,8 +119,28 @@ impl RegistryClient {
         )
         .expecting(StatusCode::ACCEPTED);
         let response = self.call(&start).await?;
-        self.finish_upload(&start, &response, bytes, &digest)
-            .await?;
+        self.upload_location(&start, &response)
+    }
+
+    /// Completes `upload` with all of `bytes` in one PUT (`?digest=`); returns their digest.
+    ///
+    /// # Errors
+    /// Transport, auth and server errors, or an upload the registry does not confirm.
+    pub async fn finish_upload(
+        &self,
+        upload: &BlobUpload,
+        bytes: Bytes,
+    ) -> Result<Digest, RegistryError> {
+        let digest = Digest::of(&bytes);
+        let separator = if upload.path.contains('?') { '&' } else { '?' };
+        let finish = Op::put(
+            Kind::BlobUpload,
+            &upload.repository,
+            format!("{}{separator}digest={digest}", upload.path),
+            bytes,
+            OCTET_STREAM,
+        );
+        self.call(&finish).await?;
         Ok(digest)
     }
 
@@ -148,37 +190,28 @@ impl RegistryClient {
                 ),
             ));
         }
+        let upload = self.upload_location(&mount, &response)?;
         let bytes = self.get_blob(from, digest, MAX_COPIED_BLOB_BYTES).await?;
-        self.finish_upload(&mount, &response, bytes, digest).await?;
+        self.finish_upload(&upload, bytes).await?;
         Ok(BlobCopy::Copied)
     }
 
-    /// Completes the upload `start` began (its answer names the upload's Location) with all of
-    /// `bytes` in one PUT.
-    async fn finish_upload(
+    /// The upload `start` began, from its answer's Location (absolute or a path, perhaps with a
+    /// query).
+    fn upload_location(
         &self,
         start: &Op<'_>,
         response: &reqwest::Response,
-        bytes: Bytes,
-        digest: &Digest,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<BlobUpload, RegistryError> {
         let location = header_str(response.headers(), "location")
             .ok_or_else(|| self.invalid(start, "no Location header for the upload".to_owned()))?;
-        // Location may be absolute or a path, and may already carry a query.
         let Some(index) = location.find("/v2/") else {
             return Err(self.invalid(start, format!("unexpected upload Location {location}")));
         };
-        let path = &location[index..];
-        let separator = if path.contains('?') { '&' } else { '?' };
-        let finish = Op::put(
-            Kind::BlobUpload,
-            start.repository,
-            format!("{path}{separator}digest={digest}"),
-            bytes,
-            OCTET_STREAM,
-        );
-        self.call(&finish).await?;
-        Ok(())
+        Ok(BlobUpload {
+            repository: start.repository.clone(),
+            path: location[index..].to_owned(),
+        })
     }
 }
 

@@ -1,13 +1,14 @@
 //! [`RegistryClient`]: one registry host with one set of credentials; its construction from
 //! config (credentials, plain HTTP or HTTPS, timeouts), `GET /v2/` and what it has seen so far
-//! (request counts, answers by status, the rate-limit header).
+//! (request counts, answers by status, the rate-limit header, and when asked each request's
+//! timing).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::auth::{self, Challenge, Credentials, Token};
-use super::counts::{Counters, RequestCounts};
+use super::counts::{Counters, RequestCounts, RequestTiming, Timeline};
 use super::RegistryError;
 use crate::config::{RegistrySettings, Settings};
 use crate::domain::model::{ImageRef, RegistryHost, Repository};
@@ -34,6 +35,7 @@ pub struct RegistryClient {
     pub(super) credentials: Credentials,
     pub(super) auth: Mutex<AuthState>,
     pub(super) counters: Counters,
+    pub(super) timeline: Timeline,
     /// Answers by HTTP status (0: no answer), for `/metrics`.
     statuses: Mutex<BTreeMap<u16, u64>>,
     pub(super) ratelimit_remaining: Mutex<Option<String>>,
@@ -109,6 +111,7 @@ impl RegistryClient {
             credentials,
             auth: Mutex::new(AuthState::default()),
             counters: Counters::default(),
+            timeline: Timeline::default(),
             statuses: Mutex::new(BTreeMap::new()),
             ratelimit_remaining: Mutex::new(None),
             leadership: None,
@@ -134,6 +137,18 @@ impl RegistryClient {
     /// Requests sent so far.
     pub fn requests(&self) -> RequestCounts {
         self.counters.snapshot()
+    }
+
+    /// Keeps each request from now on, timed from `origin` (a run's start), for
+    /// [`RegistryClient::timeline`]: where a command-line run's time goes (`--json`). A client
+    /// that is never asked keeps nothing.
+    pub fn keep_timeline(&self, origin: Instant) {
+        self.timeline.keep(origin);
+    }
+
+    /// The requests kept since [`RegistryClient::keep_timeline`], in the order answered.
+    pub fn timeline(&self) -> Vec<RequestTiming> {
+        self.timeline.snapshot()
     }
 
     /// Answers by HTTP status so far (0: no answer: connection error or timeout).

@@ -1,9 +1,14 @@
 //! Requests sent, by kind: [`RequestCounts`] for reports (a rollback's registry cost; Docker Hub
-//! counts manifest GETs against pull limits) and the atomic counters behind it.
+//! counts manifest GETs against pull limits) and the atomic counters behind it; and, when a
+//! run asks for it, the [`RequestTiming`] of each request (where a run's time goes).
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::Serialize;
+
+use crate::lock;
 
 /// Requests sent, by kind. Retries and token fetches count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -34,6 +39,67 @@ impl RequestCounts {
             + self.blob_get
             + self.blob_mount
             + self.manifest_delete
+    }
+
+    /// Requests Docker Hub counts against its pull rate limit: manifest GETs (a HEAD is not a
+    /// pull).
+    pub fn counted_pulls(&self) -> u32 {
+        self.manifest_get
+    }
+}
+
+/// One request and its answer, timed: `--json` reports list them (see
+/// `RegistryClient::keep_timeline`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestTiming {
+    /// `HEAD /v2/acme/app/manifests/latest`; a token fetch is `GET <realm>`.
+    pub request: String,
+    /// The answer's status; 0: no answer (a connection error or a timeout).
+    pub status: u16,
+    /// When it was sent, in microseconds from the start the timeline counts from.
+    pub sent_us: u64,
+    /// From sending it to the answer's headers, in microseconds.
+    pub took_us: u64,
+}
+
+/// The most requests a timeline keeps: a run sends a few dozen; a client kept by the daemon
+/// must not grow without end.
+const MAX_TIMELINE: usize = 1000;
+
+/// Requests timed since `origin`, once asked for.
+#[derive(Debug, Default)]
+pub(super) struct Timeline {
+    kept: Mutex<Option<(Instant, Vec<RequestTiming>)>>,
+}
+
+impl Timeline {
+    /// Starts keeping requests, timed from `origin`, dropping what was kept before.
+    pub(super) fn keep(&self, origin: Instant) {
+        *lock(&self.kept) = Some((origin, Vec::new()));
+    }
+
+    /// Notes a request sent at `sent` and answered with `status` now (when keeping).
+    pub(super) fn note(&self, request: impl FnOnce() -> String, status: u16, sent: Instant) {
+        let mut kept = lock(&self.kept);
+        let Some((origin, requests)) = kept.as_mut() else {
+            return;
+        };
+        if requests.len() < MAX_TIMELINE {
+            let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            requests.push(RequestTiming {
+                request: request(),
+                status,
+                sent_us: micros(sent.saturating_duration_since(*origin)),
+                took_us: micros(sent.elapsed()),
+            });
+        }
+    }
+
+    pub(super) fn snapshot(&self) -> Vec<RequestTiming> {
+        lock(&self.kept)
+            .as_ref()
+            .map(|(_, requests)| requests.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -120,5 +186,26 @@ mod tests {
             }
         );
         assert_eq!(counts.total(), 55);
+        assert_eq!(counts.counted_pulls(), 1, "manifest GETs only");
+    }
+
+    #[test]
+    fn a_timeline_keeps_requests_only_once_asked_and_at_most_its_limit() {
+        let timeline = Timeline::default();
+        let origin = Instant::now();
+        timeline.note(|| "GET /v2/".to_owned(), 200, origin);
+        assert!(timeline.snapshot().is_empty(), "not asked for");
+        timeline.keep(origin);
+        for _ in 0..=MAX_TIMELINE {
+            timeline.note(
+                || "HEAD /v2/acme/app/manifests/latest".to_owned(),
+                200,
+                origin,
+            );
+        }
+        let kept = timeline.snapshot();
+        assert_eq!(kept.len(), MAX_TIMELINE);
+        assert_eq!(kept[0].request, "HEAD /v2/acme/app/manifests/latest");
+        assert_eq!((kept[0].status, kept[0].sent_us), (200, 0));
     }
 }

@@ -16,7 +16,7 @@
 //! `Op` and hands it to `RegistryClient::call` (`request.rs`), which sends it through
 //! the retry loop (`send.rs`, with auth from `authorize.rs`) and turns any answer it did not
 //! expect into a [`RegistryError`] (`answers.rs`, `error.rs`). `client.rs` builds the client;
-//! `counts.rs` counts requests by kind.
+//! `counts.rs` counts requests by kind and, when a run asks, times each one.
 
 pub mod auth;
 pub mod oci;
@@ -35,9 +35,9 @@ mod send;
 #[cfg(test)]
 mod testing;
 
-pub use blobs::{BlobCopy, MAX_COPIED_BLOB_BYTES};
+pub use blobs::{BlobCopy, BlobUpload, MAX_COPIED_BLOB_BYTES};
 pub use client::RegistryClient;
-pub use counts::RequestCounts;
+pub use counts::{RequestCounts, RequestTiming};
 pub use error::RegistryError;
 pub use manifests::ManifestHead;
 pub use pool::Registries;

@@ -107,17 +107,6 @@ impl RegistryClient {
         loop {
             attempt += 1;
             let authorization = self.authorization(op).await?;
-            // Asked right before each write is sent: a replica paused past its lease wakes up
-            // to a refusal here, not to a write.
-            if let (true, Some(leadership)) = (op.writes(), &self.leadership) {
-                if let Err(not) = leadership.may_write() {
-                    return Err(RegistryError::NotLeader {
-                        registry: self.host.clone(),
-                        request: op.describe(),
-                        detail: not.to_string(),
-                    });
-                }
-            }
             let mut request = self.http.request(op.method.clone(), &url);
             if let Some(accept) = op.accept {
                 request = request.header(ACCEPT, HeaderValue::from_static(accept));
@@ -130,17 +119,35 @@ impl RegistryClient {
                     .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
                     .body(body.clone());
             }
+            // Asked right before each write is sent: a replica paused past its lease wakes up
+            // to a refusal here, not to a write. Nor may a write outlive the lease: it gets at
+            // most what is left of it.
+            if let (true, Some(leadership)) = (op.writes(), &self.leadership) {
+                if let Err(not) = leadership.may_write() {
+                    return Err(RegistryError::NotLeader {
+                        registry: self.host.clone(),
+                        request: op.describe(),
+                        detail: not.to_string(),
+                    });
+                }
+                if let Some(budget) = leadership.write_budget() {
+                    request = request.timeout(budget.min(self.timeout));
+                }
+            }
             self.counters.add(op.kind);
             let started = Instant::now();
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(error) => {
                     self.count_status(0);
+                    self.timeline.note(|| op.describe(), 0, started);
                     return Err(self.transport_error(op, &error));
                 }
             };
             let status = response.status();
             self.count_status(status.as_u16());
+            self.timeline
+                .note(|| op.describe(), status.as_u16(), started);
             tracing::debug!(registry = %self.host, request = %op.describe(), status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "Registry answered.");
             self.note_ratelimit(response.headers());
 

@@ -21,13 +21,12 @@ mod outbox;
 mod schema;
 
 use std::path::Path;
-use std::str::FromStr;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::AnyPool;
 use sqlx::{ConnectOptions as _, Connection as _, Executor as _, Row};
 
@@ -130,14 +129,7 @@ impl Store {
             path: path.display().to_string(),
             detail,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
-        }
-        let url = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| open_error(e.to_string()))?
-            .filename(path)
-            .create_if_missing(true)
-            .to_url_lossy();
+        let url = sqlite_url(path).map_err(open_error)?;
         let options = AnyConnectOptions::from_url(&url).map_err(|e| open_error(e.to_string()))?;
         Store::connect(
             options,
@@ -204,10 +196,12 @@ impl Store {
     ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let mut first = sqlx::AnyConnection::connect_with(&options).await?;
-        if dialect == Dialect::Sqlite {
+        match dialect {
             // Persistent in the file: readers never wait for the writer.
-            first.execute("PRAGMA journal_mode = WAL").await?;
-        }
+            Dialect::Sqlite => first.execute("PRAGMA journal_mode = WAL").await?,
+            // The migrations' "already exists, skipping" notices are not news.
+            Dialect::Postgres => first.execute("SET client_min_messages = warning").await?,
+        };
         schema::migrate(&mut first, dialect).await?;
         first.close().await?;
         let idle_limit = lease_ttl.map(|ttl| ttl.as_millis().max(1000));
@@ -477,6 +471,33 @@ impl Store {
     }
 }
 
+/// The `sqlite://` URL of `path` (its directory created if missing) that opens exactly that
+/// file, creating it if missing: the directory made absolute first (a relative `d/../x.db` would
+/// otherwise read as host `d`), every byte but unreserved ones percent-encoded (a `%41` in a
+/// name stays `%41`).
+fn sqlite_url(path: &Path) -> Result<reqwest::Url, String> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    let parent = std::fs::canonicalize(parent).map_err(|e| e.to_string())?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| "the path names no file".to_owned())?;
+    let absolute = parent.join(name);
+    let mut encoded = String::new();
+    for byte in absolute.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                encoded.push(char::from(*byte));
+            }
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    reqwest::Url::parse(&format!("sqlite://{encoded}?mode=rwc")).map_err(|e| e.to_string())
+}
+
 /// The connection options for `postgres`: its URL with the password (a secret: the URL built
 /// here is never shown).
 fn postgres_options(postgres: &PostgresLocation) -> Result<AnyConnectOptions, sqlx::Error> {
@@ -504,9 +525,25 @@ fn from_row(row: &AnyRow) -> Result<RollbackRecord, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::sqlite::SqlitePool;
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
     use super::*;
+
+    /// The file opened is the one the path names, as the filesystem resolves it: `..` after a
+    /// directory, and a `%` in a name, taken literally.
+    #[tokio::test]
+    async fn a_sqlite_path_opens_exactly_the_file_it_names() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::create_dir(dir.path().join("d")).expect("d");
+        let path = dir.path().join("d/../x%41 y.db");
+        let store = Store::open(&path).await.expect("opens");
+        store.ping().await.expect("answers");
+        assert!(dir.path().join("x%41 y.db").exists(), "the named file");
+        assert!(!dir.path().join("d/x%41 y.db").exists());
+        assert!(!dir.path().join("xA y.db").exists());
+    }
 
     /// A database made by a rollbot from before drills (schema 2) opens: its rollbacks become
     /// real rollbacks (`drill = 0`), and from then on a drill and a rollback of one image can

@@ -20,10 +20,12 @@ use crate::support::slack::FakeSlack;
 
 const TTL: Duration = Duration::from_secs(2);
 
-/// Console users; bob approves (no groups: the Slack self-check has none to look up).
+/// Console users; bob approves (no groups: the Slack self-check has none to look up). An
+/// approval is good for `{expiry}`.
 const PEOPLE: &str = r#"
 [approvals]
 approvers = ["bob"]
+expiry = "{expiry}"
 
 [console]
 enabled = "on"
@@ -180,6 +182,12 @@ struct World {
 
 impl World {
     fn new(extra: &str) -> World {
+        World::with_expiry("10m", extra)
+    }
+
+    /// [`World::new`] with approvals good for `expiry`.
+    fn with_expiry(expiry: &str, extra: &str) -> World {
+        let people = PEOPLE.replace("{expiry}", expiry);
         let ci = Ci::new();
         for version in ["v1", "v2", "v3"] {
             ci.build(version);
@@ -191,7 +199,7 @@ impl World {
         std::fs::write(
             &config,
             format!(
-                "[registries.\"{host}\"]\ninsecure = true\nendpoint = \"{proxy}\"\n\n[images.app]\nimage = \"{host}/acme/app\"\n\n[store]\nurl = \"{db}\"\nlease_ttl = \"2s\"\n\n[server]\nshutdown_grace = \"5s\"\n{PEOPLE}\n{extra}\n",
+                "[registries.\"{host}\"]\ninsecure = true\nendpoint = \"{proxy}\"\n\n[images.app]\nimage = \"{host}/acme/app\"\n\n[store]\nurl = \"{db}\"\nlease_ttl = \"2s\"\n\n[server]\nshutdown_grace = \"5s\"\n{people}\n{extra}\n",
                 host = ci.registry.host,
                 proxy = proxy.host,
             ),
@@ -240,10 +248,23 @@ impl World {
         self.proxy.seen().iter().filter(|l| **l == line).count()
     }
 
-    /// Requests a rollback of `app` on `leader`, then holds the answer to the first `HEAD` of
+    /// Requests a rollback of `app` on `leader`, then delays the answer to the first `HEAD` of
     /// `latest` after bob's approval (the re-plan, before any write) for `hold`, and returns
     /// once that HEAD reached the proxy: the leader is mid-rollback, nothing written yet.
     fn approve_and_catch_before_the_first_write(&self, leader: &Replica, hold: Duration) {
+        self.approve_and_hold(
+            leader,
+            Rule::DelayFirstAnswer {
+                method: "HEAD",
+                suffix: "/manifests/latest".into(),
+                delay: hold,
+                used: Arc::new(AtomicBool::new(false)),
+            },
+        );
+    }
+
+    /// [`World::approve_and_catch_before_the_first_write`] with any rule for that HEAD.
+    fn approve_and_hold(&self, leader: &Replica, rule: Rule) {
         let (status, text) = leader.say("alice", "/rollback app");
         assert_eq!(status, 200, "{text}");
         assert!(text.contains("\"ok\":true"), "{text}");
@@ -255,12 +276,7 @@ impl World {
                 .count()
         };
         let before = heads(&self.proxy);
-        self.proxy.set_rules(vec![Rule::DelayFirstAnswer {
-            method: "HEAD",
-            suffix: "/manifests/latest".into(),
-            delay: hold,
-            used: Arc::new(AtomicBool::new(false)),
-        }]);
+        self.proxy.set_rules(vec![rule]);
         let (status, text) = leader.click("bob", "approve:rb-1");
         assert_eq!(status, 200, "{text}");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -297,7 +313,7 @@ fn exactly_one_replica_leads_and_only_it_connects_to_chat_and_takes_commands() {
         home.path().join("app").display(),
         slack.api_url()
     ));
-    let (a, b) = world.pair();
+    let (mut a, mut b) = world.pair();
     assert!(a.get("/metrics").1.contains("\nrollbot_leader 1\n"));
     assert!(b.get("/metrics").1.contains("\nrollbot_leader 0\n"));
     std::thread::sleep(TTL * 2);
@@ -323,6 +339,42 @@ fn exactly_one_replica_leads_and_only_it_connects_to_chat_and_takes_commands() {
         world.sql("SELECT count(*) FROM audit WHERE kind = 'leader'"),
         "1",
         "the leader's election is audited"
+    );
+
+    // A clean stop of the leader gives the lease up: the standby leads without waiting for
+    // the lease to run out, and connects to Slack in its turn.
+    a.signal("TERM");
+    assert_eq!(
+        a.exit_code(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        a.stderr()
+    );
+    assert!(
+        a.stderr().contains("Gave the leader lease up."),
+        "{}",
+        a.stderr()
+    );
+    b.wait("b to lead", TTL * 4, |r| r.get("/readyz").0 == 200);
+    slack.wait_until("b's Socket Mode connection", |s| {
+        s.connections_opened() == 2
+    });
+    // A standby stopping leaves the leader's rollbacks alone and exits 0 too.
+    let mut c = world.replica("c");
+    assert_eq!(c.get("/readyz").0, 503);
+    c.signal("TERM");
+    assert_eq!(
+        c.exit_code(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+    b.signal("TERM");
+    assert_eq!(
+        b.exit_code(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        b.stderr()
     );
 }
 
@@ -414,4 +466,58 @@ fn a_leader_paused_mid_rollback_wakes_up_fenced_writes_nothing_and_steps_down() 
     );
     assert_eq!(world.ci.latest().as_deref(), Some(world.v2.as_str()));
     assert_eq!(b.get("/readyz").0, 200, "b still leads");
+}
+
+/// The case the registry's write gate is for: the new leader leaves the tags alone (the
+/// approval went stale while the old leader was paused, so it marks the rollback interrupted),
+/// and the old leader wakes up to an answer saying the tag is still where the plan saw it.
+/// Without the gate it would now write `latest`; with it, every write is refused before it is
+/// sent, and the record stays interrupted.
+#[test]
+fn a_paused_leader_whose_rollback_the_new_leader_left_alone_still_writes_nothing() {
+    let world = World::with_expiry("10s", "");
+    let mut a = world.replica("a");
+    a.wait("a to lead", Duration::from_secs(20), |r| {
+        r.get("/readyz").0 == 200
+    });
+    let release = Arc::new(AtomicBool::new(false));
+    world.approve_and_hold(
+        &a,
+        Rule::HoldFirstAnswer {
+            method: "HEAD",
+            suffix: "/manifests/latest".into(),
+            release: Arc::clone(&release),
+            used: Arc::new(AtomicBool::new(false)),
+        },
+    );
+    a.signal("STOP");
+    let stopped = Instant::now();
+    // The approval (10 s) goes stale while a is paused; only then does b start and lead.
+    std::thread::sleep(Duration::from_secs(11).saturating_sub(stopped.elapsed()));
+    let b = world.replica("b");
+    b.wait("b to take over", TTL * 4, |r| r.get("/readyz").0 == 200);
+    world.wait_for_state("interrupted", Duration::from_secs(20));
+    let seen_before = world.proxy.seen().len();
+
+    a.signal("CONT");
+    std::thread::sleep(Duration::from_millis(300));
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    let code = a.exit_code(Duration::from_secs(20));
+    let stderr = a.stderr();
+    assert!(code.is_some_and(|c| c != 0), "{code:?}:\n{stderr}");
+    assert!(stderr.contains("lost the leadership"), "{stderr}");
+    assert!(
+        stderr.contains("was not sent to"),
+        "the old leader tried to write and the gate refused it:\n{stderr}"
+    );
+    let after: Vec<String> = world.proxy.seen()[seen_before..].to_vec();
+    assert!(
+        after.iter().all(|line| !line.starts_with("PUT ")
+            && !line.starts_with("POST ")
+            && !line.starts_with("DELETE ")),
+        "the old leader wrote nothing: {after:#?}"
+    );
+    assert_eq!(world.puts_of("latest"), 0, "{:#?}", world.proxy.seen());
+    assert_eq!(world.state_of_first_rollback(), "interrupted");
+    assert_ne!(world.ci.latest().as_deref(), Some(world.v2.as_str()));
 }

@@ -14,6 +14,7 @@ mod manifests;
 mod notify;
 mod notify_startup;
 mod pipeline;
+mod pulls;
 mod render;
 mod rollback;
 mod runbook;

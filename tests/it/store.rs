@@ -303,6 +303,12 @@ fn the_lease_goes_to_one_replica_and_an_old_leader_can_change_nothing() {
             .expect("the leader creates");
 
         tokio::time::sleep(short + Duration::from_millis(200)).await;
+        // The lease ran out and nobody took it yet: a, which still believes it leads, is
+        // refused by the database alone (its audit entries too).
+        let expired = a.audit(&entry(3)).await;
+        assert!(matches!(expired, Err(StoreError::Fenced(_))), "{expired:?}");
+        let expired = a.save(&rollback, &[]).await;
+        assert!(matches!(expired, Err(StoreError::Fenced(_))), "{expired:?}");
         let asked = Instant::now();
         let LeaseOutcome::Held {
             epoch: second,

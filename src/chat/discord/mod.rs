@@ -300,14 +300,19 @@ impl ChatPort for Discord {
                 started: false,
             },
         );
+        Ok(id)
+    }
+
+    /// Once the engine resolves votes on the plan, its approve and reject reactions are added
+    /// (before, a click on them could arrive for a message the engine does not know yet).
+    async fn status_known(&self, channel: &str, status_ref: &str, message: &Message) {
         let has_buttons = message
             .blocks
             .iter()
             .any(|b| matches!(b, Block::Actions { .. }));
         if has_buttons && self.settings.mode == DiscordMode::Gateway {
-            self.seed_reactions(channel, &id).await;
+            self.seed_reactions(channel, status_ref).await;
         }
-        Ok(id)
     }
 
     async fn update_status(

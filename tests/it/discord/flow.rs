@@ -167,6 +167,14 @@ fn approval_by_reaction_and_a_reaction_without_the_role_is_refused_in_the_thread
     let w = world("gateway", "");
     w.wait_ready();
     let plan = w.request();
+    // People react to the reactions rollbot added (added once the engine knows the plan).
+    w.discord.wait_until("the reactions are seeded", |d| {
+        d.calls_to(&format!(
+            "PUT /channels/{CHANNEL}/messages/{plan}/reactions/*/@me"
+        ))
+        .len()
+            == 2
+    });
     // Another emoji is nothing; Bob's ✅ is refused (in the thread, pinging only him).
     assert!(w
         .discord

@@ -38,6 +38,14 @@ pub enum Rule {
         delay: std::time::Duration,
         used: Arc<std::sync::atomic::AtomicBool>,
     },
+    /// The first `method` request whose path ends with `suffix` reaches the registry at once,
+    /// and its answer waits until `release` is set.
+    HoldFirstAnswer {
+        method: &'static str,
+        suffix: String,
+        release: Arc<std::sync::atomic::AtomicBool>,
+        used: Arc<std::sync::atomic::AtomicBool>,
+    },
     /// (review) A gateway in front of a slow registry: the first `PUT .../manifests/<tag>` is
     /// answered 504 at once while the registry stores it `lands_after` later; every later PUT
     /// of that tag is answered 429 with `Retry-After: 120` (write rate limit).
@@ -266,6 +274,25 @@ async fn serve(
         };
         if let Some((_, after)) = delay {
             tokio::time::sleep(after).await;
+        }
+        let held = rules.iter().find_map(|rule| match rule {
+            Rule::HoldFirstAnswer {
+                method: wanted,
+                suffix,
+                release,
+                used,
+            } if method == *wanted
+                && path.ends_with(suffix.as_str())
+                && !used.swap(true, std::sync::atomic::Ordering::SeqCst) =>
+            {
+                Some(Arc::clone(release))
+            }
+            _ => None,
+        });
+        if let Some(release) = held {
+            while !release.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
         }
         out_headers.extend(extra);
         let mut head = format!("HTTP/1.1 {status} X\r\n");
