@@ -8,7 +8,8 @@
 //! Persisted before announced still holds for every report: nothing of a batch is announced
 //! before its commit. A batch that cannot be committed is committed report by report, so a
 //! report that cannot be persisted fails alone (logged, as it always was) and the others are
-//! recorded.
+//! recorded; a later report of the same rollback, staged on top of it, takes its audit entries
+//! and announcements along.
 
 use super::transitions::{Change, Hop};
 use super::*;
@@ -62,8 +63,8 @@ impl Engine {
     }
 
     /// Persists `changes` in one transaction, then applies and announces each in order. When
-    /// the transaction fails, each change is persisted on its own, and one that still cannot
-    /// be is logged and left out (its rollback stays as it was recorded last).
+    /// the transaction fails, each change is persisted on its own; one that still cannot be is
+    /// logged, and goes with the next change of its rollback (staged on top of it), if any.
     pub(in crate::engine) async fn commit(&mut self, changes: Vec<Change>) {
         if changes.is_empty() {
             return;
@@ -93,12 +94,22 @@ impl Engine {
                 if changes.len() > 1 {
                     tracing::warn!(%error, changes = changes.len(), "A batch of reports could not be committed; committing them one by one.");
                 }
-                for change in changes {
+                // A change staged on one that could not be persisted holds what that one
+                // changed in its record: it takes that one's audit entries and events along,
+                // so nothing is stored without its entry nor announced out of order or twice.
+                let mut left: HashMap<RollbackId, (Vec<AuditEntry>, Vec<Event>)> = HashMap::new();
+                for mut change in changes {
                     let id = change.record.id;
+                    if let Some((mut audit, mut events)) = left.remove(&id) {
+                        audit.append(&mut change.audit);
+                        events.append(&mut change.events);
+                        (change.audit, change.events) = (audit, events);
+                    }
                     match self.store.save(&change.record, &change.audit).await {
                         Ok(()) => self.apply(change),
                         Err(error) => {
                             tracing::error!(rollback_id = %id, %error, "A report of the rollback could not be persisted.");
+                            left.insert(id, (change.audit, change.events));
                         }
                     }
                 }
@@ -397,5 +408,69 @@ mod tests {
             .filter_map(|e| e.rollback.as_ref().map(|r| r.id))
             .collect();
         assert_eq!(told, [app, api], "only what was persisted is announced");
+    }
+
+    #[tokio::test]
+    async fn a_report_that_failed_alone_is_recorded_and_announced_with_the_next_of_its_rollback() {
+        let mut h = Harness::new().await;
+        let (app, _) = running(&mut h).await;
+        let mut ghost = h.engine.active[&app].clone();
+        ghost.id = RollbackId(999);
+        ghost.image = crate::domain::model::ImageRef::parse("registry.example.com/acme/ghost")
+            .expect("image");
+        h.engine.active.insert(ghost.id, ghost.clone());
+        let before = h.audit_log().await.len();
+        // The database refuses app's record as the retag step leaves it (once verifying, one
+        // step more), and only that one: the next report's record, with the verify step too,
+        // is accepted. The ghost fails the batch, so each report is committed on its own.
+        let steps = h.engine.active[&app].steps.len() + 1;
+        h.sql(&format!(
+            "CREATE TRIGGER refuse_once BEFORE UPDATE ON rollbacks \
+             WHEN NEW.id = {app} AND NEW.state = 'verifying' \
+             AND json_array_length(NEW.data, '$.steps') = {steps} \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+            app = app.0
+        ))
+        .await;
+
+        h.engine
+            .internals(vec![
+                step(app, StepName::Retag),
+                step(ghost.id, StepName::Retag),
+                step(app, StepName::Verify),
+            ])
+            .await;
+
+        let stored = h.stored(app).await;
+        assert_eq!(stored.state, State::Verifying);
+        let names: Vec<StepName> = stored.steps.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names[names.len() - 2..],
+            [StepName::Retag, StepName::Verify]
+        );
+        assert_eq!(h.engine.active[&app], stored);
+        let log = h.audit_log().await;
+        let written: Vec<String> = log[before..]
+            .iter()
+            .map(|e| {
+                let what = e.detail["name"].as_str().or(e.detail["to"].as_str());
+                format!("{} {}", e.kind, what.unwrap_or(""))
+            })
+            .collect();
+        assert_eq!(
+            written,
+            ["step retag", "state verifying", "step verify"],
+            "the record holds the retag and the move to verifying: so does the log"
+        );
+        let told: Vec<(usize, State)> = h
+            .events()
+            .iter()
+            .filter_map(|e| e.rollback.as_ref().map(|r| (r.steps.len(), r.state)))
+            .collect();
+        assert_eq!(
+            told,
+            [(steps, State::Verifying), (steps + 1, State::Verifying)],
+            "each report announced once, in order, once persisted"
+        );
     }
 }

@@ -373,6 +373,21 @@ impl Harness {
         self.store.get(id).await.expect("readable").expect("stored")
     }
 
+    /// Runs `sql` on the database file itself, beside the store (a trigger that makes one
+    /// particular write fail, as a database that fails now and then would).
+    pub(in crate::engine) async fn sql(&self, sql: &str) {
+        let options =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(self.dir.path().join("rollbot.db"));
+        let pool = sqlx::sqlite::SqlitePool::connect_with(options)
+            .await
+            .expect("the database");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&pool)
+            .await
+            .expect(sql);
+        pool.close().await;
+    }
+
     /// How many commands named `name` the metrics counted.
     pub(in crate::engine) fn commands_counted(&self, name: &str) -> u64 {
         let line = format!("rollbot_commands_total{{command=\"{name}\"}} ");
