@@ -6,7 +6,7 @@
 //! it, one active drill per image (partial unique indexes), and an audit log that refuses
 //! updates and deletes (triggers). Postgres also has the leader lease row (`store/lease.rs`).
 //! So are the indexes: every read the daemon and `rollbot audit` make is an index range, bounded
-//! by a `LIMIT` where the range can grow (see `tests/it/store.rs`).
+//! by a `LIMIT` where the range can grow (see `tests/it/store_bounds.rs`).
 
 use sqlx::{AnyConnection, Row};
 
