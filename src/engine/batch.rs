@@ -473,4 +473,41 @@ mod tests {
             "each report announced once, in order, once persisted"
         );
     }
+
+    #[tokio::test]
+    async fn a_batch_the_database_refuses_whole_is_neither_recorded_nor_announced() {
+        // As a replica that lost the lease finds every change fenced: every write refused.
+        let mut h = Harness::new().await;
+        let (app, api) = running(&mut h).await;
+        let log = h.audit_log().await;
+        let active = h.engine.active.clone();
+        h.sql(
+            "CREATE TRIGGER refuse_all BEFORE UPDATE ON rollbacks \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+        )
+        .await;
+        let image = h.engine.active[&app].image.clone();
+        let target = Reference::Digest(h.engine.active[&app].target.digest.clone());
+        let mut report = Report::new("rollback", &image, &target, &[]);
+        report.outcome = Outcome::Succeeded;
+
+        h.engine
+            .internals(vec![
+                step(app, StepName::Retag),
+                step(api, StepName::Retag),
+                Internal::Finished {
+                    id: app,
+                    report: Box::new(report),
+                    tags_now: None,
+                },
+            ])
+            .await;
+
+        for id in [app, api] {
+            assert_eq!(h.stored(id).await.state, State::Retagging, "{id}");
+        }
+        assert_eq!(h.engine.active, active, "as recorded last");
+        assert_eq!(h.audit_log().await, log, "nothing audited");
+        assert_eq!(h.event_kinds(), [], "nothing announced");
+    }
 }
