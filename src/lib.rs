@@ -108,9 +108,10 @@
 //!   (`pipeline/outcome.rs`). `pipeline/plan.rs` does the one manifest GET (the target's bytes)
 //!   and the completeness pre-check; `pipeline/retag.rs` writes those bytes under each tag with
 //!   compare-and-swap, recording its intent in the hold first and reading every tag back when
-//!   it stops (approved beforehand, `--yes`, the plan's own reads are the first write's
-//!   compare-and-swap reads); `pipeline/verify.rs` reads back by HEAD; `hold_moved_tags` records
-//!   the finished rollback so CI does not undo it, its write begun while verification runs;
+//!   it stops (approved beforehand — `--yes`, or the daemon's re-plan after an approval — the
+//!   plan's own reads are the first write's compare-and-swap reads); `pipeline/verify.rs` reads
+//!   back by HEAD; the `active` hold records the finished rollback so CI does not undo it,
+//!   written while verification runs;
 //!   `pipeline/target.rs` chooses the target when none was named (finishing an unfinished
 //!   rollback the hold records, never going further back).
 //!   `pipeline/drill/` rehearses a rollback ([`pipeline::rehearse`]): the live build and the
@@ -120,8 +121,7 @@
 //! - [`manifest`]: rollbot's small OCI artifacts next to the image: the rollback manifest CI
 //!   writes per build (`sha256-<hex>.rollback`, naming the previous digest, so history is a
 //!   chain), bad-digest marks (`sha256-<hex>.bad`), and the hold (`rollbot-hold`,
-//!   `manifest/hold.rs`, written in three steps by `HoldWrite`: upload started, document, the
-//!   manifest PUT) that `gate` checks in CI. `manifest/history.rs` walks the chain and
+//!   `manifest/hold.rs`, its document inside its manifest: one PUT) that `gate` checks in CI. `manifest/history.rs` walks the chain and
 //!   `select_target` picks the default rollback target from it.
 //! - [`registry`]: the registry port, a small distribution-spec client over `reqwest`. Every
 //!   request takes one path: `registry/manifests.rs` (manifest HEAD/GET/PUT, tag lists) and
@@ -184,13 +184,15 @@
 //! - A retag never re-serialises a manifest: the bytes written are the bytes read, and their
 //!   sha256 is checked against the digest asked for and every digest header seen.
 //! - Nothing is written before the plan's checks pass (target complete, every tag where the
-//!   plan saw it). Each write is preceded by a compare-and-swap read of that tag: a HEAD right
-//!   before it, or, for the first write of a run approved before its plan (`--yes`) with
-//!   nothing written in between, the plan's own HEAD.
+//!   plan saw it). Each tag write is preceded by a compare-and-swap read of that tag answered
+//!   at most `MAX_READ_AGE` (100 ms) before: a HEAD right before it or sent with the write
+//!   before it, or, for the first write of a run approved before its plan (`--yes`, the
+//!   daemon's re-plan), the plan's own HEAD.
 //! - One manifest GET per rollback with a named target (the target's bytes, the one counted
-//!   pull on Docker Hub); everything else is HEAD, PUT or the hold's blob uploads.
+//!   pull on Docker Hub); everything else is HEAD or PUT (and, once per repository, the upload
+//!   of the empty blob rollbot's artifacts name).
 //! - The hold is recorded before the first tag write (`in_progress`) and set (`active`) before
-//!   a run reports success; only its manifest PUT changes what the hold says.
+//!   a run reports success; each is one manifest PUT.
 //! - `domain/` names no SDK or HTTP crate; HTTP clients (`reqwest`) live only in `registry/`,
 //!   `checks` and `notify/` (elsewhere only `reqwest::Url` parses URLs), Slack's SDK only in
 //!   `chat::slack`; the engine names no chat platform (adapters translate to

@@ -245,7 +245,7 @@ pub(super) async fn verify(args: VerifyArgs, settings: &Settings, insecure: bool
         &image,
         &tags,
         &args.expect,
-        &references,
+        pipeline::References::Read(&references),
         &checks,
         &mut report,
         &mut print_progress,

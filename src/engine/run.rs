@@ -169,7 +169,9 @@ pub(in crate::engine) async fn run_pipeline(
         target_source: record.target_source.clone(),
         prefetched,
     };
-    let approved = |_: &Plan| pipeline::Confirmation::Proceed;
+    // The plan is made after the approval, with nothing in between: its reads of the tags are
+    // the compare-and-swap reads of the first write.
+    let approved = |_: &Plan| pipeline::Confirmation::Preapproved;
     let mut report = pipeline::run(
         registry,
         &request,

@@ -459,6 +459,7 @@ pub(in crate::engine) fn planned(image: &ImageRef, noop: bool) -> Planned {
                 from,
                 already_at_target: noop,
             }],
+            tags_read_at: std::time::Instant::now(),
             target,
         },
         target_source: Some("the rollback manifest of the bad build".to_owned()),

@@ -6,20 +6,20 @@
 //! — leaves its intent for the next run, the daemon and other operators to see; then `active`
 //! with the report once the tags moved and were verified. Either blocks CI's `rollbot gate`.
 //!
-//! A hold is written in three round trips ([`HoldWrite`]): the document's upload started (with
-//! the empty config blob checked), the document uploaded, the manifest PUT under `rollbot-hold`.
-//! The first needs no document, so a rollback starts it while it still verifies.
+//! A hold carries its document in its manifest (see the module above), so writing it is one
+//! manifest PUT under `rollbot-hold` once the repository has the empty blob it names
+//! ([`hold_blob_present`] reads that, [`put_hold`] writes): a rollback checks for the blob while
+//! it plans, and its two hold writes are a request each.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    artifact_manifest, fetch, now_rfc3339, ArtifactError, EMPTY_CONFIG, HOLD_TAG, HOLD_TYPE,
+    fetch, inline_artifact_manifest, now_rfc3339, ArtifactError, EMPTY_CONFIG, HOLD_TAG, HOLD_TYPE,
     SCHEMA_VERSION,
 };
 use crate::domain::model::{Digest, ImageRef, Tag};
-use crate::registry::oci::RawManifest;
-use crate::registry::{BlobUpload, RegistryClient};
+use crate::registry::RegistryClient;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -244,105 +244,68 @@ pub async fn read_hold(
     Ok(Some(hold))
 }
 
-/// Writes `hold` (active, in progress or released) under `rollbot-hold`: the three steps of
-/// [`HoldWrite`] one after the other.
-///
-/// Registry cost: a blob HEAD (the empty config) with the document's upload started (POST),
-/// the document's upload (PUT), the manifest PUT. Nothing is read first: the document is new
-/// (it carries its own time), and the hold is replaced whatever it was.
+/// Writes `hold` (active, in progress or released) under `rollbot-hold`: whether the empty blob
+/// is there (a HEAD), then [`put_hold`]. Nothing is read first: the document is new (it carries
+/// its own time), and the hold is replaced whatever it was.
 ///
 /// # Errors
 /// Registry errors.
 pub async fn write_hold(registry: &RegistryClient, hold: &Hold) -> Result<(), ArtifactError> {
-    HoldWrite::begin(registry, &hold.image, false)
-        .await?
-        .upload(registry, hold)
-        .await?
-        .commit(registry)
-        .await
+    let present = hold_blob_present(registry, &hold.image).await?;
+    put_hold(registry, hold, present).await
 }
 
-/// A hold write under way: the document's upload is started and the empty config blob is in
-/// the repository. Nothing a reader sees has changed yet.
-#[derive(Debug)]
-pub struct HoldWrite {
-    image: ImageRef,
-    upload: BlobUpload,
+/// Whether `image`'s repository has the empty blob a hold's manifest names (a blob HEAD). With
+/// it there, [`put_hold`] is one request.
+///
+/// # Errors
+/// Registry errors.
+pub async fn hold_blob_present(
+    registry: &RegistryClient,
+    image: &ImageRef,
+) -> Result<bool, ArtifactError> {
+    Ok(registry
+        .blob_exists(&image.repository, &Digest::of(EMPTY_CONFIG))
+        .await?)
 }
 
-/// A hold whose document is uploaded: only its manifest's PUT is left, the one request that
-/// changes what `rollbot-hold` says.
-#[derive(Debug)]
-pub struct StagedHold {
-    image: ImageRef,
-    manifest: RawManifest,
-}
-
-impl HoldWrite {
-    /// Starts the upload of a hold document into `image`'s repository and, at the same time,
-    /// makes sure the empty config blob is there (a HEAD, and an upload only when missing).
-    /// With `config_present` (this run stored it, or saw it, already) that check is left out.
-    ///
-    /// # Errors
-    /// Registry errors.
-    pub async fn begin(
-        registry: &RegistryClient,
-        image: &ImageRef,
-        config_present: bool,
-    ) -> Result<HoldWrite, ArtifactError> {
-        let repository = &image.repository;
-        let config = async {
-            if config_present {
-                return Ok(());
-            }
-            registry
-                .push_blob(repository, Bytes::from_static(EMPTY_CONFIG))
-                .await
-                .map(|_| ())
-        };
-        let (upload, config) =
-            futures_util::future::join(registry.start_upload(repository), config).await;
-        config?;
-        Ok(HoldWrite {
-            image: image.clone(),
-            upload: upload?,
-        })
+/// Writes `hold` under `rollbot-hold`: the empty blob's upload first unless `blob_present`
+/// (POST and PUT; a blob is seen by nobody until a manifest names it), then the manifest PUT,
+/// the one request that changes what the hold says.
+///
+/// # Errors
+/// Registry errors (among them a write that may have landed although it failed).
+pub async fn put_hold(
+    registry: &RegistryClient,
+    hold: &Hold,
+    blob_present: bool,
+) -> Result<(), ArtifactError> {
+    if !blob_present {
+        put_hold_blob(registry, &hold.image).await?;
     }
-
-    /// Uploads `hold` as the document of the write begun.
-    ///
-    /// # Errors
-    /// Registry errors.
-    pub async fn upload(
-        self,
-        registry: &RegistryClient,
-        hold: &Hold,
-    ) -> Result<StagedHold, ArtifactError> {
-        let document = serde_json::to_vec_pretty(hold).unwrap_or_default();
-        let at = hold.released_at.as_deref().unwrap_or(&hold.held_at);
-        let manifest = artifact_manifest(HOLD_TYPE, &document, at);
-        registry
-            .finish_upload(&self.upload, Bytes::from(document))
-            .await?;
-        Ok(StagedHold {
-            image: self.image,
-            manifest,
-        })
-    }
+    let document = serde_json::to_string(hold).unwrap_or_default();
+    let at = hold.released_at.as_deref().unwrap_or(&hold.held_at);
+    let manifest = inline_artifact_manifest(HOLD_TYPE, &document, at);
+    registry
+        .put_manifest(&hold.image.repository, &hold_tag(), &manifest)
+        .await?;
+    Ok(())
 }
 
-impl StagedHold {
-    /// PUTs the hold's manifest under `rollbot-hold`: from now on the hold says what was
-    /// uploaded.
-    ///
-    /// # Errors
-    /// Registry errors (among them a write that may have landed although it failed).
-    pub async fn commit(self, registry: &RegistryClient) -> Result<(), ArtifactError> {
-        registry
-            .put_manifest(&self.image.repository, &hold_tag(), &self.manifest)
-            .await?;
-        Ok(())
-    }
+/// Uploads the empty blob a hold's manifest names into `image`'s repository (POST and PUT): a
+/// blob nobody sees until a manifest names it.
+///
+/// # Errors
+/// Registry errors.
+pub async fn put_hold_blob(
+    registry: &RegistryClient,
+    image: &ImageRef,
+) -> Result<(), ArtifactError> {
+    let upload = registry.start_upload(&image.repository).await?;
+    registry
+        .finish_upload(&upload, Bytes::from_static(EMPTY_CONFIG))
+        .await?;
+    Ok(())
 }
 
 /// The tag the hold lives under.

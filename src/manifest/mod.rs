@@ -8,9 +8,12 @@
 //! | hold on the image | `rollbot-hold` | `application/vnd.rollbot.hold.v1+json` |
 //!
 //! Each artifact is an OCI image manifest with the empty config (`{}`) and one layer: the JSON
-//! document, stored byte for byte. Its manifest is built deterministically from the document,
-//! so pushing the same document twice writes the same digest. Every rollback manifest names the
-//! previous build's digest, so the history is a chain walked from the live digest.
+//! document, stored byte for byte. The hold, written twice by every rollback, keeps its
+//! document in the manifest itself instead (the annotation `vnd.rollbot.document`, its one layer
+//! the empty blob), so writing it is one manifest PUT; holds stored the older way are still
+//! read. Manifests are built deterministically from the document, so pushing the same document
+//! twice writes the same digest. Every rollback manifest names the previous build's digest, so
+//! the history is a chain walked from the live digest.
 
 use std::time::SystemTime;
 
@@ -26,7 +29,8 @@ mod hold;
 
 pub use history::{select_target, walk, History, HistoryEnd, HistoryEntry, Selection};
 pub use hold::{
-    hold_tag, read_hold, write_hold, HeldFrom, Hold, HoldReading, HoldState, HoldWrite, StagedHold,
+    hold_blob_present, hold_tag, put_hold, put_hold_blob, read_hold, write_hold, HeldFrom, Hold,
+    HoldReading, HoldState,
 };
 
 pub const ROLLBACK_MANIFEST_TYPE: &str = "application/vnd.rollbot.rollback-manifest.v1+json";
@@ -37,6 +41,8 @@ pub const HOLD_TAG: &str = "rollbot-hold";
 const EMPTY_CONFIG_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// The empty config every artifact names (its blob must be in the repository).
 const EMPTY_CONFIG: &[u8] = b"{}";
+/// The annotation that carries a document stored in its manifest (the hold).
+const DOCUMENT_ANNOTATION: &str = "vnd.rollbot.document";
 /// The JSON documents are small; anything larger under one of these tags is not ours.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 /// The only schema version this build writes and reads.
@@ -188,27 +194,57 @@ pub enum Stored {
     Replaced,
 }
 
-/// The artifact manifest for `document`: deterministic for the same inputs.
+/// The empty descriptor (`{}`, embedded as well): every artifact's config, and the one layer of
+/// an artifact whose document is in its manifest.
+fn empty_descriptor<'a>() -> Descriptor<'a> {
+    Descriptor {
+        media_type: EMPTY_CONFIG_TYPE,
+        digest: Digest::of(EMPTY_CONFIG).to_string(),
+        size: EMPTY_CONFIG.len(),
+        data: Some("e30="),
+    }
+}
+
+/// The artifact manifest for `document` (its one layer): deterministic for the same inputs.
 fn artifact_manifest(artifact_type: &str, document: &[u8], created_at: &str) -> RawManifest {
-    let empty = Digest::of(EMPTY_CONFIG);
+    let layer = Descriptor {
+        media_type: artifact_type,
+        digest: Digest::of(document).to_string(),
+        size: document.len(),
+        data: None,
+    };
+    build_artifact(artifact_type, layer, created_at, None)
+}
+
+/// The artifact manifest carrying `document` itself (in an annotation; its one layer is the
+/// empty blob, like its config): writing it needs no upload but that blob's, once per
+/// repository. Deterministic for the same inputs.
+fn inline_artifact_manifest(artifact_type: &str, document: &str, created_at: &str) -> RawManifest {
+    build_artifact(
+        artifact_type,
+        empty_descriptor(),
+        created_at,
+        Some(document.to_owned()),
+    )
+}
+
+fn build_artifact(
+    artifact_type: &str,
+    layer: Descriptor<'_>,
+    created_at: &str,
+    document: Option<String>,
+) -> RawManifest {
     let mut annotations = std::collections::BTreeMap::new();
     annotations.insert("org.opencontainers.image.created", created_at.to_owned());
+    if let Some(document) = document {
+        annotations.insert(DOCUMENT_ANNOTATION, document);
+    }
     let manifest = ArtifactManifest {
         schema_version: 2,
         media_type: MediaType::OciManifest.as_str(),
         artifact_type,
-        config: Descriptor {
-            media_type: EMPTY_CONFIG_TYPE,
-            digest: empty.to_string(),
-            size: 2,
-            data: Some("e30="),
-        },
-        layers: [Descriptor {
-            media_type: artifact_type,
-            digest: Digest::of(document).to_string(),
-            size: document.len(),
-            data: None,
-        }],
+        config: empty_descriptor(),
+        layers: [layer],
         annotations,
     };
     let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
@@ -263,7 +299,8 @@ async fn store(
 
 /// Reads the document under `tag`, or `None` when the tag does not exist.
 ///
-/// Registry cost: a HEAD; when the tag exists, one manifest GET and one blob GET.
+/// Registry cost: a HEAD; when the tag exists, one manifest GET and, unless the document is in
+/// the manifest, one blob GET.
 ///
 /// # Errors
 /// Registry errors; `Foreign` when the tag holds something that is not a rollbot artifact of
@@ -303,6 +340,8 @@ async fn fetch(
         artifact_type: Option<String>,
         #[serde(default)]
         layers: Vec<Layer>,
+        #[serde(default)]
+        annotations: std::collections::BTreeMap<String, String>,
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -328,6 +367,21 @@ async fn fetch(
             shape.layers.len()
         )));
     };
+    if let Some(document) = shape.annotations.get(DOCUMENT_ANNOTATION) {
+        // The document is in the manifest; its one layer must then be the empty blob.
+        if layer.media_type.as_deref() != Some(EMPTY_CONFIG_TYPE)
+            || layer.digest != Digest::of(EMPTY_CONFIG).to_string()
+        {
+            return Err(foreign(
+                "it carries its document in the manifest but its layer is not the empty blob"
+                    .to_owned(),
+            ));
+        }
+        if document.len() > MAX_DOCUMENT_BYTES {
+            return Err(foreign("its document is larger than 1 MiB".to_owned()));
+        }
+        return Ok(Some(Bytes::copy_from_slice(document.as_bytes())));
+    }
     if layer.media_type.as_deref() != Some(artifact_type) {
         return Err(foreign(format!(
             "its layer has media type {}",

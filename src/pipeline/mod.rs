@@ -9,7 +9,10 @@
 //!   index (or every blob of a single manifest) answers a HEAD.
 //! - Only the target's exact bytes are written, under each floating tag, with its media type.
 //! - Compare-and-swap: all tags are checked against the plan before the first write, and each
-//!   tag again right before its own write. A tag that moved stops the retag.
+//!   tag again right before its own write (a read sent with the write before it counts when
+//!   answered at most [`MAX_READ_AGE`] before). A tag that moved stops the retag.
+//! - The hold: `in_progress` before the first tag write, `active` (written while verification
+//!   and the checks run) before the run reports success.
 //! - A partial failure is reported with every tag's real digest afterwards, read back from the
 //!   registry. Nothing is reverted: the tags that moved point at the approved, known-good image,
 //!   and running the same rollback again finishes the rest (tags already at target are skipped).
@@ -21,7 +24,6 @@ use crate::config::CheckSpec;
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
 use crate::domain::record::{PlannedTag, StepName, StepReport};
 use crate::manifest;
-use crate::registry::oci;
 use crate::registry::RegistryClient;
 
 mod drill;
@@ -34,10 +36,10 @@ mod verify;
 pub use drill::{rehearse, Cleanup, DrillReport, DrillRequest, DrillStep};
 pub use outcome::{Outcome, Progress, RegistryUsage, Report, TagReport, TagStatus};
 pub use plan::{plan, Plan, PlanError, RollbackRequest};
-pub use retag::{retag, IntentRecord, RetagError, RetagFailure, TagOutcome, SETTLE};
-use retag::{retag_after, Reads};
+pub use retag::{retag, IntentRecord, RetagError, RetagFailure, TagOutcome, MAX_READ_AGE, SETTLE};
+use retag::{retag_after, HoldReads, Reads};
 pub use target::{default_target, DefaultTarget, TargetRefusal};
-pub use verify::{read_tags, verify, Verification, VerifyProblem};
+pub use verify::{read_tags, verify, References, Verification, VerifyProblem};
 
 /// Options of a full run.
 #[derive(Debug, Clone)]
@@ -62,8 +64,9 @@ pub enum Confirmation {
     /// Approved, and time may have passed since the plan read the tags (a prompt answered):
     /// they are read again before anything is written.
     Proceed,
-    /// Approved before the plan was made (`--yes`): the run writes straight after planning, so
-    /// the plan's reads of the tags are the compare-and-swap reads of the first write.
+    /// Approved before the plan was made (`--yes`, or the daemon's re-plan of an approved
+    /// rollback): the run writes straight after planning, so the plan's reads of the tags are
+    /// the compare-and-swap reads of the first write.
     Preapproved,
     Declined,
     /// Nobody could be asked (no terminal) and the caller did not pre-confirm.
@@ -91,7 +94,17 @@ pub async fn run(
     };
 
     let step_started = Instant::now();
-    let plan = match plan(registry, request).await {
+    // The hold's two reads (its tag, the empty blob it names) go out with the plan's: reads
+    // only, which the retag uses when nothing came between the plan and the first write.
+    let hold_reads = async {
+        match &options.hold {
+            Some(_) if !options.dry_run => Some(HoldReads::read(registry, &request.image).await),
+            _ => None,
+        }
+    };
+    let (planned, hold_reads) =
+        futures_util::future::join(plan(registry, request), hold_reads).await;
+    let plan = match planned {
         Ok(plan) => plan,
         Err(error) => {
             report.record_step(
@@ -146,14 +159,14 @@ pub async fn run(
         }
     };
 
-    let begun = execute_with(registry, &plan, options, reads, true, &mut report, progress).await;
-    hold_moved_tags_begun(
+    // Reads made before a prompt are stale: the retag then makes them again, with its gate.
+    let hold_reads = hold_reads.filter(|_| reads == Reads::Fresh);
+    execute_with(
         registry,
-        &plan.image,
-        &plan.target.digest,
-        &plan.tags,
-        options.hold.as_ref(),
-        begun,
+        &plan,
+        options,
+        reads,
+        hold_reads,
         &mut report,
         progress,
     )
@@ -197,107 +210,56 @@ pub async fn run_verification(
             return finish(report, Outcome::VerifyFailed, Some(error));
         }
     };
-    verify_and_check(
+    for tag in &mut report.tags {
+        tag.status = TagStatus::Moved;
+    }
+    let hold = options
+        .hold
+        .as_ref()
+        .map(|hold| hold.active(image, target, tags, &report));
+    let hold_write = async {
+        match &hold {
+            Some(hold) => Some(timed(manifest::write_hold(registry, hold)).await),
+            None => None,
+        }
+    };
+    let verified = verify_and_check(
         registry,
         image,
         &names,
         target,
-        &references,
+        References::Read(&references),
         &options.checks,
         &mut report,
         progress,
-    )
-    .await;
-    for tag in &mut report.tags {
-        tag.status = TagStatus::Moved;
-    }
+    );
+    let ((), written) = futures_util::future::join(verified, hold_write).await;
     if report.outcome == Outcome::Verified {
         report.outcome = Outcome::Succeeded;
     }
-    hold_moved_tags(
-        registry,
-        image,
-        target,
-        tags,
-        options.hold.as_ref(),
-        &mut report,
-        progress,
-    )
-    .await;
+    if let Some(written) = written {
+        record_hold(image, written, &mut report, progress);
+    }
     let outcome = report.outcome;
     let error = report.error.take();
     finish(report, outcome, error)
 }
 
-/// Once tags moved and the run got as far as verification (whatever it said), writes the hold
-/// as `active`, naming the target and embedding the report, so the next CI push stops at
-/// `rollbot gate` instead of silently undoing the rollback. Nothing happens without `hold`,
-/// when no tag moved, or when the retag stopped (its `in_progress` hold stays, recording the
-/// unfinished rollback). A failed write makes the run fail verification (exit 5).
-pub async fn hold_moved_tags(
-    registry: &RegistryClient,
-    image: &ImageRef,
-    digest: &Digest,
-    tags: &[PlannedTag],
-    hold: Option<&HoldOptions>,
-    report: &mut Report,
-    progress: &mut (dyn FnMut(Progress<'_>) + Send),
-) {
-    hold_moved_tags_begun(registry, image, digest, tags, hold, None, report, progress).await;
+/// Runs `write`, and says how long it took.
+async fn timed<T>(write: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let result = write.await;
+    (result, started.elapsed())
 }
 
-/// [`hold_moved_tags`], finishing the hold write `begun` during verification when there is
-/// one.
-#[allow(clippy::too_many_arguments)]
-async fn hold_moved_tags_begun(
-    registry: &RegistryClient,
+/// Records the `active` hold's write (it ran while verification did) as the hold step. A write
+/// that failed makes the run fail verification (exit 5), saying how to set the hold by hand.
+fn record_hold(
     image: &ImageRef,
-    digest: &Digest,
-    tags: &[PlannedTag],
-    hold: Option<&HoldOptions>,
-    begun: Option<manifest::HoldWrite>,
+    (written, took): (Result<(), manifest::ArtifactError>, Duration),
     report: &mut Report,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) {
-    let Some(hold) = hold else {
-        return;
-    };
-    let verified_or_not = matches!(
-        report.outcome,
-        Outcome::Succeeded | Outcome::Verified | Outcome::VerifyFailed
-    );
-    if !verified_or_not || !report.tags.iter().any(|t| t.status == TagStatus::Moved) {
-        return;
-    }
-    let started = Instant::now();
-    let record = manifest::Hold {
-        report: serde_json::to_value(&*report).ok(),
-        from: tags
-            .iter()
-            .map(|t| manifest::HeldFrom {
-                tag: t.tag.clone(),
-                digest: t.from.clone(),
-            })
-            .collect(),
-        ..manifest::Hold::active(
-            image.clone(),
-            digest.clone(),
-            tags.iter().map(|t| t.tag.clone()).collect(),
-            hold.reason.clone(),
-            hold.by.clone(),
-        )
-    };
-    // A write that could not begin during verification, or cannot go on (long health checks
-    // outlived the registry's upload), is begun again: only its manifest PUT, the last step,
-    // changes the hold.
-    let staged = match begun {
-        Some(write) => write.upload(registry, &record).await.ok(),
-        None => None,
-    };
-    let written = match staged {
-        Some(staged) => staged.commit(registry).await,
-        None => manifest::write_hold(registry, &record).await,
-    };
     let detail = match &written {
         Ok(()) => format!(
             "{image}:{} set; CI's `rollbot gate` now stops pushes until `rollbot hold release`",
@@ -305,6 +267,9 @@ async fn hold_moved_tags_begun(
         ),
         Err(error) => format!("could not set the hold: {error}"),
     };
+    let started = Instant::now()
+        .checked_sub(took)
+        .unwrap_or_else(Instant::now);
     report.record_step(StepName::Hold, written.is_ok(), started, detail, progress);
     if let Err(error) = written {
         report.outcome = Outcome::VerifyFailed;
@@ -336,12 +301,49 @@ impl HoldOptions {
             self.by.clone(),
         )
     }
+
+    /// The hold a run writes once its tags moved, while it verifies: the target, the tags,
+    /// where they were, and the report so far (what was planned and moved; verification's
+    /// verdict is the run's own report, not the hold's).
+    fn active(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        tags: &[PlannedTag],
+        report: &Report,
+    ) -> manifest::Hold {
+        let report = serde_json::to_value(report).ok().map(|mut value| {
+            if let Some(fields) = value.as_object_mut() {
+                fields.remove("outcome");
+                fields.remove("error");
+            }
+            value
+        });
+        manifest::Hold {
+            report,
+            from: tags
+                .iter()
+                .map(|t| manifest::HeldFrom {
+                    tag: t.tag.clone(),
+                    digest: t.from.clone(),
+                })
+                .collect(),
+            ..manifest::Hold::active(
+                image.clone(),
+                digest.clone(),
+                tags.iter().map(|t| t.tag.clone()).collect(),
+                self.reason.clone(),
+                self.by.clone(),
+            )
+        }
+    }
 }
 
-/// Retag, verify and check an already planned (and approved) rollback, recording into `report`.
+/// Retag, verify and check an already planned (and approved) rollback, recording into `report`,
+/// and, with a hold in `options` and a tag moved, write the hold `active` while verifying.
 /// Sets `report.outcome` and `report.error` (and, when the retag stopped part-way,
 /// `report.finish_command`); the caller calls [`Report::finish`]. Every tag is read again
-/// before anything is written; [`hold_moved_tags`] writes the final hold.
+/// before anything is written.
 pub async fn execute(
     registry: &RegistryClient,
     plan: &Plan,
@@ -354,31 +356,41 @@ pub async fn execute(
         plan,
         options,
         Reads::Stale,
-        false,
+        None,
         report,
         progress,
     )
     .await;
 }
 
-/// [`execute`] as [`run`] does it. The plan's `reads` may be the compare-and-swap reads; with
-/// `begin_hold` and a hold in `options`, the final hold's write begins while verification runs
-/// (the `in_progress` hold stored the empty config blob already, so that is one request), and
-/// is returned for [`hold_moved_tags_begun`] to finish (`None`: it could not begin).
+/// [`execute`] as [`run`] does it: the plan's `reads` may be the compare-and-swap reads, and
+/// `hold_reads` the hold's reads made with the plan.
+///
+/// Once the tags moved, the `active` hold is written while verification and the checks run
+/// (one manifest PUT: the `in_progress` hold put the empty blob there), and the run reports
+/// nothing before both are done. Like the `in_progress` hold before it, an `active` one stops
+/// CI whatever verification then says; a failed write fails the run (exit 5).
 async fn execute_with(
     registry: &RegistryClient,
     plan: &Plan,
     options: &RunOptions,
     reads: Reads,
-    begin_hold: bool,
+    hold_reads: Option<HoldReads>,
     report: &mut Report,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
-) -> Option<manifest::HoldWrite> {
+) {
     let intent = options.hold.as_ref().map(|hold| hold.intent(plan));
     let step_started = Instant::now();
-    let retagged = retag_after(registry, plan, reads, intent.as_ref(), |tag, duration| {
-        progress(Progress::TagMoved { tag, duration });
-    })
+    let retagged = retag_after(
+        registry,
+        plan,
+        reads,
+        intent.as_ref(),
+        hold_reads,
+        |tag, duration| {
+            progress(Progress::TagMoved { tag, duration });
+        },
+    )
     .await;
     match retagged {
         Ok(outcomes) => {
@@ -409,41 +421,41 @@ async fn execute_with(
                 Outcome::PrecheckFailed
             };
             report.error = Some(explain_retag_failure(&failure, plan, &finish, registry));
-            return None;
+            return;
         }
     }
 
+    // A tag moved, so the retag wrote the `in_progress` hold, and the empty blob with it.
+    let moved = report.tags.iter().any(|t| t.status == TagStatus::Moved);
+    let hold = options
+        .hold
+        .as_ref()
+        .filter(|_| moved)
+        .map(|hold| hold.active(&plan.image, &plan.target.digest, &plan.tags, report));
+    let hold_write = async {
+        match &hold {
+            Some(hold) => Some(timed(manifest::put_hold(registry, hold, true)).await),
+            None => None,
+        }
+    };
     let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
     let verified = verify_and_check(
         registry,
         &plan.image,
         &tags,
         &plan.target.digest,
-        &plan.references,
+        References::CheckedByPlan(plan.references.len()),
         &options.checks,
         report,
         progress,
     );
-    // Starting an upload changes nothing anyone reads; the hold itself is written after
-    // verification, with its outcome.
-    // The retag wrote the `in_progress` hold, and with it the empty config blob, when it had
-    // one and a tag to move.
-    let config_present = intent.is_some() && plan.tags.iter().any(|t| !t.already_at_target);
-    let begin = async {
-        match &options.hold {
-            Some(_) if begin_hold => {
-                manifest::HoldWrite::begin(registry, &plan.image, config_present)
-                    .await
-                    .ok()
-            }
-            _ => None,
-        }
-    };
-    let ((), begun) = futures_util::future::join(verified, begin).await;
+    let ((), written) = futures_util::future::join(verified, hold_write).await;
     if report.outcome != Outcome::VerifyFailed {
         report.outcome = Outcome::Succeeded;
     }
-    begun
+    if let Some(written) = written {
+        record_hold(&plan.image, written, report, progress);
+    }
 }
 
 /// The error of a retag that stopped, for people: what failed, which tags may have moved
@@ -518,13 +530,17 @@ pub async fn verify_and_check(
     image: &ImageRef,
     tags: &[Tag],
     digest: &Digest,
-    references: &[oci::Reference],
+    references: References<'_>,
     checks: &[CheckSpec],
     report: &mut Report,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) {
     let step_started = Instant::now();
-    let verified = verify(registry, image, tags, digest, references).await;
+    let read = match references {
+        References::Read(references) => references,
+        References::CheckedByPlan(_) => &[],
+    };
+    let verified = verify(registry, image, tags, digest, read).await;
     if let Ok(verification) = &verified {
         for (tag, now) in &verification.tags {
             if let Some(entry) = report.tags.iter_mut().find(|t| t.tag == *tag) {
@@ -544,10 +560,10 @@ pub async fn verify_and_check(
         Ok(problems) if problems.is_empty() => (
             true,
             format!(
-                "{} at {}, {} references present",
+                "{} at {}, {}",
                 tags.iter().map(Tag::as_str).collect::<Vec<_>>().join(", "),
                 digest.short(),
-                references.len()
+                references.describe()
             ),
         ),
         Ok(problems) => (

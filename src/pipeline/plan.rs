@@ -1,6 +1,8 @@
 //! Planning a rollback: the one manifest GET (the target's bytes), every floating tag's digest,
 //! and the completeness pre-check. Nothing is written.
 
+use std::time::Instant;
+
 use futures_util::future::join_all;
 
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
@@ -34,6 +36,8 @@ pub struct Plan {
     /// What the target references (platform manifests, or config and layers); all present.
     pub references: Vec<oci::Reference>,
     pub tags: Vec<PlannedTag>,
+    /// When the tags' reads were answered: how old they are as compare-and-swap reads.
+    pub tags_read_at: Instant,
 }
 
 impl Plan {
@@ -100,20 +104,32 @@ impl PlanError {
 
 /// Resolves the target, reads every floating tag's digest and checks the target is complete.
 ///
-/// Registry cost: one manifest GET (the target's bytes, which the retag reuses), one HEAD per
-/// tag, one HEAD per referenced manifest or blob, all HEADs concurrent.
+/// Registry cost: one manifest GET (the target's bytes, which the retag reuses) sent with one
+/// HEAD per tag, then one HEAD per referenced manifest or blob, concurrently.
 ///
 /// # Errors
 /// See [`PlanError`].
 pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Result<Plan, PlanError> {
     let repository = &request.image.repository;
-    // GET first: its error body tells an unknown repository from an unknown tag or digest.
-    let target = match (&request.prefetched, &request.target) {
-        (Some(manifest), Reference::Digest(digest)) if manifest.digest == *digest => {
-            manifest.clone()
+    // The target's GET and the tags' HEADs go out together; the GET's answer is looked at
+    // first: its error body tells an unknown repository from an unknown tag or digest.
+    let target = async {
+        match (&request.prefetched, &request.target) {
+            (Some(manifest), Reference::Digest(digest)) if manifest.digest == *digest => {
+                Ok(manifest.clone())
+            }
+            _ => registry.get_manifest(repository, &request.target).await,
         }
-        _ => registry.get_manifest(repository, &request.target).await?,
     };
+    let tag_heads = join_all(
+        request
+            .tags
+            .iter()
+            .map(|tag| head_tag(registry, repository, tag)),
+    );
+    let (target, tag_heads) = futures_util::future::join(target, tag_heads).await;
+    let tags_read_at = Instant::now();
+    let target = target?;
     if let Some(artifact_type) = target.artifact_type() {
         return Err(PlanError::NotAnImage {
             digest: target.digest.clone(),
@@ -128,14 +144,7 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
         })
     })?;
 
-    let tag_heads = join_all(
-        request
-            .tags
-            .iter()
-            .map(|tag| head_tag(registry, repository, tag)),
-    );
-    let missing = missing_references(registry, &request.image, &references);
-    let (tag_heads, missing) = futures_util::future::join(tag_heads, missing).await;
+    let missing = missing_references(registry, &request.image, &references).await;
 
     let mut tags = Vec::with_capacity(request.tags.len());
     for (tag, head) in request.tags.iter().zip(tag_heads) {
@@ -178,6 +187,7 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
         target,
         references,
         tags,
+        tags_read_at,
     })
 }
 

@@ -6,15 +6,19 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::plan::{head_tag, Plan};
-use crate::domain::model::{Digest, Reference, Tag, TagNow};
+use crate::domain::model::{Digest, ImageRef, Reference, Tag, TagNow};
 use crate::domain::record::PlannedTag;
-use crate::manifest::{self, ArtifactError, Hold, HoldWrite};
+use crate::manifest::{self, ArtifactError, Hold};
 use crate::registry::{RegistryClient, RegistryError};
 
 /// How long to wait before reading the tags back after a write whose answer never came (a
 /// timeout, a dropped connection) or was a server error: such a write may still land, and a
 /// report that says "not moved" about a tag that moved leaves it half-moved and unprotected.
 pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// How old a compare-and-swap read may be when its write is sent: a read sent with an earlier
+/// request (the plan's, or the hold's write) and answered longer ago than this is made again.
+pub const MAX_READ_AGE: Duration = Duration::from_millis(100);
 
 /// A floating tag after the retag, as read back from the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,10 +100,10 @@ pub(super) enum Reads {
 /// and before the first tag write, so a run that stops part-way leaves its target on record; if
 /// in the end no tag moved, the hold is put back as it was.
 ///
-/// Registry cost: one HEAD per tag (and one for the hold with `intent`) before the first write,
-/// one more HEAD before each later write, one PUT per tag, and the hold's write (a blob HEAD,
-/// the document's upload: POST and PUT, the manifest PUT). No GET: the bytes come from the
-/// plan.
+/// Registry cost: one HEAD per tag before the first write (with `intent`, also the hold tag's
+/// and the empty blob's), one more HEAD per tag sent together with the write before it, one PUT
+/// per tag, and the hold's manifest PUT (after the empty blob's upload, the first time in a
+/// repository). No GET: the bytes come from the plan.
 ///
 /// # Errors
 /// A [`RetagFailure`] with the tags' real state afterwards.
@@ -109,20 +113,48 @@ pub async fn retag(
     intent: Option<&Hold>,
     on_moved: impl FnMut(&Tag, Duration),
 ) -> Result<Vec<TagOutcome>, RetagFailure> {
-    retag_after(registry, plan, Reads::Stale, intent, on_moved).await
+    retag_after(registry, plan, Reads::Stale, intent, None, on_moved).await
 }
 
-/// [`retag`], where the plan's `reads` may be the compare-and-swap reads of the first write.
-/// With [`Reads::Fresh`], the hold's HEAD and the start of its write go out together, right
-/// after the plan, and without `intent` the first tag is written at once.
+/// What a run read about the hold before its first write: the hold tag's manifest (to put it
+/// back if no tag moves) and whether the empty blob a hold names is in the repository.
+#[derive(Debug)]
+pub(super) struct HoldReads {
+    previous: Result<Option<Digest>, RegistryError>,
+    blob_present: Result<bool, ArtifactError>,
+}
+
+impl HoldReads {
+    /// Both reads, concurrently: two HEADs, nothing written.
+    pub(super) async fn read(registry: &RegistryClient, plan_image: &ImageRef) -> HoldReads {
+        let (previous, blob_present) = futures_util::future::join(
+            head_tag(registry, &plan_image.repository, &manifest::hold_tag()),
+            manifest::hold_blob_present(registry, plan_image),
+        )
+        .await;
+        HoldReads {
+            previous: previous.map(|head| head.map(|h| h.digest)),
+            blob_present,
+        }
+    }
+}
+
+/// [`retag`], where the plan's `reads` may be the compare-and-swap reads of the first write,
+/// and `hold_reads` those the run made while it planned (`None`: read with the gate). Without
+/// `intent` and with [`Reads::Fresh`], the first tag is written at once.
 pub(super) async fn retag_after(
     registry: &RegistryClient,
     plan: &Plan,
     reads: Reads,
     intent: Option<&Hold>,
+    hold_reads: Option<HoldReads>,
     mut on_moved: impl FnMut(&Tag, Duration),
 ) -> Result<Vec<TagOutcome>, RetagFailure> {
     let repository = &plan.image.repository;
+    let reads = match reads {
+        Reads::Fresh if plan.tags_read_at.elapsed() > MAX_READ_AGE => Reads::Stale,
+        reads => reads,
+    };
     let to_move: Vec<&PlannedTag> = plan.tags.iter().filter(|t| !t.already_at_target).collect();
     let mut stop = Stop {
         registry,
@@ -132,7 +164,8 @@ pub(super) async fn retag_after(
     };
 
     // Gate: every tag still where the plan saw it, before anything is written (unless the
-    // plan's reads are that); and the hold's current manifest, to put it back if nothing moves.
+    // plan's reads are that); and, with a hold to write, the hold's current manifest (to put it
+    // back if nothing moves) and the empty blob it names.
     let heads = async {
         match reads {
             Reads::Stale => Some(
@@ -146,22 +179,14 @@ pub(super) async fn retag_after(
             Reads::Fresh => None,
         }
     };
-    let hold_head = async {
-        match stop.intent {
-            Some(_) => Some(head_tag(registry, repository, &manifest::hold_tag()).await),
-            None => None,
+    let hold_reads = async {
+        match (stop.intent, hold_reads) {
+            (Some(_), Some(done)) => Some(done),
+            (Some(_), None) => Some(HoldReads::read(registry, &plan.image).await),
+            (None, _) => None,
         }
     };
-    // With reads to make, the hold's write begins after them: nothing is written before the
-    // gate, not even an upload's start.
-    let begin_early = async {
-        match (stop.intent, reads) {
-            (Some(_), Reads::Fresh) => Some(HoldWrite::begin(registry, &plan.image, false).await),
-            _ => None,
-        }
-    };
-    let (heads, hold_head, begun) =
-        futures_util::future::join3(heads, hold_head, begin_early).await;
+    let (heads, hold_reads) = futures_util::future::join(heads, hold_reads).await;
     for (planned, head) in to_move.iter().zip(heads.into_iter().flatten()) {
         let error = match head {
             Ok(Some(head)) if head.digest == planned.from => continue,
@@ -177,34 +202,39 @@ pub(super) async fn retag_after(
         };
         return Err(stop.nothing_written(error).await);
     }
-    match hold_head {
-        Some(Ok(previous)) => stop.previous_hold = Some(previous.map(|h| h.digest)),
-        Some(Err(error)) => {
-            let error = RetagError::Intent {
-                error: ArtifactError::Registry(error),
-            };
-            return Err(stop.nothing_written(error).await);
-        }
-        None => {}
-    }
-    if let Some(hold) = stop.intent {
-        let begun = match begun {
-            Some(begun) => begun,
-            None => HoldWrite::begin(registry, &plan.image, false).await,
-        };
-        // Until the manifest PUT, nothing anyone reads has changed.
-        let staged = match begun {
-            Ok(write) => write.upload(registry, hold).await,
-            Err(error) => Err(error),
-        };
-        let committed = match staged {
-            Ok(staged) => staged.commit(registry).await,
+    // The first tag's compare-and-swap read when the hold's write comes before it: sent with
+    // that write, so it is as fresh as a read after it and costs no round trip of its own.
+    let mut first_read = None;
+    if let (Some(hold), Some(reads)) = (stop.intent, hold_reads) {
+        let read = reads
+            .previous
+            .map_err(ArtifactError::Registry)
+            .and_then(|previous| reads.blob_present.map(|present| (previous, present)));
+        let blob_present = match read {
+            Ok((previous, blob_present)) => {
+                stop.previous_hold = Some(previous);
+                blob_present
+            }
             Err(error) => {
-                let error = RetagError::Intent { error };
-                return Err(stop.nothing_written(error).await);
+                return Err(stop.nothing_written(RetagError::Intent { error }).await);
             }
         };
-        if let Err(error) = committed {
+        if !blob_present {
+            // A blob nobody sees until a manifest names it: nothing anyone reads changes.
+            if let Err(error) = manifest::put_hold_blob(registry, &plan.image).await {
+                return Err(stop.nothing_written(RetagError::Intent { error }).await);
+            }
+        }
+        let first = to_move.first().map(|planned| &planned.tag);
+        let (written, read) =
+            futures_util::future::join(manifest::put_hold(registry, hold, true), async {
+                match first {
+                    Some(tag) => Some((head_tag(registry, repository, tag).await, Instant::now())),
+                    None => None,
+                }
+            })
+            .await;
+        if let Err(error) = written {
             let landed = match &error {
                 ArtifactError::Registry(error) => error.write_may_have_landed(),
                 _ => false,
@@ -216,14 +246,20 @@ pub(super) async fn retag_after(
             }
             return Err(stop.after(error, true).await);
         }
+        first_read = read;
     }
 
     for (index, planned) in to_move.iter().enumerate() {
         let started = Instant::now();
-        if index > 0 || stop.intent.is_some() {
-            // Re-check right before this write: earlier writes (of tags, or of the hold) took
+        let read = match (index, first_read.take()) {
+            (0, Some((read, answered))) if answered.elapsed() <= MAX_READ_AGE => Some(read),
+            (0, None) => None,
+            _ => Some(head_tag(registry, repository, &planned.tag).await),
+        };
+        if let Some(read) = read {
+            // Re-checked right before this write: earlier writes (of tags, or of the hold) took
             // time, and a tag that moved meanwhile must not be overwritten.
-            match head_tag(registry, repository, &planned.tag).await {
+            match read {
                 Ok(Some(head)) if head.digest == planned.from => {}
                 Ok(found) => {
                     let error = RetagError::Conflict {

@@ -1,4 +1,5 @@
-//! Verification by HEAD: every tag points at the target and every reference is present.
+//! Verification by HEAD: every tag points at the target and every reference is present (read
+//! again, or, right after this run's own plan found them all, taken from it).
 
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -22,6 +23,28 @@ pub struct Verification {
     /// Each tag and the digest it points at (`None`: the tag does not exist).
     pub tags: Vec<(Tag, Option<Digest>)>,
     pub problems: Vec<VerifyProblem>,
+}
+
+/// What verification says of the target's references.
+#[derive(Debug, Clone, Copy)]
+pub enum References<'a> {
+    /// HEAD each one: it must exist.
+    Read(&'a [oci::Reference]),
+    /// This many, every one found present by the run's own plan just before its first write
+    /// (and named by the tag writes the registry accepted since): not read again.
+    CheckedByPlan(usize),
+}
+
+impl References<'_> {
+    /// "3 references present", for the verify step's detail.
+    pub fn describe(&self) -> String {
+        match self {
+            References::Read(references) => format!("{} references present", references.len()),
+            References::CheckedByPlan(count) => {
+                format!("{count} references present (checked by the plan)")
+            }
+        }
+    }
 }
 
 /// HEADs every tag (must be `digest`) and every reference (must exist), concurrently.

@@ -436,11 +436,11 @@ fn rollback_without_to_picks_the_previous_build_and_sets_a_hold() {
     assert_eq!(gate.code, 0, "{}", gate.stderr);
     let status = ci.cli.run(&["hold", "status", &ci.image(), "--json"]);
     assert_eq!(status.json()["hold"]["state"], "released");
-    assert_eq!(
-        status.json()["hold"]["report"]["outcome"],
-        "succeeded",
-        "the rollback's report is kept"
-    );
+    // The rollback's report is kept: what it planned and moved (the hold was written while it
+    // verified, so the verdict is the run's own report, not the hold's).
+    let kept = &status.json()["hold"]["report"];
+    assert_eq!(kept["tags"][0]["status"], "moved", "{kept}");
+    assert!(kept.get("outcome").is_none(), "{kept}");
     let twice = ci.cli.run(&["hold", "release", &ci.image()]);
     assert_eq!(twice.code, 0);
     assert!(twice.stdout.contains("no active hold"), "{}", twice.stdout);
@@ -457,6 +457,60 @@ fn rollback_without_to_picks_the_previous_build_and_sets_a_hold() {
     ]);
     assert_eq!(set.code, 0, "{}", set.stderr);
     assert_eq!(ci.cli.run(&["gate", &ci.image()]).code, 1);
+}
+
+/// Holds written by rollbot before the document moved into the manifest (an OCI artifact whose
+/// one layer is the document) are still read: `rollbot gate` stops CI on them, `hold status`
+/// shows them, and `hold release` replaces them.
+#[test]
+fn a_hold_stored_the_older_way_as_a_layer_is_still_read() {
+    let ci = Ci::new();
+    ci.build("v1");
+    let document = br#"{"schema_version":1,"image":"IMAGE","state":"active","digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","tags":["latest"],"reason":"held the older way","held_by":"dave","held_at":"2026-11-20T10:00:00Z","released_by":null,"released_at":null,"release_reason":null,"report":null}"#;
+    let document = String::from_utf8_lossy(document).replace("IMAGE", &ci.image());
+    let empty = block_on(ci.seeder.push_blob(REPO, b"{}"));
+    let layer = block_on(ci.seeder.push_blob(REPO, document.as_bytes()));
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.rollbot.hold.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2,"data":"e30="}},"layers":[{{"mediaType":"application/vnd.rollbot.hold.v1+json","digest":"{layer}","size":{}}}],"annotations":{{"org.opencontainers.image.created":"2026-11-20T10:00:00Z"}}}}"#,
+        document.len()
+    );
+    block_on(ci.seeder.put_manifest(
+        REPO,
+        "rollbot-hold",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.as_bytes(),
+    ));
+    let gate = ci.cli.run(&["gate", &ci.image()]);
+    assert_eq!(gate.code, 1, "{}", gate.stderr);
+    assert!(
+        gate.stderr.contains("held the older way"),
+        "{}",
+        gate.stderr
+    );
+    let status = ci.cli.run(&["hold", "status", &ci.image(), "--json"]);
+    assert_eq!(
+        status.json()["hold"]["held_by"],
+        "dave",
+        "{}",
+        status.stdout
+    );
+    let release = ci
+        .cli
+        .run(&["hold", "release", &ci.image(), "--by", "erin"]);
+    assert_eq!(release.code, 0, "{}", release.stderr);
+    assert_eq!(ci.cli.run(&["gate", &ci.image()]).code, 0);
+    // The release is written the new way: one manifest, its document inside.
+    let (bytes, _) = block_on(ci.seeder.get_raw(REPO, "rollbot-hold"));
+    let written: serde_json::Value = serde_json::from_slice(&bytes).expect("manifest");
+    let inside: serde_json::Value = serde_json::from_str(
+        written["annotations"]["vnd.rollbot.document"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no document in {written}")),
+    )
+    .expect("document");
+    assert_eq!(inside["state"], "released");
+    assert_eq!(inside["released_by"], "erin");
+    assert_eq!(written["layers"][0]["digest"], empty.as_str());
 }
 
 #[test]
