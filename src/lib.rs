@@ -53,7 +53,10 @@
 //!   dispatches:
 //!   `engine/commands/` has one file per command (request, which takes drills too, vote, cancel,
 //!   status, history, release); `transitions.rs` persists every state change before announcing
-//!   it; `run.rs` runs approved rollbacks in tracked tasks that report back, `drill.rs` approved
+//!   it (an approval and the pipeline's start in one transaction, with the vote's command);
+//!   `run.rs` runs approved rollbacks in tracked tasks that report back (the approval's re-plan
+//!   reuses the target's bytes the request read), and `batch.rs` records the reports waiting
+//!   together in one commit, then announces them in order; `drill.rs` approved
 //!   drills (`pipeline::rehearse`); `restart.rs` reconciles what a previous process left running
 //!   (the decision is `domain::reconcile`; a drill is ended as interrupted, untouched);
 //!   `refuse.rs` rate limits (governor) and audits every refusal. The `Clock` is
@@ -138,8 +141,10 @@
 //! - [`checks`]: health checks after a retag: commands (argv, no shell) and HTTP probes; what a
 //!   command printed is capped and has rollbot's secret values redacted before it leaves.
 //! - [`store`]: SQLite (one node) or Postgres (replicas) through sqlx's `Any` driver, one set
-//!   of queries and a dialect layer for the schema (`store/schema.rs`): rollback records, votes
-//!   and steps, and an append-only audit log (enforced by triggers); one active rollback per
+//!   of queries and a dialect layer for the schema (`store/schema.rs`, the same indexes in
+//!   both): rollback records, votes and steps (several saved in one transaction,
+//!   `Store::save_all`), and an append-only audit log (enforced by triggers; `store/audit.rs`
+//!   appends it and reads it a bounded page at a time); one active rollback per
 //!   image and, apart from it, one active drill per image (enforced by partial unique indexes);
 //!   the outbox (`store/outbox.rs`); with Postgres the leader lease row on the database's clock
 //!   (`store/lease.rs`), and every rollback change fenced by the lease's holder and epoch.

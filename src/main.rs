@@ -36,7 +36,10 @@ fn main() -> ExitCode {
     };
     rollbot::init_logging(&level, settings.core.log.json);
     // One thread: a CLI run is a short chain of requests, and a current-thread runtime avoids
-    // cross-thread wake-ups (measured in registry-notes.md).
+    // cross-thread wake-ups (measured in registry-notes.md). The daemon too: with a hundred
+    // rollbacks at once it uses a quarter of a CPU (the registry is what is busy), and a
+    // worker per CPU measured no faster and 1-2 MB more at peak (README, "The daemon under
+    // load").
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

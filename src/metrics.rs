@@ -26,6 +26,8 @@ pub struct Metrics {
     steps: Mutex<BTreeMap<String, Histogram>>,
     pending_approvals: AtomicU64,
     running: AtomicU64,
+    /// Microseconds the engine spent handling messages (its utilization, over time).
+    engine_busy_micros: AtomicU64,
     /// 1 while this process leads (always, with SQLite), 0 on a standby.
     leader: AtomicU64,
     rate_limited: AtomicU64,
@@ -89,6 +91,12 @@ impl Metrics {
         self.leader.store(u64::from(leads), Ordering::Relaxed);
     }
 
+    /// The engine spent `busy` handling a message (or a batch of its tasks' reports).
+    pub fn engine_busy(&self, busy: std::time::Duration) {
+        let micros = u64::try_from(busy.as_micros()).unwrap_or(u64::MAX);
+        self.engine_busy_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
     pub fn set_running(&self, n: u64) {
         self.running.store(n, Ordering::Relaxed);
     }
@@ -141,6 +149,15 @@ impl Metrics {
             "Rollbacks whose pipeline is running.",
         );
         single(&mut out, name, &self.running);
+        let name = "rollbot_engine_busy_seconds_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Time the engine spent handling commands and reports, mostly waiting for its own commits; a rate near 1 means commands queue behind each other.",
+        );
+        let busy = self.engine_busy_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name} {busy}");
         let name = "rollbot_leader";
         family(
             &mut out,
@@ -217,6 +234,8 @@ mod tests {
         metrics.step("retag", 0.004);
         metrics.step("retag", 0.2);
         metrics.set_pending_approvals(2);
+        metrics.engine_busy(std::time::Duration::from_millis(1500));
+        metrics.engine_busy(std::time::Duration::from_micros(250));
         let text = metrics.render(&[("127.0.0.1:5000".to_owned(), 200, 7)]);
         for line in [
             "rollbot_rollbacks_total{outcome=\"succeeded\"} 1",
@@ -225,6 +244,8 @@ mod tests {
             "rollbot_step_duration_seconds_bucket{step=\"retag\",le=\"0.25\"} 2",
             "rollbot_step_duration_seconds_count{step=\"retag\"} 2",
             "rollbot_registry_requests_total{registry=\"127.0.0.1:5000\",status=\"200\"} 7",
+            "# TYPE rollbot_engine_busy_seconds_total counter",
+            "\nrollbot_engine_busy_seconds_total 1.50025\n",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -1,14 +1,18 @@
 //! Benchmark of `rollbot serve` (release build, a real process) against a real loopback
 //! registry: start-to-ready, idle RSS, and approval click → tag moved, verified, hold written
-//! and status message edited to "rolled back", over N rollbacks (p50/p95/max).
+//! and status message edited to "rolled back", over N rollbacks one after another
+//! (p50/p95/max); what each rollback cost the registry and the engine, and where its time went
+//! (from the audit log, `phases.rs`).
 //!
-//! Run: `deploy/bench/daemon.sh [N]` (default 100). Goals (DESIGN.md): p50 under 50 ms, idle RSS
+//! Run: `deploy/bench/daemon.sh [N]` (default 100). Goals (DESIGN.md): p50 ≤ 12 ms, idle RSS
 //! under 30 MB, ready within 200 ms of start.
 
 // The tests' registry and image seeding, shared; the bench uses only part of them.
 #[allow(dead_code)]
 #[path = "../../tests/it/support/images.rs"]
 mod images;
+#[path = "phases.rs"]
+mod phases;
 #[allow(dead_code)]
 #[path = "../../tests/it/support/registry.rs"]
 mod registry;
@@ -17,7 +21,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use images::{Kind, Seeder};
+use phases::{cpu_seconds, listener_pid, metric, percentile, print_phases, Run};
 use registry::{free_port, TestRegistry};
+use rollbot::domain::rollback::{RollbackId, Timestamp};
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -31,9 +37,9 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
+/// The rollbot binary: this build's, or `ROLLBOT_BIN` (to compare two builds in alternation).
+fn rollbot_bin() -> std::ffi::OsString {
+    std::env::var_os("ROLLBOT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rollbot").into())
 }
 
 fn main() {
@@ -87,7 +93,7 @@ id = "bob"
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rollbot"))
+    let mut child = Command::new(rollbot_bin())
         .arg("--config")
         .arg(&config_path)
         .arg("serve")
@@ -111,8 +117,18 @@ id = "bob"
     let rss_idle = rss_kib(child.id());
 
     let mut latencies = Vec::with_capacity(runs);
+    let mut clicks = Vec::with_capacity(runs);
     let mut version = 0u64;
-    runtime.block_on(async {
+    let registry_pid = registry
+        .host
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .and_then(listener_pid)
+        .expect("the registry's process");
+    let registry_cpu = cpu_seconds(registry_pid);
+    let (busy, requests) = runtime.block_on(async {
+        let busy = metric(&http, &base, "rollbot_engine_busy_seconds_total").await;
+        let requests = metric(&http, &base, "rollbot_registry_requests_total").await;
         let post = |path: &'static str, body: serde_json::Value| {
             let http = http.clone();
             let url = format!("{base}{path}");
@@ -126,6 +142,7 @@ id = "bob"
             post("/console/api/command", serde_json::json!({ "user": "alice", "text": format!("/rollback app@{}", target.digest) })).await;
             let header = format!("Rollback rb-{n} of app: rolled back");
             let t0 = Instant::now();
+            clicks.push(Timestamp::from_system(std::time::SystemTime::now()).0);
             post("/console/api/action", serde_json::json!({ "user": "bob", "action": format!("approve:rb-{n}") })).await;
             loop {
                 let state: serde_json::Value = http
@@ -151,6 +168,10 @@ id = "bob"
             }
             latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
+        (
+            metric(&http, &base, "rollbot_engine_busy_seconds_total").await - busy,
+            metric(&http, &base, "rollbot_registry_requests_total").await - requests,
+        )
     });
     std::thread::sleep(Duration::from_millis(300));
     let rss_after = rss_kib(child.id());
@@ -160,6 +181,18 @@ id = "bob"
         .status();
     let _ = child.wait();
 
+    let registry_cpu = cpu_seconds(registry_pid) - registry_cpu;
+    let done: Vec<Run> = clicks
+        .iter()
+        .zip(&latencies)
+        .enumerate()
+        .map(|(n, (&clicked_ms, &done_after_ms))| Run {
+            id: RollbackId(n as i64 + 1),
+            clicked_ms,
+            done_after_ms,
+        })
+        .collect();
+    let phases = runtime.block_on(phases::phases(&dir.path().join("bench.db"), &done));
     latencies.sort_by(|a, b| a.total_cmp(b));
     println!();
     println!("rollbot serve (release), {runs} rollbacks of a 2-platform OCI index on a loopback registry, {} CPUs", std::thread::available_parallelism().map_or(0, usize::from));
@@ -179,12 +212,29 @@ id = "bob"
         rss_after as f64 / 1024.0
     );
     println!(
-        "| approval → moved, verified, hold, status edited: p50 | {:.1} ms | < 50 ms |",
+        "| approval → moved, verified, hold, status edited: p50 | {:.1} ms | ≤ 12 ms |",
         percentile(&latencies, 50.0)
     );
     println!("| … p95 | {:.1} ms | |", percentile(&latencies, 95.0));
     println!(
         "| … max | {:.1} ms | |",
         latencies.last().copied().unwrap_or(0.0)
+    );
+    println!(
+        "| registry requests per rollback (request and approval) | {:.1} | |",
+        requests / runs as f64
+    );
+    println!(
+        "| the registry's CPU time per rollback · per request | {:.1} ms · {:.2} ms | |",
+        registry_cpu * 1000.0 / runs as f64,
+        registry_cpu * 1000.0 / requests.max(1.0)
+    );
+    println!(
+        "| engine busy per rollback (request and approval: handling messages, mostly its commits) | {:.2} ms | |",
+        busy * 1000.0 / runs as f64
+    );
+    print_phases(
+        "where the time of one rollback went (from the audit log):",
+        phases,
     );
 }

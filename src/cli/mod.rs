@@ -95,6 +95,11 @@ pub struct AuditArgs {
     #[arg(long, default_value = "24h", value_name = "WHEN")]
     pub since: String,
 
+    /// At most this many entries, the newest (0: all of them). Older ones in the range are
+    /// left out, and stderr says so.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub limit: u32,
+
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
@@ -522,15 +527,30 @@ async fn audit(args: AuditArgs, settings: &Settings) -> u8 {
         }
         Err(error) => return fail(false, Outcome::PrecheckFailed, &error.to_string()),
     };
-    let entries = match store.audit_since(since).await {
-        Ok(entries) => entries,
+    let limit = if args.limit == 0 {
+        u32::MAX
+    } else {
+        args.limit
+    };
+    let page = match store.audit_page(since, limit).await {
+        Ok(page) => page,
         Err(error) => return fail(false, Outcome::PrecheckFailed, &error.to_string()),
     };
-    for entry in entries {
-        if args.json {
-            println!("{}", serde_json::to_string(&entry).unwrap_or_default());
+    if page.truncated {
+        eprintln!(
+            "(only the newest {limit} entries since {}; older ones were left out: narrow --since or raise --limit, 0 for all)",
+            since.rfc3339()
+        );
+    }
+    // One lock and one buffer for the whole log, not one write per line.
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for entry in page.entries {
+        let written = if args.json {
+            writeln!(out, "{}", serde_json::to_string(&entry).unwrap_or_default())
         } else {
-            println!(
+            writeln!(
+                out,
                 "{}  {:<6} {:<12} {:<14} {}",
                 entry.at.rfc3339(),
                 entry
@@ -540,9 +560,14 @@ async fn audit(args: AuditArgs, settings: &Settings) -> u8 {
                 entry.actor.as_ref().map_or("-", |a| a.id.as_str()),
                 entry.kind,
                 entry.detail
-            );
+            )
+        };
+        // A closed pipe (`| head`) ends the listing, not with a panic.
+        if written.is_err() {
+            return 0;
         }
     }
+    let _ = out.flush();
     0
 }
 

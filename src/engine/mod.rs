@@ -44,6 +44,7 @@ use crate::registry::{Registries, RegistryClient};
 use crate::store::{Store, StoreError};
 
 mod answer;
+mod batch;
 mod commands;
 mod drill;
 mod refuse;
@@ -373,10 +374,12 @@ pub async fn start(
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
-    // How far back a restart re-reads the tags of failed rollbacks.
+    // How far back a restart re-reads the tags of failed rollbacks, and how many at most (the
+    // newest): a start stays quick after a bad day.
     const REREAD_FAILED: Duration = Duration::from_secs(24 * 3600);
+    const REREAD_AT_MOST: u32 = 100;
     let recently_failed = store
-        .recently_failed(clock.now().minus(REREAD_FAILED))
+        .recently_failed(clock.now().minus(REREAD_FAILED), REREAD_AT_MOST)
         .await?;
     let (internal_tx, internal) = mpsc::unbounded_channel();
     let limits = &settings.daemon.limits;
@@ -398,6 +401,8 @@ pub async fn start(
         internal_tx,
         seen_keys: HashMap::new(),
         draining: None,
+        unsaved: std::sync::Mutex::new(Vec::new()),
+        target_manifests: HashMap::new(),
     };
     engine.update_gauges();
     let task = tokio::spawn(async move {
@@ -430,6 +435,14 @@ struct Engine {
     rollbacks: DefaultDirectRateLimiter,
     /// Set once shutdown began: the deadline and who to tell.
     draining: Option<Instant>,
+    /// Audit entries of the message being handled that go with its next write, in the same
+    /// transaction (a vote's `command` entry with the vote); written on their own at the end of
+    /// the message otherwise. A lock only so that `&self` methods can add to it.
+    unsaved: std::sync::Mutex<Vec<AuditEntry>>,
+    /// The target manifest each waiting request's plan read (exact bytes, checked against the
+    /// digest), so the approval's re-plan does not GET it again: one manifest GET per rollback.
+    /// Not kept across restarts (the re-plan reads it then).
+    target_manifests: HashMap<RollbackId, crate::registry::oci::RawManifest>,
 }
 
 impl Engine {
@@ -453,8 +466,25 @@ impl Engine {
                 tokio::time::Instant::from_std,
             ));
             tokio::select! {
-                Some(message) = inbox.recv() => self.external(message).await,
-                Some(message) = internal.recv() => self.internal(message).await,
+                Some(message) = inbox.recv() => {
+                    let busy = Instant::now();
+                    self.external(message).await;
+                    self.metrics.engine_busy(busy.elapsed());
+                }
+                Some(message) = internal.recv() => {
+                    let busy = Instant::now();
+                    // Whatever else the running rollbacks reported meanwhile is recorded with
+                    // it, in one commit (batch.rs).
+                    let mut messages = vec![message];
+                    while messages.len() < batch::MOST {
+                        match internal.try_recv() {
+                            Ok(message) => messages.push(message),
+                            Err(_) => break,
+                        }
+                    }
+                    self.internals(messages).await;
+                    self.metrics.engine_busy(busy.elapsed());
+                }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
                 _ = ticker.tick() => self.tick().await,
                 () = shutdown.cancelled(), if deadline.is_none() => self.drain(),
@@ -506,12 +536,6 @@ impl Engine {
             .set_running(u64::try_from(self.running.len()).unwrap_or(0));
     }
 
-    async fn audit(&self, entry: AuditEntry) {
-        if let Err(error) = self.store.audit(&entry).await {
-            tracing::error!(%error, kind = %entry.kind, "Audit entry could not be written.");
-        }
-    }
-
     // ---- external messages ---------------------------------------------------------------
 
     async fn external(&mut self, message: Msg) {
@@ -520,6 +544,7 @@ impl Engine {
                 let span = command_id(&inbound.command)
                     .map_or_else(tracing::Span::none, |id| self.span_of(id));
                 let answer = self.inbound(inbound, reply).instrument(span).await;
+                self.flush_unsaved().await;
                 if let Some((reply, answer)) = answer {
                     let _ = reply.send(answer);
                 }
@@ -636,14 +661,21 @@ impl Engine {
         if let Some(refused) = self.rate_limited(&inbound.actor, command_name).await {
             return Some((reply, refused));
         }
-        self.audit(AuditEntry::new(
+        let entry = AuditEntry::new(
             now,
             command_id(&inbound.command),
             Some(&inbound.actor),
             "command",
             json!({ "command": command_name, "channel": inbound.channel.to_string(), "text": inbound.command.to_text() }),
-        ))
-        .await;
+        );
+        // A vote or a cancel always writes (the change, or the refusal): the command goes in
+        // that transaction. Other commands may answer from a task, so it is written now.
+        match inbound.command {
+            Command::Approve { .. } | Command::Reject { .. } | Command::Cancel { .. } => {
+                self.audit_with_next_write(entry);
+            }
+            _ => self.audit(entry).await,
+        }
         let Inbound {
             actor,
             channel,

@@ -1,136 +1,37 @@
 //! Running an approved rollback: the pipeline in a tracked task, its steps and outcome reported
 //! back as messages, the record re-checked against the registry before a failure is stored.
 
+use super::transitions::Hop;
 use super::*;
 
 impl Engine {
-    pub(in crate::engine) async fn progress(&mut self, id: RollbackId, step: StepReport) {
-        let Some(mut record) = self.active.get(&id).cloned() else {
-            return;
+    /// Approved → Retagging, which starts the pipeline: its audit entry and the approval as
+    /// the run's first step (how long the request waited for it).
+    pub(in crate::engine) fn pipeline_hop(&self, record: &RollbackRecord) -> Hop {
+        let audit = AuditEntry::new(
+            self.now(),
+            Some(record.id),
+            None,
+            "pipeline",
+            json!({ "started": true }),
+        );
+        let step = StepReport {
+            name: StepName::Approve,
+            ok: true,
+            duration_ms: record
+                .approved_at
+                .map_or(0, |at| at.since(record.created_at)),
+            detail: "approved".to_owned(),
         };
-        self.metrics
-            .step(step.name.as_str(), step.duration_ms as f64 / 1000.0);
-        record.steps.push(step.clone());
-        let audit = AuditEntry::new(self.now(), Some(id), None, "step", json!(step));
-        let result = if step.name == StepName::Retag && step.ok && record.state == State::Retagging
-        {
-            self.transition(
-                &mut record,
-                State::Verifying,
-                vec![audit],
-                EventKind::Step { step },
-            )
-            .await
-        } else {
-            record.updated_at = self.now();
-            match self.persist(&record, &[audit]).await {
-                Ok(()) => {
-                    self.emit(Event {
-                        kind: EventKind::Step { step },
-                        channel: record.channel.clone(),
-                        rollback: Some(record),
-                    });
-                    Ok(())
-                }
-                Err(error) => Err(error.into()),
-            }
-        };
-        if let Err(error) = result {
-            tracing::error!(rollback_id = %id, %error, "Step could not be persisted.");
+        Hop {
+            next: State::Retagging,
+            audit: vec![audit],
+            kind: EventKind::Step { step },
         }
     }
 
-    pub(in crate::engine) async fn finished(
-        &mut self,
-        id: RollbackId,
-        report: Report,
-        rechecked: Option<Vec<(Tag, TagNow)>>,
-    ) {
-        self.running.remove(&id);
-        let Some(mut record) = self.active.get(&id).cloned() else {
-            return;
-        };
-        record.checks = report.checks.clone();
-        let reported: Vec<(Tag, TagNow)> = report
-            .tags
-            .iter()
-            .map(|t| {
-                let now = match (&t.now, t.status) {
-                    (Some(seen), TagStatus::Unknown) => TagNow::Unknown {
-                        unknown: format!(
-                            "its write got no clear answer and may still land (it read back at {})",
-                            seen.short()
-                        ),
-                    },
-                    (None, TagStatus::Unknown) => TagNow::Unknown {
-                        unknown: "could not be read back after the failed write".to_owned(),
-                    },
-                    (now, _) => TagNow::from(now.clone()),
-                };
-                (t.tag.clone(), now)
-            })
-            .collect();
-        let succeeded = report.outcome == Outcome::Succeeded;
-        if !succeeded {
-            let mut error = report
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("{:?}", report.outcome));
-            // A write reported as failed that landed after all: the registry is the truth.
-            let landed: Vec<&str> = rechecked
-                .iter()
-                .flatten()
-                .filter(|(tag, now)| {
-                    now.is(&record.target.digest)
-                        && reported
-                            .iter()
-                            .any(|(t, was)| t == tag && !was.is(&record.target.digest))
-                })
-                .map(|(tag, _)| tag.as_str())
-                .collect();
-            if !landed.is_empty() {
-                tracing::warn!(rollback_id = %id, tags = ?landed, "A write reported as failed landed after all.");
-                error.push_str(&format!(
-                    "; re-checked before finishing: {} point{} at the target after all (a write without an answer landed)",
-                    landed.join(", "),
-                    if landed.len() == 1 { "s" } else { "" }
-                ));
-            }
-            record.error = Some(error);
-        }
-        // The re-check is the registry's word, except that a write that may still land stays
-        // unknown until a read shows it landed.
-        record.tags_now = match rechecked {
-            None => reported,
-            Some(rechecked) => rechecked
-                .into_iter()
-                .zip(&reported)
-                .map(|((tag, now), (_, was))| match (was, &now) {
-                    (TagNow::Unknown { .. }, now) if !now.is(&record.target.digest) => {
-                        (tag, was.clone())
-                    }
-                    _ => (tag, now),
-                })
-                .collect(),
-        };
-        let mut detail = json!({ "outcome": report.outcome, "error": report.error, "total_ms": report.total_ms });
-        if record.drill {
-            detail["drill"] = json!(true);
-        }
-        let audit = AuditEntry::new(self.now(), Some(id), None, "finished", detail);
-        let (state, kind) = if succeeded {
-            (State::Succeeded, EventKind::Succeeded)
-        } else {
-            (State::Failed, EventKind::Failed)
-        };
-        tracing::info!(rollback_id = %id, outcome = ?report.outcome, total_ms = report.total_ms, "Rollback finished.");
-        if let Err(error) = self.transition(&mut record, state, vec![audit], kind).await {
-            tracing::error!(rollback_id = %id, %error, "Final state could not be persisted.");
-        }
-        self.update_gauges();
-    }
-
-    /// Runs the approved rollback: Approved → Retagging, then the pipeline task (re-planned
+    /// Runs the approved rollback: Approved → Retagging (unless the approval did both at
+    /// once), then the pipeline task (re-planned
     /// against the approved state, so a tag that moved since the request aborts it).
     pub(in crate::engine) async fn start_pipeline(
         &mut self,
@@ -139,30 +40,8 @@ impl Engine {
     ) {
         let id = record.id;
         if record.state == State::Approved {
-            let audit = AuditEntry::new(
-                self.now(),
-                Some(id),
-                None,
-                "pipeline",
-                json!({ "started": true }),
-            );
-            let step = StepReport {
-                name: StepName::Approve,
-                ok: true,
-                duration_ms: record
-                    .approved_at
-                    .map_or(0, |at| at.since(record.created_at)),
-                detail: "approved".to_owned(),
-            };
-            if let Err(error) = self
-                .transition(
-                    &mut record,
-                    State::Retagging,
-                    vec![audit],
-                    EventKind::Step { step },
-                )
-                .await
-            {
+            let hop = self.pipeline_hop(&record);
+            if let Err(error) = self.transitions(&mut record, vec![hop]).await {
                 tracing::error!(rollback_id = %id, %error, "Could not start the pipeline.");
                 return;
             }
@@ -191,6 +70,7 @@ impl Engine {
                 by: hold_by(&record, ""),
             }),
         };
+        let prefetched = self.target_manifests.remove(&id);
         self.running.insert(id);
         self.update_gauges();
         let internal = self.internal_tx.clone();
@@ -203,6 +83,7 @@ impl Engine {
                 &record,
                 &options,
                 verify_only,
+                prefetched,
                 started,
                 &internal,
             );
@@ -242,13 +123,15 @@ impl Engine {
 }
 
 /// The pipeline for an approved record, through the one [`pipeline::run`]: re-planned against
-/// the approved state (a tag that moved since aborts it), then retag, verify, check, hold. With
+/// the approved state (a tag that moved since aborts it; the target's bytes the request read,
+/// when `prefetched`, are not read again), then retag, verify, check, hold. With
 /// `verify_only` (after a restart found every tag moved): [`pipeline::run_verification`].
 pub(in crate::engine) async fn run_pipeline(
     registry: &RegistryClient,
     record: &RollbackRecord,
     options: &RunOptions,
     verify_only: bool,
+    prefetched: Option<crate::registry::oci::RawManifest>,
     started: Instant,
     internal: &mpsc::UnboundedSender<Internal>,
 ) -> Report {
@@ -284,7 +167,7 @@ pub(in crate::engine) async fn run_pipeline(
             .map(|t| (t.tag.clone(), t.from.clone()))
             .collect(),
         target_source: record.target_source.clone(),
-        prefetched: None,
+        prefetched,
     };
     // The plan is made after the approval, with nothing in between: its reads of the tags are
     // the compare-and-swap reads of the first write.

@@ -202,6 +202,8 @@ impl Harness {
             internal_tx,
             seen_keys: HashMap::new(),
             draining: None,
+            unsaved: std::sync::Mutex::new(Vec::new()),
+            target_manifests: HashMap::new(),
         };
         Harness {
             engine,
@@ -369,6 +371,21 @@ impl Harness {
     /// The record as stored.
     pub(in crate::engine) async fn stored(&self, id: RollbackId) -> RollbackRecord {
         self.store.get(id).await.expect("readable").expect("stored")
+    }
+
+    /// Runs `sql` on the database file itself, beside the store (a trigger that makes one
+    /// particular write fail, as a database that fails now and then would).
+    pub(in crate::engine) async fn sql(&self, sql: &str) {
+        let options =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(self.dir.path().join("rollbot.db"));
+        let pool = sqlx::sqlite::SqlitePool::connect_with(options)
+            .await
+            .expect("the database");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&pool)
+            .await
+            .expect(sql);
+        pool.close().await;
     }
 
     /// How many commands named `name` the metrics counted.

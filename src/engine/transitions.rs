@@ -1,4 +1,5 @@
-//! State changes: persisted with their audit entries, then announced; expiry.
+//! State changes: persisted with their audit entries, then announced; the audit entries a
+//! message writes with its next change; expiry.
 
 use super::*;
 
@@ -16,13 +17,76 @@ pub enum TransitionError {
     Store(#[from] StoreError),
 }
 
+/// One state change: to `next`, with its audit entries (the `state` entry is added) and what
+/// to announce once it is persisted.
+#[derive(Debug)]
+pub(in crate::engine) struct Hop {
+    pub next: State,
+    pub audit: Vec<AuditEntry>,
+    pub kind: EventKind,
+}
+
+/// A change of one record staged for a commit: the record after it, the audit entries to write
+/// with it, and the events to emit once it is persisted (each with the record as of its hop).
+#[derive(Debug)]
+pub(in crate::engine) struct Change {
+    pub record: RollbackRecord,
+    pub audit: Vec<AuditEntry>,
+    pub events: Vec<Event>,
+}
+
 impl Engine {
+    /// Writes `entry` (with any entry waiting for the next write, before it).
+    pub(in crate::engine) async fn audit(&self, entry: AuditEntry) {
+        let mut entries = self.take_unsaved();
+        entries.push(entry);
+        if let Err(error) = self.store.audit_all(&entries).await {
+            let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+            tracing::error!(%error, ?kinds, "Audit entries could not be written.");
+        }
+    }
+
+    /// Keeps `entry` for the next write of this message (see `Engine::unsaved`).
+    pub(in crate::engine) fn audit_with_next_write(&self, entry: AuditEntry) {
+        crate::lock(&self.unsaved).push(entry);
+    }
+
+    /// Writes the entries no write took (the end of a message).
+    pub(in crate::engine) async fn flush_unsaved(&self) {
+        let entries = self.take_unsaved();
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.audit_all(&entries).await {
+            let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+            tracing::error!(%error, ?kinds, "Audit entries could not be written.");
+        }
+    }
+
+    pub(in crate::engine) fn take_unsaved(&self) -> Vec<AuditEntry> {
+        std::mem::take(&mut *crate::lock(&self.unsaved))
+    }
+
+    /// A write that took the waiting entries failed: the first `entries.len() - own` of
+    /// `entries` were waiting, and wait again.
+    pub(in crate::engine) fn put_back_unsaved(&self, mut entries: Vec<AuditEntry>, own: usize) {
+        entries.truncate(entries.len().saturating_sub(own));
+        let mut unsaved = crate::lock(&self.unsaved);
+        entries.append(&mut unsaved);
+        *unsaved = entries;
+    }
+
     pub(in crate::engine) async fn persist(
         &mut self,
         record: &RollbackRecord,
         audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
-        self.store.save(record, audit).await?;
+        let mut entries = self.take_unsaved();
+        entries.extend_from_slice(audit);
+        if let Err(error) = self.store.save(record, &entries).await {
+            self.put_back_unsaved(entries, audit.len());
+            return Err(error);
+        }
         self.active.insert(record.id, record.clone());
         Ok(())
     }
@@ -33,44 +97,96 @@ impl Engine {
         &mut self,
         record: &mut RollbackRecord,
         next: State,
-        mut audit: Vec<AuditEntry>,
+        audit: Vec<AuditEntry>,
         kind: EventKind,
     ) -> Result<(), TransitionError> {
-        if !record.state.can_become(next) {
-            tracing::error!(rollback_id = %record.id, from = %record.state, to = %next, "Refused an invalid state transition.");
-            return Err(TransitionError::Illegal {
-                id: record.id,
-                from: record.state,
-                to: next,
-            });
+        self.transitions(record, vec![Hop { next, audit, kind }])
+            .await
+    }
+
+    /// Moves `record` through `hops` in order (an approval that starts the pipeline at once:
+    /// approved, then retagging), persisting them in one transaction, then announcing each.
+    /// Refuses, changing nothing, when the state machine does not allow one of them.
+    pub(in crate::engine) async fn transitions(
+        &mut self,
+        record: &mut RollbackRecord,
+        hops: Vec<Hop>,
+    ) -> Result<(), TransitionError> {
+        let change = self.stage(record, hops)?;
+        let mut entries = self.take_unsaved();
+        entries.extend_from_slice(&change.audit);
+        if let Err(error) = self.store.save(record, &entries).await {
+            self.put_back_unsaved(entries, change.audit.len());
+            return Err(error.into());
+        }
+        self.apply(change);
+        Ok(())
+    }
+
+    /// Applies `hops` to `record` (every one checked by `State::can_become` before any is
+    /// applied) and returns the change to persist; nothing is written or announced.
+    pub(in crate::engine) fn stage(
+        &self,
+        record: &mut RollbackRecord,
+        hops: Vec<Hop>,
+    ) -> Result<Change, TransitionError> {
+        let mut from = record.state;
+        for hop in &hops {
+            if !from.can_become(hop.next) {
+                tracing::error!(rollback_id = %record.id, from = %from, to = %hop.next, "Refused an invalid state transition.");
+                return Err(TransitionError::Illegal {
+                    id: record.id,
+                    from,
+                    to: hop.next,
+                });
+            }
+            from = hop.next;
         }
         let now = self.now();
-        audit.push(AuditEntry::new(
-            now,
-            Some(record.id),
-            None,
-            "state",
-            json!({ "from": record.state, "to": next }),
-        ));
-        record.state = next;
-        record.updated_at = now;
-        if next.is_terminal() {
-            record.finished_at = Some(now);
+        let mut change = Change {
+            record: record.clone(),
+            audit: Vec::new(),
+            events: Vec::new(),
+        };
+        for Hop { next, audit, kind } in hops {
+            change.audit.extend(audit);
+            change.audit.push(AuditEntry::new(
+                now,
+                Some(record.id),
+                None,
+                "state",
+                json!({ "from": record.state, "to": next }),
+            ));
+            record.state = next;
+            record.updated_at = now;
+            if next.is_terminal() {
+                record.finished_at = Some(now);
+            }
+            change.events.push(Event {
+                kind,
+                channel: record.channel.clone(),
+                rollback: Some(record.clone()),
+            });
         }
-        self.store.save(record, &audit).await?;
-        if next.is_terminal() {
+        change.record = record.clone();
+        Ok(change)
+    }
+
+    /// What happens once a change is persisted: the engine's view of the rollback (gone when
+    /// it finished, counted by outcome), the gauges, then the announcements, in order.
+    pub(in crate::engine) fn apply(&mut self, change: Change) {
+        let Change { record, events, .. } = change;
+        if record.state.is_terminal() {
             self.active.remove(&record.id);
-            self.metrics.rollback_finished(next.as_str());
+            self.target_manifests.remove(&record.id);
+            self.metrics.rollback_finished(record.state.as_str());
         } else {
-            self.active.insert(record.id, record.clone());
+            self.active.insert(record.id, record);
         }
         self.update_gauges();
-        self.emit(Event {
-            kind,
-            channel: record.channel.clone(),
-            rollback: Some(record.clone()),
-        });
-        Ok(())
+        for event in events {
+            self.emit(event);
+        }
     }
 
     pub(in crate::engine) async fn expire(&mut self, id: RollbackId) {

@@ -100,6 +100,11 @@ macro_rules! lease_held {
     };
 }
 
+// After `lease_held!`, which it uses.
+mod audit;
+use self::audit::insert_audit;
+pub use self::audit::AuditPage;
+
 /// The store. Cloning shares the pool.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -205,6 +210,9 @@ impl Store {
                 Dialect::Sqlite => 4,
                 Dialect::Postgres => 8,
             })
+            // A SQLite connection is a file handle in this process and cannot go stale: no
+            // `SELECT 1` round trip before every use (Postgres keeps it: a server restarts).
+            .test_before_acquire(dialect == Dialect::Postgres)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -306,14 +314,11 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        insert_audit(
-            &mut tx,
-            &AuditEntry {
-                rollback: Some(record.id),
-                ..audit
-            },
-        )
-        .await?;
+        let audit = AuditEntry {
+            rollback: Some(record.id),
+            ..audit
+        };
+        insert_audit(&mut tx, std::slice::from_ref(&audit)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -328,7 +333,26 @@ impl Store {
         record: &RollbackRecord,
         audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
+        self.save_all(&[record], audit).await
+    }
+
+    /// Saves changed records and audit entries (in order) in one transaction: all or nothing.
+    /// The engine commits what a batch of its messages changed this way, one commit instead of
+    /// one per change. With Postgres every record's update is fenced by the lease, and audit
+    /// entries without a record by a read of it, all in the transaction.
+    ///
+    /// # Errors
+    /// `Fenced` when this replica does not hold the lease (nothing saved); a record that is
+    /// not there (nothing saved); database errors.
+    pub async fn save_all(
+        &self,
+        records: &[&RollbackRecord],
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
         let fence = self.fence()?;
+        if records.is_empty() && audit.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
         let update = match fence {
             None => "UPDATE rollbacks SET state = $1, updated_at = $2, data = $3 WHERE id = $4",
@@ -337,65 +361,40 @@ impl Store {
                 lease_held!(5, 6)
             ),
         };
-        let mut query = sqlx::query(update)
-            .bind(record.state.as_str())
-            .bind(record.updated_at.0)
-            .bind(to_json(record)?)
-            .bind(record.id.0);
-        if let Some(epoch) = fence {
-            query = query.bind(self.leadership.holder.as_str()).bind(epoch);
+        for record in records {
+            let mut query = sqlx::query(update)
+                .bind(record.state.as_str())
+                .bind(record.updated_at.0)
+                .bind(to_json(record)?)
+                .bind(record.id.0);
+            if let Some(epoch) = fence {
+                query = query.bind(self.leadership.holder.as_str()).bind(epoch);
+            }
+            let done = query.execute(&mut *tx).await?;
+            if done.rows_affected() != 1 {
+                let exists = sqlx::query("SELECT 1 FROM rollbacks WHERE id = $1")
+                    .bind(record.id.0)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                return Err(if exists {
+                    StoreError::Fenced(crate::leadership::NotLeader)
+                } else {
+                    StoreError::Missing(record.id)
+                });
+            }
         }
-        let done = query.execute(&mut *tx).await?;
-        if done.rows_affected() != 1 {
-            let exists = sqlx::query("SELECT 1 FROM rollbacks WHERE id = $1")
-                .bind(record.id.0)
+        if let (Some(epoch), true) = (fence, records.is_empty()) {
+            let held = sqlx::query(concat!("SELECT 1 AS held WHERE ", lease_held!(1, 2)))
+                .bind(self.leadership.holder.as_str())
+                .bind(epoch)
                 .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            return Err(if exists {
-                StoreError::Fenced(crate::leadership::NotLeader)
-            } else {
-                StoreError::Missing(record.id)
-            });
+                .await?;
+            if held.is_none() {
+                return Err(StoreError::Fenced(crate::leadership::NotLeader));
+            }
         }
-        for entry in audit {
-            insert_audit(&mut tx, entry).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Appends one audit entry, as the one who acts: with Postgres only while this replica
-    /// leads (a replica that lost the lease adds nothing to the story).
-    ///
-    /// # Errors
-    /// `Fenced`; database errors.
-    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let Some(epoch) = self.fence()? else {
-            return self.audit_as_bystander(entry).await;
-        };
-        let mut tx = self.pool.begin().await?;
-        let held = sqlx::query(concat!("SELECT 1 AS held WHERE ", lease_held!(1, 2)))
-            .bind(self.leadership.holder.as_str())
-            .bind(epoch)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if held.is_none() {
-            return Err(StoreError::Fenced(crate::leadership::NotLeader));
-        }
-        insert_audit(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Appends one audit entry whoever leads: the command line's drills, a replica saying it
-    /// stepped down.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn audit_as_bystander(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        insert_audit(&mut tx, entry).await?;
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -414,23 +413,28 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Failed or interrupted rollbacks updated at or after `since`. A write without an answer
-    /// can land after its rollback was recorded as failed, so a restart reads their tags again.
+    /// The newest `limit` failed or interrupted rollbacks updated at or after `since`, oldest
+    /// first. A write without an answer can land after its rollback was recorded as failed, so a
+    /// restart reads their tags again; the bound keeps a start quick after a bad day.
     ///
     /// # Errors
     /// Database errors, unreadable records.
     pub async fn recently_failed(
         &self,
         since: Timestamp,
+        limit: u32,
     ) -> Result<Vec<RollbackRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, data FROM rollbacks \
-             WHERE state IN ('failed','interrupted') AND updated_at >= $1 ORDER BY id",
+             WHERE state IN ('failed','interrupted') AND updated_at >= $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(since.0)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(from_row).collect()
+        let mut records = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        records.reverse();
+        Ok(records)
     }
 
     /// One rollback.
@@ -443,36 +447,6 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(from_row).transpose()
-    }
-
-    /// Audit entries at or after `since`, oldest first.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn audit_since(&self, since: Timestamp) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, at, rollback_id, actor, kind, detail FROM audit WHERE at >= $1 ORDER BY seq",
-        )
-        .bind(since.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let actor: Option<String> = row.try_get("actor")?;
-                let detail: String = row.try_get("detail")?;
-                Ok(AuditEntry {
-                    seq: row.try_get("seq")?,
-                    at: Timestamp(row.try_get("at")?),
-                    rollback: row
-                        .try_get::<Option<i64>, _>("rollback_id")?
-                        .map(RollbackId),
-                    actor: actor.and_then(|a| serde_json::from_str(&a).ok()),
-                    kind: row.try_get("kind")?,
-                    detail: serde_json::from_str(&detail)
-                        .unwrap_or(serde_json::Value::String(detail)),
-                })
-            })
-            .collect()
     }
 }
 
@@ -495,30 +469,6 @@ impl Store {
         .await?;
         row.as_ref().map(from_row).transpose()
     }
-}
-
-async fn insert_audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    entry: &AuditEntry,
-) -> Result<(), StoreError> {
-    let actor = entry
-        .actor
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::Database(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO audit (at, rollback_id, actor_id, actor, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(entry.at.0)
-    .bind(entry.rollback.map(|id| id.0))
-    .bind(entry.actor.as_ref().map(|a| a.id.clone()))
-    .bind(actor)
-    .bind(&entry.kind)
-    .bind(entry.detail.to_string())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// The `sqlite://` URL of `path` (its directory created if missing) that opens exactly that
@@ -642,7 +592,7 @@ mod tests {
             .await
             .expect("version")
             .get(0);
-        assert_eq!(version, 3);
+        assert_eq!(version, schema::migrations(Dialect::Sqlite).len() as i64);
         let drill: i64 = sqlx::query("SELECT drill FROM rollbacks WHERE id = 1")
             .fetch_one(&store.pool)
             .await

@@ -5,6 +5,8 @@
 //! The rules the database enforces are the same in both: one active rollback and, apart from
 //! it, one active drill per image (partial unique indexes), and an audit log that refuses
 //! updates and deletes (triggers). Postgres also has the leader lease row (`store/lease.rs`).
+//! So are the indexes: every read the daemon and `rollbot audit` make is an index range, bounded
+//! by a `LIMIT` where the range can grow (see `tests/it/store_bounds.rs`).
 
 use sqlx::{AnyConnection, Row};
 
@@ -84,7 +86,15 @@ const SQLITE: &[&str] = &[
         WHERE drill = 0 AND state IN ('requested','approved','retagging','verifying');
     CREATE UNIQUE INDEX one_active_drill_per_image ON rollbacks(image)
         WHERE drill = 1 AND state IN ('requested','approved','retagging','verifying');",
+    // 4: indexes for the reads that stay quick however many rollbacks finished (step 11): the
+    // failed ones a start reads again (state and time), an image's latest (image, state, id).
+    INDEXES_FOR_MANY,
 ];
+
+/// The same in both dialects (SQLite 4, Postgres 2).
+const INDEXES_FOR_MANY: &str = "DROP INDEX rollbacks_by_state;
+    CREATE INDEX rollbacks_by_state ON rollbacks(state, updated_at);
+    CREATE INDEX rollbacks_by_image ON rollbacks(image, state, id);";
 
 /// Postgres started at SQLite's schema 3, in one step. Every column SQLite has as `INTEGER` is
 /// `BIGINT` here (the same 64-bit values through the one set of queries).
@@ -148,6 +158,8 @@ const POSTGRES: &[&str] = &[
         expires_at TIMESTAMPTZ NOT NULL
     );
     INSERT INTO leader (id, holder, epoch, expires_at) VALUES (1, '', 0, 'epoch');",
+    // 2: SQLite's 4.
+    INDEXES_FOR_MANY,
 ];
 
 /// A number for the advisory lock replicas take while one of them migrates.

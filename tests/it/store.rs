@@ -32,7 +32,7 @@ fn entry(at: i64) -> AuditEntry {
 
 /// A store at `location`. On Postgres it leads (holds the lease) as `holder`, so that its
 /// changes pass the fence, like a leader's.
-async fn leading(location: &StoreLocation, holder: &str) -> Store {
+pub(crate) async fn leading(location: &StoreLocation, holder: &str) -> Store {
     match location {
         StoreLocation::Sqlite(path) => Store::open(path).await.expect("open"),
         StoreLocation::Postgres(_) => {
@@ -51,7 +51,7 @@ async fn leading(location: &StoreLocation, holder: &str) -> Store {
 }
 
 /// SQLite in a temporary directory, and a fresh Postgres database.
-fn each_backend(test: impl Fn(StoreLocation)) {
+pub(crate) fn each_backend(test: impl Fn(StoreLocation)) {
     let dir = tempfile::tempdir().expect("dir");
     test(StoreLocation::Sqlite(dir.path().join("nested/state.db")));
     test(postgres::location());
@@ -301,6 +301,10 @@ fn the_lease_goes_to_one_replica_and_an_old_leader_can_change_nothing() {
         a.create(&mut rollback, entry(1))
             .await
             .expect("the leader creates");
+        let mut second_one = record("registry.example.com/acme/web");
+        a.create(&mut second_one, entry(1))
+            .await
+            .expect("the leader creates");
 
         tokio::time::sleep(short + Duration::from_millis(200)).await;
         // The lease ran out and nobody took it yet: a, which still believes it leads, is
@@ -308,6 +312,8 @@ fn the_lease_goes_to_one_replica_and_an_old_leader_can_change_nothing() {
         let expired = a.audit(&entry(3)).await;
         assert!(matches!(expired, Err(StoreError::Fenced(_))), "{expired:?}");
         let expired = a.save(&rollback, &[]).await;
+        assert!(matches!(expired, Err(StoreError::Fenced(_))), "{expired:?}");
+        let expired = a.save_all(&[&rollback, &second_one], &[entry(3)]).await;
         assert!(matches!(expired, Err(StoreError::Fenced(_))), "{expired:?}");
         let asked = Instant::now();
         let LeaseOutcome::Held {
@@ -324,6 +330,16 @@ fn the_lease_goes_to_one_replica_and_an_old_leader_can_change_nothing() {
         rollback.state = State::Approved;
         let fenced = a.save(&rollback, &[entry(2)]).await;
         assert!(matches!(fenced, Err(StoreError::Fenced(_))), "{fenced:?}");
+        // The engine's batches and its audit entries alike, every record of a batch.
+        second_one.state = State::Cancelled;
+        for fenced in [
+            a.save_all(&[&rollback, &second_one], &[entry(2), entry(3)])
+                .await,
+            a.save_all(&[&second_one, &rollback], &[]).await,
+            a.audit_all(&[entry(2), entry(3)]).await,
+        ] {
+            assert!(matches!(fenced, Err(StoreError::Fenced(_))), "{fenced:?}");
+        }
         let mut another = record("registry.example.com/acme/other");
         let fenced = a.create(&mut another, entry(2)).await;
         assert!(matches!(fenced, Err(StoreError::Fenced(_))), "{fenced:?}");
@@ -333,7 +349,11 @@ fn the_lease_goes_to_one_replica_and_an_old_leader_can_change_nothing() {
             State::Requested,
             "the old leader changed nothing"
         );
-        assert_eq!(b.active().await.expect("active").len(), 1);
+        let stored = b.get(second_one.id).await.expect("get").expect("there");
+        assert_eq!(stored.state, State::Requested, "nor in a batch");
+        assert_eq!(b.active().await.expect("active").len(), 2);
+        let log = b.audit_since(Timestamp(0)).await.expect("log");
+        assert_eq!(log.len(), 2, "the two creations only: {log:?}");
         b.save(&rollback, &[entry(2)])
             .await
             .expect("the new leader changes it");
@@ -366,8 +386,9 @@ fn replicas_starting_together_create_the_schema_once() {
     let StoreLocation::Postgres(pg) = &location else {
         unreachable!()
     };
+    // Postgres 1 (the schema SQLite reached in 3) and 2 (the indexes for many rollbacks).
     assert_eq!(
         postgres::psql(pg.url.as_str(), "SELECT version FROM rollbot_schema").expect("version"),
-        "1"
+        "2"
     );
 }

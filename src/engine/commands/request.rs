@@ -219,6 +219,9 @@ impl Engine {
         }
         tracing::info!(rollback_id = %record.id, image = %record.image, target = %record.target.digest, requester = %record.requester.id, drill = record.drill, "Rollback requested.");
         self.active.insert(record.id, record.clone());
+        if !record.drill {
+            self.target_manifests.insert(record.id, plan.target.clone());
+        }
         self.update_gauges();
         let answer = Answer::Requested {
             id: record.id,

@@ -1,6 +1,7 @@
 //! Approve and reject (buttons, reactions, `/rollback approve|reject ID`): the two-person rule
 //! decides; an approval that completes the rule starts the pipeline.
 
+use super::super::transitions::Hop;
 use super::super::*;
 
 impl Engine {
@@ -117,11 +118,15 @@ impl Engine {
                 (saved, Answer::Rejected { id })
             }
             _ => {
+                // Approved and, in the same transaction, retagging: the pipeline starts at once.
                 record.approved_at = Some(now);
-                let kind = EventKind::Approved { by };
-                let saved = self
-                    .transition(&mut record, State::Approved, audit, kind)
-                    .await;
+                let approved = Hop {
+                    next: State::Approved,
+                    audit,
+                    kind: EventKind::Approved { by },
+                };
+                let started = self.pipeline_hop(&record);
+                let saved = self.transitions(&mut record, vec![approved, started]).await;
                 (
                     saved,
                     Answer::Approved {
@@ -320,6 +325,30 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[tokio::test]
+    async fn an_approval_is_written_with_its_command_and_the_pipelines_start_then_announced() {
+        let mut h = Harness::new().await;
+        let id = h.requested("app", &actor("alice")).await.id;
+        h.events();
+        let before = h.audit_log().await.len();
+
+        let answer = h
+            .say(&actor("bob"), &format!("/rollback approve {id}"))
+            .await;
+
+        assert_eq!(answer.now(), Answer::Approved { id, drill: false });
+        let log = h.audit_log().await;
+        let kinds: Vec<&str> = log[before..].iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["command", "vote", "state", "pipeline", "state"]);
+        // Each event carries the record as of its own transition.
+        let states: Vec<Option<State>> = h
+            .events()
+            .iter()
+            .map(|e| e.rollback.as_ref().map(|r| r.state))
+            .collect();
+        assert_eq!(states, [Some(State::Approved), Some(State::Retagging)]);
     }
 
     #[tokio::test]

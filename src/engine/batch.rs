@@ -1,0 +1,513 @@
+//! What running rollbacks report (a step finished, the run ended), recorded in batches. The
+//! loop takes every report already waiting in its queue (at most [`MOST`]); each is staged on the
+//! record as the reports before it left it, then all are persisted in one transaction, then
+//! announced in order. A hundred rollbacks at once cost the engine one commit per batch instead
+//! of one per report, and it is free again sooner for the next approval; a report alone is a
+//! batch of one, exactly as before.
+//!
+//! Persisted before announced still holds for every report: nothing of a batch is announced
+//! before its commit. A batch that cannot be committed is committed report by report, so a
+//! report that cannot be persisted fails alone (logged, as it always was) and the others are
+//! recorded; a later report of the same rollback, staged on top of it, takes its audit entries
+//! and announcements along.
+
+use super::transitions::{Change, Hop};
+use super::*;
+
+/// The most reports committed together.
+pub(in crate::engine) const MOST: usize = 64;
+
+impl Engine {
+    /// Handles messages from the engine's tasks in order; consecutive progress and finished
+    /// reports are committed together.
+    pub(in crate::engine) async fn internals(&mut self, messages: Vec<Internal>) {
+        let mut changes: Vec<Change> = Vec::new();
+        for message in messages {
+            match message {
+                Internal::Progress { id, step } => {
+                    let _span = self.span_of(id).entered();
+                    changes.extend(self.stage_progress(&changes, id, step));
+                }
+                Internal::Finished {
+                    id,
+                    report,
+                    tags_now,
+                } => {
+                    let _span = self.span_of(id).entered();
+                    changes.extend(self.stage_finished(&changes, id, *report, tags_now));
+                }
+                other => {
+                    self.commit(std::mem::take(&mut changes)).await;
+                    self.internal(other).await;
+                }
+            }
+        }
+        self.commit(changes).await;
+    }
+
+    /// A step finished (a batch of one).
+    pub(in crate::engine) async fn progress(&mut self, id: RollbackId, step: StepReport) {
+        let change = self.stage_progress(&[], id, step);
+        self.commit(change.into_iter().collect()).await;
+    }
+
+    /// A run ended (a batch of one).
+    pub(in crate::engine) async fn finished(
+        &mut self,
+        id: RollbackId,
+        report: Report,
+        rechecked: Option<Vec<(Tag, TagNow)>>,
+    ) {
+        let change = self.stage_finished(&[], id, report, rechecked);
+        self.commit(change.into_iter().collect()).await;
+    }
+
+    /// Persists `changes` in one transaction, then applies and announces each in order. When
+    /// the transaction fails, each change is persisted on its own; one that still cannot be is
+    /// logged, and goes with the next change of its rollback (staged on top of it), if any.
+    pub(in crate::engine) async fn commit(&mut self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut entries = self.take_unsaved();
+        let waiting = entries.len();
+        for change in &changes {
+            entries.extend_from_slice(&change.audit);
+        }
+        // The last version of each record is the one to store.
+        let mut latest: Vec<&RollbackRecord> = Vec::new();
+        for change in changes.iter().rev() {
+            if !latest.iter().any(|r| r.id == change.record.id) {
+                latest.push(&change.record);
+            }
+        }
+        let saved = self.store.save_all(&latest, &entries).await;
+        match saved {
+            Ok(()) => {
+                for change in changes {
+                    self.apply(change);
+                }
+            }
+            Err(error) => {
+                let own = entries.len() - waiting;
+                self.put_back_unsaved(entries, own);
+                if changes.len() > 1 {
+                    tracing::warn!(%error, changes = changes.len(), "A batch of reports could not be committed; committing them one by one.");
+                }
+                // A change staged on one that could not be persisted holds what that one
+                // changed in its record: it takes that one's audit entries and events along,
+                // so nothing is stored without its entry nor announced out of order or twice.
+                let mut left: HashMap<RollbackId, (Vec<AuditEntry>, Vec<Event>)> = HashMap::new();
+                for mut change in changes {
+                    let id = change.record.id;
+                    if let Some((mut audit, mut events)) = left.remove(&id) {
+                        audit.append(&mut change.audit);
+                        events.append(&mut change.events);
+                        (change.audit, change.events) = (audit, events);
+                    }
+                    match self.store.save(&change.record, &change.audit).await {
+                        Ok(()) => self.apply(change),
+                        Err(error) => {
+                            tracing::error!(rollback_id = %id, %error, "A report of the rollback could not be persisted.");
+                            left.insert(id, (change.audit, change.events));
+                        }
+                    }
+                }
+                self.flush_unsaved().await;
+                self.update_gauges();
+            }
+        }
+    }
+
+    /// The rollback `id` as the changes staged so far left it, or as the engine knows it.
+    fn current(&self, staged: &[Change], id: RollbackId) -> Option<RollbackRecord> {
+        staged
+            .iter()
+            .rev()
+            .find(|c| c.record.id == id)
+            .map(|c| c.record.clone())
+            .or_else(|| self.active.get(&id).cloned())
+    }
+
+    /// A step finished: added to the record (a retag that succeeded moves it to verifying).
+    fn stage_progress(
+        &self,
+        staged: &[Change],
+        id: RollbackId,
+        step: StepReport,
+    ) -> Option<Change> {
+        let mut record = self.current(staged, id)?;
+        self.metrics
+            .step(step.name.as_str(), step.duration_ms as f64 / 1000.0);
+        record.steps.push(step.clone());
+        let audit = AuditEntry::new(self.now(), Some(id), None, "step", json!(step));
+        if step.name == StepName::Retag && step.ok && record.state == State::Retagging {
+            let hop = Hop {
+                next: State::Verifying,
+                audit: vec![audit],
+                kind: EventKind::Step { step },
+            };
+            return match self.stage(&mut record, vec![hop]) {
+                Ok(change) => Some(change),
+                Err(error) => {
+                    tracing::error!(rollback_id = %id, %error, "Step could not be recorded.");
+                    None
+                }
+            };
+        }
+        record.updated_at = self.now();
+        let event = Event {
+            kind: EventKind::Step { step },
+            channel: record.channel.clone(),
+            rollback: Some(record.clone()),
+        };
+        Some(Change {
+            record,
+            audit: vec![audit],
+            events: vec![event],
+        })
+    }
+
+    /// A run ended: the record says what the report (and the re-check of a run that did not
+    /// succeed) found, and is finished as succeeded or failed.
+    fn stage_finished(
+        &mut self,
+        staged: &[Change],
+        id: RollbackId,
+        report: Report,
+        rechecked: Option<Vec<(Tag, TagNow)>>,
+    ) -> Option<Change> {
+        self.running.remove(&id);
+        let Some(mut record) = self.current(staged, id) else {
+            self.update_gauges();
+            return None;
+        };
+        record.checks = report.checks.clone();
+        let reported: Vec<(Tag, TagNow)> = report
+            .tags
+            .iter()
+            .map(|t| {
+                let now = match (&t.now, t.status) {
+                    (Some(seen), TagStatus::Unknown) => TagNow::Unknown {
+                        unknown: format!(
+                            "its write got no clear answer and may still land (it read back at {})",
+                            seen.short()
+                        ),
+                    },
+                    (None, TagStatus::Unknown) => TagNow::Unknown {
+                        unknown: "could not be read back after the failed write".to_owned(),
+                    },
+                    (now, _) => TagNow::from(now.clone()),
+                };
+                (t.tag.clone(), now)
+            })
+            .collect();
+        let succeeded = report.outcome == Outcome::Succeeded;
+        if !succeeded {
+            let mut error = report
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("{:?}", report.outcome));
+            // A write reported as failed that landed after all: the registry is the truth.
+            let landed: Vec<&str> = rechecked
+                .iter()
+                .flatten()
+                .filter(|(tag, now)| {
+                    now.is(&record.target.digest)
+                        && reported
+                            .iter()
+                            .any(|(t, was)| t == tag && !was.is(&record.target.digest))
+                })
+                .map(|(tag, _)| tag.as_str())
+                .collect();
+            if !landed.is_empty() {
+                tracing::warn!(rollback_id = %id, tags = ?landed, "A write reported as failed landed after all.");
+                error.push_str(&format!(
+                    "; re-checked before finishing: {} point{} at the target after all (a write without an answer landed)",
+                    landed.join(", "),
+                    if landed.len() == 1 { "s" } else { "" }
+                ));
+            }
+            record.error = Some(error);
+        }
+        // The re-check is the registry's word, except that a write that may still land stays
+        // unknown until a read shows it landed.
+        record.tags_now = match rechecked {
+            None => reported,
+            Some(rechecked) => rechecked
+                .into_iter()
+                .zip(&reported)
+                .map(|((tag, now), (_, was))| match (was, &now) {
+                    (TagNow::Unknown { .. }, now) if !now.is(&record.target.digest) => {
+                        (tag, was.clone())
+                    }
+                    _ => (tag, now),
+                })
+                .collect(),
+        };
+        let mut detail = json!({ "outcome": report.outcome, "error": report.error, "total_ms": report.total_ms });
+        if record.drill {
+            detail["drill"] = json!(true);
+        }
+        let audit = AuditEntry::new(self.now(), Some(id), None, "finished", detail);
+        let (next, kind) = if succeeded {
+            (State::Succeeded, EventKind::Succeeded)
+        } else {
+            (State::Failed, EventKind::Failed)
+        };
+        tracing::info!(rollback_id = %id, outcome = ?report.outcome, total_ms = report.total_ms, "Rollback finished.");
+        let hop = Hop {
+            next,
+            audit: vec![audit],
+            kind,
+        };
+        match self.stage(&mut record, vec![hop]) {
+            Ok(change) => Some(change),
+            Err(error) => {
+                tracing::error!(rollback_id = %id, %error, "Final state could not be recorded.");
+                self.update_gauges();
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::model::Reference;
+    use crate::domain::policy::Decision;
+    use crate::domain::record::{StepName, StepReport};
+    use crate::domain::rollback::{RollbackId, State};
+    use crate::engine::testing::{actor, Harness};
+    use crate::engine::{EventKind, Internal};
+    use crate::pipeline::{Outcome, Report};
+
+    fn step(id: RollbackId, name: StepName) -> Internal {
+        let step = StepReport {
+            name,
+            ok: true,
+            duration_ms: 5,
+            detail: "ok".to_owned(),
+        };
+        Internal::Progress { id, step }
+    }
+
+    /// Two rollbacks approved (their pipelines' own reports are never handed over: the test
+    /// sends the reports).
+    async fn running(h: &mut Harness) -> (RollbackId, RollbackId) {
+        let app = h.requested("app", &actor("alice")).await.id;
+        let api = h.requested("api", &actor("alice")).await.id;
+        for id in [app, api] {
+            h.engine
+                .vote(&actor("bob"), id, Decision::Approve, None)
+                .await;
+        }
+        h.events();
+        (app, api)
+    }
+
+    #[tokio::test]
+    async fn reports_waiting_together_are_recorded_in_one_batch_in_order_then_announced() {
+        let mut h = Harness::new().await;
+        let (app, api) = running(&mut h).await;
+        let before = h.audit_log().await.len();
+        let image = h.engine.active[&app].image.clone();
+        let target = Reference::Digest(h.engine.active[&app].target.digest.clone());
+        let mut report = Report::new("rollback", &image, &target, &[]);
+        report.outcome = Outcome::Succeeded;
+
+        h.engine
+            .internals(vec![
+                step(app, StepName::Retag),
+                step(api, StepName::Retag),
+                step(app, StepName::Verify),
+                Internal::Finished {
+                    id: app,
+                    report: Box::new(report),
+                    tags_now: None,
+                },
+            ])
+            .await;
+
+        let app_record = h.stored(app).await;
+        assert_eq!(app_record.state, State::Succeeded);
+        let steps: Vec<StepName> = app_record.steps.iter().map(|s| s.name).collect();
+        assert_eq!(steps, [StepName::Retag, StepName::Verify]);
+        assert_eq!(h.stored(api).await.state, State::Verifying);
+        assert!(!h.engine.active.contains_key(&app), "finished");
+        assert_eq!(h.engine.active[&api].state, State::Verifying);
+        let log = h.audit_log().await;
+        let written: Vec<(Option<RollbackId>, String)> = log[before..]
+            .iter()
+            .map(|e| {
+                (
+                    e.rollback,
+                    format!("{} {}", e.kind, e.detail["to"].as_str().unwrap_or("")),
+                )
+            })
+            .collect();
+        let entry = |id, what: &str| (Some(id), what.to_owned());
+        assert_eq!(
+            written,
+            [
+                entry(app, "step "),
+                entry(app, "state verifying"),
+                entry(api, "step "),
+                entry(api, "state verifying"),
+                entry(app, "step "),
+                entry(app, "finished "),
+                entry(app, "state succeeded"),
+            ]
+        );
+        let events = h.events();
+        let told: Vec<(RollbackId, State)> = events
+            .iter()
+            .filter_map(|e| e.rollback.as_ref().map(|r| (r.id, r.state)))
+            .collect();
+        assert_eq!(
+            told,
+            [
+                (app, State::Verifying),
+                (api, State::Verifying),
+                (app, State::Verifying),
+                (app, State::Succeeded),
+            ],
+            "each announced with the record as of its report"
+        );
+        assert_eq!(events[3].kind, EventKind::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn a_report_that_cannot_be_persisted_fails_alone() {
+        let mut h = Harness::new().await;
+        let (app, api) = running(&mut h).await;
+        // A rollback the engine knows but the database does not: its report cannot be saved,
+        // which fails the batch; the other reports are then recorded one by one.
+        let mut ghost = h.engine.active[&app].clone();
+        ghost.id = RollbackId(999);
+        ghost.image = crate::domain::model::ImageRef::parse("registry.example.com/acme/ghost")
+            .expect("image");
+        h.engine.active.insert(ghost.id, ghost.clone());
+
+        h.engine
+            .internals(vec![
+                step(app, StepName::Retag),
+                step(ghost.id, StepName::Retag),
+                step(api, StepName::Retag),
+            ])
+            .await;
+
+        for id in [app, api] {
+            assert_eq!(h.stored(id).await.state, State::Verifying, "{id}");
+            assert_eq!(h.engine.active[&id].state, State::Verifying, "{id}");
+        }
+        assert_eq!(h.engine.active[&ghost.id], ghost, "left as it was");
+        let told: Vec<RollbackId> = h
+            .events()
+            .iter()
+            .filter_map(|e| e.rollback.as_ref().map(|r| r.id))
+            .collect();
+        assert_eq!(told, [app, api], "only what was persisted is announced");
+    }
+
+    #[tokio::test]
+    async fn a_report_that_failed_alone_is_recorded_and_announced_with_the_next_of_its_rollback() {
+        let mut h = Harness::new().await;
+        let (app, _) = running(&mut h).await;
+        let mut ghost = h.engine.active[&app].clone();
+        ghost.id = RollbackId(999);
+        ghost.image = crate::domain::model::ImageRef::parse("registry.example.com/acme/ghost")
+            .expect("image");
+        h.engine.active.insert(ghost.id, ghost.clone());
+        let before = h.audit_log().await.len();
+        // The database refuses app's record as the retag step leaves it (once verifying, one
+        // step more), and only that one: the next report's record, with the verify step too,
+        // is accepted. The ghost fails the batch, so each report is committed on its own.
+        let steps = h.engine.active[&app].steps.len() + 1;
+        h.sql(&format!(
+            "CREATE TRIGGER refuse_once BEFORE UPDATE ON rollbacks \
+             WHEN NEW.id = {app} AND NEW.state = 'verifying' \
+             AND json_array_length(NEW.data, '$.steps') = {steps} \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+            app = app.0
+        ))
+        .await;
+
+        h.engine
+            .internals(vec![
+                step(app, StepName::Retag),
+                step(ghost.id, StepName::Retag),
+                step(app, StepName::Verify),
+            ])
+            .await;
+
+        let stored = h.stored(app).await;
+        assert_eq!(stored.state, State::Verifying);
+        let names: Vec<StepName> = stored.steps.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names[names.len() - 2..],
+            [StepName::Retag, StepName::Verify]
+        );
+        assert_eq!(h.engine.active[&app], stored);
+        let log = h.audit_log().await;
+        let written: Vec<String> = log[before..]
+            .iter()
+            .map(|e| {
+                let what = e.detail["name"].as_str().or(e.detail["to"].as_str());
+                format!("{} {}", e.kind, what.unwrap_or(""))
+            })
+            .collect();
+        assert_eq!(
+            written,
+            ["step retag", "state verifying", "step verify"],
+            "the record holds the retag and the move to verifying: so does the log"
+        );
+        let told: Vec<(usize, State)> = h
+            .events()
+            .iter()
+            .filter_map(|e| e.rollback.as_ref().map(|r| (r.steps.len(), r.state)))
+            .collect();
+        assert_eq!(
+            told,
+            [(steps, State::Verifying), (steps + 1, State::Verifying)],
+            "each report announced once, in order, once persisted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_database_refuses_whole_is_neither_recorded_nor_announced() {
+        // As a replica that lost the lease finds every change fenced: every write refused.
+        let mut h = Harness::new().await;
+        let (app, api) = running(&mut h).await;
+        let log = h.audit_log().await;
+        let active = h.engine.active.clone();
+        h.sql(
+            "CREATE TRIGGER refuse_all BEFORE UPDATE ON rollbacks \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+        )
+        .await;
+        let image = h.engine.active[&app].image.clone();
+        let target = Reference::Digest(h.engine.active[&app].target.digest.clone());
+        let mut report = Report::new("rollback", &image, &target, &[]);
+        report.outcome = Outcome::Succeeded;
+
+        h.engine
+            .internals(vec![
+                step(app, StepName::Retag),
+                step(api, StepName::Retag),
+                Internal::Finished {
+                    id: app,
+                    report: Box::new(report),
+                    tags_now: None,
+                },
+            ])
+            .await;
+
+        for id in [app, api] {
+            assert_eq!(h.stored(id).await.state, State::Retagging, "{id}");
+        }
+        assert_eq!(h.engine.active, active, "as recorded last");
+        assert_eq!(h.audit_log().await, log, "nothing audited");
+        assert_eq!(h.event_kinds(), [], "nothing announced");
+    }
+}
