@@ -4,7 +4,8 @@
 //! A rollback that holds writes it twice: `in_progress` before its first tag write (naming the
 //! target and where every tag was), so that a run that stops part-way — a failed write, kill -9
 //! — leaves its intent for the next run, the daemon and other operators to see; then `active`
-//! with the report once the tags moved and were verified. Either blocks CI's `rollbot gate`.
+//! with the report of what was planned and moved, written once the tags moved, while the run
+//! verifies (it reports success only after). Either blocks CI's `rollbot gate`.
 //!
 //! A hold carries its document in its manifest (see the module above), so writing it is one
 //! manifest PUT under `rollbot-hold` ([`write_hold`]; the first hold in a repository also
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     fetch, inline_artifact_manifest, now_rfc3339, ArtifactError, EMPTY_CONFIG, HOLD_TAG, HOLD_TYPE,
-    SCHEMA_VERSION,
+    MAX_DOCUMENT_BYTES, SCHEMA_VERSION,
 };
 use crate::domain::model::{Digest, ImageRef, Tag};
 use crate::registry::{RegistryClient, RegistryError};
@@ -245,16 +246,26 @@ pub async fn read_hold(
 
 /// Writes `hold` (active, in progress or released) under `rollbot-hold`: one manifest PUT,
 /// the one request that changes what the hold says. Nothing is read first: the document is new
-/// (it carries its own time), and the hold is replaced whatever it was.
+/// (it carries its own time), and the hold is replaced whatever it was. A document over 1 MiB
+/// (a rollback report with very long check output) is written without its report.
 ///
 /// The manifest names the empty blob `{}`, which every repository rollbot wrote an artifact to
-/// has. Where a registry refuses the PUT (400: distribution says `MANIFEST_BLOB_UNKNOWN`), the
-/// blob is uploaded and the PUT sent once more: a refused PUT wrote nothing.
+/// has. Where the registry refuses the PUT for that blob (400 or 404 with the code
+/// `MANIFEST_BLOB_UNKNOWN` or `BLOB_UNKNOWN`), the blob is uploaded and the PUT sent once
+/// more: a refused PUT wrote nothing. If the upload fails, the PUT's refusal is the answer
+/// (nothing was written).
 ///
 /// # Errors
 /// Registry errors (among them a write that may have landed although it failed).
 pub async fn write_hold(registry: &RegistryClient, hold: &Hold) -> Result<(), ArtifactError> {
-    let document = serde_json::to_string(hold).unwrap_or_default();
+    let mut document = serde_json::to_string(hold).unwrap_or_default();
+    if document.len() > MAX_DOCUMENT_BYTES {
+        let slim = Hold {
+            report: None,
+            ..hold.clone()
+        };
+        document = serde_json::to_string(&slim).unwrap_or_default();
+    }
     let at = hold.released_at.as_deref().unwrap_or(&hold.held_at);
     let manifest = inline_artifact_manifest(HOLD_TYPE, &document, at);
     let repository = &hold.image.repository;
@@ -262,8 +273,15 @@ pub async fn write_hold(registry: &RegistryClient, hold: &Hold) -> Result<(), Ar
         .put_manifest(repository, &hold_tag(), &manifest)
         .await
     {
-        Err(RegistryError::Status { status: 400, .. }) => {
-            put_hold_blob(registry, &hold.image).await?;
+        Err(
+            refused @ RegistryError::Status {
+                status: 400 | 404, ..
+            },
+        ) if refused_for_a_blob(&refused) => {
+            if let Err(error) = put_hold_blob(registry, &hold.image).await {
+                tracing::warn!(image = %hold.image, %error, "Could not upload the empty blob a hold names.");
+                return Err(refused.into());
+            }
             registry
                 .put_manifest(repository, &hold_tag(), &manifest)
                 .await?;
@@ -271,6 +289,11 @@ pub async fn write_hold(registry: &RegistryClient, hold: &Hold) -> Result<(), Ar
         }
         other => Ok(other?),
     }
+}
+
+/// A manifest PUT refused because a blob it names is not in the repository.
+fn refused_for_a_blob(error: &RegistryError) -> bool {
+    matches!(error, RegistryError::Status { detail, .. } if detail.contains("BLOB_UNKNOWN"))
 }
 
 /// Uploads the empty blob a hold's manifest names into `image`'s repository (POST and PUT): a

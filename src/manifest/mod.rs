@@ -338,7 +338,7 @@ async fn fetch(
         #[serde(default)]
         layers: Vec<Layer>,
         #[serde(default)]
-        annotations: std::collections::BTreeMap<String, String>,
+        annotations: Option<std::collections::BTreeMap<String, String>>,
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -364,10 +364,16 @@ async fn fetch(
             shape.layers.len()
         )));
     };
-    if let Some(document) = shape.annotations.get(DOCUMENT_ANNOTATION) {
+    let inline = shape
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(DOCUMENT_ANNOTATION))
+        .filter(|_| artifact_type == HOLD_TYPE);
+    if let Some(document) = inline {
         // The document is in the manifest; its one layer must then be the empty blob.
         if layer.media_type.as_deref() != Some(EMPTY_CONFIG_TYPE)
             || layer.digest != Digest::of(EMPTY_CONFIG).to_string()
+            || layer.size != Some(EMPTY_CONFIG.len() as u64)
         {
             return Err(foreign(
                 "it carries its document in the manifest but its layer is not the empty blob"

@@ -439,12 +439,18 @@ async fn execute_with(
         }
     };
     let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
+    // Right after a plan made once the run was approved, what it found present is not read
+    // again; after a prompt (minutes, maybe), it is.
+    let references = match reads {
+        Reads::Fresh => References::CheckedByPlan(plan.references.len()),
+        Reads::Stale => References::Read(&plan.references),
+    };
     let verified = verify_and_check(
         registry,
         &plan.image,
         &tags,
         &plan.target.digest,
-        References::CheckedByPlan(plan.references.len()),
+        references,
         &options.checks,
         report,
         progress,

@@ -36,7 +36,8 @@ pub struct Plan {
     /// What the target references (platform manifests, or config and layers); all present.
     pub references: Vec<oci::Reference>,
     pub tags: Vec<PlannedTag>,
-    /// When the tags' reads were answered: how old they are as compare-and-swap reads.
+    /// When the first of the tags' reads was answered: the age of the oldest of them as
+    /// compare-and-swap reads.
     pub tags_read_at: Instant,
 }
 
@@ -139,16 +140,7 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
         let missing = missing_references(registry, &request.image, &references).await;
         Ok((target, references, missing))
     };
-    let tag_heads = async {
-        let heads = join_all(
-            request
-                .tags
-                .iter()
-                .map(|tag| head_tag(registry, repository, tag)),
-        )
-        .await;
-        (heads, Instant::now())
-    };
+    let tag_heads = read_tags_timed(registry, repository, &request.tags);
     let (target, (tag_heads, tags_read_at)) = futures_util::future::join(target, tag_heads).await;
     let (target, references, missing) = target?;
 
@@ -195,6 +187,26 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
         tags,
         tags_read_at,
     })
+}
+
+/// HEADs of `tags`, concurrently, and when the first of them was answered: how old the oldest
+/// of these reads is.
+pub(super) async fn read_tags_timed(
+    registry: &RegistryClient,
+    repository: &crate::domain::model::Repository,
+    tags: &[Tag],
+) -> (
+    Vec<Result<Option<crate::registry::ManifestHead>, RegistryError>>,
+    Instant,
+) {
+    let started = Instant::now();
+    let answers = join_all(tags.iter().map(|tag| async move {
+        let head = head_tag(registry, repository, tag).await;
+        (head, Instant::now())
+    }))
+    .await;
+    let oldest = answers.iter().map(|(_, at)| *at).min().unwrap_or(started);
+    (answers.into_iter().map(|(head, _)| head).collect(), oldest)
 }
 
 pub(super) async fn head_tag(

@@ -3,9 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
-
-use super::plan::{head_tag, Plan};
+use super::plan::{head_tag, read_tags_timed, Plan};
 use crate::domain::model::{Digest, ImageRef, Reference, Tag, TagNow};
 use crate::domain::record::PlannedTag;
 use crate::manifest::{self, ArtifactError, Hold};
@@ -16,9 +14,10 @@ use crate::registry::{RegistryClient, RegistryError};
 /// report that says "not moved" about a tag that moved leaves it half-moved and unprotected.
 pub const SETTLE: Duration = Duration::from_secs(1);
 
-/// How old a tag's compare-and-swap read may be when its write is sent: a read answered longer
-/// ago than this (before the hold's write, or an earlier tag's, took their time) is made again
-/// right before the write.
+/// How old a tag's compare-and-swap read may be when rollbot sends its write: a read answered
+/// longer ago than this (before the hold's write, or an earlier tag's, took their time) is made
+/// again right before the write. (On a registry with token auth, sending the first write may
+/// still mean fetching a push token first.)
 pub const MAX_READ_AGE: Duration = Duration::from_millis(100);
 
 /// A floating tag after the retag, as read back from the registry.
@@ -122,6 +121,7 @@ pub async fn retag(
 #[derive(Debug)]
 pub(super) struct HoldReads {
     previous: Result<Option<Digest>, RegistryError>,
+    answered: Instant,
 }
 
 impl HoldReads {
@@ -130,6 +130,7 @@ impl HoldReads {
         let previous = head_tag(registry, &image.repository, &manifest::hold_tag()).await;
         HoldReads {
             previous: previous.map(|head| head.map(|h| h.digest)),
+            answered: Instant::now(),
         }
     }
 }
@@ -150,6 +151,10 @@ pub(super) async fn retag_after(
         Reads::Fresh if plan.tags_read_at.elapsed() > MAX_READ_AGE => Reads::Stale,
         reads => reads,
     };
+    // The hold's state before the run is read again with the tags unless the plan's read of it
+    // is as fresh as theirs must be: it is what a run that moves nothing puts back.
+    let hold_reads =
+        hold_reads.filter(|done| reads == Reads::Fresh && done.answered.elapsed() <= MAX_READ_AGE);
     let to_move: Vec<&PlannedTag> = plan.tags.iter().filter(|t| !t.already_at_target).collect();
     let mut stop = Stop {
         registry,
@@ -161,16 +166,10 @@ pub(super) async fn retag_after(
     // Gate: every tag still where the plan saw it, before anything is written (unless the
     // plan's reads are that); and, with a hold to write, the hold's current manifest (to put it
     // back if nothing moves) and the empty blob it names.
+    let to_read: Vec<Tag> = to_move.iter().map(|planned| planned.tag.clone()).collect();
     let heads = async {
         match reads {
-            Reads::Stale => Some(
-                join_all(
-                    to_move
-                        .iter()
-                        .map(|planned| head_tag(registry, repository, &planned.tag)),
-                )
-                .await,
-            ),
+            Reads::Stale => Some(read_tags_timed(registry, repository, &to_read).await),
             Reads::Fresh => None,
         }
     };
@@ -182,12 +181,13 @@ pub(super) async fn retag_after(
         }
     };
     let (heads, hold_reads) = futures_util::future::join(heads, hold_reads).await;
-    // When the tags' compare-and-swap reads were answered: the gate's, or the plan's.
-    let read_at = match &heads {
-        Some(_) => Instant::now(),
-        None => plan.tags_read_at,
+    // When the oldest of the tags' compare-and-swap reads was answered: the gate's, or the
+    // plan's.
+    let (heads, read_at) = match heads {
+        Some((heads, oldest)) => (heads, oldest),
+        None => (Vec::new(), plan.tags_read_at),
     };
-    for (planned, head) in to_move.iter().zip(heads.into_iter().flatten()) {
+    for (planned, head) in to_move.iter().zip(heads) {
         let error = match head {
             Ok(Some(head)) if head.digest == planned.from => continue,
             Ok(found) => RetagError::Conflict {
@@ -348,7 +348,11 @@ impl Stop<'_> {
                     .await?;
                 Ok(())
             }
-            _ => {
+            None => Err(ArtifactError::Conflict(
+                "the hold's state before the run was never read, so it cannot be put back"
+                    .to_owned(),
+            )),
+            Some(None) => {
                 let released = intent.clone().released(
                     "rollbot".to_owned(),
                     manifest::now_rfc3339(),

@@ -30,8 +30,9 @@ pub struct Verification {
 pub enum References<'a> {
     /// HEAD each one: it must exist.
     Read(&'a [oci::Reference]),
-    /// This many, every one found present by the run's own plan just before its first write
-    /// (and named by the tag writes the registry accepted since): not read again.
+    /// This many, every one found present by the run's own plan, made after the run was
+    /// approved and just before its first write (and named by the tag writes the registry
+    /// accepted since): not read again.
     CheckedByPlan(usize),
 }
 
