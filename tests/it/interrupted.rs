@@ -640,3 +640,56 @@ fn tag_subsets_after_a_partial_retag_stay_on_the_recorded_target() {
         Some(v2.digest.as_str())
     );
 }
+
+/// A slow answer in the plan must not make an older read look fresh: the target's GET is held
+/// 1.5 s here, the HEAD of `latest` sent with it is answered at once, so by the write that read
+/// is far older than `MAX_READ_AGE`; `latest` is read again first, and a push that landed
+/// meanwhile stops the rollback instead of being overwritten.
+#[test]
+fn a_slow_answer_in_the_plan_does_not_make_an_older_read_look_fresh() {
+    let (ci, [v1, v2, _v3]) = published();
+    let proxy = Proxy::start(
+        &ci.registry.host,
+        vec![Rule::DelayFirstAnswer {
+            method: "GET",
+            suffix: v2.digest.clone(),
+            delay: Duration::from_millis(1500),
+            used: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }],
+    );
+    let cli = through(&ci, &proxy, "");
+    let (image, target) = (ci.image(), v2.digest.clone());
+    let runner = std::thread::spawn(move || {
+        let run = cli.run(&[
+            "rollback",
+            &image,
+            "--to",
+            &target,
+            "--tag",
+            "latest",
+            "--yes",
+            "--no-hold",
+            "--json",
+        ]);
+        (run.code, run.json())
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy
+        .seen()
+        .iter()
+        .any(|r| r.starts_with("HEAD ") && r.ends_with("/manifests/latest"))
+    {
+        assert!(Instant::now() < deadline, "the plan never read latest");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Its answer is back; CI pushes while the plan still waits for the target.
+    std::thread::sleep(Duration::from_millis(300));
+    block_on(ci.seeder.tag(REPO, &v1, "latest"));
+    let (code, report) = runner.join().expect("run");
+    assert_eq!(
+        digest_of(&ci, "latest").as_deref(),
+        Some(v1.digest.as_str()),
+        "a push after the plan's read of latest was overwritten; exit {code}, report {report}"
+    );
+    assert_ne!(code, 0, "{report}");
+}
