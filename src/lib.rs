@@ -185,8 +185,8 @@
 //!   sha256 is checked against the digest asked for and every digest header seen.
 //! - Nothing is written before the plan's checks pass (target complete, every tag where the
 //!   plan saw it). Each tag write is preceded by a compare-and-swap read of that tag answered
-//!   at most `MAX_READ_AGE` (100 ms) before rollbot sends the write (a registry with token
-//!   auth may first hand out a push token): the plan's own HEAD in a run approved
+//!   at most `MAX_READ_AGE` (100 ms) before rollbot sends the write (a bearer-token registry's
+//!   push token is fetched before): the plan's own HEAD in a run approved
 //!   before its plan (`--yes`, the daemon's re-plan), the gate's after a prompt, or a HEAD
 //!   right before the write when those are older.
 //! - One manifest GET per rollback with a named target (the target's bytes, the one counted

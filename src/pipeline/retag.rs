@@ -16,8 +16,8 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// How old a tag's compare-and-swap read may be when rollbot sends its write: a read answered
 /// longer ago than this (before the hold's write, or an earlier tag's, took their time) is made
-/// again right before the write. (On a registry with token auth, sending the first write may
-/// still mean fetching a push token first.)
+/// again right before the write. (On a registry with bearer tokens, the push token is fetched
+/// before this age is taken.)
 pub const MAX_READ_AGE: Duration = Duration::from_millis(100);
 
 /// A floating tag after the retag, as read back from the registry.
@@ -180,7 +180,10 @@ pub(super) async fn retag_after(
             (None, _) => None,
         }
     };
-    let (heads, hold_reads) = futures_util::future::join(heads, hold_reads).await;
+    // A registry with bearer tokens hands out the push token now, not between a tag's read
+    // and its write.
+    let push_token = registry.prepare_push(repository);
+    let (heads, hold_reads, ()) = futures_util::future::join3(heads, hold_reads, push_token).await;
     // When the oldest of the tags' compare-and-swap reads was answered: the gate's, or the
     // plan's.
     let (heads, read_at) = match heads {

@@ -12,6 +12,7 @@ use super::auth::{Challenge, Credentials, Token, TokenAnswer};
 use super::counts::Kind;
 use super::request::Op;
 use super::{RegistryClient, RegistryError};
+use crate::domain::model::Repository;
 use crate::error_chain;
 use crate::lock;
 
@@ -28,6 +29,27 @@ impl RegistryClient {
             Some(Challenge::Bearer { realm, service }) => {
                 let token = self.token(op, &realm, service.as_deref()).await?;
                 Ok(Some(format!("Bearer {}", token.value.expose())))
+            }
+        }
+    }
+
+    /// Fetches (and caches) a push token for `repository` when the registry asked for bearer
+    /// tokens, so that the writes that follow carry one at once: no token round trip between
+    /// a compare-and-swap read and its write. Nothing happens with Basic auth, without auth,
+    /// or while the registry has not challenged yet. A failure is left for the write itself to
+    /// meet and report.
+    pub async fn prepare_push(&self, repository: &Repository) {
+        let challenge = lock(&self.auth).challenge.clone();
+        if let Some(Challenge::Bearer { realm, service }) = challenge {
+            let op = Op::put(
+                Kind::ManifestPut,
+                repository,
+                format!("/v2/{repository}/manifests/"),
+                bytes::Bytes::new(),
+                "application/octet-stream",
+            );
+            if let Err(error) = self.token(&op, &realm, service.as_deref()).await {
+                tracing::debug!(registry = %self.host, %error, "No push token ahead of the writes.");
             }
         }
     }
@@ -179,7 +201,32 @@ impl RegistryClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::testing::{basic, client, repository};
+    use crate::registry::testing::{answer, basic, client, repository, scripted};
+
+    #[tokio::test]
+    async fn a_push_token_is_fetched_ahead_of_the_writes_only_for_bearer_registries() {
+        let token = answer(
+            "200 OK\r\nContent-Type: application/json",
+            br#"{"token":"push-token","expires_in":300}"#,
+        );
+        let (client, seen) = scripted(vec![token]).await;
+        // No challenge yet: nothing to fetch.
+        client.prepare_push(&repository()).await;
+        assert!(lock(&seen).is_empty());
+        lock(&client.auth).challenge = Some(Challenge::Bearer {
+            realm: format!("{}/token", client.base),
+            service: Some("registry.test".to_owned()),
+        });
+        client.prepare_push(&repository()).await;
+        let seen = lock(&seen).clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(
+            seen[0].starts_with("GET /token?scope=repository%3Aacme%2Fapp%3Apull%2Cpush"),
+            "{seen:?}"
+        );
+        let state = lock(&client.auth);
+        assert!(state.tokens.contains_key("repository:acme/app:pull,push"));
+    }
 
     #[test]
     fn a_basic_challenge_needs_credentials_and_a_new_challenge_drops_tokens() {
