@@ -5,7 +5,7 @@
 
 use crate::rollback::World;
 use crate::support::images::Kind;
-use crate::support::proxy::Proxy;
+use crate::support::proxy::{Proxy, Rule};
 use crate::support::{block_on, Cli};
 
 /// Requests by kind, as a registry sees them.
@@ -222,5 +222,57 @@ fn a_rollback_to_a_digest_costs_one_counted_pull_and_otherwise_heads_and_puts() 
             }),
             "{case}: {timeline:#?}"
         );
+    }
+}
+
+/// The first hold in a repository, on a registry that refuses a manifest naming a missing blob
+/// with 404 instead of distribution's 400 (same `MANIFEST_BLOB_UNKNOWN` body): the blob is
+/// uploaded and the PUT sent again. Any other refusal of the hold is not retried, and no tag
+/// moves.
+#[test]
+fn the_first_hold_uploads_the_empty_blob_only_when_refused_for_it() {
+    for (rule, succeeds) in [
+        (Rule::RewriteStatus { from: 400, to: 404 }, true),
+        (
+            Rule::FailPutTag {
+                tag: "rollbot-hold".into(),
+                status: 400,
+            },
+            false,
+        ),
+    ] {
+        let case = format!("{rule:?}");
+        let world = World::new(Kind::OciIndex);
+        let proxy = Proxy::start(&world.registry.host, vec![rule]);
+        let image = format!("{}/acme/app", proxy.host);
+        let run = Cli::new().run(&[
+            "rollback",
+            &image,
+            "--to",
+            &world.v2.digest,
+            "--yes",
+            "--insecure",
+            "--json",
+        ]);
+        let seen = proxy.seen();
+        let uploads = seen.iter().filter(|r| r.contains("/blobs/uploads/")).count();
+        let latest = world.digest_of("latest");
+        if succeeds {
+            assert_eq!(run.code, 0, "{case}\n{}\n{}", run.stdout, run.stderr);
+            assert_eq!(latest.as_deref(), Some(world.v2.digest.as_str()), "{case}");
+            assert_eq!(uploads, 2, "{case}: {seen:#?}");
+            assert!(world.digest_of("rollbot-hold").is_some(), "{case}");
+        } else {
+            assert_ne!(run.code, 0, "{case}\n{}", run.stdout);
+            assert_ne!(latest.as_deref(), Some(world.v2.digest.as_str()), "{case}");
+            assert_eq!(uploads, 0, "{case}: {seen:#?}");
+            assert!(
+                run.json()["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("could not record the rollback in the hold")),
+                "{case}: {}",
+                run.stdout
+            );
+        }
     }
 }

@@ -15,6 +15,9 @@ pub enum Rule {
     FailAll(u16),
     /// `PUT /v2/<repo>/manifests/<tag>` gets this status.
     FailPutTag { tag: String, status: u16 },
+    /// Every answer of the registry with status `from` is passed on with status `to` (the body
+    /// as it was): a registry that answers the same error with another status.
+    RewriteStatus { from: u16, to: u16 },
     /// Added to every answer.
     AddHeader { name: String, value: String },
     /// A cross-repository mount (`POST …/blobs/uploads/?mount=…&from=…`) reaches the registry
@@ -243,7 +246,7 @@ async fn serve(
             }
             _ => path,
         };
-        let (status, mut out_headers, out_body) = match failure {
+        let (mut status, mut out_headers, out_body) = match failure {
             Some(status) => (
                 status,
                 vec![("content-type".to_owned(), "application/json".to_owned())],
@@ -272,6 +275,12 @@ async fn serve(
                 (status, headers, bytes)
             }
         };
+        if let Some(to) = rules.iter().find_map(|rule| match rule {
+            Rule::RewriteStatus { from, to } if *from == status => Some(*to),
+            _ => None,
+        }) {
+            status = to;
+        }
         if let Some((_, after)) = delay {
             tokio::time::sleep(after).await;
         }
