@@ -255,7 +255,10 @@ fn the_first_hold_uploads_the_empty_blob_only_when_refused_for_it() {
             "--json",
         ]);
         let seen = proxy.seen();
-        let uploads = seen.iter().filter(|r| r.contains("/blobs/uploads/")).count();
+        let uploads = seen
+            .iter()
+            .filter(|r| r.contains("/blobs/uploads/"))
+            .count();
         let latest = world.digest_of("latest");
         if succeeds {
             assert_eq!(run.code, 0, "{case}\n{}\n{}", run.stdout, run.stderr);
