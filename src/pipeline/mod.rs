@@ -218,39 +218,54 @@ pub async fn run_verification(
         .hold
         .as_ref()
         .map(|hold| hold.active(image, target, tags, &report));
-    let hold_write = async {
-        match &hold {
-            Some(hold) => Some(timed(manifest::write_hold(registry, hold)).await),
-            None => None,
-        }
-    };
-    let verified = verify_and_check(
+    verify_check_and_hold(
         registry,
         image,
         &names,
         target,
         References::Read(&references),
         &options.checks,
+        hold.as_ref(),
         &mut report,
         progress,
+    )
+    .await;
+    let outcome = report.outcome;
+    let error = report.error.take();
+    finish(report, outcome, error)
+}
+
+/// Verification and the checks ([`verify_and_check`]) with, at the same time, the `active`
+/// `hold`'s write; then the hold step. Sets `report.outcome`: `Succeeded` unless verification,
+/// a check or the hold's write failed.
+#[allow(clippy::too_many_arguments)]
+async fn verify_check_and_hold(
+    registry: &RegistryClient,
+    image: &ImageRef,
+    tags: &[Tag],
+    digest: &Digest,
+    references: References<'_>,
+    checks: &[CheckSpec],
+    hold: Option<&manifest::Hold>,
+    report: &mut Report,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) {
+    let hold_write = async {
+        let hold = hold?;
+        let started = Instant::now();
+        let written = manifest::write_hold(registry, hold).await;
+        Some((written, started.elapsed()))
+    };
+    let verified = verify_and_check(
+        registry, image, tags, digest, references, checks, report, progress,
     );
     let ((), written) = futures_util::future::join(verified, hold_write).await;
     if report.outcome == Outcome::Verified {
         report.outcome = Outcome::Succeeded;
     }
     if let Some(written) = written {
-        record_hold(image, written, &mut report, progress);
+        record_hold(image, written, report, progress);
     }
-    let outcome = report.outcome;
-    let error = report.error.take();
-    finish(report, outcome, error)
-}
-
-/// Runs `write`, and says how long it took.
-async fn timed<T>(write: impl std::future::Future<Output = T>) -> (T, Duration) {
-    let started = Instant::now();
-    let result = write.await;
-    (result, started.elapsed())
 }
 
 /// Records the `active` hold's write (it ran while verification did) as the hold step. A write
@@ -432,12 +447,6 @@ async fn execute_with(
         .as_ref()
         .filter(|_| moved)
         .map(|hold| hold.active(&plan.image, &plan.target.digest, &plan.tags, report));
-    let hold_write = async {
-        match &hold {
-            Some(hold) => Some(timed(manifest::write_hold(registry, hold)).await),
-            None => None,
-        }
-    };
     let tags: Vec<Tag> = plan.tags.iter().map(|t| t.tag.clone()).collect();
     // Right after a plan made once the run was approved, what it found present is not read
     // again; after a prompt (minutes, maybe), it is.
@@ -445,23 +454,18 @@ async fn execute_with(
         Reads::Fresh => References::CheckedByPlan(plan.references.len()),
         Reads::Stale => References::Read(&plan.references),
     };
-    let verified = verify_and_check(
+    verify_check_and_hold(
         registry,
         &plan.image,
         &tags,
         &plan.target.digest,
         references,
         &options.checks,
+        hold.as_ref(),
         report,
         progress,
-    );
-    let ((), written) = futures_util::future::join(verified, hold_write).await;
-    if report.outcome != Outcome::VerifyFailed {
-        report.outcome = Outcome::Succeeded;
-    }
-    if let Some(written) = written {
-        record_hold(&plan.image, written, report, progress);
-    }
+    )
+    .await;
 }
 
 /// The error of a retag that stopped, for people: what failed, which tags may have moved
