@@ -146,17 +146,22 @@ pub fn print_phases(title: &str, phases: Vec<(String, Vec<f64>)>) {
     }
 }
 
-/// The sum of every series of `name` on the daemon's `/metrics` (0 when it has none).
-pub async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {
-    let text = http
-        .get(format!("{base}/metrics"))
+/// The daemon's `/metrics` page.
+pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
         .send()
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("text");
-    text.lines()
+        .expect("text")
+}
+
+/// The sum of every series of `name` on the daemon's `/metrics` (0 when it has none).
+pub async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {
+    metrics_text(http, base)
+        .await
+        .lines()
         .filter(|l| {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))

@@ -379,14 +379,7 @@ id = "bob"
             );
             let rss_peak = status_kib(daemon.child.id(), "VmHWM:");
             if std::env::var_os("SCALE_METRICS").is_some() {
-                let metrics = http
-                    .get(format!("{base}/metrics"))
-                    .send()
-                    .await
-                    .expect("metrics")
-                    .text()
-                    .await
-                    .expect("text");
+                let metrics = phases::metrics_text(&http, &base).await;
                 for line in metrics.lines().filter(|l| l.contains("registry")) {
                     eprintln!("{line}");
                 }

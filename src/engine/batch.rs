@@ -282,6 +282,19 @@ mod tests {
     use crate::engine::{EventKind, Internal};
     use crate::pipeline::{Outcome, Report};
 
+    /// The pipeline's report that `id` succeeded.
+    fn succeeded(h: &Harness, id: RollbackId) -> Internal {
+        let record = &h.engine.active[&id];
+        let target = Reference::Digest(record.target.digest.clone());
+        let mut report = Report::new("rollback", &record.image, &target, &[]);
+        report.outcome = Outcome::Succeeded;
+        Internal::Finished {
+            id,
+            report: Box::new(report),
+            tags_now: None,
+        }
+    }
+
     fn step(id: RollbackId, name: StepName) -> Internal {
         let step = StepReport {
             name,
@@ -311,21 +324,14 @@ mod tests {
         let mut h = Harness::new().await;
         let (app, api) = running(&mut h).await;
         let before = h.audit_log().await.len();
-        let image = h.engine.active[&app].image.clone();
-        let target = Reference::Digest(h.engine.active[&app].target.digest.clone());
-        let mut report = Report::new("rollback", &image, &target, &[]);
-        report.outcome = Outcome::Succeeded;
+        let finished = succeeded(&h, app);
 
         h.engine
             .internals(vec![
                 step(app, StepName::Retag),
                 step(api, StepName::Retag),
                 step(app, StepName::Verify),
-                Internal::Finished {
-                    id: app,
-                    report: Box::new(report),
-                    tags_now: None,
-                },
+                finished,
             ])
             .await;
 
@@ -486,20 +492,13 @@ mod tests {
              BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
         )
         .await;
-        let image = h.engine.active[&app].image.clone();
-        let target = Reference::Digest(h.engine.active[&app].target.digest.clone());
-        let mut report = Report::new("rollback", &image, &target, &[]);
-        report.outcome = Outcome::Succeeded;
+        let finished = succeeded(&h, app);
 
         h.engine
             .internals(vec![
                 step(app, StepName::Retag),
                 step(api, StepName::Retag),
-                Internal::Finished {
-                    id: app,
-                    report: Box::new(report),
-                    tags_now: None,
-                },
+                finished,
             ])
             .await;
 
