@@ -160,8 +160,6 @@ pub async fn run(
         }
     };
 
-    // Reads made before a prompt are stale: the retag then makes them again, with its gate.
-    let hold_reads = hold_reads.filter(|_| reads == Reads::Fresh);
     execute_with(
         registry,
         &plan,

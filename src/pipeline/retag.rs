@@ -151,8 +151,9 @@ pub(super) async fn retag_after(
         Reads::Fresh if plan.tags_read_at.elapsed() > MAX_READ_AGE => Reads::Stale,
         reads => reads,
     };
-    // The hold's state before the run is read again with the tags unless the plan's read of it
-    // is as fresh as theirs must be: it is what a run that moves nothing puts back.
+    // The hold's state before the run is read again with the tags (after a prompt, or when the
+    // plan's read of it is older than theirs may be): it is what a run that moves nothing puts
+    // back.
     let hold_reads =
         hold_reads.filter(|done| reads == Reads::Fresh && done.answered.elapsed() <= MAX_READ_AGE);
     let to_move: Vec<&PlannedTag> = plan.tags.iter().filter(|t| !t.already_at_target).collect();
