@@ -55,7 +55,7 @@
 //!   status, history, release); `transitions.rs` persists every state change before announcing
 //!   it (an approval and the pipeline's start in one transaction, with the vote's command);
 //!   `run.rs` runs approved rollbacks in tracked tasks that report back (the approval's re-plan
-//!   reuses the target's bytes the request read), and `batch.rs` records the reports waiting
+//!   reuses the target's bytes the request read, HEADing it by digest), and `batch.rs` records the reports waiting
 //!   together in one commit, then announces them in order; `drill.rs` approved
 //!   drills (`pipeline::rehearse`); `restart.rs` reconciles what a previous process left running
 //!   (the decision is `domain::reconcile`; a drill is ended as interrupted, untouched);

@@ -53,7 +53,7 @@ pub(super) async fn drill(args: DrillArgs, settings: &Settings, insecure: bool) 
         live,
         target: to,
         target_source,
-        prefetched,
+        prefetched: prefetched.map(|read| read.manifest),
     };
     let options = RunOptions {
         dry_run: false,

@@ -141,7 +141,7 @@ pub(super) type Chosen = (
     Reference,
     Vec<(Tag, crate::domain::model::Digest)>,
     Option<String>,
-    Option<crate::registry::oci::RawManifest>,
+    Option<pipeline::Prefetched>,
 );
 
 /// The default target ([`pipeline::default_target`]): finishing an unfinished rollback the hold

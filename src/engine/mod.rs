@@ -308,6 +308,8 @@ struct PendingRequest {
 struct Planned {
     plan: Plan,
     target_source: Option<String>,
+    /// When planning started: the target's bytes were read after it.
+    asked_at: std::time::Instant,
 }
 
 enum Reconciliation {
@@ -442,7 +444,7 @@ struct Engine {
     /// The target manifest each waiting request's plan read (exact bytes, checked against the
     /// digest), so the approval's re-plan does not GET it again: one manifest GET per rollback.
     /// Not kept across restarts (the re-plan reads it then).
-    target_manifests: HashMap<RollbackId, crate::registry::oci::RawManifest>,
+    target_manifests: HashMap<RollbackId, crate::pipeline::Prefetched>,
 }
 
 impl Engine {

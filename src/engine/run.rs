@@ -131,7 +131,7 @@ pub(in crate::engine) async fn run_pipeline(
     record: &RollbackRecord,
     options: &RunOptions,
     verify_only: bool,
-    prefetched: Option<crate::registry::oci::RawManifest>,
+    prefetched: Option<pipeline::Prefetched>,
     started: Instant,
     internal: &mpsc::UnboundedSender<Internal>,
 ) -> Report {

@@ -463,6 +463,7 @@ pub(in crate::engine) fn planned(image: &ImageRef, noop: bool) -> Planned {
             target,
         },
         target_source: Some("the rollback manifest of the bad build".to_owned()),
+        asked_at: std::time::Instant::now(),
     }
 }
 

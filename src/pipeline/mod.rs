@@ -36,7 +36,7 @@ mod verify;
 
 pub use drill::{rehearse, Cleanup, DrillReport, DrillRequest, DrillStep};
 pub use outcome::{Outcome, Progress, RegistryUsage, Report, TagReport, TagStatus};
-pub use plan::{plan, Plan, PlanError, RollbackRequest};
+pub use plan::{plan, Plan, PlanError, Prefetched, RollbackRequest};
 pub use retag::{retag, IntentRecord, RetagError, RetagFailure, TagOutcome, MAX_READ_AGE, SETTLE};
 use retag::{retag_after, HoldReads, Reads};
 pub use target::{default_target, DefaultTarget, TargetRefusal};

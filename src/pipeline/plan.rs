@@ -22,9 +22,36 @@ pub struct RollbackRequest {
     pub expect_from: Vec<(Tag, Digest)>,
     /// How the target was chosen, for the report (`None` when named explicitly).
     pub target_source: Option<String>,
-    /// The target's manifest when it was already read (while choosing it from the history);
-    /// used instead of a second GET if its digest is the target.
-    pub prefetched: Option<RawManifest>,
+    /// The target's manifest when it was already read (while choosing it from the history, or
+    /// when the request was planned); used instead of a second GET if its digest is the target.
+    pub prefetched: Option<Prefetched>,
+}
+
+/// A manifest read earlier, and when the read was sent.
+///
+/// The bytes of a digest never change, but the manifest can be deleted: a read older than
+/// [`MAX_READ_AGE`](super::MAX_READ_AGE) (an approval minutes after the request) is checked with
+/// a HEAD by digest before anything is written, so a rollback never puts back a manifest
+/// someone deleted in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefetched {
+    pub manifest: RawManifest,
+    /// When the read was sent (before its answer: the age is never underestimated).
+    pub asked_at: Instant,
+}
+
+impl Prefetched {
+    /// A manifest this process has just read or written.
+    pub fn now(manifest: RawManifest) -> Prefetched {
+        Prefetched {
+            manifest,
+            asked_at: Instant::now(),
+        }
+    }
+
+    fn is_stale(&self) -> bool {
+        self.asked_at.elapsed() > super::MAX_READ_AGE
+    }
 }
 
 /// A checked plan: the target's bytes, and the state every write will be compared against.
@@ -80,6 +107,8 @@ pub enum PlanError {
         digest: Digest,
         artifact_type: String,
     },
+    #[error("target {digest} is no longer in {image} (its manifest was deleted after it was read); nothing was changed")]
+    TargetGone { image: ImageRef, digest: Digest },
     #[error("tag '{tag}' moved from {expected} to {found} since the rollback was planned; nothing was changed (request the rollback again to act on the new state)")]
     LiveMoved {
         tag: Tag,
@@ -106,8 +135,9 @@ impl PlanError {
 /// Resolves the target, reads every floating tag's digest and checks the target is complete.
 ///
 /// Registry cost: one manifest GET (the target's bytes, which the retag reuses; none when the
-/// request carries them) sent with one HEAD per tag, and one HEAD per referenced manifest or
-/// blob as soon as the target is known, concurrently.
+/// request carries them, but a HEAD of the target's digest when they are older than
+/// [`MAX_READ_AGE`](super::MAX_READ_AGE)) sent with one HEAD per tag, and one HEAD per
+/// referenced manifest or blob as soon as the target is known, concurrently.
 ///
 /// # Errors
 /// See [`PlanError`].
@@ -118,11 +148,14 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
     // target's answer is looked at first: its error body tells an unknown repository from an
     // unknown tag or digest.
     let target = async {
-        let target = match (&request.prefetched, &request.target) {
-            (Some(manifest), Reference::Digest(digest)) if manifest.digest == *digest => {
-                manifest.clone()
+        let (target, recheck) = match (&request.prefetched, &request.target) {
+            (Some(read), Reference::Digest(digest)) if read.manifest.digest == *digest => {
+                (read.manifest.clone(), read.is_stale())
             }
-            _ => registry.get_manifest(repository, &request.target).await?,
+            _ => (
+                registry.get_manifest(repository, &request.target).await?,
+                false,
+            ),
         };
         if let Some(artifact_type) = target.artifact_type() {
             return Err(PlanError::NotAnImage {
@@ -137,7 +170,26 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
                 detail: e.to_string(),
             })
         })?;
-        let missing = missing_references(registry, &request.image, &references).await;
+        let still_there = async {
+            if !recheck {
+                return Ok(true);
+            }
+            let head = registry
+                .head_manifest(repository, &Reference::Digest(target.digest.clone()))
+                .await?;
+            Ok::<_, RegistryError>(head.is_some())
+        };
+        let (missing, still_there) = futures_util::future::join(
+            missing_references(registry, &request.image, &references),
+            still_there,
+        )
+        .await;
+        if !still_there? {
+            return Err(PlanError::TargetGone {
+                image: request.image.clone(),
+                digest: target.digest.clone(),
+            });
+        }
         Ok((target, references, missing))
     };
     let tag_heads = read_tags_timed(registry, repository, &request.tags);

@@ -8,13 +8,14 @@
 //! digest of the first tag would otherwise make "the build before it" the next target, two builds
 //! back. Tags that disagree with no hold to explain them are refused, not guessed.
 
+use std::time::Instant;
+
 use futures_util::future::join_all;
 
 use super::outcome::Outcome;
-use super::plan::head_tag;
+use super::plan::{head_tag, Prefetched};
 use crate::domain::model::{Digest, ImageRef, Tag};
 use crate::manifest::{self, History, HoldReading, Selection};
-use crate::registry::oci::RawManifest;
 use crate::registry::{RegistryClient, RegistryError};
 
 /// A chosen default target, with what a plan needs to act on it.
@@ -27,7 +28,7 @@ pub struct DefaultTarget {
     /// How it was chosen, for people.
     pub source: String,
     /// Its manifest when already read while choosing it.
-    pub prefetched: Option<RawManifest>,
+    pub prefetched: Option<Prefetched>,
 }
 
 /// No default target: why, and what a person could name instead.
@@ -150,6 +151,7 @@ pub async fn default_target(
     }
 
     let live_digest = live[0].1.clone();
+    let asked_at = Instant::now();
     match manifest::select_target(registry, image, first, &live_digest).await {
         Selection::Chosen {
             digest,
@@ -159,7 +161,7 @@ pub async fn default_target(
             digest,
             expect_from: live,
             source,
-            prefetched: manifest,
+            prefetched: manifest.map(|manifest| Prefetched { manifest, asked_at }),
         }),
         Selection::Refused {
             reason,

@@ -310,6 +310,33 @@ fn a_tag_moved_after_the_request_aborts_the_approved_rollback() {
     );
 }
 
+/// The approval's re-plan reuses the request's read of the target's bytes, but not its word that
+/// the manifest exists: one deleted in between (a takedown, a clean-up) is not put back by the
+/// tag's PUT.
+#[test]
+fn a_target_deleted_after_the_request_aborts_the_approved_rollback() {
+    let (ci, builds) = published();
+    let daemon = daemon(&ci, "");
+    assert!(daemon.say("alice", "/rollback app").0);
+    let target = &builds[1].digest;
+    block_on(ci.seeder.delete_manifest(REPO, target));
+    // People take longer than `MAX_READ_AGE` to approve; a read younger than that is trusted.
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(daemon.click("bob", "approve:rb-1").0);
+    daemon.wait_for("failure", |text| text.contains("rb-1 FAILED"));
+    let text = daemon.channel_text("bob");
+    assert!(
+        text.contains("no longer in") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(latest(&ci), builds[2].digest, "latest was not moved");
+    assert_eq!(
+        block_on(ci.seeder.digest_of(REPO, target)),
+        None,
+        "the deleted manifest was not put back"
+    );
+}
+
 #[test]
 fn rate_limits_answer_with_when_to_retry() {
     let (ci, _) = published();

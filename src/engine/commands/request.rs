@@ -220,7 +220,11 @@ impl Engine {
         tracing::info!(rollback_id = %record.id, image = %record.image, target = %record.target.digest, requester = %record.requester.id, drill = record.drill, "Rollback requested.");
         self.active.insert(record.id, record.clone());
         if !record.drill {
-            self.target_manifests.insert(record.id, plan.target.clone());
+            let read = pipeline::Prefetched {
+                manifest: plan.target.clone(),
+                asked_at: planned.asked_at,
+            };
+            self.target_manifests.insert(record.id, read);
         }
         self.update_gauges();
         let answer = Answer::Requested {
@@ -272,6 +276,7 @@ pub(in crate::engine) async fn plan_request(
     tags: Vec<Tag>,
     target: Option<Reference>,
 ) -> Result<Planned, PlanFailure> {
+    let asked_at = std::time::Instant::now();
     let (target, expect_from, target_source, prefetched) = match target {
         Some(target) => (target, Vec::new(), None, None),
         None => match pipeline::default_target(registry, image, &tags).await {
@@ -303,6 +308,7 @@ pub(in crate::engine) async fn plan_request(
     Ok(Planned {
         plan,
         target_source,
+        asked_at,
     })
 }
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::outcome::{Outcome, Progress, Report};
-use super::plan::{head_tag, Plan, RollbackRequest};
+use super::plan::{head_tag, Plan, Prefetched, RollbackRequest};
 use super::{run, Confirmation, RunOptions};
 use crate::checks::millis;
 use crate::domain::model::{Digest, ImageRef, Reference, Tag};
@@ -184,7 +184,7 @@ pub async fn rehearse(
         tags: drill.report.tags.clone(),
         expect_from: request.live.clone(),
         target_source: request.target_source.clone(),
-        prefetched: Some(target),
+        prefetched: Some(Prefetched::now(target)),
     };
     let mut pass_on = |event: Progress<'_>| {
         if let Progress::Planned(_, step) | Progress::Step(step) = &event {
