@@ -8,8 +8,10 @@
 //! Persisted before announced still holds for every report: nothing of a batch is announced
 //! before its commit. A batch that cannot be committed is committed report by report, so a
 //! report that cannot be persisted fails alone (logged, as it always was) and the others are
-//! recorded; a later report of the same rollback, staged on top of it, takes its audit entries
-//! and announcements along.
+//! recorded. The refused report is kept: a later report of the same rollback, staged on top of
+//! it, takes its audit entries and announcements along, and each tick commits it again
+//! ([`Engine::retry_unpersisted`]), so a final report refused once is recorded (and the image
+//! freed) as soon as the database takes it.
 
 use super::transitions::{Change, Hop};
 use super::*;
@@ -64,10 +66,17 @@ impl Engine {
 
     /// Persists `changes` in one transaction, then applies and announces each in order. When
     /// the transaction fails, each change is persisted on its own; one that still cannot be is
-    /// logged, and goes with the next change of its rollback (staged on top of it), if any.
-    pub(in crate::engine) async fn commit(&mut self, changes: Vec<Change>) {
+    /// logged and kept: it goes with the next change of its rollback (staged on top of it), or
+    /// is committed again at the next tick.
+    pub(in crate::engine) async fn commit(&mut self, mut changes: Vec<Change>) {
         if changes.is_empty() {
             return;
+        }
+        // A kept change goes with the first change of its rollback (its record already holds it).
+        for change in &mut changes {
+            if let Some(kept) = self.unpersisted.remove(&change.record.id) {
+                carry(kept, change);
+            }
         }
         let mut entries = self.take_unsaved();
         let waiting = entries.len();
@@ -97,19 +106,16 @@ impl Engine {
                 // A change staged on one that could not be persisted holds what that one
                 // changed in its record: it takes that one's audit entries and events along,
                 // so nothing is stored without its entry nor announced out of order or twice.
-                let mut left: HashMap<RollbackId, (Vec<AuditEntry>, Vec<Event>)> = HashMap::new();
                 for mut change in changes {
                     let id = change.record.id;
-                    if let Some((mut audit, mut events)) = left.remove(&id) {
-                        audit.append(&mut change.audit);
-                        events.append(&mut change.events);
-                        (change.audit, change.events) = (audit, events);
+                    if let Some(kept) = self.unpersisted.remove(&id) {
+                        carry(kept, &mut change);
                     }
                     match self.store.save(&change.record, &change.audit).await {
                         Ok(()) => self.apply(change),
                         Err(error) => {
-                            tracing::error!(rollback_id = %id, %error, "A report of the rollback could not be persisted.");
-                            left.insert(id, (change.audit, change.events));
+                            tracing::error!(rollback_id = %id, %error, "A report of the rollback could not be persisted; it is tried again with the next report or tick.");
+                            self.unpersisted.insert(id, change);
                         }
                     }
                 }
@@ -119,12 +125,23 @@ impl Engine {
         }
     }
 
-    /// The rollback `id` as the changes staged so far left it, or as the engine knows it.
+    /// Commits again the reports the database refused (at every tick).
+    pub(in crate::engine) async fn retry_unpersisted(&mut self) {
+        if self.unpersisted.is_empty() {
+            return;
+        }
+        let kept: Vec<Change> = self.unpersisted.drain().map(|(_, change)| change).collect();
+        self.commit(kept).await;
+    }
+
+    /// The rollback `id` as the changes staged so far left it (or a kept one the database
+    /// refused), or as the engine knows it.
     fn current(&self, staged: &[Change], id: RollbackId) -> Option<RollbackRecord> {
         staged
             .iter()
             .rev()
             .find(|c| c.record.id == id)
+            .or_else(|| self.unpersisted.get(&id))
             .map(|c| c.record.clone())
             .or_else(|| self.active.get(&id).cloned())
     }
@@ -270,6 +287,14 @@ impl Engine {
             }
         }
     }
+}
+
+/// `later` was staged on `kept`'s record: it takes `kept`'s audit entries and announcements
+/// along, before its own.
+fn carry(mut kept: Change, later: &mut Change) {
+    kept.audit.append(&mut later.audit);
+    kept.events.append(&mut later.events);
+    (later.audit, later.events) = (kept.audit, kept.events);
 }
 
 #[cfg(test)]
@@ -478,6 +503,68 @@ mod tests {
             [(steps, State::Verifying), (steps + 1, State::Verifying)],
             "each report announced once, in order, once persisted"
         );
+    }
+
+    #[tokio::test]
+    async fn a_final_report_the_database_refused_is_recorded_at_a_later_tick() {
+        let mut h = Harness::new().await;
+        let (app, _) = running(&mut h).await;
+        h.engine.internals(vec![step(app, StepName::Retag)]).await;
+        h.events();
+        let before = h.engine.active[&app].clone();
+        h.sql(&format!(
+            "CREATE TRIGGER refuse_finished BEFORE UPDATE ON rollbacks \
+             WHEN NEW.id = {} AND NEW.state = 'succeeded' \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+            app.0
+        ))
+        .await;
+        let finished = succeeded(&h, app);
+        h.engine.internals(vec![finished]).await;
+        assert_eq!(h.stored(app).await.state, State::Verifying);
+        assert_eq!(h.engine.active[&app], before, "still as recorded");
+        h.engine.tick().await;
+        assert_eq!(h.event_kinds(), [], "nothing announced while refused");
+
+        h.sql("DROP TRIGGER refuse_finished").await;
+        h.engine.tick().await;
+        assert_eq!(h.stored(app).await.state, State::Succeeded);
+        assert!(!h.engine.active.contains_key(&app), "the image is free");
+        assert_eq!(h.event_kinds(), [EventKind::Succeeded], "announced once");
+        let log = h.audit_log().await;
+        let finished = log.iter().filter(|e| e.kind == "finished").count();
+        assert_eq!(finished, 1, "audited once");
+        h.engine.tick().await;
+        assert_eq!(h.event_kinds(), [], "not again");
+    }
+
+    #[tokio::test]
+    async fn the_next_report_takes_a_refused_one_along_across_batches() {
+        let mut h = Harness::new().await;
+        let (app, _) = running(&mut h).await;
+        h.sql(&format!(
+            "CREATE TRIGGER refuse_verifying BEFORE UPDATE ON rollbacks \
+             WHEN NEW.id = {} AND NEW.state = 'verifying' \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+            app.0
+        ))
+        .await;
+        let before = h.audit_log().await.len();
+        h.engine.internals(vec![step(app, StepName::Retag)]).await;
+        assert_eq!(h.event_kinds(), [], "not persisted, not announced");
+
+        h.sql("DROP TRIGGER refuse_verifying").await;
+        let finished = succeeded(&h, app);
+        h.engine.internals(vec![finished]).await;
+        let stored = h.stored(app).await;
+        assert_eq!(stored.state, State::Succeeded);
+        assert_eq!(stored.steps.last().map(|s| s.name), Some(StepName::Retag));
+        let log = h.audit_log().await;
+        let kinds: Vec<&str> = log[before..].iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["step", "state", "finished", "state"]);
+        let kinds = h.event_kinds();
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+        assert_eq!(kinds[1], EventKind::Succeeded);
     }
 
     #[tokio::test]

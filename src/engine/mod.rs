@@ -405,6 +405,7 @@ pub async fn start(
         draining: None,
         unsaved: std::sync::Mutex::new(Vec::new()),
         target_manifests: HashMap::new(),
+        unpersisted: HashMap::new(),
     };
     engine.update_gauges();
     let task = tokio::spawn(async move {
@@ -445,6 +446,11 @@ struct Engine {
     /// digest), so the approval's re-plan does not GET it again: one manifest GET per rollback.
     /// Not kept across restarts (the re-plan reads it then).
     target_manifests: HashMap<RollbackId, crate::pipeline::Prefetched>,
+    /// The last report of a running rollback that the database refused (record, audit entries,
+    /// announcements): the next report is staged on it and takes it along, and every tick tries
+    /// it again, so a rollback whose final report failed to save does not stay active (its
+    /// image locked) until a restart.
+    unpersisted: HashMap<RollbackId, transitions::Change>,
 }
 
 impl Engine {

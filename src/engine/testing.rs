@@ -204,6 +204,7 @@ impl Harness {
             draining: None,
             unsaved: std::sync::Mutex::new(Vec::new()),
             target_manifests: HashMap::new(),
+            unpersisted: HashMap::new(),
         };
         Harness {
             engine,

@@ -215,6 +215,7 @@ impl Engine {
     }
 
     pub(in crate::engine) async fn tick(&mut self) {
+        self.retry_unpersisted().await;
         let now = self.now();
         let expired: Vec<RollbackId> = self
             .active
