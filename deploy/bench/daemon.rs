@@ -141,6 +141,9 @@ id = "bob"
             let target = if n % 2 == 1 { &v1 } else { &v2 };
             post("/console/api/command", serde_json::json!({ "user": "alice", "text": format!("/rollback app@{}", target.digest) })).await;
             let header = format!("Rollback rb-{n} of app: rolled back");
+            // A person reads the plan before approving: the request's reads are older than
+            // `MAX_READ_AGE` by then, so the re-plan HEADs the target as it does for people.
+            tokio::time::sleep(rollbot::pipeline::MAX_READ_AGE + Duration::from_millis(50)).await;
             let t0 = Instant::now();
             clicks.push(Timestamp::from_system(std::time::SystemTime::now()).0);
             post("/console/api/action", serde_json::json!({ "user": "bob", "action": format!("approve:rb-{n}") })).await;

@@ -303,6 +303,9 @@ id = "bob"
             }
             let requested_in = asked.elapsed();
             assert_eq!(ids.len(), images, "one request per image accepted");
+            // People approve later than `MAX_READ_AGE` after a request: every re-plan HEADs its
+            // target, as it does for them.
+            tokio::time::sleep(rollbot::pipeline::MAX_READ_AGE + Duration::from_millis(50)).await;
 
             let mut watcher = Watcher::default();
             watcher.poll(&http, &base).await;
