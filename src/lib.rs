@@ -131,7 +131,8 @@
 //!   (manifest DELETE too, for drills' clean-up) and call it
 //!   (`registry/request.rs`: status check, size-limited body reads); `registry/send.rs` sends
 //!   it with auth (`registry/authorize.rs`: Basic, Bearer tokens cached per scope) and retries
-//!   (429 after `Retry-After`, 502–504); `registry/answers.rs` turns answers into a
+//!   (429 after `Retry-After`, 502–504), at most `MAX_READS_IN_FLIGHT` reads per client
+//!   waiting for answers (writes never wait); `registry/answers.rs` turns answers into a
 //!   [`registry::RegistryError`] (`registry/error.rs`: retryable, or a write that may have
 //!   landed). `registry/client.rs` builds a client from config, `registry/counts.rs` counts
 //!   requests by kind (and, when asked, times each one: `--json`'s `registry.timeline`),

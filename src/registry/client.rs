@@ -23,6 +23,13 @@ pub(super) struct AuthState {
     pub(super) tokens: HashMap<String, Token>,
 }
 
+/// The most reads (GET, HEAD) one client has waiting for an answer at once; more wait their
+/// turn, first come first served. A hundred rollbacks at once would otherwise open hundreds
+/// of connections to one registry (memory here, connection limits there) for no gain: the
+/// registry answers no faster. Writes never wait: a compare-and-swap read's age is judged
+/// right before its write is sent, and a queue in between would make it older.
+pub const MAX_READS_IN_FLIGHT: usize = 16;
+
 /// A client for one registry host with one set of credentials.
 #[derive(Debug)]
 pub struct RegistryClient {
@@ -41,6 +48,8 @@ pub struct RegistryClient {
     pub(super) ratelimit_remaining: Mutex<Option<String>>,
     /// When set, every write first asks it (a replica that lost the leader lease sends none).
     pub(super) leadership: Option<Arc<crate::leadership::Leadership>>,
+    /// At most [`MAX_READS_IN_FLIGHT`] reads sent and not yet answered.
+    pub(super) reads: tokio::sync::Semaphore,
 }
 
 impl RegistryClient {
@@ -115,6 +124,7 @@ impl RegistryClient {
             statuses: Mutex::new(BTreeMap::new()),
             ratelimit_remaining: Mutex::new(None),
             leadership: None,
+            reads: tokio::sync::Semaphore::new(MAX_READS_IN_FLIGHT),
         })
     }
 

@@ -134,9 +134,18 @@ impl RegistryClient {
                     request = request.timeout(budget.min(self.timeout));
                 }
             }
+            // A read waits for its turn (writes never do); the permit is held until the
+            // answer's head is there.
+            let turn = if op.writes() {
+                None
+            } else {
+                self.reads.acquire().await.ok()
+            };
             self.counters.add(op.kind);
             let started = Instant::now();
-            let response = match request.send().await {
+            let sent = request.send().await;
+            drop(turn);
+            let response = match sent {
                 Ok(response) => response,
                 Err(error) => {
                     self.count_status(0);
@@ -270,6 +279,67 @@ mod tests {
             Bytes::from_static(b"{}"),
             "application/vnd.oci.image.manifest.v1+json",
         )
+    }
+
+    #[tokio::test]
+    async fn reads_wait_for_their_turn_and_writes_never_do() {
+        use crate::registry::client::MAX_READS_IN_FLIGHT;
+        let (client, seen, gate) = crate::registry::testing::holding().await;
+        let client = std::sync::Arc::new(client);
+        let send = |method: &'static str, n: usize| {
+            let client = std::sync::Arc::clone(&client);
+            tokio::spawn(async move {
+                let repository = repository();
+                let path = format!("/v2/acme/app/manifests/t{n}");
+                let op = match method {
+                    "HEAD" => Op::head(Kind::ManifestHead, &repository, path),
+                    _ => Op::put(
+                        Kind::ManifestPut,
+                        &repository,
+                        path,
+                        Bytes::from_static(b"{}"),
+                        "application/vnd.oci.image.manifest.v1+json",
+                    ),
+                };
+                client.send(&op).await.map(|r| r.status().as_u16())
+            })
+        };
+        let sent = || crate::lock(&seen).clone();
+        let until = |count: usize| async move {
+            for _ in 0..500 {
+                if sent().len() >= count {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("{count} requests were not sent: {:?}", sent());
+        };
+
+        let reads: Vec<_> = (0..MAX_READS_IN_FLIGHT + 4)
+            .map(|n| send("HEAD", n))
+            .collect();
+        until(MAX_READS_IN_FLIGHT).await;
+        // With every read's turn taken, a write is still sent at once.
+        let write = send("PUT", 999);
+        until(MAX_READS_IN_FLIGHT + 1).await;
+        assert!(sent().iter().any(|line| line.starts_with("PUT ")));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            sent().len(),
+            MAX_READS_IN_FLIGHT + 1,
+            "no more reads sent before an answer"
+        );
+
+        gate.add_permits(1000);
+        for read in reads {
+            assert_eq!(read.await.expect("read").expect("answer"), 201);
+        }
+        assert_eq!(write.await.expect("write").expect("answer"), 201);
+        assert_eq!(
+            sent().len(),
+            MAX_READS_IN_FLIGHT + 5,
+            "the waiting reads went"
+        );
     }
 
     #[tokio::test]

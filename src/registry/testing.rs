@@ -87,3 +87,50 @@ pub(super) async fn scripted(answers: Vec<Vec<u8>>) -> (RegistryClient, Arc<Mute
     });
     (client_at(endpoint, Credentials::Anonymous), seen)
 }
+
+/// A client of a loopback server that reads every request as it comes (each on its own
+/// connection, all at once) but answers none (`201 Created`) until `gate` has a permit for it;
+/// the request lines seen so far.
+pub(super) async fn holding() -> (
+    RegistryClient,
+    Arc<Mutex<Vec<String>>>,
+    Arc<tokio::sync::Semaphore>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = listener.local_addr().expect("address").to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (log, held) = (Arc::clone(&seen), Arc::clone(&gate));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (log, held) = (Arc::clone(&log), Arc::clone(&held));
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut request_line = String::new();
+                let mut length = 0usize;
+                let mut line = String::new();
+                while stream.read_line(&mut line).await.unwrap_or(0) > 2 {
+                    if request_line.is_empty() {
+                        request_line = line.trim_end().to_owned();
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                let _ = stream.read_exact(&mut body).await;
+                lock(&log).push(request_line);
+                if let Ok(permit) = held.acquire().await {
+                    permit.forget();
+                }
+                let answer = answer("201 Created", b"");
+                let _ = stream.get_mut().write_all(&answer).await;
+                let _ = stream.get_mut().shutdown().await;
+            });
+        }
+    });
+    (client_at(endpoint, Credentials::Anonymous), seen, gate)
+}
