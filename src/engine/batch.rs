@@ -19,6 +19,34 @@ use super::*;
 /// The most reports committed together.
 pub(in crate::engine) const MOST: usize = 64;
 
+/// The most ticks between two tries of a report the database refused.
+const MOST_TICKS_BETWEEN_TRIES: u32 = 64;
+
+/// Reports the database refused, by rollback (the last one of each: it holds the others), and
+/// when to try them again: at the next tick, then after twice as many ticks each time they
+/// are refused again (up to [`MOST_TICKS_BETWEEN_TRIES`]).
+#[derive(Default)]
+pub(in crate::engine) struct Unpersisted {
+    changes: HashMap<RollbackId, Change>,
+    ticks_between: u32,
+    ticks_waited: u32,
+}
+
+impl Unpersisted {
+    pub(in crate::engine) fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub(in crate::engine) fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// A change of rollback `id` was persisted: a kept one is either in it or older than it.
+    pub(in crate::engine) fn superseded(&mut self, id: RollbackId) {
+        self.changes.remove(&id);
+    }
+}
+
 impl Engine {
     /// Handles messages from the engine's tasks in order; consecutive progress and finished
     /// reports are committed together.
@@ -74,7 +102,7 @@ impl Engine {
         }
         // A kept change goes with the first change of its rollback (its record already holds it).
         for change in &mut changes {
-            if let Some(kept) = self.unpersisted.remove(&change.record.id) {
+            if let Some(kept) = self.unpersisted.changes.remove(&change.record.id) {
                 carry(kept, change);
             }
         }
@@ -108,14 +136,14 @@ impl Engine {
                 // so nothing is stored without its entry nor announced out of order or twice.
                 for mut change in changes {
                     let id = change.record.id;
-                    if let Some(kept) = self.unpersisted.remove(&id) {
+                    if let Some(kept) = self.unpersisted.changes.remove(&id) {
                         carry(kept, &mut change);
                     }
                     match self.store.save(&change.record, &change.audit).await {
                         Ok(()) => self.apply(change),
                         Err(error) => {
                             tracing::error!(rollback_id = %id, %error, "A report of the rollback could not be persisted; it is tried again with the next report or tick.");
-                            self.unpersisted.insert(id, change);
+                            self.unpersisted.changes.insert(id, change);
                         }
                     }
                 }
@@ -125,13 +153,32 @@ impl Engine {
         }
     }
 
-    /// Commits again the reports the database refused (at every tick).
-    pub(in crate::engine) async fn retry_unpersisted(&mut self) {
-        if self.unpersisted.is_empty() {
+    /// Commits again the reports the database refused: called at every tick, it tries at the
+    /// next one and then backs off while they are refused; `now` tries at once (shutdown).
+    pub(in crate::engine) async fn retry_unpersisted(&mut self, now: bool) {
+        let kept = &mut self.unpersisted;
+        if kept.changes.is_empty() {
+            (kept.ticks_between, kept.ticks_waited) = (0, 0);
             return;
         }
-        let kept: Vec<Change> = self.unpersisted.drain().map(|(_, change)| change).collect();
-        self.commit(kept).await;
+        kept.ticks_waited += 1;
+        if !now && kept.ticks_waited < kept.ticks_between {
+            return;
+        }
+        kept.ticks_waited = 0;
+        let mut changes = Vec::new();
+        for (id, change) in std::mem::take(&mut kept.changes) {
+            if self.active.contains_key(&id) {
+                changes.push(change);
+            } else {
+                tracing::warn!(rollback_id = %id, "A refused report of a rollback that is no longer running is dropped.");
+            }
+        }
+        self.commit(changes).await;
+        let kept = &mut self.unpersisted;
+        if !kept.changes.is_empty() {
+            kept.ticks_between = (kept.ticks_between * 2).clamp(2, MOST_TICKS_BETWEEN_TRIES);
+        }
     }
 
     /// The rollback `id` as the changes staged so far left it (or a kept one the database
@@ -141,7 +188,7 @@ impl Engine {
             .iter()
             .rev()
             .find(|c| c.record.id == id)
-            .or_else(|| self.unpersisted.get(&id))
+            .or_else(|| self.unpersisted.changes.get(&id))
             .map(|c| c.record.clone())
             .or_else(|| self.active.get(&id).cloned())
     }
@@ -527,6 +574,9 @@ mod tests {
         assert_eq!(h.event_kinds(), [], "nothing announced while refused");
 
         h.sql("DROP TRIGGER refuse_finished").await;
+        // Refused at the first tick: tried again two ticks later.
+        h.engine.tick().await;
+        assert_eq!(h.stored(app).await.state, State::Verifying, "backing off");
         h.engine.tick().await;
         assert_eq!(h.stored(app).await.state, State::Succeeded);
         assert!(!h.engine.active.contains_key(&app), "the image is free");
@@ -536,6 +586,38 @@ mod tests {
         assert_eq!(finished, 1, "audited once");
         h.engine.tick().await;
         assert_eq!(h.event_kinds(), [], "not again");
+    }
+
+    #[tokio::test]
+    async fn a_refused_report_does_not_bring_back_a_rollback_finished_another_way() {
+        let mut h = Harness::new().await;
+        let (app, _) = running(&mut h).await;
+        h.sql(&format!(
+            "CREATE TRIGGER refuse_verifying BEFORE UPDATE ON rollbacks \
+             WHEN NEW.id = {} AND NEW.state = 'verifying' \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+            app.0
+        ))
+        .await;
+        h.engine.internals(vec![step(app, StepName::Retag)]).await;
+        // Its task ended without a report (a panic): reconciled as interrupted.
+        let interrupted = crate::engine::Reconciliation::Interrupted {
+            tags_now: Vec::new(),
+            detail: "the task ended".to_owned(),
+        };
+        h.engine.reconciled(app, interrupted).await;
+        assert_eq!(h.stored(app).await.state, State::Interrupted);
+
+        h.sql("DROP TRIGGER refuse_verifying").await;
+        for _ in 0..4 {
+            h.engine.tick().await;
+        }
+        assert_eq!(
+            h.stored(app).await.state,
+            State::Interrupted,
+            "not brought back"
+        );
+        assert!(!h.engine.active.contains_key(&app), "the image stays free");
     }
 
     #[tokio::test]

@@ -405,7 +405,7 @@ pub async fn start(
         draining: None,
         unsaved: std::sync::Mutex::new(Vec::new()),
         target_manifests: HashMap::new(),
-        unpersisted: HashMap::new(),
+        unpersisted: batch::Unpersisted::default(),
     };
     engine.update_gauges();
     let task = tokio::spawn(async move {
@@ -450,7 +450,7 @@ struct Engine {
     /// announcements): the next report is staged on it and takes it along, and every tick tries
     /// it again, so a rollback whose final report failed to save does not stay active (its
     /// image locked) until a restart.
-    unpersisted: HashMap<RollbackId, transitions::Change>,
+    unpersisted: batch::Unpersisted,
 }
 
 impl Engine {
@@ -467,6 +467,8 @@ impl Engine {
             let deadline = self.draining;
             // A finished task's report may still be queued: wait until it is processed too.
             if deadline.is_some() && self.tasks.is_empty() && self.running.is_empty() {
+                // A report the database refused gets a last try.
+                self.retry_unpersisted(true).await;
                 break;
             }
             let sleep = tokio::time::sleep_until(deadline.map_or_else(
@@ -499,9 +501,11 @@ impl Engine {
                 () = sleep, if deadline.is_some() => break,
             }
         }
-        let clean = self.running.is_empty();
+        let clean = self.running.is_empty() && self.unpersisted.is_empty();
         if clean {
             tracing::info!("Engine stopped cleanly.");
+        } else if self.running.is_empty() {
+            tracing::warn!(unpersisted = self.unpersisted.len(), "Engine stopped with reports the database refused; their rollbacks will be reconciled on the next start.");
         } else {
             tracing::warn!(running = self.running.len(), "Engine stopped with rollbacks still running; they will be reconciled on the next start.");
         }

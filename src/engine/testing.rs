@@ -204,7 +204,7 @@ impl Harness {
             draining: None,
             unsaved: std::sync::Mutex::new(Vec::new()),
             target_manifests: HashMap::new(),
-            unpersisted: HashMap::new(),
+            unpersisted: crate::engine::batch::Unpersisted::default(),
         };
         Harness {
             engine,

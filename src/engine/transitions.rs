@@ -87,6 +87,7 @@ impl Engine {
             self.put_back_unsaved(entries, audit.len());
             return Err(error);
         }
+        self.unpersisted.superseded(record.id);
         self.active.insert(record.id, record.clone());
         Ok(())
     }
@@ -176,6 +177,7 @@ impl Engine {
     /// it finished, counted by outcome), the gauges, then the announcements, in order.
     pub(in crate::engine) fn apply(&mut self, change: Change) {
         let Change { record, events, .. } = change;
+        self.unpersisted.superseded(record.id);
         if record.state.is_terminal() {
             self.active.remove(&record.id);
             self.target_manifests.remove(&record.id);
@@ -215,7 +217,7 @@ impl Engine {
     }
 
     pub(in crate::engine) async fn tick(&mut self) {
-        self.retry_unpersisted().await;
+        self.retry_unpersisted(false).await;
         let now = self.now();
         let expired: Vec<RollbackId> = self
             .active

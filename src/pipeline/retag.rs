@@ -46,6 +46,8 @@ pub enum RetagError {
     Write { tag: Tag, error: RegistryError },
     #[error("could not record the rollback in the hold before moving any tag: {error}")]
     Intent { error: ArtifactError },
+    #[error("target {digest} {problem}; stopped before writing anything (rollbot does not put back a manifest someone deleted)")]
+    Target { digest: Digest, problem: String },
 }
 
 /// What became of the hold a run writes before its first tag write, when the retag stopped.
@@ -100,7 +102,8 @@ pub(super) enum Reads {
 /// and before the first tag write, so a run that stops part-way leaves its target on record; if
 /// in the end no tag moved, the hold is put back as it was.
 ///
-/// Registry cost: one HEAD per tag before the first write (with `intent`, also the hold tag's),
+/// Registry cost: one HEAD per tag and one of the target's digest before the first write (with
+/// `intent`, also the hold tag's),
 /// one PUT per tag, the hold's manifest PUT (and the empty blob's upload with a second PUT, the
 /// first time in a repository), and one more HEAD of a tag whose read is older than
 /// [`MAX_READ_AGE`] when its write is due. No GET: the bytes come from the plan.
@@ -137,7 +140,8 @@ impl HoldReads {
 
 /// [`retag`], where the plan's `reads` may be the compare-and-swap reads (when still younger
 /// than [`MAX_READ_AGE`]), and `hold_reads` those the run made while it planned (`None`: read
-/// with the gate). With [`Reads::Fresh`] nothing is read before the first write.
+/// with the gate). With [`Reads::Fresh`] nothing is read before the first write; otherwise the
+/// tags and the target's digest are.
 pub(super) async fn retag_after(
     registry: &RegistryClient,
     plan: &Plan,
@@ -181,10 +185,33 @@ pub(super) async fn retag_after(
             (None, _) => None,
         }
     };
+    // Time passed since the plan (a prompt, a slow plan): the target may have been deleted
+    // meanwhile, and its PUT under a tag would put it back.
+    let target = async {
+        match reads {
+            Reads::Stale => {
+                let digest = Reference::Digest(plan.target.digest.clone());
+                Some(registry.head_manifest(repository, &digest).await)
+            }
+            Reads::Fresh => None,
+        }
+    };
     // A registry with bearer tokens hands out the push token now, not between a tag's read
     // and its write.
     let push_token = registry.prepare_push(repository);
-    let (heads, hold_reads, ()) = futures_util::future::join3(heads, hold_reads, push_token).await;
+    let (heads, hold_reads, target, ()) =
+        futures_util::future::join4(heads, hold_reads, target, push_token).await;
+    let problem = match target {
+        None | Some(Ok(Some(_))) => None,
+        Some(Ok(None)) => Some("is no longer in the registry (deleted after the plan)".to_owned()),
+        Some(Err(error)) => Some(format!("could not be read again: {error}")),
+    };
+    if let Some(problem) = problem {
+        let digest = plan.target.digest.clone();
+        return Err(stop
+            .nothing_written(RetagError::Target { digest, problem })
+            .await);
+    }
     // When the oldest of the tags' compare-and-swap reads was answered: the gate's, or the
     // plan's.
     let (heads, read_at) = match heads {

@@ -134,12 +134,24 @@ impl RegistryClient {
                     request = request.timeout(budget.min(self.timeout));
                 }
             }
-            // A read waits for its turn (writes never do); the permit is held until the
-            // answer's head is there.
+            // A read waits for its turn (writes never do), as long as it would wait for an
+            // answer; the permit is held until the answer's head is there.
             let turn = if op.writes() {
                 None
             } else {
-                self.reads.acquire().await.ok()
+                match tokio::time::timeout(self.timeout, self.reads.acquire()).await {
+                    Ok(permit) => permit.ok(),
+                    Err(_) => {
+                        return Err(RegistryError::Timeout {
+                            registry: self.host.clone(),
+                            timeout: format!(
+                                "{} (waiting for a turn: {} reads were in flight)",
+                                humantime::format_duration(self.timeout),
+                                super::client::MAX_READS_IN_FLIGHT
+                            ),
+                        })
+                    }
+                }
             };
             self.counters.add(op.kind);
             let started = Instant::now();

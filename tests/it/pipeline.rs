@@ -24,6 +24,57 @@ fn tags(names: &[&str]) -> Vec<Tag> {
     names.iter().map(|n| Tag::parse(n).expect("tag")).collect()
 }
 
+/// As after a prompt answered minutes later: the target's bytes are the plan's, but the target
+/// was deleted meanwhile; the tag's PUT would put it back.
+#[test]
+fn a_target_deleted_after_planning_stops_the_retag_before_any_write() {
+    let world = World::new(Kind::OciIndex);
+    let (client, image) = client(&world);
+    let request = RollbackRequest {
+        image,
+        target: Reference::Digest(Digest::parse(&world.v2.digest).expect("digest")),
+        tags: tags(&["latest"]),
+        expect_from: Vec::new(),
+        target_source: None,
+        prefetched: None,
+    };
+    block_on(async {
+        let plan = pipeline::plan(&client, &request).await.expect("plan");
+        world
+            .seeder
+            .delete_manifest("acme/app", &world.v2.digest)
+            .await;
+
+        let failure = pipeline::retag(&client, &plan, None, |_, _| {})
+            .await
+            .expect_err("target gone");
+        assert!(
+            matches!(&failure.error, RetagError::Target { digest, .. } if digest.as_str() == world.v2.digest),
+            "{:?}",
+            failure.error
+        );
+        assert!(failure
+            .error
+            .to_string()
+            .contains("no longer in the registry"));
+        assert!(!failure.is_partial());
+        assert_eq!(client.requests().manifest_put, 0, "nothing written");
+        assert_eq!(
+            world
+                .seeder
+                .digest_of("acme/app", "latest")
+                .await
+                .as_deref(),
+            Some(world.v3.digest.as_str())
+        );
+        assert_eq!(
+            world.seeder.digest_of("acme/app", &world.v2.digest).await,
+            None,
+            "not put back"
+        );
+    });
+}
+
 #[test]
 fn a_tag_moved_after_planning_stops_the_retag_before_any_write() {
     let world = World::new(Kind::OciIndex);
@@ -133,10 +184,11 @@ fn the_registry_cost_of_a_rollback_is_one_get_and_otherwise_heads_and_puts() {
     let requests = report.registry.requests;
     assert_eq!(requests.manifest_get, 1);
     assert_eq!(requests.manifest_put, 1);
-    // plan: latest + 2 children; retag gate: latest; verify: latest + 2 children (confirmed
+    // plan: latest + 2 children; retag gate: latest and the target (time may have passed at
+    // the prompt: a deleted target is not put back); verify: latest + 2 children (confirmed
     // after the plan, as after a prompt: the children are read again; with `--yes` they are
     // not, see tests/it/pulls.rs).
-    assert_eq!(requests.manifest_head, 7);
+    assert_eq!(requests.manifest_head, 8);
     assert_eq!(requests.blob_head, 0);
     assert_eq!(requests.token, 0);
 }
