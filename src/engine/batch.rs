@@ -552,6 +552,17 @@ mod tests {
         );
     }
 
+    /// The database refuses to store rollback `id` in `state` until `DROP TRIGGER refuse_state`.
+    async fn refuse_state(h: &Harness, id: RollbackId, state: &str) {
+        h.sql(&format!(
+            "CREATE TRIGGER refuse_state BEFORE UPDATE ON rollbacks \
+             WHEN NEW.id = {} AND NEW.state = '{state}' \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+            id.0
+        ))
+        .await;
+    }
+
     #[tokio::test]
     async fn a_final_report_the_database_refused_is_recorded_at_a_later_tick() {
         let mut h = Harness::new().await;
@@ -559,13 +570,7 @@ mod tests {
         h.engine.internals(vec![step(app, StepName::Retag)]).await;
         h.events();
         let before = h.engine.active[&app].clone();
-        h.sql(&format!(
-            "CREATE TRIGGER refuse_finished BEFORE UPDATE ON rollbacks \
-             WHEN NEW.id = {} AND NEW.state = 'succeeded' \
-             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
-            app.0
-        ))
-        .await;
+        refuse_state(&h, app, "succeeded").await;
         let finished = succeeded(&h, app);
         h.engine.internals(vec![finished]).await;
         assert_eq!(h.stored(app).await.state, State::Verifying);
@@ -573,7 +578,7 @@ mod tests {
         h.engine.tick().await;
         assert_eq!(h.event_kinds(), [], "nothing announced while refused");
 
-        h.sql("DROP TRIGGER refuse_finished").await;
+        h.sql("DROP TRIGGER refuse_state").await;
         // Refused at the first tick: tried again two ticks later.
         h.engine.tick().await;
         assert_eq!(h.stored(app).await.state, State::Verifying, "backing off");
@@ -592,13 +597,7 @@ mod tests {
     async fn a_refused_report_does_not_bring_back_a_rollback_finished_another_way() {
         let mut h = Harness::new().await;
         let (app, _) = running(&mut h).await;
-        h.sql(&format!(
-            "CREATE TRIGGER refuse_verifying BEFORE UPDATE ON rollbacks \
-             WHEN NEW.id = {} AND NEW.state = 'verifying' \
-             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
-            app.0
-        ))
-        .await;
+        refuse_state(&h, app, "verifying").await;
         h.engine.internals(vec![step(app, StepName::Retag)]).await;
         // Its task ended without a report (a panic): reconciled as interrupted.
         let interrupted = crate::engine::Reconciliation::Interrupted {
@@ -608,7 +607,7 @@ mod tests {
         h.engine.reconciled(app, interrupted).await;
         assert_eq!(h.stored(app).await.state, State::Interrupted);
 
-        h.sql("DROP TRIGGER refuse_verifying").await;
+        h.sql("DROP TRIGGER refuse_state").await;
         for _ in 0..4 {
             h.engine.tick().await;
         }
@@ -624,18 +623,12 @@ mod tests {
     async fn the_next_report_takes_a_refused_one_along_across_batches() {
         let mut h = Harness::new().await;
         let (app, _) = running(&mut h).await;
-        h.sql(&format!(
-            "CREATE TRIGGER refuse_verifying BEFORE UPDATE ON rollbacks \
-             WHEN NEW.id = {} AND NEW.state = 'verifying' \
-             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
-            app.0
-        ))
-        .await;
+        refuse_state(&h, app, "verifying").await;
         let before = h.audit_log().await.len();
         h.engine.internals(vec![step(app, StepName::Retag)]).await;
         assert_eq!(h.event_kinds(), [], "not persisted, not announced");
 
-        h.sql("DROP TRIGGER refuse_verifying").await;
+        h.sql("DROP TRIGGER refuse_state").await;
         let finished = succeeded(&h, app);
         h.engine.internals(vec![finished]).await;
         let stored = h.stored(app).await;

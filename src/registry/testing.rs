@@ -51,6 +51,27 @@ pub(super) fn answer(head: &str, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// Reads one request (its head and its `Content-Length` body) and returns its request line.
+async fn read_request(stream: &mut BufReader<tokio::net::TcpStream>) -> String {
+    let mut request_line = String::new();
+    let mut length = 0usize;
+    let mut line = String::new();
+    while stream.read_line(&mut line).await.unwrap_or(0) > 2 {
+        if request_line.is_empty() {
+            request_line = line.trim_end().to_owned();
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        line.clear();
+    }
+    let mut body = vec![0; length];
+    let _ = stream.read_exact(&mut body).await;
+    request_line
+}
+
 /// An anonymous client of a loopback server that answers each request with the next of
 /// `answers` (one connection per request), and the request lines the server saw.
 pub(super) async fn scripted(answers: Vec<Vec<u8>>) -> (RegistryClient, Arc<Mutex<Vec<String>>>) {
@@ -64,22 +85,7 @@ pub(super) async fn scripted(answers: Vec<Vec<u8>>) -> (RegistryClient, Arc<Mute
                 return;
             };
             let mut stream = BufReader::new(stream);
-            let mut request_line = String::new();
-            let mut length = 0usize;
-            let mut line = String::new();
-            while stream.read_line(&mut line).await.unwrap_or(0) > 2 {
-                if request_line.is_empty() {
-                    request_line = line.trim_end().to_owned();
-                }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-                line.clear();
-            }
-            let mut body = vec![0; length];
-            let _ = stream.read_exact(&mut body).await;
+            let request_line = read_request(&mut stream).await;
             lock(&log).push(request_line);
             let _ = stream.get_mut().write_all(&answer).await;
             let _ = stream.get_mut().shutdown().await;
@@ -106,22 +112,7 @@ pub(super) async fn holding() -> (
             let (log, held) = (Arc::clone(&log), Arc::clone(&held));
             tokio::spawn(async move {
                 let mut stream = BufReader::new(stream);
-                let mut request_line = String::new();
-                let mut length = 0usize;
-                let mut line = String::new();
-                while stream.read_line(&mut line).await.unwrap_or(0) > 2 {
-                    if request_line.is_empty() {
-                        request_line = line.trim_end().to_owned();
-                    }
-                    if let Some((name, value)) = line.split_once(':') {
-                        if name.eq_ignore_ascii_case("content-length") {
-                            length = value.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    line.clear();
-                }
-                let mut body = vec![0; length];
-                let _ = stream.read_exact(&mut body).await;
+                let request_line = read_request(&mut stream).await;
                 lock(&log).push(request_line);
                 if let Ok(permit) = held.acquire().await {
                     permit.forget();

@@ -24,20 +24,25 @@ fn tags(names: &[&str]) -> Vec<Tag> {
     names.iter().map(|n| Tag::parse(n).expect("tag")).collect()
 }
 
-/// As after a prompt answered minutes later: the target's bytes are the plan's, but the target
-/// was deleted meanwhile; the tag's PUT would put it back.
-#[test]
-fn a_target_deleted_after_planning_stops_the_retag_before_any_write() {
-    let world = World::new(Kind::OciIndex);
-    let (client, image) = client(&world);
-    let request = RollbackRequest {
+/// `latest` of `image` back to v2, named by digest.
+fn latest_to_v2(world: &World, image: ImageRef) -> RollbackRequest {
+    RollbackRequest {
         image,
         target: Reference::Digest(Digest::parse(&world.v2.digest).expect("digest")),
         tags: tags(&["latest"]),
         expect_from: Vec::new(),
         target_source: None,
         prefetched: None,
-    };
+    }
+}
+
+/// As after a prompt answered minutes later: the target's bytes are the plan's, but the target
+/// was deleted meanwhile; the tag's PUT would put it back.
+#[test]
+fn a_target_deleted_after_planning_stops_the_retag_before_any_write() {
+    let world = World::new(Kind::OciIndex);
+    let (client, image) = client(&world);
+    let request = latest_to_v2(&world, image);
     block_on(async {
         let plan = pipeline::plan(&client, &request).await.expect("plan");
         world
@@ -158,14 +163,7 @@ fn a_tag_moved_after_planning_stops_the_retag_before_any_write() {
 fn the_registry_cost_of_a_rollback_is_one_get_and_otherwise_heads_and_puts() {
     let world = World::new(Kind::OciIndex);
     let (client, image) = client(&world);
-    let request = RollbackRequest {
-        image,
-        target: Reference::Digest(Digest::parse(&world.v2.digest).expect("digest")),
-        tags: tags(&["latest"]),
-        expect_from: Vec::new(),
-        target_source: None,
-        prefetched: None,
-    };
+    let request = latest_to_v2(&world, image);
     let options = RunOptions {
         dry_run: false,
         rto: std::time::Duration::from_secs(900),
