@@ -308,8 +308,6 @@ struct PendingRequest {
 struct Planned {
     plan: Plan,
     target_source: Option<String>,
-    /// When planning started: the target's bytes were read after it.
-    asked_at: std::time::Instant,
 }
 
 enum Reconciliation {

@@ -461,10 +461,10 @@ pub(in crate::engine) fn planned(image: &ImageRef, noop: bool) -> Planned {
                 already_at_target: noop,
             }],
             tags_read_at: std::time::Instant::now(),
+            target_read_at: std::time::Instant::now(),
             target,
         },
         target_source: Some("the rollback manifest of the bad build".to_owned()),
-        asked_at: std::time::Instant::now(),
     }
 }
 

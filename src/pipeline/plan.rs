@@ -48,10 +48,6 @@ impl Prefetched {
             asked_at: Instant::now(),
         }
     }
-
-    fn is_stale(&self) -> bool {
-        self.asked_at.elapsed() > super::MAX_READ_AGE
-    }
 }
 
 /// A checked plan: the target's bytes, and the state every write will be compared against.
@@ -66,6 +62,9 @@ pub struct Plan {
     /// When the first of the tags' reads was answered: the age of the oldest of them as
     /// compare-and-swap reads.
     pub tags_read_at: Instant,
+    /// When the last read that found the target (its GET, a HEAD, or the request's read) was
+    /// sent: the age of what the plan knows of its existence.
+    pub target_read_at: Instant,
 }
 
 impl Plan {
@@ -148,14 +147,15 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
     // target's answer is looked at first: its error body tells an unknown repository from an
     // unknown tag or digest.
     let target = async {
-        let (target, recheck) = match (&request.prefetched, &request.target) {
+        let (target, read_at, earlier) = match (&request.prefetched, &request.target) {
             (Some(read), Reference::Digest(digest)) if read.manifest.digest == *digest => {
-                (read.manifest.clone(), read.is_stale())
+                (read.manifest.clone(), read.asked_at, true)
             }
-            _ => (
-                registry.get_manifest(repository, &request.target).await?,
-                false,
-            ),
+            _ => {
+                let asked_at = Instant::now();
+                let target = registry.get_manifest(repository, &request.target).await?;
+                (target, asked_at, false)
+            }
         };
         if let Some(artifact_type) = target.artifact_type() {
             return Err(PlanError::NotAnImage {
@@ -170,31 +170,33 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
                 detail: e.to_string(),
             })
         })?;
-        let still_there = async {
-            if !recheck {
-                return Ok(true);
+        // The request's read gives the bytes, not the manifest's existence now.
+        let read_again = async {
+            if !earlier || read_at.elapsed() <= super::MAX_READ_AGE {
+                return Ok(Some(read_at));
             }
+            let asked_at = Instant::now();
             let head = registry
                 .head_manifest(repository, &Reference::Digest(target.digest.clone()))
                 .await?;
-            Ok::<_, RegistryError>(head.is_some())
+            Ok::<_, RegistryError>(head.map(|_| asked_at))
         };
-        let (missing, still_there) = futures_util::future::join(
+        let (missing, read_at) = futures_util::future::join(
             missing_references(registry, &request.image, &references),
-            still_there,
+            read_again,
         )
         .await;
-        if !still_there? {
+        let Some(read_at) = read_at? else {
             return Err(PlanError::TargetGone {
                 image: request.image.clone(),
                 digest: target.digest.clone(),
             });
-        }
-        Ok((target, references, missing))
+        };
+        Ok((target, read_at, references, missing))
     };
     let tag_heads = read_tags_timed(registry, repository, &request.tags);
     let (target, (tag_heads, tags_read_at)) = futures_util::future::join(target, tag_heads).await;
-    let (target, references, missing) = target?;
+    let (target, target_read_at, references, missing) = target?;
 
     let mut tags = Vec::with_capacity(request.tags.len());
     for (tag, head) in request.tags.iter().zip(tag_heads) {
@@ -238,6 +240,7 @@ pub async fn plan(registry: &RegistryClient, request: &RollbackRequest) -> Resul
         references,
         tags,
         tags_read_at,
+        target_read_at,
     })
 }
 

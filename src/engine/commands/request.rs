@@ -222,7 +222,7 @@ impl Engine {
         if !record.drill {
             let read = pipeline::Prefetched {
                 manifest: plan.target.clone(),
-                asked_at: planned.asked_at,
+                asked_at: plan.target_read_at,
             };
             self.target_manifests.insert(record.id, read);
         }
@@ -276,7 +276,6 @@ pub(in crate::engine) async fn plan_request(
     tags: Vec<Tag>,
     target: Option<Reference>,
 ) -> Result<Planned, PlanFailure> {
-    let asked_at = std::time::Instant::now();
     let (target, expect_from, target_source, prefetched) = match target {
         Some(target) => (target, Vec::new(), None, None),
         None => match pipeline::default_target(registry, image, &tags).await {
@@ -308,7 +307,6 @@ pub(in crate::engine) async fn plan_request(
     Ok(Planned {
         plan,
         target_source,
-        asked_at,
     })
 }
 
