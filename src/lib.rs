@@ -55,9 +55,10 @@
 //!   status, history, release); `transitions.rs` persists every state change before announcing
 //!   it (an approval and the pipeline's start in one transaction, with the vote's command);
 //!   `run.rs` runs approved rollbacks in tracked tasks that report back (the approval's re-plan
-//!   reuses the target's bytes the request read, HEADing it by digest), and `batch.rs` records the reports waiting
-//!   together in one commit, then announces them in order (one the database refuses is kept,
-//!   goes with the next report of its rollback and is tried again every tick); `drill.rs` approved
+//!   reuses the target's bytes the request read, HEADing it by digest), and `batch.rs` records
+//!   the reports waiting together in one commit, then announces them in order (one the database
+//!   refuses is kept, goes with the next report of its rollback and is tried again at later
+//!   ticks, backing off); `drill.rs` approved
 //!   drills (`pipeline::rehearse`); `restart.rs` reconciles what a previous process left running
 //!   (the decision is `domain::reconcile`; a drill is ended as interrupted, untouched);
 //!   `refuse.rs` rate limits (governor) and audits every refusal. The `Clock` is

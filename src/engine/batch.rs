@@ -9,9 +9,10 @@
 //! before its commit. A batch that cannot be committed is committed report by report, so a
 //! report that cannot be persisted fails alone (logged, as it always was) and the others are
 //! recorded. The refused report is kept: a later report of the same rollback, staged on top of
-//! it, takes its audit entries and announcements along, and each tick commits it again
-//! ([`Engine::retry_unpersisted`]), so a final report refused once is recorded (and the image
-//! freed) as soon as the database takes it.
+//! it, takes its audit entries and announcements along, and ticks commit it again
+//! ([`Engine::retry_unpersisted`]: at the next tick, then backing off up to
+//! [`MOST_TICKS_BETWEEN_TRIES`]), so a final report refused once is recorded (and the image
+//! freed) once the database takes it.
 
 use super::transitions::{Change, Hop};
 use super::*;
@@ -42,6 +43,8 @@ impl Unpersisted {
     }
 
     /// A change of rollback `id` was persisted: a kept one is either in it or older than it.
+    /// Called wherever a change is persisted (`Engine::apply`, `Engine::persist`), before a
+    /// finished rollback leaves the active ones: a kept change is always of an active one.
     pub(in crate::engine) fn superseded(&mut self, id: RollbackId) {
         self.changes.remove(&id);
     }
@@ -166,14 +169,7 @@ impl Engine {
             return;
         }
         kept.ticks_waited = 0;
-        let mut changes = Vec::new();
-        for (id, change) in std::mem::take(&mut kept.changes) {
-            if self.active.contains_key(&id) {
-                changes.push(change);
-            } else {
-                tracing::warn!(rollback_id = %id, "A refused report of a rollback that is no longer running is dropped.");
-            }
-        }
+        let changes = std::mem::take(&mut kept.changes).into_values().collect();
         self.commit(changes).await;
         let kept = &mut self.unpersisted;
         if !kept.changes.is_empty() {

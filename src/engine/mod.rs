@@ -445,9 +445,9 @@ struct Engine {
     /// Not kept across restarts (the re-plan reads it then).
     target_manifests: HashMap<RollbackId, crate::pipeline::Prefetched>,
     /// The last report of a running rollback that the database refused (record, audit entries,
-    /// announcements): the next report is staged on it and takes it along, and every tick tries
-    /// it again, so a rollback whose final report failed to save does not stay active (its
-    /// image locked) until a restart.
+    /// announcements): the next report is staged on it and takes it along, and ticks try it
+    /// again (backing off), so a rollback whose final report failed to save does not stay
+    /// active (its image locked) until a restart.
     unpersisted: batch::Unpersisted,
 }
 
