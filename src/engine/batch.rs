@@ -8,7 +8,7 @@
 //! Persisted before announced still holds for every report: nothing of a batch is announced
 //! before its commit. A batch that cannot be committed is committed report by report, so a
 //! report that cannot be persisted fails alone (logged, as it always was) and the others are
-//! recorded. The refused report is kept: a later report of the same rollback, staged on top of
+//! recorded (unless the database is unreachable: then every report waits for a later tick). The refused report is kept: a later report of the same rollback, staged on top of
 //! it, takes its audit entries and announcements along, and ticks commit it again
 //! ([`Engine::retry_unpersisted`]: at the next tick, then backing off up to
 //! [`MOST_TICKS_BETWEEN_TRIES`]), so a final report refused once is recorded (and the image
@@ -98,7 +98,8 @@ impl Engine {
     /// Persists `changes` in one transaction, then applies and announces each in order. When
     /// the transaction fails, each change is persisted on its own; one that still cannot be is
     /// logged and kept: it goes with the next change of its rollback (staged on top of it), or
-    /// is committed again at the next tick.
+    /// is committed again at a later tick. When the database is unreachable, all are kept
+    /// without another try (each would wait out the pool's acquire timeout).
     pub(in crate::engine) async fn commit(&mut self, mut changes: Vec<Change>) {
         if changes.is_empty() {
             return;
@@ -131,7 +132,13 @@ impl Engine {
             Err(error) => {
                 let own = entries.len() - waiting;
                 self.put_back_unsaved(entries, own);
-                if changes.len() > 1 {
+                // Unreachable (Postgres down, no connection free): every other write would wait
+                // out the acquire timeout too, with the engine's loop blocked meanwhile. The
+                // reports are kept whole and tried again at a later tick.
+                let mut unreachable = error.is_unreachable();
+                if unreachable {
+                    tracing::error!(%error, changes = changes.len(), "The state database is unreachable; the reports are kept and tried again at a later tick.");
+                } else if changes.len() > 1 {
                     tracing::warn!(%error, changes = changes.len(), "A batch of reports could not be committed; committing them one by one.");
                 }
                 // A change staged on one that could not be persisted holds what that one
@@ -142,15 +149,25 @@ impl Engine {
                     if let Some(kept) = self.unpersisted.changes.remove(&id) {
                         carry(kept, &mut change);
                     }
+                    if unreachable {
+                        self.unpersisted.changes.insert(id, change);
+                        continue;
+                    }
                     match self.store.save(&change.record, &change.audit).await {
                         Ok(()) => self.apply(change),
+                        Err(error @ StoreError::Finished { .. }) => {
+                            self.forget_if_finished(&error);
+                        }
                         Err(error) => {
                             tracing::error!(rollback_id = %id, %error, "A report of the rollback could not be persisted; it is tried again with the next report or tick.");
+                            unreachable = error.is_unreachable();
                             self.unpersisted.changes.insert(id, change);
                         }
                     }
                 }
-                self.flush_unsaved().await;
+                if !unreachable {
+                    self.flush_unsaved().await;
+                }
                 self.update_gauges();
             }
         }
@@ -636,6 +653,105 @@ mod tests {
         let kinds = h.event_kinds();
         assert_eq!(kinds.len(), 2, "{kinds:?}");
         assert_eq!(kinds[1], EventKind::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn reports_wait_whole_while_the_database_is_unreachable() {
+        let mut h = Harness::new().await;
+        let (app, api) = running(&mut h).await;
+        let before = h.audit_log().await.len();
+        // No connection to be had, as with Postgres down: the pool is closed.
+        h.engine.store.close().await;
+        let finished = succeeded(&h, app);
+        h.engine
+            .internals(vec![
+                step(app, StepName::Retag),
+                step(api, StepName::Retag),
+                finished,
+            ])
+            .await;
+        assert_eq!(h.engine.unpersisted.len(), 2, "every report kept");
+        h.engine.tick().await;
+        assert_eq!(h.event_kinds(), [], "nothing announced while unreachable");
+        assert_eq!(h.engine.active[&app].state, State::Retagging);
+
+        // Reachable again (as after Postgres restarts: new connections to the same database).
+        let store = crate::store::Store::open(&h.dir.path().join("rollbot.db"))
+            .await
+            .expect("store");
+        (h.engine.store, h.store) = (store.clone(), store);
+        h.engine.tick().await;
+        h.engine.tick().await;
+        assert!(h.engine.unpersisted.is_empty());
+        assert_eq!(h.stored(app).await.state, State::Succeeded);
+        assert_eq!(h.stored(api).await.state, State::Verifying);
+        let log = h.audit_log().await;
+        let kinds: Vec<(Option<RollbackId>, &str)> = log[before..]
+            .iter()
+            .map(|e| (e.rollback, e.kind.as_str()))
+            .collect();
+        for (id, expected) in [
+            (app, &["step", "state", "finished", "state"][..]),
+            (api, &["step", "state"][..]),
+        ] {
+            let of: Vec<&str> = kinds
+                .iter()
+                .filter(|k| k.0 == Some(id))
+                .map(|k| k.1)
+                .collect();
+            assert_eq!(of, expected, "{id}");
+        }
+        // Each announced once, in order within its rollback.
+        let events = h.events();
+        let of = |id| {
+            let events = events
+                .iter()
+                .filter(|e| e.rollback.as_ref().map(|r| r.id) == Some(id));
+            events.map(|e| e.kind.clone()).collect::<Vec<_>>()
+        };
+        assert!(matches!(
+            of(app)[..],
+            [EventKind::Step { .. }, EventKind::Succeeded]
+        ));
+        assert!(matches!(of(api)[..], [EventKind::Step { .. }]));
+    }
+
+    #[tokio::test]
+    async fn a_report_of_a_rollback_the_database_has_finished_is_dropped_and_the_image_freed() {
+        let mut h = Harness::new().await;
+        let (app, api) = running(&mut h).await;
+        // Finished behind the engine's back (another writer, or a bug).
+        h.sql(&format!(
+            "UPDATE rollbacks SET state = 'cancelled', \
+             data = json_set(data, '$.state', 'cancelled') WHERE id = {}",
+            app.0
+        ))
+        .await;
+        let finished = succeeded(&h, app);
+        h.engine
+            .internals(vec![
+                step(app, StepName::Retag),
+                step(api, StepName::Retag),
+                finished,
+            ])
+            .await;
+        assert_eq!(h.stored(app).await.state, State::Cancelled, "never changed");
+        assert_eq!(
+            h.stored(api).await.state,
+            State::Verifying,
+            "the other report recorded"
+        );
+        assert!(
+            !h.engine.active.contains_key(&app),
+            "the image is not held for it"
+        );
+        assert!(h.engine.unpersisted.is_empty(), "nothing to try again");
+        let events = h.events();
+        let ids: Vec<_> = events
+            .iter()
+            .map(|e| e.rollback.as_ref().map(|r| r.id))
+            .collect();
+        assert_eq!(ids, [Some(api)], "only the recorded report announced");
     }
 
     #[tokio::test]

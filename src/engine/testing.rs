@@ -125,7 +125,7 @@ pub(in crate::engine) struct Harness {
     internal: mpsc::UnboundedReceiver<Internal>,
     /// The registry host of every image: a loopback port nobody listens on.
     pub(in crate::engine) host: String,
-    dir: tempfile::TempDir,
+    pub(in crate::engine) dir: tempfile::TempDir,
 }
 
 impl Harness {

@@ -85,6 +85,7 @@ impl Engine {
         entries.extend_from_slice(audit);
         if let Err(error) = self.store.save(record, &entries).await {
             self.put_back_unsaved(entries, audit.len());
+            self.forget_if_finished(&error);
             return Err(error);
         }
         self.unpersisted.superseded(record.id);
@@ -118,6 +119,7 @@ impl Engine {
         entries.extend_from_slice(&change.audit);
         if let Err(error) = self.store.save(record, &entries).await {
             self.put_back_unsaved(entries, change.audit.len());
+            self.forget_if_finished(&error);
             return Err(error.into());
         }
         self.apply(change);
@@ -189,6 +191,20 @@ impl Engine {
         for event in events {
             self.emit(event);
         }
+    }
+
+    /// The database refused a change because it has the rollback finished (written by
+    /// something other than this engine, or a bug): the database is right, so the engine
+    /// stops holding the image for it; the change is not recorded nor announced.
+    pub(in crate::engine) fn forget_if_finished(&mut self, error: &StoreError) {
+        let StoreError::Finished { id, state } = *error else {
+            return;
+        };
+        tracing::error!(rollback_id = %id, stored = state.as_str(), "The database has this rollback finished; its change was not recorded and the engine lets it go.");
+        self.unpersisted.superseded(id);
+        self.active.remove(&id);
+        self.target_manifests.remove(&id);
+        self.update_gauges();
     }
 
     pub(in crate::engine) async fn expire(&mut self, id: RollbackId) {

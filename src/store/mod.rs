@@ -46,8 +46,16 @@ pub enum StoreError {
     ActiveExists { image: String, drill: bool },
     #[error("state database error: {0}")]
     Database(String),
+    /// No connection to the database (refused or lost, or none free within the acquire
+    /// timeout): nothing was written, and any other write now would fail the same way.
+    #[error("state database unreachable: {0}")]
+    Unreachable(String),
     #[error("state database holds an unreadable record {id}: {detail}")]
     Corrupt { id: i64, detail: String },
+    /// The database has the rollback finished (in `state`) and a change would take it
+    /// elsewhere: a finished rollback's state never changes (nothing was written).
+    #[error("rollback {id} is already {} in the state database; not changed", state.as_str())]
+    Finished { id: RollbackId, state: State },
     /// This replica does not hold the leader lease (any more): it changed nothing.
     #[error("not written: {0}")]
     Fenced(#[from] crate::leadership::NotLeader),
@@ -57,7 +65,22 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        StoreError::Database(error.to_string())
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unreachable(error.to_string()),
+            error => StoreError::Database(error.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// The database itself could not be reached, whatever was written: trying another write
+    /// at once only waits as long again.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Unreachable(_))
     }
 }
 
@@ -240,6 +263,12 @@ impl Store {
         self.dialect
     }
 
+    /// Closes the pool: every later use fails as when the database cannot be reached.
+    #[cfg(test)]
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Who may change rollbacks through this store.
     pub fn leadership(&self) -> &Arc<Leadership> {
         &self.leadership
@@ -326,8 +355,9 @@ impl Store {
     /// Saves a changed record and its audit entries, atomically.
     ///
     /// # Errors
-    /// `Fenced` when this replica does not hold the lease (nothing saved); a record that is
-    /// not there; database errors.
+    /// `Fenced` when this replica does not hold the lease (nothing saved); `Finished` when the
+    /// record is finished in the database and would change state (nothing saved); a record
+    /// that is not there; database errors.
     pub async fn save(
         &self,
         record: &RollbackRecord,
@@ -342,8 +372,9 @@ impl Store {
     /// entries without a record by a read of it, all in the transaction.
     ///
     /// # Errors
-    /// `Fenced` when this replica does not hold the lease (nothing saved); a record that is
-    /// not there (nothing saved); database errors.
+    /// `Fenced` when this replica does not hold the lease (nothing saved); `Finished` when a
+    /// record is finished in the database and would change state (nothing saved); a record
+    /// that is not there (nothing saved); database errors.
     pub async fn save_all(
         &self,
         records: &[&RollbackRecord],
@@ -354,10 +385,16 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        // A finished rollback keeps its state (its record may still change: the tags read
+        // again after a restart), whatever a caller's bug or a stale writer sends.
         let update = match fence {
-            None => "UPDATE rollbacks SET state = $1, updated_at = $2, data = $3 WHERE id = $4",
+            None => concat!(
+                "UPDATE rollbacks SET state = $1, updated_at = $2, data = $3 WHERE id = $4 AND ",
+                "(state = $1 OR state IN ('requested','approved','retagging','verifying'))"
+            ),
             Some(_) => concat!(
                 "UPDATE rollbacks SET state = $1, updated_at = $2, data = $3 WHERE id = $4 AND ",
+                "(state = $1 OR state IN ('requested','approved','retagging','verifying')) AND ",
                 lease_held!(5, 6)
             ),
         };
@@ -372,15 +409,20 @@ impl Store {
             }
             let done = query.execute(&mut *tx).await?;
             if done.rows_affected() != 1 {
-                let exists = sqlx::query("SELECT 1 FROM rollbacks WHERE id = $1")
-                    .bind(record.id.0)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                return Err(if exists {
-                    StoreError::Fenced(crate::leadership::NotLeader)
-                } else {
-                    StoreError::Missing(record.id)
+                let stored: Option<String> =
+                    sqlx::query_scalar("SELECT state FROM rollbacks WHERE id = $1")
+                        .bind(record.id.0)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Err(match stored.as_deref().map(State::parse) {
+                    None => StoreError::Missing(record.id),
+                    Some(Some(state)) if state.is_terminal() && state != record.state => {
+                        StoreError::Finished {
+                            id: record.id,
+                            state,
+                        }
+                    }
+                    Some(_) => StoreError::Fenced(crate::leadership::NotLeader),
                 });
             }
         }
@@ -530,6 +572,31 @@ mod tests {
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
     use super::*;
+
+    /// No connection (closed pool, refused, timed out waiting) is told apart from a write the
+    /// database refused: only the latter is worth trying change by change.
+    #[tokio::test]
+    async fn a_database_out_of_reach_is_told_apart_from_a_refused_write() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("rollbot.db"))
+            .await
+            .expect("store");
+        let refused = sqlx::query("INSERT INTO nowhere VALUES (1)")
+            .execute(&store.pool)
+            .await
+            .map_err(StoreError::from)
+            .expect_err("no such table");
+        assert!(!refused.is_unreachable(), "{refused}");
+        store.close().await;
+        let closed = store.get(RollbackId(1)).await.expect_err("closed");
+        assert!(closed.is_unreachable(), "{closed}");
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            std::io::Error::other("reset").into(),
+        ] {
+            assert!(StoreError::from(error).is_unreachable());
+        }
+    }
 
     /// The file opened is the one the path names, as the filesystem resolves it: `..` after a
     /// directory, and a `%` in a name, taken literally.

@@ -107,6 +107,58 @@ fn the_database_allows_one_active_rollback_per_image_and_keeps_records_across_op
 }
 
 #[test]
+fn a_finished_rollback_never_changes_state_again() {
+    each_backend(|location| {
+        let backend = location.display();
+        block_on(async {
+            let store = leading(&location, "a").await;
+            let mut finished = record("registry.example.com/acme/app");
+            store.create(&mut finished, entry(1)).await.expect("create");
+            let mut other = record("registry.example.com/acme/other");
+            store.create(&mut other, entry(1)).await.expect("create");
+            finished.state = State::Cancelled;
+            store.save(&finished, &[]).await.expect("cancelled");
+
+            // A stale copy (a bug, a writer that missed the cancellation) is refused, and so is
+            // the batch it is in: nothing of it is saved.
+            let mut stale = finished.clone();
+            stale.state = State::Approved;
+            other.state = State::Rejected;
+            let refused = store.save_all(&[&other, &stale], &[entry(2)]).await;
+            match refused {
+                Err(StoreError::Finished { id, state }) => {
+                    assert_eq!((id, state), (finished.id, State::Cancelled), "{backend}");
+                }
+                other => panic!("{backend}: {other:?}"),
+            }
+            let state_of = |id| {
+                let store = &store;
+                async move { store.get(id).await.expect("get").expect("there").state }
+            };
+            assert_eq!(state_of(finished.id).await, State::Cancelled, "{backend}");
+            assert_eq!(state_of(other.id).await, State::Requested, "{backend}");
+            assert_eq!(
+                store.audit_since(Timestamp(0)).await.expect("audit").len(),
+                2
+            );
+
+            // Finished to another finished state is refused too; the same state with new
+            // details (the tags read again after a restart) is saved.
+            stale.state = State::Succeeded;
+            let refused = store.save(&stale, &[]).await;
+            assert!(
+                matches!(refused, Err(StoreError::Finished { .. })),
+                "{backend}: {refused:?}"
+            );
+            finished.error = Some("read again".to_owned());
+            store.save(&finished, &[]).await.expect("same state");
+            let stored = store.get(finished.id).await.expect("get").expect("there");
+            assert_eq!(stored.error.as_deref(), Some("read again"), "{backend}");
+        });
+    });
+}
+
+#[test]
 fn the_audit_log_is_append_only() {
     each_backend(|location| {
         block_on(async {
