@@ -105,6 +105,7 @@ impl World {
         // The fake numbers messages; the first one posted is the status message.
         let calls = self.slack.calls("chat.postMessage");
         let index = calls.iter().position(|c| c.body == posted).expect("posted");
+        self.daemon.wait_status_recorded(1);
         format!("1700000000.{:06}", 101 + index)
     }
 

@@ -211,6 +211,30 @@ impl TestDaemon {
         }
     }
 
+    /// Waits (up to 10 s) until the engine has recorded where rollback `id`'s status message
+    /// is. Only from then on is a reaction to that message recognised; a person cannot react
+    /// sooner, but a test that reacts the moment the fake sees the post can.
+    pub fn wait_status_recorded(&self, id: i64) {
+        self.runtime.block_on(async {
+            let store = rollbot::store::Store::open(&self.db).await.expect("store");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let record = store
+                    .get(rollbot::domain::rollback::RollbackId(id))
+                    .await
+                    .expect("readable");
+                if record.is_some_and(|r| r.status_ref.is_some()) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "rollback {id}'s status message was never recorded"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+    }
+
     /// Graceful stop; returns whether the drain was clean.
     pub fn stop(mut self) -> bool {
         let daemon = self.daemon.take().expect("running");
