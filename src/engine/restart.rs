@@ -181,6 +181,10 @@ impl Engine {
                         rollback: Some(record.clone()),
                     });
                 }
+                if !self.active.contains_key(&id) {
+                    // The database has it finished meanwhile (`finished_elsewhere`).
+                    return;
+                }
                 self.start_pipeline(record, true).await;
             }
             Reconciliation::Interrupted { tags_now, detail } => {

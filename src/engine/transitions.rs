@@ -85,7 +85,7 @@ impl Engine {
         entries.extend_from_slice(audit);
         if let Err(error) = self.store.save(record, &entries).await {
             self.put_back_unsaved(entries, audit.len());
-            self.forget_if_finished(&error);
+            self.finished_elsewhere(&error, audit).await;
             return Err(error);
         }
         self.unpersisted.superseded(record.id);
@@ -119,7 +119,7 @@ impl Engine {
         entries.extend_from_slice(&change.audit);
         if let Err(error) = self.store.save(record, &entries).await {
             self.put_back_unsaved(entries, change.audit.len());
-            self.forget_if_finished(&error);
+            self.finished_elsewhere(&error, &change.audit).await;
             return Err(error.into());
         }
         self.apply(change);
@@ -193,18 +193,64 @@ impl Engine {
         }
     }
 
-    /// The database refused a change because it has the rollback finished (written by
-    /// something other than this engine, or a bug): the database is right, so the engine
-    /// stops holding the image for it; the change is not recorded nor announced.
-    pub(in crate::engine) fn forget_if_finished(&mut self, error: &StoreError) {
+    /// The database refused a change of a rollback because it has it finished (written by
+    /// something other than this engine, or a bug). The database is right: the change is not
+    /// recorded, but what its audit entries tell happened is (all but the state changes),
+    /// with a `reconcile` entry saying so. While the rollback's run is still going, the engine keeps holding its
+    /// image (the run's reports go the same way); once no run is left, it lets the rollback
+    /// go and tells its channel, with the record as the database has it.
+    pub(in crate::engine) async fn finished_elsewhere(
+        &mut self,
+        error: &StoreError,
+        audit: &[AuditEntry],
+    ) {
         let StoreError::Finished { id, state } = *error else {
             return;
         };
-        tracing::error!(rollback_id = %id, stored = state.as_str(), "The database has this rollback finished; its change was not recorded and the engine lets it go.");
+        let running = self.running.contains(&id);
+        tracing::error!(rollback_id = %id, stored = state.as_str(), running, "The database has this rollback finished; a change of it was not recorded.");
         self.unpersisted.superseded(id);
+        // What happened (a step of its run, a vote) is kept; the state changes the engine
+        // meant to make are not, as they were not made.
+        let mut entries: Vec<AuditEntry> = audit
+            .iter()
+            .filter(|e| e.kind != "state")
+            .cloned()
+            .collect();
+        entries.push(AuditEntry::new(
+            self.now(),
+            Some(id),
+            None,
+            "reconcile",
+            json!({
+                "decision": "finished_in_database",
+                "stored": state,
+                "detail": format!("the state database has this rollback {}: a change of its state was not recorded", state.as_str()),
+            }),
+        ));
+        if let Err(error) = self.store.audit_all(&entries).await {
+            tracing::error!(rollback_id = %id, %error, "Audit entries could not be written.");
+        }
+        if running {
+            self.unpersisted.finished_in_database.insert(id);
+            return;
+        }
         self.active.remove(&id);
         self.target_manifests.remove(&id);
         self.update_gauges();
+        if let Ok(Some(stored)) = self.store.get(id).await {
+            let text = format!(
+                "{id} is {} in the state database, changed by something other than this rollbot, which no longer tracks it; check the tags with `rollbot verify {} --expect {}`",
+                state.as_str(),
+                stored.image,
+                stored.target.digest
+            );
+            self.emit(Event {
+                kind: EventKind::Notice { text, link: None },
+                channel: stored.channel.clone(),
+                rollback: Some(stored),
+            });
+        }
     }
 
     pub(in crate::engine) async fn expire(&mut self, id: RollbackId) {

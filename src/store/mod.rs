@@ -46,9 +46,12 @@ pub enum StoreError {
     ActiveExists { image: String, drill: bool },
     #[error("state database error: {0}")]
     Database(String),
-    /// No connection to the database (refused or lost, or none free within the acquire
-    /// timeout): nothing was written, and any other write now would fail the same way.
-    #[error("state database unreachable: {0}")]
+    /// No connection to the database within the acquire timeout (it is down or unreachable,
+    /// or every connection is busy): nothing was written, and another write now would most
+    /// likely wait as long.
+    #[error(
+        "no connection to the state database (down, unreachable, or every connection busy): {0}"
+    )]
     Unreachable(String),
     #[error("state database holds an unreadable record {id}: {detail}")]
     Corrupt { id: i64, detail: String },
@@ -66,19 +69,21 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unreachable(error.to_string()),
+            // Not one connection to be had: Postgres down or partitioned (the pool keeps
+            // trying to connect until its acquire timeout), or every connection busy that
+            // long. An I/O error on a connection in use is not this: it is one connection,
+            // and its write may even have landed.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                StoreError::Unreachable(error.to_string())
+            }
             error => StoreError::Database(error.to_string()),
         }
     }
 }
 
 impl StoreError {
-    /// The database itself could not be reached, whatever was written: trying another write
-    /// at once only waits as long again.
+    /// No connection could be had (nothing was written): trying another write at once only
+    /// waits as long again.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, StoreError::Unreachable(_))
     }
@@ -409,21 +414,7 @@ impl Store {
             }
             let done = query.execute(&mut *tx).await?;
             if done.rows_affected() != 1 {
-                let stored: Option<String> =
-                    sqlx::query_scalar("SELECT state FROM rollbacks WHERE id = $1")
-                        .bind(record.id.0)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                return Err(match stored.as_deref().map(State::parse) {
-                    None => StoreError::Missing(record.id),
-                    Some(Some(state)) if state.is_terminal() && state != record.state => {
-                        StoreError::Finished {
-                            id: record.id,
-                            state,
-                        }
-                    }
-                    Some(_) => StoreError::Fenced(crate::leadership::NotLeader),
-                });
+                return Err(self.not_updated(&mut tx, record, fence).await);
             }
         }
         if let (Some(epoch), true) = (fence, records.is_empty()) {
@@ -439,6 +430,49 @@ impl Store {
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Why `record`'s update changed no row: not the leader (first: a replica that lost the
+    /// lease learns that, whatever the row says), no such rollback, or finished.
+    async fn not_updated(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        record: &RollbackRecord,
+        fence: Option<i64>,
+    ) -> StoreError {
+        if let Some(epoch) = fence {
+            let held = sqlx::query(concat!("SELECT 1 AS held WHERE ", lease_held!(1, 2)))
+                .bind(self.leadership.holder.as_str())
+                .bind(epoch)
+                .fetch_optional(&mut **tx)
+                .await;
+            match held {
+                Ok(Some(_)) => {}
+                Ok(None) => return StoreError::Fenced(crate::leadership::NotLeader),
+                Err(error) => return error.into(),
+            }
+        }
+        let stored: Result<Option<String>, _> =
+            sqlx::query_scalar("SELECT state FROM rollbacks WHERE id = $1")
+                .bind(record.id.0)
+                .fetch_optional(&mut **tx)
+                .await;
+        match stored {
+            Err(error) => error.into(),
+            Ok(None) => StoreError::Missing(record.id),
+            Ok(Some(stored)) => match State::parse(&stored) {
+                Some(state) if state.is_terminal() && state != record.state => {
+                    StoreError::Finished {
+                        id: record.id,
+                        state,
+                    }
+                }
+                _ => StoreError::Corrupt {
+                    id: record.id.0,
+                    detail: format!("its update changed nothing (stored state '{stored}')"),
+                },
+            },
+        }
     }
 
     /// Rollbacks that are not finished.
@@ -590,12 +624,10 @@ mod tests {
         store.close().await;
         let closed = store.get(RollbackId(1)).await.expect_err("closed");
         assert!(closed.is_unreachable(), "{closed}");
-        for error in [
-            sqlx::Error::PoolTimedOut,
-            std::io::Error::other("reset").into(),
-        ] {
-            assert!(StoreError::from(error).is_unreachable());
-        }
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_unreachable());
+        // One connection's failure is not the database's: that write alone is retried.
+        let reset = StoreError::from(sqlx::Error::from(std::io::Error::other("reset")));
+        assert!(!reset.is_unreachable());
     }
 
     /// The file opened is the one the path names, as the filesystem resolves it: `..` after a
