@@ -576,6 +576,15 @@ impl<P: ChatPort> Sink<P> {
                 .get(&record.id)
                 .cloned()
                 .or_else(|| record.status_ref.clone());
+            // A notice about a finished rollback carries its record as stored: the status
+            // message shows it too (no buttons left on a rollback that is over).
+            if let (true, Some(existing)) = (record.state.is_terminal(), &status_ref) {
+                let message = status_message(record, clock.now(), rto);
+                if let Err(error) = port.update_status(channel, existing, &message).await {
+                    metrics.sink_failure(port.platform().as_str());
+                    tracing::warn!(rollback_id = %record.id, channel, %error, "Status message not updated.");
+                }
+            }
         }
         if let (false, Some(record)) = (is_notice, &event.rollback) {
             let message = status_message(record, clock.now(), rto);

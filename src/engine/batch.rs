@@ -162,7 +162,8 @@ impl Engine {
                     match self.store.save(&change.record, &change.audit).await {
                         Ok(()) => self.apply(change),
                         Err(error @ StoreError::Finished { .. }) => {
-                            self.finished_elsewhere(&error, &change.audit).await;
+                            self.finished_elsewhere(&error, &change.record, &change.audit)
+                                .await;
                         }
                         Err(error) => {
                             tracing::error!(rollback_id = %id, %error, "A report of the rollback could not be persisted; it is tried again with the next report or tick.");
@@ -339,7 +340,7 @@ impl Engine {
             (State::Failed, EventKind::Failed)
         };
         tracing::info!(rollback_id = %id, outcome = ?report.outcome, total_ms = report.total_ms, "Rollback finished.");
-        if self.unpersisted.finished_in_database.remove(&id) {
+        if self.unpersisted.finished_in_database.contains(&id) {
             // Whatever state the engine last recorded, the database has its own final one: it
             // keeps it (or takes this report if it is the same) and the rollback is let go.
             let now = self.now();

@@ -85,7 +85,7 @@ impl Engine {
         entries.extend_from_slice(audit);
         if let Err(error) = self.store.save(record, &entries).await {
             self.put_back_unsaved(entries, audit.len());
-            self.finished_elsewhere(&error, audit).await;
+            self.finished_elsewhere(&error, record, audit).await;
             return Err(error);
         }
         self.unpersisted.superseded(record.id);
@@ -119,7 +119,7 @@ impl Engine {
         entries.extend_from_slice(&change.audit);
         if let Err(error) = self.store.save(record, &entries).await {
             self.put_back_unsaved(entries, change.audit.len());
-            self.finished_elsewhere(&error, &change.audit).await;
+            self.finished_elsewhere(&error, record, &change.audit).await;
             return Err(error.into());
         }
         self.apply(change);
@@ -194,14 +194,16 @@ impl Engine {
     }
 
     /// The database refused a change of a rollback because it has it finished (written by
-    /// something other than this engine, or a bug). The database is right: the change is not
-    /// recorded, but what its audit entries tell happened is (all but the state changes),
-    /// with a `reconcile` entry saying so. While the rollback's run is still going, the engine keeps holding its
+    /// something other than this engine, or a bug). The database is right: `record` (the
+    /// engine's version) is not recorded. What its audit entries tell the run did (`step`,
+    /// `finished`) is, with one `reconcile` entry naming the rest and the tags as the run
+    /// last saw them. While the rollback's run is still going, the engine keeps holding its
     /// image (the run's reports go the same way); once no run is left, it lets the rollback
     /// go and tells its channel, with the record as the database has it.
     pub(in crate::engine) async fn finished_elsewhere(
         &mut self,
         error: &StoreError,
+        record: &RollbackRecord,
         audit: &[AuditEntry],
     ) {
         let StoreError::Finished { id, state } = *error else {
@@ -210,24 +212,31 @@ impl Engine {
         let running = self.running.contains(&id);
         tracing::error!(rollback_id = %id, stored = state.as_str(), running, "The database has this rollback finished; a change of it was not recorded.");
         self.unpersisted.superseded(id);
-        // What happened (a step of its run, a vote) is kept; the state changes the engine
-        // meant to make are not, as they were not made.
-        let mut entries: Vec<AuditEntry> = audit
+        // One `reconcile` entry when the disagreement is found, and one when the rollback is
+        // let go (with the run's last tags): not one per report.
+        let held = self.active.contains_key(&id);
+        let first = held && !self.unpersisted.finished_in_database.contains(&id);
+        let (facts, not_recorded): (Vec<&AuditEntry>, Vec<&AuditEntry>) = audit
             .iter()
-            .filter(|e| e.kind != "state")
-            .cloned()
-            .collect();
-        entries.push(AuditEntry::new(
-            self.now(),
-            Some(id),
-            None,
-            "reconcile",
-            json!({
-                "decision": "finished_in_database",
-                "stored": state,
-                "detail": format!("the state database has this rollback {}: a change of its state was not recorded", state.as_str()),
-            }),
-        ));
+            .partition(|e| matches!(e.kind.as_str(), "step" | "finished"));
+        let mut entries: Vec<AuditEntry> = facts.into_iter().cloned().collect();
+        if first || (held && !running) {
+            let not_recorded: Vec<&str> = not_recorded.iter().map(|e| e.kind.as_str()).collect();
+            entries.push(AuditEntry::new(
+                self.now(),
+                Some(id),
+                None,
+                "reconcile",
+                json!({
+                    "decision": "finished_in_database",
+                    "stored": state,
+                    "not_recorded": not_recorded,
+                    "state_meant": record.state,
+                    "tags_now": record.tags_now,
+                    "run_going_on": running,
+                }),
+            ));
+        }
         if let Err(error) = self.store.audit_all(&entries).await {
             tracing::error!(rollback_id = %id, %error, "Audit entries could not be written.");
         }
@@ -235,22 +244,43 @@ impl Engine {
             self.unpersisted.finished_in_database.insert(id);
             return;
         }
-        self.active.remove(&id);
+        self.unpersisted.finished_in_database.remove(&id);
+        if self.active.remove(&id).is_none() {
+            // Let go already (an earlier change of the same batch).
+            return;
+        }
         self.target_manifests.remove(&id);
         self.update_gauges();
-        if let Ok(Some(stored)) = self.store.get(id).await {
-            let text = format!(
-                "{id} is {} in the state database, changed by something other than this rollbot, which no longer tracks it; check the tags with `rollbot verify {} --expect {}`",
-                state.as_str(),
-                stored.image,
-                stored.target.digest
-            );
-            self.emit(Event {
-                kind: EventKind::Notice { text, link: None },
-                channel: stored.channel.clone(),
-                rollback: Some(stored),
-            });
-        }
+        let stored = match self.store.get(id).await {
+            Ok(Some(stored)) => stored,
+            _ => {
+                let mut stored = record.clone();
+                stored.state = state;
+                stored
+            }
+        };
+        let ran = if record.state.is_terminal() {
+            format!("; its run ended {}", record.state.as_str())
+        } else {
+            String::new()
+        };
+        let check = if stored.drill {
+            String::new()
+        } else {
+            format!(
+                "; check the tags with `rollbot verify {} --expect {}` (and the hold with `rollbot hold status {}`)",
+                stored.image, stored.target.digest, stored.image
+            )
+        };
+        let text = format!(
+            "{id} is {} in the state database, changed by something other than this rollbot, which no longer tracks it{ran}{check}",
+            state.as_str()
+        );
+        self.emit(Event {
+            kind: EventKind::Notice { text, link: None },
+            channel: stored.channel.clone(),
+            rollback: Some(stored),
+        });
     }
 
     pub(in crate::engine) async fn expire(&mut self, id: RollbackId) {

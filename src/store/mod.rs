@@ -73,7 +73,7 @@ impl From<sqlx::Error> for StoreError {
             // trying to connect until its acquire timeout), or every connection busy that
             // long. An I/O error on a connection in use is not this: it is one connection,
             // and its write may even have landed.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
                 StoreError::Unreachable(error.to_string())
             }
             error => StoreError::Database(error.to_string()),
@@ -467,6 +467,9 @@ impl Store {
                         state,
                     }
                 }
+                // Active and still not updated: on Postgres, the lease lapsed at the update
+                // and was renewed since.
+                _ if fence.is_some() => StoreError::Fenced(crate::leadership::NotLeader),
                 _ => StoreError::Corrupt {
                     id: record.id.0,
                     detail: format!("its update changed nothing (stored state '{stored}')"),

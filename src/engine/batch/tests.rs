@@ -423,6 +423,57 @@ async fn reports_of_a_rollback_the_database_has_finished_are_not_recorded_and_it
         event.rollback.as_ref().map(|r| r.state),
         Some(State::Cancelled)
     );
+    assert_eq!(
+        audited_of(&h, app, before).await,
+        ["step", "reconcile", "finished", "reconcile"],
+        "what the run did, and the disagreement when found and when let go"
+    );
+}
+
+/// The kinds of the audit entries of rollback `id` after the first `before` entries.
+async fn audited_of(h: &Harness, id: RollbackId, before: usize) -> Vec<String> {
+    let log = h.audit_log().await;
+    log[before..]
+        .iter()
+        .filter(|e| e.rollback == Some(id))
+        .map(|e| e.kind.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_last_step_and_the_end_of_a_rollback_the_database_has_finished_say_so_once() {
+    let mut h = Harness::new().await;
+    let (app, api) = running(&mut h).await;
+    h.sql(&format!(
+        "UPDATE rollbacks SET state = 'failed', \
+         data = json_set(data, '$.state', 'failed') WHERE id = {}",
+        app.0
+    ))
+    .await;
+    let before = h.audit_log().await.len();
+    // As a run sends them: its last step, then its end, in one batch with another's report.
+    let finished = succeeded(&h, app);
+    h.engine
+        .internals(vec![
+            step(app, StepName::Retag),
+            step(api, StepName::Retag),
+            finished,
+        ])
+        .await;
+    assert_eq!(h.stored(app).await.state, State::Failed);
+    assert_eq!(h.stored(api).await.state, State::Verifying);
+    assert!(!h.engine.active.contains_key(&app));
+    assert!(h.engine.unpersisted.finished_in_database.is_empty());
+    assert_eq!(
+        audited_of(&h, app, before).await,
+        ["step", "reconcile", "finished"]
+    );
+    let notices = h
+        .event_kinds()
+        .into_iter()
+        .filter(|k| matches!(k, EventKind::Notice { .. }))
+        .count();
+    assert_eq!(notices, 1, "one notice");
 }
 
 #[tokio::test]
