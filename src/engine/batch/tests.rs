@@ -362,13 +362,7 @@ async fn reports_wait_whole_while_the_database_is_unreachable() {
 async fn reports_of_a_rollback_the_database_has_finished_are_not_recorded_and_it_is_let_go() {
     let mut h = Harness::new().await;
     let (app, api) = running(&mut h).await;
-    // Finished behind the engine's back (someone's SQL, another writer, or a bug).
-    h.sql(&format!(
-        "UPDATE rollbacks SET state = 'cancelled', \
-         data = json_set(data, '$.state', 'cancelled') WHERE id = {}",
-        app.0
-    ))
-    .await;
+    finish_in_database(&h, app, "cancelled").await;
     let before = h.audit_log().await.len();
     h.engine
         .internals(vec![step(app, StepName::Retag), step(api, StepName::Retag)])
@@ -383,13 +377,11 @@ async fn reports_of_a_rollback_the_database_has_finished_are_not_recorded_and_it
         h.engine.active.contains_key(&app),
         "its run is still going: the image stays held"
     );
-    let log = h.audit_log().await;
-    let of_app: Vec<&str> = log[before..]
-        .iter()
-        .filter(|e| e.rollback == Some(app))
-        .map(|e| e.kind.as_str())
-        .collect();
-    assert_eq!(of_app, ["step", "reconcile"], "what the run did is audited");
+    assert_eq!(
+        audited_of(&h, app, before).await,
+        ["step", "reconcile"],
+        "what the run did is audited"
+    );
     let announced = |events: &[crate::engine::Event], id| {
         let of = events
             .iter()
@@ -430,6 +422,17 @@ async fn reports_of_a_rollback_the_database_has_finished_are_not_recorded_and_it
     );
 }
 
+/// Rollback `id` finished as `state` behind the engine's back (someone's SQL, another writer,
+/// or a bug).
+async fn finish_in_database(h: &Harness, id: RollbackId, state: &str) {
+    h.sql(&format!(
+        "UPDATE rollbacks SET state = '{state}', \
+         data = json_set(data, '$.state', '{state}') WHERE id = {}",
+        id.0
+    ))
+    .await;
+}
+
 /// The kinds of the audit entries of rollback `id` after the first `before` entries.
 async fn audited_of(h: &Harness, id: RollbackId, before: usize) -> Vec<String> {
     let log = h.audit_log().await;
@@ -444,12 +447,7 @@ async fn audited_of(h: &Harness, id: RollbackId, before: usize) -> Vec<String> {
 async fn a_last_step_and_the_end_of_a_rollback_the_database_has_finished_say_so_once() {
     let mut h = Harness::new().await;
     let (app, api) = running(&mut h).await;
-    h.sql(&format!(
-        "UPDATE rollbacks SET state = 'failed', \
-         data = json_set(data, '$.state', 'failed') WHERE id = {}",
-        app.0
-    ))
-    .await;
+    finish_in_database(&h, app, "failed").await;
     let before = h.audit_log().await.len();
     // As a run sends them: its last step, then its end, in one batch with another's report.
     let finished = succeeded(&h, app);
