@@ -150,7 +150,9 @@
 //!   appends it and reads it a bounded page at a time); one active rollback per
 //!   image and, apart from it, one active drill per image (enforced by partial unique indexes);
 //!   the outbox (`store/outbox.rs`); with Postgres the leader lease row on the database's clock
-//!   (`store/lease.rs`), and every rollback change fenced by the lease's holder and epoch.
+//!   (`store/lease.rs`), and every rollback change fenced by the lease's holder and epoch;
+//!   every update of a rollback is conditional on it not being finished in another state
+//!   (`StoreError::Finished`, which the engine answers in `Engine::finished_elsewhere`).
 //! - [`leadership`]: whether this process may act: always with SQLite; with Postgres while it
 //!   holds the lease, until a deadline on its monotonic clock. The store fences rollback
 //!   changes with its epoch and the registry client asks it before sending any write.
