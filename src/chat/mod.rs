@@ -570,50 +570,41 @@ impl<P: ChatPort> Sink<P> {
         let channel = event.channel.id.as_str();
         let mut status_ref = None;
         let is_notice = matches!(event.kind, EventKind::Notice { .. });
-        if let (true, Some(record)) = (is_notice, &event.rollback) {
-            status_ref = self
-                .refs
-                .get(&record.id)
-                .cloned()
-                .or_else(|| record.status_ref.clone());
-            // A notice about a finished rollback carries its record as stored: the status
-            // message shows it too (no buttons left on a rollback that is over).
-            if let (true, Some(existing)) = (record.state.is_terminal(), &status_ref) {
-                let message = status_message(record, clock.now(), rto);
-                if let Err(error) = port.update_status(channel, existing, &message).await {
-                    metrics.sink_failure(port.platform().as_str());
-                    tracing::warn!(rollback_id = %record.id, channel, %error, "Status message not updated.");
-                }
-            }
-        }
-        if let (false, Some(record)) = (is_notice, &event.rollback) {
-            let message = status_message(record, clock.now(), rto);
+        if let Some(record) = &event.rollback {
             let known = self
                 .refs
                 .get(&record.id)
                 .cloned()
                 .or_else(|| record.status_ref.clone());
-            let result = match &known {
-                Some(existing) => port
-                    .update_status(channel, existing, &message)
-                    .await
-                    .map(|()| existing.clone()),
-                None => match port.post_status(channel, &message).await {
-                    Ok(posted) => {
-                        self.refs.insert(record.id, posted.clone());
-                        self.engine.status_posted(record.id, posted.clone()).await;
-                        port.status_known(channel, &posted, &message).await;
-                        Ok(posted)
+            status_ref = known.clone();
+            // Every event but a notice shows its record in the status message (posted the
+            // first time). A notice only replies in the thread, unless it is about a finished
+            // rollback whose status message exists: then that shows the record too (as
+            // stored; no buttons left on a rollback that is over).
+            let shown = !is_notice || (record.state.is_terminal() && known.is_some());
+            if shown {
+                let message = status_message(record, clock.now(), rto);
+                let result = match &known {
+                    Some(existing) => port
+                        .update_status(channel, existing, &message)
+                        .await
+                        .map(|()| existing.clone()),
+                    None => match port.post_status(channel, &message).await {
+                        Ok(posted) => {
+                            self.refs.insert(record.id, posted.clone());
+                            self.engine.status_posted(record.id, posted.clone()).await;
+                            port.status_known(channel, &posted, &message).await;
+                            Ok(posted)
+                        }
+                        Err(error) => Err(error),
+                    },
+                };
+                match result {
+                    Ok(posted) => status_ref = Some(posted),
+                    Err(error) => {
+                        metrics.sink_failure(port.platform().as_str());
+                        tracing::warn!(rollback_id = %record.id, channel, %error, "Status message not posted.");
                     }
-                    Err(error) => Err(error),
-                },
-            };
-            match result {
-                Ok(posted) => status_ref = Some(posted),
-                Err(error) => {
-                    metrics.sink_failure(port.platform().as_str());
-                    tracing::warn!(rollback_id = %record.id, channel, %error, "Status message not posted.");
-                    status_ref = known;
                 }
             }
         }
