@@ -8,8 +8,9 @@
 //! Persisted before announced still holds for every report: nothing of a batch is announced
 //! before its commit. A batch that cannot be committed is committed report by report, so a
 //! report that cannot be persisted fails alone (logged, as it always was) and the others are
-//! recorded (unless the database is unreachable: then every report waits for a later tick). The refused report is kept: a later report of the same rollback, staged on top of
-//! it, takes its audit entries and announcements along, and ticks commit it again
+//! recorded (unless the database is unreachable: then every report waits for a later tick).
+//! The refused report is kept: a later report of the same rollback, staged on top of it,
+//! takes its audit entries and announcements along, and ticks commit it again
 //! ([`Engine::retry_unpersisted`]: at the next tick, then backing off up to
 //! [`MOST_TICKS_BETWEEN_TRIES`]), so a final report refused once is recorded (and the image
 //! freed) once the database takes it.

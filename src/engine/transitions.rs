@@ -181,8 +181,7 @@ impl Engine {
         let Change { record, events, .. } = change;
         self.unpersisted.superseded(record.id);
         if record.state.is_terminal() {
-            self.active.remove(&record.id);
-            self.target_manifests.remove(&record.id);
+            self.let_go(record.id);
             self.metrics.rollback_finished(record.state.as_str());
         } else {
             self.active.insert(record.id, record);
@@ -191,6 +190,12 @@ impl Engine {
         for event in events {
             self.emit(event);
         }
+    }
+
+    /// The engine stops holding rollback `id` (and its image); whether it held it.
+    fn let_go(&mut self, id: RollbackId) -> bool {
+        self.target_manifests.remove(&id);
+        self.active.remove(&id).is_some()
     }
 
     /// The database refused a change of a rollback because it has it finished (written by
@@ -245,11 +250,10 @@ impl Engine {
             return;
         }
         self.unpersisted.finished_in_database.remove(&id);
-        if self.active.remove(&id).is_none() {
+        if !self.let_go(id) {
             // Let go already (an earlier change of the same batch).
             return;
         }
-        self.target_manifests.remove(&id);
         self.update_gauges();
         let stored = match self.store.get(id).await {
             Ok(Some(stored)) => stored,
