@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use rollbot::cli::exit_code;
 use rollbot::domain::model::{Digest, ImageRef, Reference, Tag};
-use rollbot::pipeline::{self, Outcome, Report, RetagError, RollbackRequest, RunOptions};
+use rollbot::pipeline::{
+    self, Outcome, Report, RetagError, RetagFailure, RollbackRequest, RunOptions,
+};
 use rollbot::registry::RegistryClient;
 
 use crate::rollback::World;
@@ -36,6 +38,20 @@ fn latest_to_v2(world: &World, image: ImageRef) -> RollbackRequest {
     }
 }
 
+/// The retag stopped before writing anything: `latest` is still at v3.
+async fn nothing_written(world: &World, client: &RegistryClient, failure: &RetagFailure) {
+    assert!(!failure.is_partial());
+    assert_eq!(client.requests().manifest_put, 0, "nothing written");
+    assert_eq!(
+        world
+            .seeder
+            .digest_of("acme/app", "latest")
+            .await
+            .as_deref(),
+        Some(world.v3.digest.as_str())
+    );
+}
+
 /// As after a prompt answered minutes later: the target's bytes are the plan's, but the target
 /// was deleted meanwhile; the tag's PUT would put it back.
 #[test]
@@ -62,16 +78,7 @@ fn a_target_deleted_after_planning_stops_the_retag_before_any_write() {
             .error
             .to_string()
             .contains("no longer in the registry"));
-        assert!(!failure.is_partial());
-        assert_eq!(client.requests().manifest_put, 0, "nothing written");
-        assert_eq!(
-            world
-                .seeder
-                .digest_of("acme/app", "latest")
-                .await
-                .as_deref(),
-            Some(world.v3.digest.as_str())
-        );
+        nothing_written(&world, &client, &failure).await;
         assert_eq!(
             world.seeder.digest_of("acme/app", &world.v2.digest).await,
             None,
@@ -116,16 +123,7 @@ fn a_tag_moved_after_planning_stops_the_retag_before_any_write() {
             }
             other => panic!("expected a conflict, got {other:?}"),
         }
-        assert!(!failure.is_partial());
-        assert_eq!(client.requests().manifest_put, 0, "nothing written");
-        assert_eq!(
-            world
-                .seeder
-                .digest_of("acme/app", "latest")
-                .await
-                .as_deref(),
-            Some(world.v3.digest.as_str())
-        );
+        nothing_written(&world, &client, &failure).await;
         assert_eq!(
             world
                 .seeder

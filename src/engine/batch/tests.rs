@@ -3,10 +3,10 @@
 
 use crate::domain::model::Reference;
 use crate::domain::policy::Decision;
-use crate::domain::record::{StepName, StepReport};
+use crate::domain::record::{RollbackRecord, StepName, StepReport};
 use crate::domain::rollback::{RollbackId, State};
 use crate::engine::testing::{actor, Harness};
-use crate::engine::{EventKind, Internal};
+use crate::engine::{Event, EventKind, Internal};
 use crate::pipeline::{Outcome, Report};
 
 /// The pipeline's report that `id` succeeded.
@@ -110,17 +110,33 @@ async fn reports_waiting_together_are_recorded_in_one_batch_in_order_then_announ
     assert_eq!(events[3].kind, EventKind::Succeeded);
 }
 
+/// A rollback like `like` that the engine holds but the database does not have: any write of
+/// it fails.
+fn ghost(h: &mut Harness, like: RollbackId) -> RollbackRecord {
+    let mut ghost = h.engine.active[&like].clone();
+    ghost.id = RollbackId(999);
+    ghost.image =
+        crate::domain::model::ImageRef::parse("registry.example.com/acme/ghost").expect("image");
+    h.engine.active.insert(ghost.id, ghost.clone());
+    ghost
+}
+
+/// What was announced about rollback `id`, in order.
+fn announced(events: &[Event], id: RollbackId) -> Vec<EventKind> {
+    events
+        .iter()
+        .filter(|e| e.rollback.as_ref().map(|r| r.id) == Some(id))
+        .map(|e| e.kind.clone())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_report_that_cannot_be_persisted_fails_alone() {
     let mut h = Harness::new().await;
     let (app, api) = running(&mut h).await;
     // A rollback the engine knows but the database does not: its report cannot be saved,
     // which fails the batch; the other reports are then recorded one by one.
-    let mut ghost = h.engine.active[&app].clone();
-    ghost.id = RollbackId(999);
-    ghost.image =
-        crate::domain::model::ImageRef::parse("registry.example.com/acme/ghost").expect("image");
-    h.engine.active.insert(ghost.id, ghost.clone());
+    let ghost = ghost(&mut h, app);
 
     h.engine
         .internals(vec![
@@ -147,11 +163,7 @@ async fn a_report_that_cannot_be_persisted_fails_alone() {
 async fn a_report_that_failed_alone_is_recorded_and_announced_with_the_next_of_its_rollback() {
     let mut h = Harness::new().await;
     let (app, _) = running(&mut h).await;
-    let mut ghost = h.engine.active[&app].clone();
-    ghost.id = RollbackId(999);
-    ghost.image =
-        crate::domain::model::ImageRef::parse("registry.example.com/acme/ghost").expect("image");
-    h.engine.active.insert(ghost.id, ghost.clone());
+    let ghost = ghost(&mut h, app);
     let before = h.audit_log().await.len();
     // The database refuses app's record as the retag step leaves it (once verifying, one
     // step more), and only that one: the next report's record, with the verify step too,
@@ -327,35 +339,22 @@ async fn reports_wait_whole_while_the_database_is_unreachable() {
     assert!(h.engine.unpersisted.is_empty());
     assert_eq!(h.stored(app).await.state, State::Succeeded);
     assert_eq!(h.stored(api).await.state, State::Verifying);
-    let log = h.audit_log().await;
-    let kinds: Vec<(Option<RollbackId>, &str)> = log[before..]
-        .iter()
-        .map(|e| (e.rollback, e.kind.as_str()))
-        .collect();
     for (id, expected) in [
         (app, &["step", "state", "finished", "state"][..]),
         (api, &["step", "state"][..]),
     ] {
-        let of: Vec<&str> = kinds
-            .iter()
-            .filter(|k| k.0 == Some(id))
-            .map(|k| k.1)
-            .collect();
-        assert_eq!(of, expected, "{id}");
+        assert_eq!(audited_of(&h, id, before).await, expected, "{id}");
     }
     // Each announced once, in order within its rollback.
     let events = h.events();
-    let of = |id| {
-        let events = events
-            .iter()
-            .filter(|e| e.rollback.as_ref().map(|r| r.id) == Some(id));
-        events.map(|e| e.kind.clone()).collect::<Vec<_>>()
-    };
     assert!(matches!(
-        of(app)[..],
+        announced(&events, app)[..],
         [EventKind::Step { .. }, EventKind::Succeeded]
     ));
-    assert!(matches!(of(api)[..], [EventKind::Step { .. }]));
+    assert!(matches!(
+        announced(&events, api)[..],
+        [EventKind::Step { .. }]
+    ));
 }
 
 #[tokio::test]
@@ -382,12 +381,6 @@ async fn reports_of_a_rollback_the_database_has_finished_are_not_recorded_and_it
         ["step", "reconcile"],
         "what the run did is audited"
     );
-    let announced = |events: &[crate::engine::Event], id| {
-        let of = events
-            .iter()
-            .filter(|e| e.rollback.as_ref().map(|r| r.id) == Some(id));
-        of.map(|e| e.kind.clone()).collect::<Vec<_>>()
-    };
     let events = h.events();
     assert!(
         announced(&events, app).is_empty(),
