@@ -103,10 +103,10 @@ pub(super) enum Reads {
 /// in the end no tag moved, the hold is put back as it was.
 ///
 /// Registry cost: one HEAD per tag and one of the target's digest before the first write (with
-/// `intent`, also the hold tag's),
-/// one PUT per tag, the hold's manifest PUT (and the empty blob's upload with a second PUT, the
-/// first time in a repository), and one more HEAD of a tag whose read is older than
-/// [`MAX_READ_AGE`] when its write is due. No GET: the bytes come from the plan.
+/// `intent`, also the hold tag's), one PUT per tag, the hold's manifest PUT (and the empty
+/// blob's upload with a second PUT, the first time in a repository), and one more HEAD of a
+/// tag whose read is older than [`MAX_READ_AGE`] when its write is due. No GET: the bytes
+/// come from the plan.
 ///
 /// # Errors
 /// A [`RetagFailure`] with the tags' real state afterwards.
