@@ -13,7 +13,10 @@
 //! takes its audit entries and announcements along, and ticks commit it again
 //! ([`Engine::retry_unpersisted`]: at the next tick, then backing off up to
 //! [`MOST_TICKS_BETWEEN_TRIES`]), so a final report refused once is recorded (and the image
-//! freed) once the database takes it.
+//! freed) once the database takes it. Once the database was found unreachable, later reports
+//! wait with the kept ones for that next try instead of each batch waiting out the pool's
+//! acquire timeout first, with the engine's loop blocked meanwhile; any write the database
+//! takes (a command's, say) ends that.
 
 use super::transitions::{Change, Hop};
 use super::*;
@@ -34,6 +37,9 @@ pub(in crate::engine) struct Unpersisted {
     /// (`Engine::finished_elsewhere`): the run's final report goes to the database as it is,
     /// to be let go then.
     pub(in crate::engine) finished_in_database: HashSet<RollbackId>,
+    /// The last try found the database unreachable: reports are kept without a try until the
+    /// next scheduled one, or until a write of anything else is taken.
+    unreachable: bool,
     ticks_between: u32,
     ticks_waited: u32,
 }
@@ -54,6 +60,14 @@ impl Unpersisted {
     /// no change of it is ever recorded.
     pub(in crate::engine) fn superseded(&mut self, id: RollbackId) {
         self.changes.remove(&id);
+        self.reached();
+    }
+
+    /// The database took a write (or answered one): kept reports are tried at the next tick.
+    pub(in crate::engine) fn reached(&mut self) {
+        if std::mem::take(&mut self.unreachable) {
+            (self.ticks_between, self.ticks_waited) = (0, 0);
+        }
     }
 }
 
@@ -106,7 +120,8 @@ impl Engine {
     /// the transaction fails, each change is persisted on its own; one that still cannot be is
     /// logged and kept: it goes with the next change of its rollback (staged on top of it), or
     /// is committed again at a later tick. When the database is unreachable, all are kept
-    /// without another try (each would wait out the pool's acquire timeout).
+    /// without another try (each would wait out the pool's acquire timeout), and so are those
+    /// of later batches until the next scheduled try.
     pub(in crate::engine) async fn commit(&mut self, mut changes: Vec<Change>) {
         if changes.is_empty() {
             return;
@@ -116,6 +131,17 @@ impl Engine {
             if let Some(kept) = self.unpersisted.changes.remove(&change.record.id) {
                 carry(kept, change);
             }
+        }
+        if self.unpersisted.unreachable {
+            tracing::debug!(
+                changes = changes.len(),
+                "The state database was unreachable at the last try; the reports wait for the next."
+            );
+            for change in changes {
+                self.unpersisted.changes.insert(change.record.id, change);
+            }
+            self.update_gauges();
+            return;
         }
         let mut entries = self.take_unsaved();
         let waiting = entries.len();
@@ -173,7 +199,9 @@ impl Engine {
                         }
                     }
                 }
-                if !unreachable {
+                if unreachable {
+                    self.unpersisted.unreachable = true;
+                } else {
                     self.flush_unsaved().await;
                 }
                 self.update_gauges();
@@ -194,6 +222,7 @@ impl Engine {
             return;
         }
         kept.ticks_waited = 0;
+        kept.unreachable = false;
         let changes = std::mem::take(&mut kept.changes).into_values().collect();
         self.commit(changes).await;
         let kept = &mut self.unpersisted;

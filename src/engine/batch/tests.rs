@@ -329,11 +329,7 @@ async fn reports_wait_whole_while_the_database_is_unreachable() {
     assert_eq!(h.event_kinds(), [], "nothing announced while unreachable");
     assert_eq!(h.engine.active[&app].state, State::Retagging);
 
-    // Reachable again (as after Postgres restarts: new connections to the same database).
-    let store = crate::store::Store::open(&h.dir.path().join("rollbot.db"))
-        .await
-        .expect("store");
-    (h.engine.store, h.store) = (store.clone(), store);
+    reachable_again(&mut h).await;
     h.engine.tick().await;
     h.engine.tick().await;
     assert!(h.engine.unpersisted.is_empty());
@@ -355,6 +351,72 @@ async fn reports_wait_whole_while_the_database_is_unreachable() {
         announced(&events, api)[..],
         [EventKind::Step { .. }]
     ));
+}
+
+/// The database comes back (as after Postgres restarts: new connections to the same file).
+async fn reachable_again(h: &mut Harness) {
+    let store = crate::store::Store::open(&h.dir.path().join("rollbot.db"))
+        .await
+        .expect("store");
+    (h.engine.store, h.store) = (store.clone(), store);
+}
+
+#[tokio::test]
+async fn once_the_database_was_unreachable_later_reports_wait_for_the_next_try() {
+    let mut h = Harness::new().await;
+    let (app, api) = running(&mut h).await;
+    h.engine.store.close().await;
+    h.engine.internals(vec![step(app, StepName::Retag)]).await;
+    assert_eq!(h.engine.unpersisted.len(), 1);
+
+    // Back, but the engine has not tried since: a later batch is kept without a try (during
+    // an outage, each try would block the engine for the pool's acquire timeout).
+    reachable_again(&mut h).await;
+    h.engine.internals(vec![step(api, StepName::Retag)]).await;
+    assert_eq!(h.engine.unpersisted.len(), 2, "kept without a try");
+    assert_eq!(h.stored(api).await.state, State::Retagging);
+    assert_eq!(
+        h.event_kinds(),
+        [],
+        "nothing announced before it is recorded"
+    );
+
+    // The next scheduled try (the first tick) records both, each announced once.
+    h.engine.tick().await;
+    assert!(h.engine.unpersisted.is_empty());
+    for id in [app, api] {
+        assert_eq!(h.stored(id).await.state, State::Verifying, "{id}");
+    }
+    let events = h.events();
+    for id in [app, api] {
+        assert!(
+            matches!(announced(&events, id)[..], [EventKind::Step { .. }]),
+            "{id}: {events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_write_the_database_takes_ends_the_wait_for_the_next_try() {
+    let mut h = Harness::new().await;
+    let (app, api) = running(&mut h).await;
+    h.engine.store.close().await;
+    h.engine.internals(vec![step(app, StepName::Retag)]).await;
+    reachable_again(&mut h).await;
+    // A command's write is taken: the database is known reachable again.
+    h.requested("web", &actor("alice")).await;
+    h.events();
+
+    h.engine.internals(vec![step(api, StepName::Retag)]).await;
+    assert_eq!(h.stored(api).await.state, State::Verifying, "tried at once");
+    assert_eq!(
+        h.engine.unpersisted.len(),
+        1,
+        "app's report waits for its tick"
+    );
+    h.engine.tick().await;
+    assert!(h.engine.unpersisted.is_empty());
+    assert_eq!(h.stored(app).await.state, State::Verifying);
 }
 
 #[tokio::test]

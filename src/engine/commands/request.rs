@@ -203,7 +203,7 @@ impl Engine {
         }
         let audit = AuditEntry::new(now, None, Some(&request.actor), "requested", detail);
         match self.store.create(&mut record, audit).await {
-            Ok(()) => {}
+            Ok(()) => self.unpersisted.reached(),
             Err(StoreError::ActiveExists { image, drill }) => {
                 let why = Refusal::InProgressStored { image, drill };
                 let command = if drill { "drill" } else { "request" };
