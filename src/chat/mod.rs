@@ -392,6 +392,7 @@ pub fn thread_reply(
             Some(url) => Text::from(text.as_str()).link(url),
             None => Text::from(text.as_str()),
         },
+        (EventKind::FinishedElsewhere { text }, _) => Text::from(text.as_str()),
         (EventKind::Interrupted, Some(r)) => to(r).plain(format!(
             "{} was INTERRUPTED by a restart: {}",
             r.id,
@@ -472,6 +473,7 @@ fn drill_reply(event: &Event, record: &RollbackRecord, rto: Duration) -> Option<
                 None => text,
             }
         }
+        EventKind::FinishedElsewhere { text } => Text::from(format!("DRILL {id}: {text}")),
         _ => return None,
     };
     Some(text)
@@ -569,7 +571,10 @@ impl<P: ChatPort> Sink<P> {
         let (port, metrics, clock, rto) = (&self.port, &self.metrics, &self.clock, self.rto);
         let channel = event.channel.id.as_str();
         let mut status_ref = None;
-        let is_notice = matches!(event.kind, EventKind::Notice { .. });
+        let is_notice = matches!(
+            event.kind,
+            EventKind::Notice { .. } | EventKind::FinishedElsewhere { .. }
+        );
         if let Some(record) = &event.rollback {
             let known = self
                 .refs

@@ -117,6 +117,12 @@ pub enum EventKind {
         by: Actor,
         reason: Option<String>,
     },
+    /// The state database has the rollback finished, by something other than this rollbot,
+    /// which let it go (the event's record is the stored one). Said in its thread as a notice;
+    /// its Discussion gets a closing comment.
+    FinishedElsewhere {
+        text: String,
+    },
     /// Something for the rollback's thread from elsewhere (a Discussion's URL, a notification
     /// that could not be delivered). Not a state change.
     Notice {

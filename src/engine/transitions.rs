@@ -281,7 +281,7 @@ impl Engine {
             state.as_str()
         );
         self.emit(Event {
-            kind: EventKind::Notice { text, link: None },
+            kind: EventKind::FinishedElsewhere { text },
             channel: stored.channel.clone(),
             rollback: Some(stored),
         });

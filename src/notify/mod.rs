@@ -291,6 +291,17 @@ impl Notifier {
                     &for_github(record, name),
                 ));
             }
+            // Finished in the state database by something else: the Discussion announced at
+            // the approval would otherwise say "rolling back" for ever.
+            (EventKind::FinishedElsewhere { .. }, Some(record))
+                if announce_on == Some(AnnounceOn::Approved) =>
+            {
+                outgoing.push(Outgoing::comment(
+                    record.id,
+                    "finished_elsewhere",
+                    &for_github(record, "finished_elsewhere"),
+                ));
+            }
             (EventKind::HoldReleased { image, by, reason }, _) => {
                 let record = self
                     .store

@@ -474,6 +474,7 @@ impl Templates {
                     "succeeded",
                     "failed",
                     "interrupted",
+                    "finished_elsewhere",
                     "hold_released",
                 ] {
                     for short in [false, true] {

@@ -667,3 +667,57 @@ fn a_drain_with_a_stuck_delivery_ends_within_the_documented_bound() {
         "the drain took {took:?}; the documented bound is {bound:?}"
     );
 }
+
+/// A rollback someone finished in the state database while its run went on: rollbot lets it
+/// go, says so in the thread, and closes the Discussion announced at the approval with a
+/// comment instead of leaving it "rolling back" for ever.
+#[test]
+fn a_rollback_finished_in_the_database_by_someone_else_gets_a_closing_comment() {
+    let world = World::new(OWNER_TEXT, 4);
+    let go = world.ci.cli.home.path().join("go");
+    // The run waits in its health check until the test has finished the row.
+    let toml = world.toml.replace(
+        "dockerhub = true\n",
+        &format!(
+            "dockerhub = true\n\n[[images.app.checks]]\nname = \"wait\"\ncommand = [\"sh\", \"-c\", \"while [ ! -e {} ]; do sleep 0.02; done\"]\ntimeout = \"60s\"\n",
+            go.display()
+        ),
+    );
+    let daemon = TestDaemon::start(&toml, &world.db);
+    let (ok, reply) = daemon.say("alice", "/rollback app:v2 v3 crashes on start");
+    assert!(ok, "{reply}");
+    assert!(daemon.click("bob", "approve:rb-1").0);
+    world.github.wait_for_discussion();
+    block_on(async {
+        use rollbot::domain::rollback::{RollbackId, State};
+        let store = rollbot::store::Store::open(&world.db).await.expect("store");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut record = loop {
+            let record = store.get(RollbackId(1)).await.expect("readable");
+            if let Some(record) = record.filter(|r| r.state == State::Verifying) {
+                break record;
+            }
+            assert!(Instant::now() < deadline, "never verifying");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        record.state = State::Cancelled;
+        record.error = Some("cancelled by an operator".to_owned());
+        store.save(&record, &[]).await.expect("finished by hand");
+    });
+    std::fs::write(&go, "").expect("go");
+
+    daemon.wait_for("the notice", |text| {
+        text.contains("rb-1 is cancelled in the state database")
+    });
+    let comments = world.github.wait_for_comments(1);
+    let body = comments[0]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.starts_with("**Finished outside rollbot:** the rollback is cancelled")
+            && body.contains("Check where latest points"),
+        "{body}"
+    );
+    assert!(
+        world.hub.description("acme/app") == OWNER_TEXT,
+        "no banner for a rollback rollbot did not finish"
+    );
+}

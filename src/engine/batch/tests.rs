@@ -464,7 +464,7 @@ async fn reports_of_a_rollback_the_database_has_finished_are_not_recorded_and_it
         panic!("one notice: {events:?}")
     };
     assert!(
-        matches!(&event.kind, EventKind::Notice { text, .. } if text.contains("cancelled in the state database"))
+        matches!(&event.kind, EventKind::FinishedElsewhere { text } if text.contains("cancelled in the state database"))
     );
     assert_eq!(
         event.rollback.as_ref().map(|r| r.state),
@@ -524,7 +524,7 @@ async fn a_last_step_and_the_end_of_a_rollback_the_database_has_finished_say_so_
     let notices = h
         .event_kinds()
         .into_iter()
-        .filter(|k| matches!(k, EventKind::Notice { .. }))
+        .filter(|k| matches!(k, EventKind::FinishedElsewhere { .. }))
         .count();
     assert_eq!(notices, 1, "one notice");
 }
