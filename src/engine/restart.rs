@@ -117,8 +117,6 @@ impl Engine {
                 let detail =
                     "rollbot restarted before any tag moved; resuming the approved rollback"
                         .to_owned();
-                // Recorded before anything is announced or run: a replica that lost the lease
-                // (fenced) goes no further.
                 let entry = AuditEntry::new(
                     now,
                     Some(id),
@@ -126,8 +124,7 @@ impl Engine {
                     "reconcile",
                     json!({ "decision": "resume" }),
                 );
-                if let Err(error) = self.store.audit(&entry).await {
-                    tracing::error!(rollback_id = %id, %error, "The reconciliation could not be recorded; not going on.");
+                if !self.reconciliation_recorded(&record, entry).await {
                     return;
                 }
                 self.emit(Event {
@@ -139,8 +136,6 @@ impl Engine {
             }
             Reconciliation::Verify => {
                 let detail = "rollbot restarted after every tag moved; verifying now".to_owned();
-                // Recorded before anything is announced or run: a replica that lost the lease
-                // (fenced) goes no further.
                 let entry = AuditEntry::new(
                     now,
                     Some(id),
@@ -148,8 +143,7 @@ impl Engine {
                     "reconcile",
                     json!({ "decision": "verify" }),
                 );
-                if let Err(error) = self.store.audit(&entry).await {
-                    tracing::error!(rollback_id = %id, %error, "The reconciliation could not be recorded; not going on.");
+                if !self.reconciliation_recorded(&record, entry).await {
                     return;
                 }
                 if record.state != State::Verifying {
@@ -208,6 +202,25 @@ impl Engine {
                 {
                     tracing::error!(rollback_id = %id, %error, "Interrupted state could not be persisted.");
                 }
+            }
+        }
+    }
+
+    /// Records a reconciliation that goes on (resume, verify) before anything is announced or
+    /// run, with the record as it was loaded: a write the database takes only while the
+    /// rollback is still active there (and, on Postgres, while this replica holds the lease).
+    /// Whether to go on: not when the database has it finished meanwhile (then it is let go
+    /// and its thread told, `Engine::finished_elsewhere`) or the write failed.
+    async fn reconciliation_recorded(
+        &mut self,
+        record: &RollbackRecord,
+        entry: AuditEntry,
+    ) -> bool {
+        match self.persist(record, &[entry]).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(rollback_id = %record.id, %error, "The reconciliation could not be recorded; not going on.");
+                false
             }
         }
     }

@@ -1,12 +1,12 @@
 //! The batched reports against a real SQLite store: order, refusals, an unreachable or
-//! disagreeing database.
+//! disagreeing database (also when a restart reconciles a rollback).
 
 use crate::domain::model::Reference;
 use crate::domain::policy::Decision;
 use crate::domain::record::{RollbackRecord, StepName, StepReport};
 use crate::domain::rollback::{RollbackId, State};
 use crate::engine::testing::{actor, Harness};
-use crate::engine::{Event, EventKind, Internal};
+use crate::engine::{Event, EventKind, Internal, Reconciliation};
 use crate::pipeline::{Outcome, Report};
 
 /// The pipeline's report that `id` succeeded.
@@ -557,4 +557,32 @@ async fn a_batch_the_database_refuses_whole_is_neither_recorded_nor_announced() 
     assert_eq!(h.engine.active, active, "as recorded last");
     assert_eq!(h.audit_log().await, log, "nothing audited");
     assert_eq!(h.event_kinds(), [], "nothing announced");
+}
+
+/// Someone finished the rollback in the database between the start's load and its
+/// reconciliation: neither resuming nor verifying starts a run for it.
+#[tokio::test]
+async fn a_restart_starts_no_run_for_a_rollback_the_database_has_finished_meanwhile() {
+    for (name, reconciliation) in [
+        ("resume", Reconciliation::Resume),
+        ("verify", Reconciliation::Verify),
+    ] {
+        let mut h = Harness::new().await;
+        let (app, _) = running(&mut h).await;
+        finish_in_database(&h, app, "cancelled").await;
+        let before = h.audit_log().await.len();
+        h.engine.reconciled(app, reconciliation).await;
+        assert!(!h.engine.running.contains(&app), "{name}: no run");
+        assert!(!h.engine.active.contains_key(&app), "{name}: let go");
+        assert_eq!(h.stored(app).await.state, State::Cancelled, "{name}");
+        assert_eq!(audited_of(&h, app, before).await, ["reconcile"], "{name}");
+        let events = h.events();
+        assert!(
+            matches!(
+                announced(&events, app)[..],
+                [EventKind::FinishedElsewhere { .. }]
+            ),
+            "{name}: {events:?}"
+        );
+    }
 }
