@@ -146,6 +146,15 @@ pub struct Store {
 /// daemon's probes and its lease renewal then fail instead of hanging.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What opening a store does with the database's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// Brings it up to date (the daemon; a new SQLite file).
+    Migrate,
+    /// Takes it only when it is this build's (the command line).
+    Expect,
+}
+
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
     /// date; this process is the only writer.
@@ -153,6 +162,10 @@ impl Store {
     /// # Errors
     /// An unusable path or file, or a database newer than this build.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_sqlite(path, Schema::Migrate).await
+    }
+
+    async fn open_sqlite(path: &Path, schema: Schema) -> Result<Store, StoreError> {
         let open_error = |detail: String| StoreError::Open {
             path: path.display().to_string(),
             detail,
@@ -164,6 +177,7 @@ impl Store {
             Dialect::Sqlite,
             Arc::new(Leadership::single()),
             None,
+            schema,
         )
         .await
         .map_err(|e| open_error(e.to_string()))
@@ -181,8 +195,17 @@ impl Store {
         leadership: Arc<Leadership>,
         lease_ttl: Duration,
     ) -> Result<Store, StoreError> {
+        Store::open_location(location, leadership, lease_ttl, Schema::Migrate).await
+    }
+
+    async fn open_location(
+        location: &StoreLocation,
+        leadership: Arc<Leadership>,
+        lease_ttl: Duration,
+        schema: Schema,
+    ) -> Result<Store, StoreError> {
         match location {
-            StoreLocation::Sqlite(path) => Store::open(path).await,
+            StoreLocation::Sqlite(path) => Store::open_sqlite(path, schema).await,
             StoreLocation::Postgres(postgres) => {
                 let open_error = |detail: String| StoreError::Open {
                     path: postgres.display(),
@@ -190,30 +213,43 @@ impl Store {
                 };
                 let options =
                     postgres_options(postgres).map_err(|e| open_error(crate::error_chain(&e)))?;
-                Store::connect(options, Dialect::Postgres, leadership, Some(lease_ttl))
-                    .await
-                    .map_err(|e| open_error(e.to_string()))
+                Store::connect(
+                    options,
+                    Dialect::Postgres,
+                    leadership,
+                    Some(lease_ttl),
+                    schema,
+                )
+                .await
+                .map_err(|e| open_error(e.to_string()))
             }
         }
     }
 
     /// Opens the store `location` names for the command line (audit entries, reading the
     /// log), never creating a SQLite file: `None` when there is none. It never leads: it cannot
-    /// create or change rollbacks on Postgres.
+    /// create or change rollbacks on Postgres. Nor does it change the schema: a database this
+    /// build would migrate is refused (a newer command line run against it would otherwise
+    /// upgrade it under the daemons still running the older rollbot, which would then refuse
+    /// to start).
     ///
     /// # Errors
-    /// The database cannot be reached or opened.
+    /// The database cannot be reached or opened, or its schema is not this build's.
     pub async fn open_existing(location: &StoreLocation) -> Result<Option<Store>, StoreError> {
-        match location {
-            StoreLocation::Sqlite(path) if !path.exists() => Ok(None),
-            StoreLocation::Sqlite(path) => Store::open(path).await.map(Some),
-            StoreLocation::Postgres(_) => {
-                let leadership = Arc::new(Leadership::replica("command line".to_owned()));
-                Store::open_at(location, leadership, Duration::from_secs(60))
-                    .await
-                    .map(Some)
+        if let StoreLocation::Sqlite(path) = location {
+            if !path.exists() {
+                return Ok(None);
             }
         }
+        let leadership = Arc::new(Leadership::replica("command line".to_owned()));
+        Store::open_location(
+            location,
+            leadership,
+            Duration::from_secs(60),
+            Schema::Expect,
+        )
+        .await
+        .map(Some)
     }
 
     async fn connect(
@@ -221,6 +257,7 @@ impl Store {
         dialect: Dialect,
         leadership: Arc<Leadership>,
         lease_ttl: Option<Duration>,
+        on_schema: Schema,
     ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let mut first = sqlx::AnyConnection::connect_with(&options).await?;
@@ -230,7 +267,10 @@ impl Store {
             // The migrations' "already exists, skipping" notices are not news.
             Dialect::Postgres => first.execute("SET client_min_messages = warning").await?,
         };
-        schema::migrate(&mut first, dialect).await?;
+        match on_schema {
+            Schema::Migrate => schema::migrate(&mut first, dialect).await?,
+            Schema::Expect => schema::expect_current(&mut first, dialect).await?,
+        }
         first.close().await?;
         let idle_limit = lease_ttl.map(|ttl| ttl.as_millis().max(1000));
         let pool = AnyPoolOptions::new()
@@ -647,6 +687,65 @@ mod tests {
         assert!(!dir.path().join("xA y.db").exists());
     }
 
+    /// A database as a rollbot from before drills made it (schema 2) at `path`.
+    async fn schema_2_database(path: &Path) -> SqlitePool {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .expect("options")
+            .filename(path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options)
+            .await
+            .expect("old database");
+        for migration in &schema::migrations(Dialect::Sqlite)[..2] {
+            sqlx::raw_sql(*migration)
+                .execute(&pool)
+                .await
+                .expect("old schema");
+        }
+        sqlx::raw_sql("PRAGMA user_version = 2")
+            .execute(&pool)
+            .await
+            .expect("version");
+        pool
+    }
+
+    /// The command line (`rollbot audit`, a CLI drill's audit entry) never changes the schema:
+    /// an older database is refused as it is, and taken once the daemon brought it up to date.
+    #[tokio::test]
+    async fn the_command_line_refuses_an_older_database_and_leaves_its_schema_alone() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.db");
+        schema_2_database(&path).await.close().await;
+        let location = StoreLocation::Sqlite(path.clone());
+
+        let error = Store::open_existing(&location)
+            .await
+            .expect_err("older than this build");
+        assert!(
+            error
+                .to_string()
+                .contains("schema version 2 is older than this rollbot's")
+                && error.to_string().contains("rollbot serve"),
+            "{error}"
+        );
+        let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .expect("file");
+        let version: i64 = sqlx::query("PRAGMA user_version")
+            .fetch_one(&pool)
+            .await
+            .expect("version")
+            .get(0);
+        assert_eq!(version, 2, "left as it was");
+        pool.close().await;
+
+        Store::open(&path).await.expect("the daemon migrates it");
+        Store::open_existing(&location)
+            .await
+            .expect("now this build's")
+            .expect("exists");
+    }
+
     /// A database made by a rollbot from before drills (schema 2) opens: its rollbacks become
     /// real rollbacks (`drill = 0`), and from then on a drill and a rollback of one image can
     /// both be active, but not two of either.
@@ -664,23 +763,7 @@ mod tests {
             )
         };
         {
-            let options = SqliteConnectOptions::from_str("sqlite://")
-                .expect("options")
-                .filename(&path)
-                .create_if_missing(true);
-            let pool = SqlitePool::connect_with(options)
-                .await
-                .expect("old database");
-            for migration in &schema::migrations(Dialect::Sqlite)[..2] {
-                sqlx::raw_sql(*migration)
-                    .execute(&pool)
-                    .await
-                    .expect("old schema");
-            }
-            sqlx::raw_sql("PRAGMA user_version = 2")
-                .execute(&pool)
-                .await
-                .expect("version");
+            let pool = schema_2_database(&path).await;
             sqlx::raw_sql(sqlx::AssertSqlSafe(insert(None)))
                 .execute(&pool)
                 .await

@@ -191,12 +191,7 @@ pub(super) async fn migrate(conn: &mut AnyConnection, dialect: Dialect) -> Resul
         }
     };
     let migrations = dialect.migrations();
-    let known = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
-    if version > known {
-        return Err(StoreError::Database(format!(
-            "schema version {version} is newer than this rollbot ({known}); upgrade rollbot"
-        )));
-    }
+    not_newer(version, dialect)?;
     for (index, migration) in migrations
         .iter()
         .enumerate()
@@ -225,6 +220,57 @@ pub(super) async fn migrate(conn: &mut AnyConnection, dialect: Dialect) -> Resul
         }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// This build's schema version, unless the database's `version` is newer (an older rollbot
+/// must not write a schema it does not know).
+fn not_newer(version: i64, dialect: Dialect) -> Result<i64, StoreError> {
+    let known = i64::try_from(dialect.migrations().len()).unwrap_or(i64::MAX);
+    if version > known {
+        return Err(StoreError::Database(format!(
+            "schema version {version} is newer than this rollbot ({known}); upgrade rollbot"
+        )));
+    }
+    Ok(known)
+}
+
+/// Checks, changing nothing, that the schema is exactly this build's.
+///
+/// # Errors
+/// An older database (it is brought up to date by `rollbot serve` of this build), a newer one,
+/// or any database error.
+pub(super) async fn expect_current(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+) -> Result<(), StoreError> {
+    let version: i64 = match dialect {
+        Dialect::Sqlite => sqlx::query("PRAGMA user_version")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?,
+        Dialect::Postgres => {
+            let exists: bool =
+                sqlx::query("SELECT to_regclass('rollbot_schema') IS NOT NULL AS present")
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get("present")?;
+            if exists {
+                sqlx::query("SELECT COALESCE(MAX(version), 0) AS version FROM rollbot_schema")
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get("version")?
+            } else {
+                0
+            }
+        }
+    };
+    let known = not_newer(version, dialect)?;
+    if version < known {
+        return Err(StoreError::Database(format!(
+            "schema version {version} is older than this rollbot's ({known}); the command line never changes the schema: start `rollbot serve` of this version once to bring it up to date, or use the rollbot the daemon runs"
+        )));
+    }
     Ok(())
 }
 

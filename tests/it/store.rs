@@ -444,3 +444,41 @@ fn replicas_starting_together_create_the_schema_once() {
         "2"
     );
 }
+
+/// The command line never changes the schema: on a Postgres database no daemon has brought
+/// up to date, `rollbot audit` and a CLI drill's entry are refused and nothing is created
+/// (a newer command line would otherwise upgrade the schema under older daemons, which would
+/// then refuse to start).
+#[test]
+fn the_command_line_never_creates_or_migrates_the_postgres_schema() {
+    let location = postgres::location();
+    let StoreLocation::Postgres(pg) = &location else {
+        unreachable!()
+    };
+    let error = block_on(Store::open_existing(&location)).expect_err("no schema yet");
+    assert!(
+        error
+            .to_string()
+            .contains("schema version 0 is older than this rollbot's"),
+        "{error}"
+    );
+    assert_eq!(
+        postgres::psql(
+            pg.url.as_str(),
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        )
+        .expect("tables"),
+        "0",
+        "nothing created"
+    );
+    block_on(async {
+        let leadership = Arc::new(Leadership::replica("daemon".to_owned()));
+        Store::open_at(&location, leadership, TTL)
+            .await
+            .expect("the daemon creates it");
+        Store::open_existing(&location)
+            .await
+            .expect("now this build's")
+            .expect("a database");
+    });
+}
