@@ -409,6 +409,19 @@ fn the_lease_goes_to_one_replica_and_an_old_leader_can_change_nothing() {
         b.save(&rollback, &[entry(2)])
             .await
             .expect("the new leader changes it");
+        // b finishes one: a, fenced, is told it no longer leads, not that the rollback is
+        // finished (whatever the row says, a replica that lost the lease steps down).
+        b.save(&second_one, &[])
+            .await
+            .expect("the new leader finishes it");
+        let mut stale = second_one.clone();
+        stale.state = State::Approved;
+        for fenced in [
+            a.save(&stale, &[]).await,
+            a.save_all(&[&rollback, &stale], &[entry(4)]).await,
+        ] {
+            assert!(matches!(fenced, Err(StoreError::Fenced(_))), "{fenced:?}");
+        }
 
         // A clean shutdown gives the lease up: another replica takes it at once.
         assert!(b.release_lead("b", second).await.expect("release"));
