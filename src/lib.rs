@@ -61,7 +61,9 @@
 //!   ticks, backing off); `drill.rs` approved
 //!   drills (`pipeline::rehearse`); `restart.rs` reconciles what a previous process left running
 //!   (the decision is `domain::reconcile`; a drill is ended as interrupted, untouched);
-//!   `refuse.rs` rate limits (governor) and audits every refusal. The `Clock` is
+//!   `refuse.rs` rate limits commands per user (governor) and audits every refusal;
+//!   `hourly.rs` limits rollbacks started per hour (a sliding window, read back from the store
+//!   at start). The `Clock` is
 //!   `domain::clock`.
 //! - [`chat`]: the platform-neutral message model (blocks, buttons, and [`chat::text::Text`]:
 //!   typed spans, so a mention is a span rollbot adds and never a pattern in words), the

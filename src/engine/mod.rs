@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use governor::clock::DefaultClock;
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -47,6 +47,7 @@ mod answer;
 mod batch;
 mod commands;
 mod drill;
+mod hourly;
 mod refuse;
 mod restart;
 mod run;
@@ -57,7 +58,6 @@ mod transitions;
 pub use transitions::TransitionError;
 
 pub use answer::{Answer, Refusal};
-use refuse::retry_in;
 use run::{catch_panic, describe_tags, finish_command, read_tags_now};
 
 // ---- the interface adapters see ----------------------------------------------------------
@@ -387,13 +387,14 @@ pub async fn start(
     let recently_failed = store
         .recently_failed(clock.now().minus(REREAD_FAILED), REREAD_AT_MOST)
         .await?;
-    let (internal_tx, internal) = mpsc::unbounded_channel();
     let limits = &settings.daemon.limits;
+    let rollbacks =
+        hourly::HourlyStarts::load(&store, clock.now(), limits.rollbacks_per_hour).await?;
+    let (internal_tx, internal) = mpsc::unbounded_channel();
     let per_minute = NonZeroU32::new(limits.commands_per_minute).unwrap_or(NonZeroU32::MIN);
-    let per_hour = NonZeroU32::new(limits.rollbacks_per_hour).unwrap_or(NonZeroU32::MIN);
     let mut engine = Engine {
         per_user: RateLimiter::keyed(Quota::per_minute(per_minute)),
-        rollbacks: RateLimiter::direct(Quota::per_hour(per_hour)),
+        rollbacks,
         settings,
         store,
         registries,
@@ -439,7 +440,8 @@ struct Engine {
     /// Idempotency keys seen recently, with when.
     seen_keys: HashMap<String, Timestamp>,
     per_user: DefaultKeyedRateLimiter<String>,
-    rollbacks: DefaultDirectRateLimiter,
+    /// Rollbacks started in the last hour (`limits.rollbacks_per_hour`).
+    rollbacks: hourly::HourlyStarts,
     /// Set once shutdown began: the deadline and who to tell.
     draining: Option<Instant>,
     /// Audit entries of the message being handled that go with its next write, in the same

@@ -65,7 +65,7 @@ pub(in crate::engine) async fn audit_refusal(
 }
 
 /// How long until a rate limiter that said no allows again.
-pub(in crate::engine) fn retry_in(
+fn retry_in(
     not_until: &governor::NotUntil<<DefaultClock as governor::clock::Clock>::Instant>,
 ) -> Duration {
     not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()))

@@ -185,10 +185,15 @@ impl Harness {
         let (internal_tx, internal) = mpsc::unbounded_channel();
         let limits = &settings.daemon.limits;
         let per_minute = NonZeroU32::new(limits.commands_per_minute).expect("at least 1");
-        let per_hour = NonZeroU32::new(limits.rollbacks_per_hour).expect("at least 1");
         let engine = Engine {
             per_user: RateLimiter::keyed(Quota::per_minute(per_minute)),
-            rollbacks: RateLimiter::direct(Quota::per_hour(per_hour)),
+            rollbacks: crate::engine::hourly::HourlyStarts::load(
+                &store,
+                clock.now(),
+                limits.rollbacks_per_hour,
+            )
+            .await
+            .expect("the starts of the last hour"),
             registries: Arc::new(Registries::new(Arc::clone(&settings))),
             settings,
             store: store.clone(),

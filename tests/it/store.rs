@@ -495,3 +495,64 @@ fn the_command_line_never_creates_or_migrates_the_postgres_schema() {
             .expect("a database");
     });
 }
+
+/// The hourly limit's memory across restarts: when the rollbacks started since a time were
+/// approved. Not a drill's, not a request never approved, not one approved before that time
+/// and only updated since.
+#[test]
+fn the_rollbacks_started_since_a_time_are_read_back_for_the_hourly_limit() {
+    each_backend(|location| {
+        block_on(async {
+            let store = leading(&location, "a").await;
+            let since = Timestamp(1_795_000_000_000);
+            let minutes = |m: i64| Timestamp(since.0 + m * 60_000);
+            let save = |image: &str, state: State, approved: Option<i64>, drill: bool| {
+                let mut record = record(image);
+                record.drill = drill;
+                let store = &store;
+                async move {
+                    store.create(&mut record, entry(1)).await.expect("create");
+                    record.state = state;
+                    record.approved_at = approved.map(minutes);
+                    record.updated_at = minutes(30);
+                    store.save(&record, &[]).await.expect("save");
+                }
+            };
+            save(
+                "registry.example.com/acme/a",
+                State::Succeeded,
+                Some(20),
+                false,
+            )
+            .await;
+            save(
+                "registry.example.com/acme/b",
+                State::Retagging,
+                Some(10),
+                false,
+            )
+            .await;
+            save(
+                "registry.example.com/acme/c",
+                State::Failed,
+                Some(-60),
+                false,
+            )
+            .await;
+            save(
+                "registry.example.com/acme/d",
+                State::Succeeded,
+                Some(25),
+                true,
+            )
+            .await;
+            save("registry.example.com/acme/e", State::Requested, None, false).await;
+            save("registry.example.com/acme/f", State::Expired, None, false).await;
+
+            let started = store.started_since(since, 10).await.expect("read");
+            assert_eq!(started, [minutes(10), minutes(20)], "{location:?}");
+            let newest = store.started_since(since, 1).await.expect("read");
+            assert_eq!(newest.len(), 1, "at most the limit");
+        });
+    });
+}

@@ -63,7 +63,7 @@ impl Engine {
         }
         // A drill never takes a real rollback's place under the hourly limit.
         if verdict == Verdict::Approved && !record.drill {
-            if let Some(refused) = self.rollbacks_per_hour(actor, id).await {
+            if let Some(refused) = self.rollbacks_per_hour(actor, id, now).await {
                 return refused;
             }
         }
@@ -145,14 +145,23 @@ impl Engine {
             .into();
         }
         if verdict == Verdict::Approved {
+            if !record.drill {
+                self.rollbacks.started(now);
+            }
             self.start_pipeline(record, false).await;
         }
         answer
     }
 
     /// The limit on rollbacks started per hour: `Some(refusal)` (audited) when it is reached.
-    async fn rollbacks_per_hour(&self, actor: &Actor, id: RollbackId) -> Option<Answer> {
-        let not_until = self.rollbacks.check().err()?;
+    /// Takes nothing: the start counts once it is recorded.
+    async fn rollbacks_per_hour(
+        &mut self,
+        actor: &Actor,
+        id: RollbackId,
+        now: Timestamp,
+    ) -> Option<Answer> {
+        let wait = self.rollbacks.check(now).err()?;
         self.metrics.rate_limited();
         let detail = json!({ "limit": "rollbacks_per_hour" });
         self.audit(AuditEntry::new(
@@ -166,7 +175,7 @@ impl Engine {
         Some(
             Refusal::RollbacksPerHour {
                 limit: self.settings.daemon.limits.rollbacks_per_hour,
-                retry_in: retry_in(&not_until),
+                retry_in: wait,
             }
             .into(),
         )
@@ -523,6 +532,81 @@ mod tests {
                 id: counted,
                 approvals: 1,
                 required: 2
+            }
+        );
+        // An hour after the first start, it has left the window (the request refused then
+        // has expired meanwhile: it is asked again).
+        h.clock.advance(std::time::Duration::from_secs(3600));
+        h.engine.tick().await;
+        let again = h.requested("api", &actor("alice")).await.id;
+        assert_eq!(
+            h.engine
+                .vote(&actor("bob"), again, Decision::Approve, None)
+                .await,
+            Answer::Approved {
+                id: again,
+                drill: false
+            }
+        );
+    }
+
+    /// The hourly limit counts the rollbacks started before a restart (read from the store).
+    #[tokio::test]
+    async fn a_restart_does_not_reset_the_hourly_limit() {
+        let mut h = Harness::with_env(&[("ROLLBOT__LIMITS__ROLLBACKS_PER_HOUR", "1")]).await;
+        let first = h.requested("app", &actor("alice")).await.id;
+        let answer = h
+            .engine
+            .vote(&actor("bob"), first, Decision::Approve, None)
+            .await;
+        assert!(matches!(answer, Answer::Approved { .. }), "{answer:?}");
+        let config = crate::engine::testing::CONFIG
+            .replace("rollbacks_per_hour = 1000", "rollbacks_per_hour = 1");
+        let mut h = h.restart(&config).await;
+
+        let second = h.requested("api", &actor("alice")).await.id;
+        let answer = h
+            .engine
+            .vote(&actor("bob"), second, Decision::Approve, None)
+            .await;
+        assert!(
+            matches!(
+                answer,
+                Answer::Refused(Refusal::RollbacksPerHour { limit: 1, .. })
+            ),
+            "{answer:?}"
+        );
+    }
+
+    /// An approval the database did not take started nothing: it takes nothing from the
+    /// hourly limit.
+    #[tokio::test]
+    async fn an_approval_that_could_not_be_saved_does_not_count_against_the_hourly_limit() {
+        let mut h = Harness::with_env(&[("ROLLBOT__LIMITS__ROLLBACKS_PER_HOUR", "1")]).await;
+        let first = h.requested("app", &actor("alice")).await.id;
+        h.sql(
+            "CREATE TRIGGER refuse_start BEFORE UPDATE ON rollbacks \
+             WHEN NEW.state = 'retagging' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+        )
+        .await;
+        let answer = h
+            .engine
+            .vote(&actor("bob"), first, Decision::Approve, None)
+            .await;
+        assert!(
+            matches!(answer, Answer::Refused(Refusal::NotSaved { .. })),
+            "{answer:?}"
+        );
+        assert_eq!(h.stored(first).await.state, State::Requested);
+
+        h.sql("DROP TRIGGER refuse_start").await;
+        assert_eq!(
+            h.engine
+                .vote(&actor("bob"), first, Decision::Approve, None)
+                .await,
+            Answer::Approved {
+                id: first,
+                drill: false
             }
         );
     }
