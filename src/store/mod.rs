@@ -662,14 +662,32 @@ fn sqlite_url(path: &Path) -> Result<reqwest::Url, String> {
 
 /// The connection options for `postgres`: its URL with the password (a secret: the URL built
 /// here is never shown).
+/// The connection options: the URL with the password. The driver reads the password back
+/// from the URL percent-decoded, so every byte of it but a letter or digit is escaped here
+/// (`Url::set_password` leaves a `%` as it is: `%41` would reach the server as `A`).
 fn postgres_options(postgres: &PostgresLocation) -> Result<AnyConnectOptions, sqlx::Error> {
     let mut url = postgres.url.clone();
     if let Some(password) = &postgres.password {
-        url.set_password(Some(password.expose())).map_err(|()| {
+        let escaped = escape_all(password.expose());
+        url.set_password(Some(&escaped)).map_err(|()| {
             sqlx::Error::Configuration("the store URL cannot hold a password".into())
         })?;
     }
     AnyConnectOptions::from_url(&url)
+}
+
+/// `text` with every byte but an ASCII letter or digit percent-encoded.
+fn escape_all(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut escaped = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() {
+            escaped.push(char::from(byte));
+        } else {
+            let _ = write!(escaped, "%{byte:02X}");
+        }
+    }
+    escaped
 }
 
 fn to_json(record: &RollbackRecord) -> Result<String, StoreError> {

@@ -556,3 +556,44 @@ fn the_rollbacks_started_since_a_time_are_read_back_for_the_hourly_limit() {
         });
     });
 }
+
+/// A Postgres that asks for a password: rollbot reads it from `store.password_file` (the one
+/// secret rule) and connects, whatever characters it holds (a URL's `@ : / % # ? &`, a space,
+/// quotes); a wrong one is refused with an error that never shows it.
+#[test]
+fn a_postgres_password_from_a_file_connects_and_a_wrong_one_is_refused_unshown() {
+    let url = postgres::database_with_password();
+    let dir = tempfile::tempdir().expect("dir");
+    let open = |password: &str| {
+        let file = dir.path().join("pg-password");
+        std::fs::write(&file, format!("{password}\n")).expect("password file");
+        let config = dir.path().join("rollbot.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[images.app]\nimage = \"registry.example.com/acme/app\"\n\n[store]\nurl = \"{url}\"\npassword_file = \"{}\"\n",
+                file.display()
+            ),
+        )
+        .expect("config");
+        let settings: rollbot::config::Settings =
+            rollbot::config::load(Some(&config), &std::collections::HashMap::new())
+                .expect("a valid config");
+        block_on(async {
+            let leadership = Arc::new(Leadership::replica("a".into()));
+            let store = Store::open_at(&settings.daemon.store.location, leadership, TTL).await?;
+            store.ping().await?;
+            Ok::<_, StoreError>(format!("{:?}", settings.daemon.store.location))
+        })
+    };
+    let shown = open(postgres::PASSWORD).expect("connects with the password");
+    assert!(!shown.contains(postgres::PASSWORD), "{shown}");
+
+    let wrong = "Not-The-Password-42";
+    let error = open(wrong).expect_err("refused").to_string();
+    assert!(
+        error.contains("password authentication failed") && error.contains(postgres::PASSWORD_ROLE),
+        "{error}"
+    );
+    assert!(!error.contains(wrong), "{error}");
+}

@@ -14,6 +14,7 @@ use rollbot::config::{PostgresLocation, StoreLocation};
 #[derive(Debug)]
 struct Server {
     port: u16,
+    data: PathBuf,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -130,7 +131,7 @@ fn start() -> Server {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("the watchdog");
-    Server { port }
+    Server { port, data }
 }
 
 /// A fresh, empty database on the shared server, as a `postgres://` URL.
@@ -161,6 +162,56 @@ pub fn database() -> String {
         String::from_utf8_lossy(&created.stderr)
     );
     format!("postgres://rollbot@127.0.0.1:{}/{name}", server.port)
+}
+
+/// The role [`database_with_password`] creates, and its password: characters a URL must
+/// escape (`@ : / % # ? &`, a space) and a quote of each kind.
+pub const PASSWORD_ROLE: &str = "rollbot_pw";
+pub const PASSWORD: &str = "p@ss:w/rd %41#?&x \"q\" it's";
+
+/// A fresh database on the shared server owned by [`PASSWORD_ROLE`], which the server lets in
+/// only with [`PASSWORD`] (scram-sha-256; every other role is trusted), as a `postgres://` URL
+/// without the password.
+pub fn database_with_password() -> String {
+    static ROLE: OnceLock<()> = OnceLock::new();
+    let server = SERVER.get_or_init(start);
+    let admin = database();
+    ROLE.get_or_init(|| {
+        let hba = server.data.join("pg_hba.conf");
+        let trusted = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!("host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n{trusted}"),
+        )
+        .expect("pg_hba.conf");
+        let reload = as_server_user(&bin_dir().join("pg_ctl"))
+            .arg("-D")
+            .arg(&server.data)
+            .arg("reload")
+            .output()
+            .expect("pg_ctl runs");
+        assert!(reload.status.success(), "pg_ctl reload");
+        let quoted = PASSWORD.replace('\'', "''");
+        psql(
+            &admin,
+            &format!("CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"),
+        )
+        .expect("the role");
+    });
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        DATABASES.fetch_add(1, Ordering::SeqCst)
+    );
+    psql(
+        &admin,
+        &format!("CREATE DATABASE {name} OWNER {PASSWORD_ROLE}"),
+    )
+    .expect("database");
+    format!(
+        "postgres://{PASSWORD_ROLE}@127.0.0.1:{}/{name}",
+        server.port
+    )
 }
 
 /// A fresh database as a store location.
