@@ -15,8 +15,8 @@
 //! [`MOST_TICKS_BETWEEN_TRIES`]), so a final report refused once is recorded (and the image
 //! freed) once the database takes it. Once the database was found unreachable, later reports
 //! wait with the kept ones for that next try instead of each batch waiting out the pool's
-//! acquire timeout first, with the engine's loop blocked meanwhile; any write the database
-//! takes (a command's, say) ends that.
+//! acquire timeout first, with the engine's loop blocked meanwhile; a change of a rollback the
+//! database takes (a command's, say) ends that, and so does a shutdown's drain.
 
 use super::transitions::{Change, Hop};
 use super::*;
@@ -61,6 +61,17 @@ impl Unpersisted {
     pub(in crate::engine) fn superseded(&mut self, id: RollbackId) {
         self.changes.remove(&id);
         self.reached();
+    }
+
+    /// Keeps `change` to be committed later; it holds what an earlier kept change of its
+    /// rollback holds (it was staged on top of it) and takes its audit entries and events
+    /// along.
+    fn keep(&mut self, mut change: Change) {
+        let id = change.record.id;
+        if let Some(kept) = self.changes.remove(&id) {
+            carry(kept, &mut change);
+        }
+        self.changes.insert(id, change);
     }
 
     /// The database took a write (or answered one): kept reports are tried at the next tick.
@@ -132,13 +143,15 @@ impl Engine {
                 carry(kept, change);
             }
         }
-        if self.unpersisted.unreachable {
+        // While draining, every report is tried as it comes: the drain may end before the next
+        // scheduled try.
+        if self.unpersisted.unreachable && self.draining.is_none() {
             tracing::debug!(
                 changes = changes.len(),
                 "The state database was unreachable at the last try; the reports wait for the next."
             );
             for change in changes {
-                self.unpersisted.changes.insert(change.record.id, change);
+                self.unpersisted.keep(change);
             }
             self.update_gauges();
             return;
@@ -179,12 +192,12 @@ impl Engine {
                 // so nothing is stored without its entry nor announced out of order or twice.
                 for mut change in changes {
                     let id = change.record.id;
+                    if unreachable {
+                        self.unpersisted.keep(change);
+                        continue;
+                    }
                     if let Some(kept) = self.unpersisted.changes.remove(&id) {
                         carry(kept, &mut change);
-                    }
-                    if unreachable {
-                        self.unpersisted.changes.insert(id, change);
-                        continue;
                     }
                     match self.store.save(&change.record, &change.audit).await {
                         Ok(()) => self.apply(change),

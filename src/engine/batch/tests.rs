@@ -365,34 +365,73 @@ async fn reachable_again(h: &mut Harness) {
 async fn once_the_database_was_unreachable_later_reports_wait_for_the_next_try() {
     let mut h = Harness::new().await;
     let (app, api) = running(&mut h).await;
+    let before = h.audit_log().await.len();
     h.engine.store.close().await;
     h.engine.internals(vec![step(app, StepName::Retag)]).await;
     assert_eq!(h.engine.unpersisted.len(), 1);
+    // Tried again at the first tick, still unreachable: the next try is two ticks away.
+    h.engine.tick().await;
 
-    // Back, but the engine has not tried since: a later batch is kept without a try (during
-    // an outage, each try would block the engine for the pool's acquire timeout).
+    // Back, but the engine has not tried since: later batches are kept without a try (during
+    // an outage, each try would block the engine for the pool's acquire timeout), each with
+    // what was kept of its rollback before.
     reachable_again(&mut h).await;
-    h.engine.internals(vec![step(api, StepName::Retag)]).await;
+    h.engine
+        .internals(vec![
+            step(api, StepName::Retag),
+            step(api, StepName::Verify),
+        ])
+        .await;
+    h.engine.internals(vec![step(app, StepName::Verify)]).await;
     assert_eq!(h.engine.unpersisted.len(), 2, "kept without a try");
-    assert_eq!(h.stored(api).await.state, State::Retagging);
+    h.engine.tick().await;
+    assert_eq!(h.stored(api).await.state, State::Retagging, "not yet");
     assert_eq!(
         h.event_kinds(),
         [],
         "nothing announced before it is recorded"
     );
 
-    // The next scheduled try (the first tick) records both, each announced once.
+    // The next scheduled try records everything, each report announced once, in order.
     h.engine.tick().await;
     assert!(h.engine.unpersisted.is_empty());
     for id in [app, api] {
         assert_eq!(h.stored(id).await.state, State::Verifying, "{id}");
+        assert_eq!(
+            audited_of(&h, id, before).await,
+            ["step", "state", "step"],
+            "{id}"
+        );
     }
     let events = h.events();
     for id in [app, api] {
-        assert!(
-            matches!(announced(&events, id)[..], [EventKind::Step { .. }]),
-            "{id}: {events:?}"
-        );
+        let steps: Vec<StepName> = announced(&events, id)
+            .into_iter()
+            .map(|kind| match kind {
+                EventKind::Step { step } => step.name,
+                other => panic!("{id}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(steps, [StepName::Retag, StepName::Verify], "{id}");
+    }
+}
+
+/// A drain may end before the next scheduled try: while draining, every report is tried as
+/// it comes.
+#[tokio::test]
+async fn while_draining_reports_are_tried_as_they_come() {
+    let mut h = Harness::new().await;
+    let (app, api) = running(&mut h).await;
+    h.engine.store.close().await;
+    h.engine.internals(vec![step(app, StepName::Retag)]).await;
+    reachable_again(&mut h).await;
+    h.engine.drain();
+    h.engine
+        .internals(vec![step(api, StepName::Retag), step(app, StepName::Verify)])
+        .await;
+    assert!(h.engine.unpersisted.is_empty(), "tried at once");
+    for id in [app, api] {
+        assert_eq!(h.stored(id).await.state, State::Verifying, "{id}");
     }
 }
 
@@ -402,6 +441,9 @@ async fn a_write_the_database_takes_ends_the_wait_for_the_next_try() {
     let (app, api) = running(&mut h).await;
     h.engine.store.close().await;
     h.engine.internals(vec![step(app, StepName::Retag)]).await;
+    h.engine.tick().await;
+    h.engine.tick().await;
+    h.engine.tick().await;
     reachable_again(&mut h).await;
     // A command's write is taken: the database is known reachable again.
     h.requested("web", &actor("alice")).await;
@@ -414,6 +456,7 @@ async fn a_write_the_database_takes_ends_the_wait_for_the_next_try() {
         1,
         "app's report waits for its tick"
     );
+    // The grown back-off is over too: the kept report is tried at the next tick.
     h.engine.tick().await;
     assert!(h.engine.unpersisted.is_empty());
     assert_eq!(h.stored(app).await.state, State::Verifying);
