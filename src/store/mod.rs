@@ -261,12 +261,18 @@ impl Store {
     ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let mut first = sqlx::AnyConnection::connect_with(&options).await?;
-        match dialect {
-            // Persistent in the file: readers never wait for the writer.
-            Dialect::Sqlite => first.execute("PRAGMA journal_mode = WAL").await?,
+        let setup = match (dialect, on_schema) {
+            // Persistent in the file: readers never wait for the writer. (The command line
+            // changes nothing in a file that is not a current state database: the daemon that
+            // made one set WAL.)
+            (Dialect::Sqlite, Schema::Migrate) => Some("PRAGMA journal_mode = WAL"),
+            (Dialect::Sqlite, Schema::Expect) => None,
             // The migrations' "already exists, skipping" notices are not news.
-            Dialect::Postgres => first.execute("SET client_min_messages = warning").await?,
+            (Dialect::Postgres, _) => Some("SET client_min_messages = warning"),
         };
+        if let Some(setup) = setup {
+            first.execute(setup).await?;
+        }
         match on_schema {
             Schema::Migrate => schema::migrate(&mut first, dialect).await?,
             Schema::Expect => schema::expect_current(&mut first, dialect).await?,

@@ -266,6 +266,11 @@ pub(super) async fn expect_current(
         }
     };
     let known = not_newer(version, dialect)?;
+    if version == 0 {
+        return Err(StoreError::Database(
+            "no rollbot schema in this database: `rollbot serve` creates it when it first starts (the command line never changes the schema)".to_owned(),
+        ));
+    }
     if version < known {
         return Err(StoreError::Database(format!(
             "schema version {version} is older than this rollbot's ({known}); the command line never changes the schema: start `rollbot serve` of this version once to bring it up to date, or use the rollbot the daemon runs"

@@ -153,3 +153,23 @@ async fn an_older_database_opens_and_gets_one_active_drill_beside_one_active_rol
         assert!(second.to_string().contains("UNIQUE"), "{second}");
     }
 }
+
+/// A file that is not a state database (empty, or another program's) is refused by the command
+/// line and left exactly as it was.
+#[tokio::test]
+async fn the_command_line_leaves_a_file_that_is_not_a_state_database_alone() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").expect("empty file");
+    let error = Store::open_existing(&StoreLocation::Sqlite(path.clone()))
+        .await
+        .expect_err("no schema");
+    assert!(
+        error
+            .to_string()
+            .contains("no rollbot schema in this database"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&path).expect("file").len(), 0, "untouched");
+    assert!(!dir.path().join("empty.db-wal").exists());
+}

@@ -472,7 +472,7 @@ fn the_command_line_never_creates_or_migrates_the_postgres_schema() {
     assert!(
         error
             .to_string()
-            .contains("schema version 0 is older than this rollbot's"),
+            .contains("no rollbot schema in this database"),
         "{error}"
     );
     assert_eq!(

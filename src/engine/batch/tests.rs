@@ -427,7 +427,10 @@ async fn while_draining_reports_are_tried_as_they_come() {
     reachable_again(&mut h).await;
     h.engine.drain();
     h.engine
-        .internals(vec![step(api, StepName::Retag), step(app, StepName::Verify)])
+        .internals(vec![
+            step(api, StepName::Retag),
+            step(app, StepName::Verify),
+        ])
         .await;
     assert!(h.engine.unpersisted.is_empty(), "tried at once");
     for id in [app, api] {
