@@ -557,6 +557,27 @@ fn the_rollbacks_started_since_a_time_are_read_back_for_the_hourly_limit() {
     });
 }
 
+/// Opens the store a config's `[store]` section (`store`) names, the way `rollbot serve` reads
+/// it, and asks it something: the location as `Debug` shows it, or why it failed.
+fn open_configured(store: &str) -> Result<String, StoreError> {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("rollbot.toml");
+    std::fs::write(
+        &config,
+        format!("[images.app]\nimage = \"registry.example.com/acme/app\"\n\n[store]\n{store}"),
+    )
+    .expect("config");
+    let settings: rollbot::config::Settings =
+        rollbot::config::load(Some(&config), &std::collections::HashMap::new())
+            .expect("a valid config");
+    block_on(async {
+        let leadership = Arc::new(Leadership::replica("a".into()));
+        let store = Store::open_at(&settings.daemon.store.location, leadership, TTL).await?;
+        store.ping().await?;
+        Ok(format!("{:?}", settings.daemon.store.location))
+    })
+}
+
 /// A Postgres that asks for a password: rollbot reads it from `store.password_file` (the one
 /// secret rule) and connects, whatever characters it holds (a URL's `@ : / % # ? &`, a space,
 /// quotes); a wrong one is refused with an error that never shows it.
@@ -567,24 +588,10 @@ fn a_postgres_password_from_a_file_connects_and_a_wrong_one_is_refused_unshown()
     let open = |password: &str| {
         let file = dir.path().join("pg-password");
         std::fs::write(&file, format!("{password}\n")).expect("password file");
-        let config = dir.path().join("rollbot.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[images.app]\nimage = \"registry.example.com/acme/app\"\n\n[store]\nurl = \"{url}\"\npassword_file = \"{}\"\n",
-                file.display()
-            ),
-        )
-        .expect("config");
-        let settings: rollbot::config::Settings =
-            rollbot::config::load(Some(&config), &std::collections::HashMap::new())
-                .expect("a valid config");
-        block_on(async {
-            let leadership = Arc::new(Leadership::replica("a".into()));
-            let store = Store::open_at(&settings.daemon.store.location, leadership, TTL).await?;
-            store.ping().await?;
-            Ok::<_, StoreError>(format!("{:?}", settings.daemon.store.location))
-        })
+        open_configured(&format!(
+            "url = \"{url}\"\npassword_file = \"{}\"\n",
+            file.display()
+        ))
     };
     let shown = open(postgres::PASSWORD).expect("connects with the password");
     assert!(!shown.contains(postgres::PASSWORD), "{shown}");
@@ -596,4 +603,25 @@ fn a_postgres_password_from_a_file_connects_and_a_wrong_one_is_refused_unshown()
         "{error}"
     );
     assert!(!error.contains(wrong), "{error}");
+}
+
+/// Postgres over TLS (rustls): `sslmode=verify-full` with the CA in `sslrootcert` reaches a
+/// server that refuses every connection without TLS; without that CA (the system's roots do
+/// not vouch for this server) the connection is refused.
+#[test]
+fn postgres_over_tls_is_verified_against_the_configured_ca() {
+    let (url, ca) = postgres::tls_database();
+    let open = |query: &str| open_configured(&format!("url = \"{url}?{query}\"\n"));
+    open(&format!("sslmode=verify-full&sslrootcert={}", ca.display()))
+        .expect("TLS, the server verified");
+    let plain = open("sslmode=disable").expect_err("the server takes TLS only");
+    assert!(plain.to_string().contains("no encryption"), "{plain}");
+    let unverified = open("sslmode=verify-full").expect_err("nobody vouches for the server");
+    assert!(
+        unverified
+            .to_string()
+            .to_lowercase()
+            .contains("certificate"),
+        "{unverified}"
+    );
 }

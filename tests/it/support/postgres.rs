@@ -54,6 +54,12 @@ fn as_server_user(program: &Path) -> Command {
 }
 
 fn start() -> Server {
+    start_with(None)
+}
+
+/// Starts a server; with `tls` (a directory holding `server.crt` and `server.key`), one that
+/// speaks TLS and refuses connections without it.
+fn start_with(tls: Option<&Path>) -> Server {
     let bin = bin_dir();
     let dir = tempfile::Builder::new()
         .prefix("rollbot-pg.")
@@ -84,10 +90,35 @@ fn start() -> Server {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let options = format!(
+    let mut options = format!(
         "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
         dir.display()
     );
+    if let Some(tls) = tls {
+        for file in ["server.crt", "server.key"] {
+            std::fs::copy(tls.join(file), data.join(file)).expect("the server's certificate");
+        }
+        let hba = data.join("pg_hba.conf");
+        let trusted = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!("hostnossl all all 127.0.0.1/32 reject\n{trusted}"),
+        )
+        .expect("pg_hba.conf");
+        let mut owned = Command::new("chmod");
+        owned.arg("600").arg(data.join("server.key"));
+        assert!(owned.status().expect("chmod").success());
+        if is_root() {
+            let chown = Command::new("chown")
+                .arg("postgres")
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .status()
+                .expect("chown");
+            assert!(chown.success());
+        }
+        options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+    }
     let started = as_server_user(&bin.join("pg_ctl"))
         .arg("-D")
         .arg(&data)
@@ -211,6 +242,59 @@ pub fn database_with_password() -> String {
     format!(
         "postgres://{PASSWORD_ROLE}@127.0.0.1:{}/{name}",
         server.port
+    )
+}
+
+/// A server that speaks only TLS, with a certificate for 127.0.0.1 from a CA made for it
+/// (openssl): a database on it as a `postgres://` URL without TLS parameters, and the CA's
+/// certificate file.
+pub fn tls_database() -> (String, PathBuf) {
+    static TLS: OnceLock<(Server, PathBuf)> = OnceLock::new();
+    let (server, ca) = TLS.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("rollbot-pg-tls.")
+            .tempdir()
+            .expect("a directory")
+            .keep();
+        let script = "set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -keyout ca.key -out ca.pem -subj '/CN=rollbot test CA' \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout server.key -out server.csr -subj '/CN=127.0.0.1'
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+  -extfile ext -out server.crt";
+        let made = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&dir)
+            .output()
+            .expect("openssl runs (Debian's openssl)");
+        assert!(
+            made.status.success(),
+            "certificates: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let server = start_with(Some(&dir));
+        // With the server's files, removed with them when the tests end.
+        let ca = server.data.join("rollbot-test-ca.pem");
+        std::fs::copy(dir.join("ca.pem"), &ca).expect("the CA's certificate");
+        std::fs::remove_dir_all(&dir).expect("the certificates' directory");
+        (server, ca)
+    });
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        DATABASES.fetch_add(1, Ordering::SeqCst)
+    );
+    let admin = format!(
+        "postgres://rollbot@127.0.0.1:{}/postgres?sslmode=require",
+        server.port
+    );
+    psql(&admin, &format!("CREATE DATABASE {name}")).expect("database");
+    (
+        format!("postgres://rollbot@127.0.0.1:{}/{name}", server.port),
+        ca.clone(),
     )
 }
 
