@@ -143,9 +143,13 @@ impl Engine {
                 carry(kept, change);
             }
         }
-        // While draining, every report is tried as it comes: the drain may end before the next
-        // scheduled try.
-        if self.unpersisted.unreachable && self.draining.is_none() {
+        // While draining, every report is tried as it comes (the drain may end before the next
+        // scheduled try), as long as a try that waits out the pool's acquire timeout still
+        // ends before the drain's deadline.
+        let try_now = self.draining.is_some_and(|deadline| {
+            deadline.saturating_duration_since(Instant::now()) > crate::store::ACQUIRE_TIMEOUT
+        });
+        if self.unpersisted.unreachable && !try_now {
             tracing::debug!(
                 changes = changes.len(),
                 "The state database was unreachable at the last try; the reports wait for the next."

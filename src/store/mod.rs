@@ -144,7 +144,7 @@ pub struct Store {
 
 /// How long a connection from the pool may take (Postgres down, a network partition): the
 /// daemon's probes and its lease renewal then fail instead of hanging.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What opening a store does with the database's schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -563,7 +563,7 @@ impl Store {
     }
 
     /// When the rollbacks (not drills) whose pipeline started at or after `since` were
-    /// approved, oldest first; at most `limit` of them. The hourly limit's memory across
+    /// approved, oldest first; the newest `limit` of them. The hourly limit's memory across
     /// restarts. The range read is the rollbacks updated since then (a rollback is updated at
     /// or after its approval; index on state and `updated_at`).
     ///
@@ -574,33 +574,32 @@ impl Store {
         since: Timestamp,
         limit: u32,
     ) -> Result<Vec<Timestamp>, StoreError> {
+        // Only the approval times: a start with thousands of rollbacks finished in the last
+        // hour parses no record.
         let sql = match self.dialect {
             Dialect::Sqlite => {
-                "SELECT id, data FROM rollbacks \
-                 WHERE state IN ('retagging','verifying','succeeded','failed','interrupted') \
-                 AND drill = 0 AND updated_at >= $1 \
-                 AND json_extract(data, '$.approved_at') >= $1 \
-                 ORDER BY updated_at DESC LIMIT $2"
+                "SELECT approved_at FROM (SELECT json_extract(data, '$.approved_at') AS approved_at \
+                 FROM rollbacks \
+                 WHERE state IN ('approved','retagging','verifying','succeeded','failed','interrupted') \
+                 AND drill = 0 AND updated_at >= $1) AS started \
+                 WHERE approved_at >= $1 ORDER BY approved_at DESC LIMIT $2"
             }
             Dialect::Postgres => {
-                "SELECT id, data FROM rollbacks \
-                 WHERE state IN ('retagging','verifying','succeeded','failed','interrupted') \
-                 AND drill = 0 AND updated_at >= $1 \
-                 AND (data::jsonb ->> 'approved_at')::bigint >= $1 \
-                 ORDER BY updated_at DESC LIMIT $2"
+                "SELECT approved_at FROM (SELECT (data::jsonb ->> 'approved_at')::bigint AS approved_at \
+                 FROM rollbacks \
+                 WHERE state IN ('approved','retagging','verifying','succeeded','failed','interrupted') \
+                 AND drill = 0 AND updated_at >= $1) AS started \
+                 WHERE approved_at >= $1 ORDER BY approved_at DESC LIMIT $2"
             }
         };
-        let rows = sqlx::query(sql)
+        let mut started: Vec<Timestamp> = sqlx::query_scalar::<_, i64>(sql)
             .bind(since.0)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
-            .await?;
-        let mut started = Vec::new();
-        for row in &rows {
-            if let Some(at) = from_row(row)?.approved_at.filter(|&at| at >= since) {
-                started.push(at);
-            }
-        }
+            .await?
+            .into_iter()
+            .map(Timestamp)
+            .collect();
         started.sort_unstable();
         Ok(started)
     }
@@ -667,10 +666,9 @@ fn sqlite_url(path: &Path) -> Result<reqwest::Url, String> {
 }
 
 /// The connection options for `postgres`: its URL with the password (a secret: the URL built
-/// here is never shown).
-/// The connection options: the URL with the password. The driver reads the password back
-/// from the URL percent-decoded, so every byte of it but a letter or digit is escaped here
-/// (`Url::set_password` leaves a `%` as it is: `%41` would reach the server as `A`).
+/// here is never shown). The driver reads the password back from the URL percent-decoded, so
+/// every byte of it but a letter or digit is escaped here (`Url::set_password` leaves a `%` as
+/// it is: `%41` would reach the server as `A`).
 fn postgres_options(postgres: &PostgresLocation) -> Result<AnyConnectOptions, sqlx::Error> {
     let mut url = postgres.url.clone();
     if let Some(password) = &postgres.password {

@@ -208,6 +208,12 @@ pub fn database_with_password() -> String {
     let server = SERVER.get_or_init(start);
     let admin = database();
     ROLE.get_or_init(|| {
+        let quoted = PASSWORD.replace('\'', "''");
+        psql(
+            &admin,
+            &format!("CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"),
+        )
+        .expect("the role");
         let hba = server.data.join("pg_hba.conf");
         let trusted = std::fs::read_to_string(&hba).expect("pg_hba.conf");
         std::fs::write(
@@ -222,12 +228,19 @@ pub fn database_with_password() -> String {
             .output()
             .expect("pg_ctl runs");
         assert!(reload.status.success(), "pg_ctl reload");
-        let quoted = PASSWORD.replace('\'', "''");
-        psql(
-            &admin,
-            &format!("CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"),
-        )
-        .expect("the role");
+        // The reload is asynchronous: wait until the role is asked for its password.
+        let without = format!(
+            "postgres://{PASSWORD_ROLE}@127.0.0.1:{}/postgres",
+            server.port
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while psql(&without, "SELECT 1").is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never asked for a password"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     });
     let name = format!(
         "t{}_{}",
