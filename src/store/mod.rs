@@ -358,13 +358,13 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let insert = match fence {
             None => {
-                "INSERT INTO rollbacks (image, state, created_at, updated_at, data, drill) \
-                     VALUES ($1, $2, $3, $4, '{}', $5) RETURNING id"
+                "INSERT INTO rollbacks (image, state, created_at, updated_at, data, drill, approved_at) \
+                     VALUES ($1, $2, $3, $4, '{}', $5, $6) RETURNING id"
             }
             Some(_) => concat!(
-                "INSERT INTO rollbacks (image, state, created_at, updated_at, data, drill) \
-                 SELECT $1, $2, $3, $4, '{}', $5 WHERE ",
-                lease_held!(6, 7),
+                "INSERT INTO rollbacks (image, state, created_at, updated_at, data, drill, approved_at) \
+                 SELECT $1, $2, $3, $4, '{}', $5, $6 WHERE ",
+                lease_held!(7, 8),
                 " RETURNING id"
             ),
         };
@@ -373,7 +373,8 @@ impl Store {
             .bind(record.state.as_str())
             .bind(record.created_at.0)
             .bind(record.updated_at.0)
-            .bind(i64::from(record.drill));
+            .bind(i64::from(record.drill))
+            .bind(record.approved_at.map(|at| at.0));
         if let Some(epoch) = fence {
             query = query.bind(self.leadership.holder.as_str()).bind(epoch);
         }
@@ -440,13 +441,15 @@ impl Store {
         // again after a restart), whatever a caller's bug or a stale writer sends.
         let update = match fence {
             None => concat!(
-                "UPDATE rollbacks SET state = $1, updated_at = $2, data = $3 WHERE id = $4 AND ",
+                "UPDATE rollbacks SET state = $1, updated_at = $2, data = $3, approved_at = $5 ",
+                "WHERE id = $4 AND ",
                 "(state = $1 OR state IN ('requested','approved','retagging','verifying'))"
             ),
             Some(_) => concat!(
-                "UPDATE rollbacks SET state = $1, updated_at = $2, data = $3 WHERE id = $4 AND ",
+                "UPDATE rollbacks SET state = $1, updated_at = $2, data = $3, approved_at = $5 ",
+                "WHERE id = $4 AND ",
                 "(state = $1 OR state IN ('requested','approved','retagging','verifying')) AND ",
-                lease_held!(5, 6)
+                lease_held!(6, 7)
             ),
         };
         for record in records {
@@ -454,7 +457,8 @@ impl Store {
                 .bind(record.state.as_str())
                 .bind(record.updated_at.0)
                 .bind(to_json(record)?)
-                .bind(record.id.0);
+                .bind(record.id.0)
+                .bind(record.approved_at.map(|at| at.0));
             if let Some(epoch) = fence {
                 query = query.bind(self.leadership.holder.as_str()).bind(epoch);
             }
@@ -564,8 +568,7 @@ impl Store {
 
     /// When the rollbacks (not drills) whose pipeline started at or after `since` were
     /// approved, oldest first; the newest `limit` of them. The hourly limit's memory across
-    /// restarts. The range read is the rollbacks updated since then (a rollback is updated at
-    /// or after its approval; index on state and `updated_at`).
+    /// restarts.
     ///
     /// # Errors
     /// Database errors, unreadable records.
@@ -574,24 +577,11 @@ impl Store {
         since: Timestamp,
         limit: u32,
     ) -> Result<Vec<Timestamp>, StoreError> {
-        // Only the approval times: a start with thousands of rollbacks finished in the last
-        // hour parses no record.
-        let sql = match self.dialect {
-            Dialect::Sqlite => {
-                "SELECT approved_at FROM (SELECT json_extract(data, '$.approved_at') AS approved_at \
-                 FROM rollbacks \
-                 WHERE state IN ('approved','retagging','verifying','succeeded','failed','interrupted') \
-                 AND drill = 0 AND updated_at >= $1) AS started \
-                 WHERE approved_at >= $1 ORDER BY approved_at DESC LIMIT $2"
-            }
-            Dialect::Postgres => {
-                "SELECT approved_at FROM (SELECT (data::jsonb ->> 'approved_at')::bigint AS approved_at \
-                 FROM rollbacks \
-                 WHERE state IN ('approved','retagging','verifying','succeeded','failed','interrupted') \
-                 AND drill = 0 AND updated_at >= $1) AS started \
-                 WHERE approved_at >= $1 ORDER BY approved_at DESC LIMIT $2"
-            }
-        };
+        // An index range (`rollbacks_started`): no record is read.
+        let sql = "SELECT approved_at FROM rollbacks \
+             WHERE drill = 0 AND approved_at IS NOT NULL AND approved_at >= $1 \
+             AND state IN ('approved','retagging','verifying','succeeded','failed','interrupted') \
+             ORDER BY approved_at DESC LIMIT $2";
         let mut started: Vec<Timestamp> = sqlx::query_scalar::<_, i64>(sql)
             .bind(since.0)
             .bind(i64::from(limit))

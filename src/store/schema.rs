@@ -89,6 +89,12 @@ const SQLITE: &[&str] = &[
     // 4: indexes for the reads that stay quick however many rollbacks finished (step 11): the
     // failed ones a start reads again (state and time), an image's latest (image, state, id).
     INDEXES_FOR_MANY,
+    // 5: when each rollback was approved (its pipeline started), a column for the hourly
+    // limit's read at start, filled from the records.
+    "ALTER TABLE rollbacks ADD COLUMN approved_at INTEGER;
+    UPDATE rollbacks SET approved_at = json_extract(data, '$.approved_at');
+    CREATE INDEX rollbacks_started ON rollbacks(approved_at)
+        WHERE drill = 0 AND approved_at IS NOT NULL;",
 ];
 
 /// The same in both dialects (SQLite 4, Postgres 2).
@@ -160,6 +166,11 @@ const POSTGRES: &[&str] = &[
     INSERT INTO leader (id, holder, epoch, expires_at) VALUES (1, '', 0, 'epoch');",
     // 2: SQLite's 4.
     INDEXES_FOR_MANY,
+    // 3: SQLite's 5.
+    "ALTER TABLE rollbacks ADD COLUMN approved_at BIGINT;
+    UPDATE rollbacks SET approved_at = (data::jsonb ->> 'approved_at')::bigint;
+    CREATE INDEX rollbacks_started ON rollbacks(approved_at)
+        WHERE drill = 0 AND approved_at IS NOT NULL;",
 ];
 
 /// A number for the advisory lock replicas take while one of them migrates.

@@ -173,3 +173,41 @@ async fn the_command_line_leaves_a_file_that_is_not_a_state_database_alone() {
     assert_eq!(std::fs::read(&path).expect("file").len(), 0, "untouched");
     assert!(!dir.path().join("empty.db-wal").exists());
 }
+
+/// A database from before the approval-time column (schema 4) gets it filled from the records
+/// when it is brought up to date: the hourly limit still sees the rollbacks started before the
+/// upgrade.
+#[tokio::test]
+async fn an_upgrade_fills_the_approval_times_from_the_records() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("v4.db");
+    {
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.expect("database");
+        for migration in &schema::migrations(Dialect::Sqlite)[..4] {
+            sqlx::raw_sql(*migration)
+                .execute(&pool)
+                .await
+                .expect("schema 4");
+        }
+        sqlx::raw_sql(
+            "PRAGMA user_version = 4;
+            INSERT INTO rollbacks (image, state, created_at, updated_at, data, drill) VALUES
+                ('r.example.com/acme/a', 'succeeded', 1, 2, '{\"approved_at\": 1700000000000}', 0),
+                ('r.example.com/acme/b', 'succeeded', 1, 2, '{\"approved_at\": 1700000060000}', 1),
+                ('r.example.com/acme/c', 'expired', 1, 2, '{\"approved_at\": null}', 0);",
+        )
+        .execute(&pool)
+        .await
+        .expect("rollbacks of schema 4");
+        pool.close().await;
+    }
+    let store = Store::open(&path).await.expect("brought up to date");
+    let started = store
+        .started_since(Timestamp(1_699_999_000_000), 10)
+        .await
+        .expect("read");
+    assert_eq!(started, [Timestamp(1_700_000_000_000)], "not the drill's");
+}

@@ -451,10 +451,11 @@ fn replicas_starting_together_create_the_schema_once() {
     let StoreLocation::Postgres(pg) = &location else {
         unreachable!()
     };
-    // Postgres 1 (the schema SQLite reached in 3) and 2 (the indexes for many rollbacks).
+    // Postgres 1 (the schema SQLite reached in 3), 2 (the indexes for many rollbacks) and 3
+    // (approval times for the hourly limit).
     assert_eq!(
         postgres::psql(pg.url.as_str(), "SELECT version FROM rollbot_schema").expect("version"),
-        "2"
+        "3"
     );
 }
 
