@@ -577,10 +577,9 @@ impl Store {
         since: Timestamp,
         limit: u32,
     ) -> Result<Vec<Timestamp>, StoreError> {
-        // An index range (`rollbacks_started`): no record is read.
-        let sql = "SELECT approved_at FROM rollbacks \
-             WHERE drill = 0 AND approved_at IS NOT NULL AND approved_at >= $1 \
-             AND state IN ('approved','retagging','verifying','succeeded','failed','interrupted') \
+        // The index alone (`rollbacks_started`), no row read: an approval is saved with the
+        // pipeline's start, so every rollback approved has started.
+        let sql = "SELECT approved_at FROM rollbacks WHERE drill = 0 AND approved_at >= $1 \
              ORDER BY approved_at DESC LIMIT $2";
         let mut started: Vec<Timestamp> = sqlx::query_scalar::<_, i64>(sql)
             .bind(since.0)

@@ -93,8 +93,7 @@ const SQLITE: &[&str] = &[
     // limit's read at start, filled from the records.
     "ALTER TABLE rollbacks ADD COLUMN approved_at INTEGER;
     UPDATE rollbacks SET approved_at = json_extract(data, '$.approved_at');
-    CREATE INDEX rollbacks_started ON rollbacks(approved_at)
-        WHERE drill = 0 AND approved_at IS NOT NULL;",
+    CREATE INDEX rollbacks_started ON rollbacks(drill, approved_at);",
 ];
 
 /// The same in both dialects (SQLite 4, Postgres 2).
@@ -169,8 +168,7 @@ const POSTGRES: &[&str] = &[
     // 3: SQLite's 5.
     "ALTER TABLE rollbacks ADD COLUMN approved_at BIGINT;
     UPDATE rollbacks SET approved_at = (data::jsonb ->> 'approved_at')::bigint;
-    CREATE INDEX rollbacks_started ON rollbacks(approved_at)
-        WHERE drill = 0 AND approved_at IS NOT NULL;",
+    CREATE INDEX rollbacks_started ON rollbacks(drill, approved_at);",
 ];
 
 /// A number for the advisory lock replicas take while one of them migrates.

@@ -238,7 +238,7 @@ fn both_dialects_have_the_same_indexes_for_the_reads_that_grow() {
     for wanted in [
         "rollbacks_by_image (image, state, id)",
         "rollbacks_by_state (state, updated_at)",
-        "rollbacks_started (approved_at)",
+        "rollbacks_started (drill, approved_at)",
         "one_active_rollback_per_image (image)",
         "one_active_drill_per_image (image)",
     ] {
