@@ -191,6 +191,13 @@ mod tests {
     use crate::engine::testing::{actor, member, Harness, EXPIRY, START};
     use crate::engine::{Answer, EventKind, Refusal};
 
+    /// Bob approves `id`: the engine's answer.
+    async fn bob_approves(h: &mut Harness, id: RollbackId) -> Answer {
+        h.engine
+            .vote(&actor("bob"), id, Decision::Approve, None)
+            .await
+    }
+
     #[tokio::test]
     async fn votes_the_rule_refuses_are_audited_and_change_nothing() {
         // (who votes, how, why the two-person rule refuses it) on web (two approvals needed),
@@ -487,9 +494,7 @@ mod tests {
         let second = h.requested("api", &actor("alice")).await.id;
         let counted = h.requested("web", &actor("alice")).await.id;
         assert_eq!(
-            h.engine
-                .vote(&actor("bob"), first, Decision::Approve, None)
-                .await,
+            bob_approves(&mut h, first).await,
             Answer::Approved {
                 id: first,
                 drill: false
@@ -525,9 +530,7 @@ mod tests {
         assert_eq!(h.event_kinds(), []);
         // An approval that starts nothing is not limited.
         assert_eq!(
-            h.engine
-                .vote(&actor("bob"), counted, Decision::Approve, None)
-                .await,
+            bob_approves(&mut h, counted).await,
             Answer::ApprovalRecorded {
                 id: counted,
                 approvals: 1,
@@ -540,9 +543,7 @@ mod tests {
         h.engine.tick().await;
         let again = h.requested("api", &actor("alice")).await.id;
         assert_eq!(
-            h.engine
-                .vote(&actor("bob"), again, Decision::Approve, None)
-                .await,
+            bob_approves(&mut h, again).await,
             Answer::Approved {
                 id: again,
                 drill: false
@@ -601,9 +602,7 @@ mod tests {
 
         h.sql("DROP TRIGGER refuse_start").await;
         assert_eq!(
-            h.engine
-                .vote(&actor("bob"), first, Decision::Approve, None)
-                .await,
+            bob_approves(&mut h, first).await,
             Answer::Approved {
                 id: first,
                 drill: false
