@@ -642,15 +642,7 @@ fn sqlite_url(path: &Path) -> Result<reqwest::Url, String> {
         .file_name()
         .ok_or_else(|| "the path names no file".to_owned())?;
     let absolute = parent.join(name);
-    let mut encoded = String::new();
-    for byte in absolute.as_os_str().as_encoded_bytes() {
-        match byte {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
-                encoded.push(char::from(*byte));
-            }
-            _ => encoded.push_str(&format!("%{byte:02X}")),
-        }
-    }
+    let encoded = percent_encoded(absolute.as_os_str().as_encoded_bytes(), b"/-_.~");
     reqwest::Url::parse(&format!("sqlite://{encoded}?mode=rwc")).map_err(|e| e.to_string())
 }
 
@@ -661,7 +653,7 @@ fn sqlite_url(path: &Path) -> Result<reqwest::Url, String> {
 fn postgres_options(postgres: &PostgresLocation) -> Result<AnyConnectOptions, sqlx::Error> {
     let mut url = postgres.url.clone();
     if let Some(password) = &postgres.password {
-        let escaped = escape_all(password.expose());
+        let escaped = percent_encoded(password.expose().as_bytes(), b"");
         url.set_password(Some(&escaped)).map_err(|()| {
             sqlx::Error::Configuration("the store URL cannot hold a password".into())
         })?;
@@ -669,18 +661,18 @@ fn postgres_options(postgres: &PostgresLocation) -> Result<AnyConnectOptions, sq
     AnyConnectOptions::from_url(&url)
 }
 
-/// `text` with every byte but an ASCII letter or digit percent-encoded.
-fn escape_all(text: &str) -> String {
+/// `bytes` with every byte but an ASCII letter, a digit or one of `keep` percent-encoded.
+fn percent_encoded(bytes: &[u8], keep: &[u8]) -> String {
     use std::fmt::Write as _;
-    let mut escaped = String::with_capacity(text.len() * 3);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() {
-            escaped.push(char::from(byte));
+    let mut encoded = String::with_capacity(bytes.len() * 3);
+    for &byte in bytes {
+        if byte.is_ascii_alphanumeric() || keep.contains(&byte) {
+            encoded.push(char::from(byte));
         } else {
-            let _ = write!(escaped, "%{byte:02X}");
+            let _ = write!(encoded, "%{byte:02X}");
         }
     }
-    escaped
+    encoded
 }
 
 fn to_json(record: &RollbackRecord) -> Result<String, StoreError> {
