@@ -19,7 +19,7 @@ pub(in crate::engine) struct HourlyStarts {
 }
 
 impl HourlyStarts {
-    pub(in crate::engine) fn new(limit: u32) -> HourlyStarts {
+    fn new(limit: u32) -> HourlyStarts {
         HourlyStarts {
             limit: usize::try_from(limit).unwrap_or(usize::MAX).max(1),
             starts: VecDeque::new(),

@@ -571,7 +571,7 @@ impl Store {
     /// restarts.
     ///
     /// # Errors
-    /// Database errors, unreadable records.
+    /// Database errors.
     pub async fn started_since(
         &self,
         since: Timestamp,
@@ -581,16 +581,12 @@ impl Store {
         // pipeline's start, so every rollback approved has started.
         let sql = "SELECT approved_at FROM rollbacks WHERE drill = 0 AND approved_at >= $1 \
              ORDER BY approved_at DESC LIMIT $2";
-        let mut started: Vec<Timestamp> = sqlx::query_scalar::<_, i64>(sql)
+        let newest_first = sqlx::query_scalar::<_, i64>(sql)
             .bind(since.0)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(Timestamp)
-            .collect();
-        started.sort_unstable();
-        Ok(started)
+            .await?;
+        Ok(newest_first.into_iter().rev().map(Timestamp).collect())
     }
 
     /// One rollback.
