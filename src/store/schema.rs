@@ -180,25 +180,16 @@ const MIGRATION_LOCK: i64 = 0x0072_6f6c_6c62_6f74; // "rollbot"
 /// A database newer than this build, or any database error (nothing is half-applied).
 pub(super) async fn migrate(conn: &mut AnyConnection, dialect: Dialect) -> Result<(), StoreError> {
     let mut tx = sqlx::Connection::begin(conn).await?;
-    let version: i64 = match dialect {
-        Dialect::Sqlite => sqlx::query("PRAGMA user_version")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?,
-        Dialect::Postgres => {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::raw_sql("CREATE TABLE IF NOT EXISTS rollbot_schema (version BIGINT NOT NULL)")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("SELECT COALESCE(MAX(version), 0) AS version FROM rollbot_schema")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("version")?
-        }
-    };
+    if dialect == Dialect::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS rollbot_schema (version BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let version = stored_version(&mut tx, dialect).await?;
     let migrations = dialect.migrations();
     not_newer(version, dialect)?;
     for (index, migration) in migrations
@@ -232,6 +223,23 @@ pub(super) async fn migrate(conn: &mut AnyConnection, dialect: Dialect) -> Resul
     Ok(())
 }
 
+/// The schema version the database says it has (on Postgres, its version table must exist).
+async fn stored_version(conn: &mut AnyConnection, dialect: Dialect) -> Result<i64, StoreError> {
+    let row = match dialect {
+        Dialect::Sqlite => {
+            sqlx::query("PRAGMA user_version")
+                .fetch_one(&mut *conn)
+                .await?
+        }
+        Dialect::Postgres => {
+            sqlx::query("SELECT COALESCE(MAX(version), 0) AS version FROM rollbot_schema")
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    Ok(row.try_get(0)?)
+}
+
 /// This build's schema version, unless the database's `version` is newer (an older rollbot
 /// must not write a schema it does not know).
 fn not_newer(version: i64, dialect: Dialect) -> Result<i64, StoreError> {
@@ -253,26 +261,20 @@ pub(super) async fn expect_current(
     conn: &mut AnyConnection,
     dialect: Dialect,
 ) -> Result<(), StoreError> {
-    let version: i64 = match dialect {
-        Dialect::Sqlite => sqlx::query("PRAGMA user_version")
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?,
+    // Postgres keeps its version in a table only a migration creates.
+    let versioned = match dialect {
+        Dialect::Sqlite => true,
         Dialect::Postgres => {
-            let exists: bool =
-                sqlx::query("SELECT to_regclass('rollbot_schema') IS NOT NULL AS present")
-                    .fetch_one(&mut *conn)
-                    .await?
-                    .try_get("present")?;
-            if exists {
-                sqlx::query("SELECT COALESCE(MAX(version), 0) AS version FROM rollbot_schema")
-                    .fetch_one(&mut *conn)
-                    .await?
-                    .try_get("version")?
-            } else {
-                0
-            }
+            sqlx::query("SELECT to_regclass('rollbot_schema') IS NOT NULL AS present")
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get("present")?
         }
+    };
+    let version = if versioned {
+        stored_version(conn, dialect).await?
+    } else {
+        0
     };
     let known = not_newer(version, dialect)?;
     if version == 0 {
