@@ -67,11 +67,15 @@ impl Unpersisted {
     /// rollback holds (it was staged on top of it) and takes its audit entries and events
     /// along.
     fn keep(&mut self, mut change: Change) {
-        let id = change.record.id;
-        if let Some(kept) = self.changes.remove(&id) {
-            carry(kept, &mut change);
+        self.carry_into(&mut change);
+        self.changes.insert(change.record.id, change);
+    }
+
+    /// `change` takes the kept change of its rollback along (see [`carry`]), if any.
+    fn carry_into(&mut self, change: &mut Change) {
+        if let Some(kept) = self.changes.remove(&change.record.id) {
+            carry(kept, change);
         }
-        self.changes.insert(id, change);
     }
 
     /// The database took a write (or answered one): kept reports are tried at the next tick.
@@ -139,9 +143,7 @@ impl Engine {
         }
         // A kept change goes with the first change of its rollback (its record already holds it).
         for change in &mut changes {
-            if let Some(kept) = self.unpersisted.changes.remove(&change.record.id) {
-                carry(kept, change);
-            }
+            self.unpersisted.carry_into(change);
         }
         // While draining, every report is tried as it comes (the drain may end before the next
         // scheduled try), as long as a try that waits out the pool's acquire timeout still
@@ -200,9 +202,7 @@ impl Engine {
                         self.unpersisted.keep(change);
                         continue;
                     }
-                    if let Some(kept) = self.unpersisted.changes.remove(&id) {
-                        carry(kept, &mut change);
-                    }
+                    self.unpersisted.carry_into(&mut change);
                     match self.store.save(&change.record, &change.audit).await {
                         Ok(()) => self.apply(change),
                         Err(error @ StoreError::Finished { .. }) => {
@@ -212,7 +212,7 @@ impl Engine {
                         Err(error) => {
                             tracing::error!(rollback_id = %id, %error, "A report of the rollback could not be persisted; it is tried again with the next report or tick.");
                             unreachable = error.is_unreachable();
-                            self.unpersisted.changes.insert(id, change);
+                            self.unpersisted.keep(change);
                         }
                     }
                 }
