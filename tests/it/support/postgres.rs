@@ -165,33 +165,35 @@ fn start_with(tls: Option<&Path>) -> Server {
     Server { port, data }
 }
 
+impl Server {
+    /// The server's own `postgres` database, as the trusted superuser; `query` is appended
+    /// (URL parameters, or nothing).
+    fn admin(&self, query: &str) -> String {
+        format!("postgres://rollbot@127.0.0.1:{}/postgres{query}", self.port)
+    }
+
+    /// Creates a fresh, empty database (owned by `owner`, the superuser by default), asking
+    /// through [`Server::admin`] with `query`: its name.
+    fn create_database(&self, query: &str, owner: Option<&str>) -> String {
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            DATABASES.fetch_add(1, Ordering::SeqCst)
+        );
+        let owner = owner.map(|o| format!(" OWNER {o}")).unwrap_or_default();
+        psql(
+            &self.admin(query),
+            &format!("CREATE DATABASE {name}{owner}"),
+        )
+        .unwrap_or_else(|e| panic!("CREATE DATABASE: {e}"));
+        name
+    }
+}
+
 /// A fresh, empty database on the shared server, as a `postgres://` URL.
 pub fn database() -> String {
     let server = SERVER.get_or_init(start);
-    let name = format!(
-        "t{}_{}",
-        std::process::id(),
-        DATABASES.fetch_add(1, Ordering::SeqCst)
-    );
-    let psql = bin_dir().join("psql");
-    let created = Command::new(psql)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "rollbot",
-        ])
-        .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .output()
-        .expect("psql runs");
-    assert!(
-        created.status.success(),
-        "CREATE DATABASE: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    let name = server.create_database("", None);
     format!("postgres://rollbot@127.0.0.1:{}/{name}", server.port)
 }
 
@@ -206,11 +208,10 @@ pub const PASSWORD: &str = "p@ss:w/rd %41#?&x \"q\" it's";
 pub fn database_with_password() -> String {
     static ROLE: OnceLock<()> = OnceLock::new();
     let server = SERVER.get_or_init(start);
-    let admin = database();
     ROLE.get_or_init(|| {
         let quoted = PASSWORD.replace('\'', "''");
         psql(
-            &admin,
+            &server.admin(""),
             &format!("CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{quoted}'"),
         )
         .expect("the role");
@@ -242,16 +243,7 @@ pub fn database_with_password() -> String {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     });
-    let name = format!(
-        "t{}_{}",
-        std::process::id(),
-        DATABASES.fetch_add(1, Ordering::SeqCst)
-    );
-    psql(
-        &admin,
-        &format!("CREATE DATABASE {name} OWNER {PASSWORD_ROLE}"),
-    )
-    .expect("database");
+    let name = server.create_database("", Some(PASSWORD_ROLE));
     format!(
         "postgres://{PASSWORD_ROLE}@127.0.0.1:{}/{name}",
         server.port
@@ -295,16 +287,7 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 
         std::fs::remove_dir_all(&dir).expect("the certificates' directory");
         (server, ca)
     });
-    let name = format!(
-        "t{}_{}",
-        std::process::id(),
-        DATABASES.fetch_add(1, Ordering::SeqCst)
-    );
-    let admin = format!(
-        "postgres://rollbot@127.0.0.1:{}/postgres?sslmode=require",
-        server.port
-    );
-    psql(&admin, &format!("CREATE DATABASE {name}")).expect("database");
+    let name = server.create_database("?sslmode=require", None);
     (
         format!("postgres://rollbot@127.0.0.1:{}/{name}", server.port),
         ca.clone(),
