@@ -556,20 +556,14 @@ mod tests {
     async fn a_restart_does_not_reset_the_hourly_limit() {
         let mut h = Harness::with_env(&[("ROLLBOT__LIMITS__ROLLBACKS_PER_HOUR", "1")]).await;
         let first = h.requested("app", &actor("alice")).await.id;
-        let answer = h
-            .engine
-            .vote(&actor("bob"), first, Decision::Approve, None)
-            .await;
+        let answer = bob_approves(&mut h, first).await;
         assert!(matches!(answer, Answer::Approved { .. }), "{answer:?}");
         let config = crate::engine::testing::CONFIG
             .replace("rollbacks_per_hour = 1000", "rollbacks_per_hour = 1");
         let mut h = h.restart(&config).await;
 
         let second = h.requested("api", &actor("alice")).await.id;
-        let answer = h
-            .engine
-            .vote(&actor("bob"), second, Decision::Approve, None)
-            .await;
+        let answer = bob_approves(&mut h, second).await;
         assert!(
             matches!(
                 answer,
@@ -590,10 +584,7 @@ mod tests {
              WHEN NEW.state = 'retagging' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
         )
         .await;
-        let answer = h
-            .engine
-            .vote(&actor("bob"), first, Decision::Approve, None)
-            .await;
+        let answer = bob_approves(&mut h, first).await;
         assert!(
             matches!(answer, Answer::Refused(Refusal::NotSaved { .. })),
             "{answer:?}"
